@@ -1,0 +1,1 @@
+//! steward-agent (work in progress).

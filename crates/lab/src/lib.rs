@@ -1,0 +1,1 @@
+//! steward-lab (work in progress).

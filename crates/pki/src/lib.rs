@@ -1,0 +1,1 @@
+//! steward-pki (work in progress).

@@ -1,0 +1,1 @@
+//! steward-runtime (work in progress).
