@@ -1,1 +1,261 @@
-//! steward-lab (work in progress).
+//! `steward lab-service`: one PatientSecure service as the lab runs it.
+//!
+//! It serves exactly the catalog's health surface for its kind (HTTPS health path, ADMIN's
+//! redirect port, HL7's MLLP listener) so that steward's prober, agents and end-to-end tests
+//! exercise the real protocols, and `GET /steward/lab` shows what the agent handed it.
+
+pub mod args;
+pub mod cert_reload;
+mod hl7_listener;
+mod https;
+mod lab_info;
+mod redirect;
+mod serve;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use steward_model::catalog::{HealthTest, PortRule, ServiceKind};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+pub use args::LabServiceArgs;
+pub use cert_reload::{CertError, CertStatus, ReloadingCert};
+pub use serve::Timeouts;
+
+use lab_info::LabInfo;
+use redirect::RedirectTarget;
+use serve::Drain;
+
+/// The port production serves plain HTTP on; in the catalog it marks a redirect port.
+const PLAIN_HTTP_PORT: u16 = 80;
+
+/// Why the lab service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("{kind} listens on {expected} port(s), got {got}")]
+    PortCount {
+        kind: ServiceKind,
+        expected: usize,
+        got: usize,
+    },
+    #[error("{kind} serves HTTPS: --cert and --key are required")]
+    MissingCertificate { kind: ServiceKind },
+    #[error("certificate: {0}")]
+    Certificate(#[from] CertError),
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl LabError {
+    /// A bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::PortCount { .. } => "port_count",
+            Self::MissingCertificate { .. } => "missing_certificate",
+            Self::Certificate(_) => "certificate",
+            Self::Tls(_) => "tls",
+            Self::Bind { .. } => "bind",
+        }
+    }
+}
+
+/// What a port of a kind speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Https,
+    Redirect,
+    Mllp,
+}
+
+/// The roles of a kind's ports, in the order the agent passes them, read off the catalog.
+fn roles(kind: ServiceKind) -> Vec<Role> {
+    let spec = kind.spec();
+    if spec.health == HealthTest::Mllp {
+        return vec![Role::Mllp; kind.port_count()];
+    }
+    match spec.ports {
+        PortRule::Fixed(ports) | PortRule::Default(ports) => ports
+            .iter()
+            .map(|&p| match p {
+                PLAIN_HTTP_PORT => Role::Redirect,
+                _ => Role::Https,
+            })
+            .collect(),
+        PortRule::NextFree => vec![Role::Https],
+    }
+}
+
+/// A lab service with its sockets bound, ready to serve.
+pub struct LabService {
+    info: Arc<LabInfo>,
+    listeners: Vec<(Role, TcpListener)>,
+    tls: Option<(TlsAcceptor, Arc<ReloadingCert>)>,
+    timeouts: Timeouts,
+}
+
+impl LabService {
+    /// Checks the arguments against the catalog, loads the certificate and binds every port.
+    pub async fn bind(args: LabServiceArgs) -> Result<Self, LabError> {
+        let kind = args.kind;
+        let roles = roles(kind);
+        if roles.len() != args.ports.len() {
+            return Err(LabError::PortCount {
+                kind,
+                expected: roles.len(),
+                got: args.ports.len(),
+            });
+        }
+        let tls = if roles.contains(&Role::Https) {
+            let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
+                return Err(LabError::MissingCertificate { kind });
+            };
+            Some(tls_acceptor(cert, key)?)
+        } else {
+            None
+        };
+        let mut listeners = Vec::with_capacity(roles.len());
+        let mut bound_ports = Vec::with_capacity(roles.len());
+        for (role, port) in roles.into_iter().zip(&args.ports) {
+            let addr = SocketAddr::new(args.bind, *port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| LabError::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| LabError::Bind { addr, source })?;
+            bound_ports.push(local.port());
+            listeners.push((role, listener));
+        }
+        let info = Arc::new(LabInfo {
+            kind,
+            release: args.release,
+            bind: args.bind,
+            ports: bound_ports,
+            connection_strings: args.connection_strings,
+            cert: tls.as_ref().map(|(_, cert)| cert.clone()),
+        });
+        Ok(Self {
+            info,
+            listeners,
+            tls,
+            timeouts: Timeouts::default(),
+        })
+    }
+
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The bound addresses, in the order of `--port`.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|(_, l)| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The served certificate and reload outcomes; `None` for kinds without TLS.
+    pub fn certificate_status(&self) -> Option<watch::Receiver<CertStatus>> {
+        self.tls.as_ref().map(|(_, cert)| cert.subscribe())
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
+    /// finish within the drain timeout and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), LabError> {
+        let drain = Drain::default();
+        let https_port = self
+            .listeners
+            .iter()
+            .find(|(role, _)| *role == Role::Https)
+            .and_then(|(_, l)| l.local_addr().ok())
+            .map(|a| a.port());
+        let site = Arc::new(https::Site::new(self.info.clone()));
+        let mut loops = Vec::new();
+        if let Some((_, cert)) = &self.tls {
+            loops.push(cert_reload::spawn_watcher(cert.clone(), drain.stop.clone()));
+        }
+        for (role, listener) in self.listeners {
+            let addr = listener.local_addr().ok();
+            tracing::info!(kind = %self.info.kind, ?role, ?addr, "listening");
+            let (timeouts, drain) = (self.timeouts, drain.clone());
+            let task = match role {
+                Role::Https => {
+                    let Some((acceptor, _)) = &self.tls else {
+                        unreachable!("bind loads TLS for every kind with an HTTPS port")
+                    };
+                    tokio::spawn(https::serve(
+                        listener,
+                        acceptor.clone(),
+                        site.clone(),
+                        timeouts,
+                        drain,
+                    ))
+                }
+                Role::Redirect => {
+                    let target = RedirectTarget {
+                        https_port: https_port.unwrap_or(443),
+                        fallback_host: self.info.bind,
+                    };
+                    tokio::spawn(redirect::serve(listener, target, timeouts, drain))
+                }
+                Role::Mllp => tokio::spawn(hl7_listener::serve(listener, timeouts, drain)),
+            };
+            loops.push(task);
+        }
+        shutdown.await;
+        tracing::info!(kind = %self.info.kind, "shutting down");
+        drain.shutdown(self.timeouts.drain).await;
+        for task in loops {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+/// Binds the ports from `args` and serves until `shutdown` resolves; the entry point of
+/// `steward lab-service`.
+pub async fn run(args: LabServiceArgs, shutdown: impl Future<Output = ()>) -> Result<(), LabError> {
+    LabService::bind(args).await?.serve(shutdown).await
+}
+
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<(TlsAcceptor, Arc<ReloadingCert>), LabError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let store = Arc::new(ReloadingCert::load(cert, key, provider.clone())?);
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(store.clone());
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((TlsAcceptor::from(Arc::new(config)), store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_roles_come_from_the_catalog() {
+        assert_eq!(roles(ServiceKind::Admin), vec![Role::Https, Role::Redirect]);
+        assert_eq!(
+            roles(ServiceKind::Emergency),
+            vec![Role::Https, Role::Https]
+        );
+        assert_eq!(roles(ServiceKind::Hl7), vec![Role::Mllp]);
+        assert_eq!(roles(ServiceKind::Job), vec![Role::Https]);
+        assert_eq!(roles(ServiceKind::Psis), vec![Role::Https]);
+    }
+}

@@ -13,7 +13,16 @@ use crate::status_range::StatusRanges;
 
 /// One of the eleven PatientSecure services, in catalog (install) order.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
     schemars::JsonSchema,
 )]
 #[serde(rename_all = "UPPERCASE")]
@@ -272,9 +281,7 @@ impl FromStr for ServiceKind {
 }
 
 /// `Installation.spec.installType`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InstallType {
     /// One server with the nine core services and a generated certificate.
@@ -289,7 +296,9 @@ impl InstallType {
     /// The exact service set the type requires, or `None` for `advanced`.
     pub fn required_services(self) -> Option<&'static [ServiceKind]> {
         use ServiceKind::*;
-        const BASIC: &[ServiceKind] = &[Psis, Psws, Client, Report, Admin, Emergency, Health, Job, Hl7];
+        const BASIC: &[ServiceKind] = &[
+            Psis, Psws, Client, Report, Admin, Emergency, Health, Job, Hl7,
+        ];
         const COMPLETE: &[ServiceKind] = &[
             Psis, Psws, Client, Report, Admin, Emergency, Health, Fhir, Empi, Job, Hl7,
         ];

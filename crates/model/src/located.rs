@@ -4,6 +4,7 @@
 //! (say, "this port is already used on app1") can point at the exact line and column of
 //! the offending value, not just at the document.
 
+use std::cell::Cell;
 use std::fmt;
 use std::ops::Deref;
 
@@ -80,11 +81,29 @@ impl<T: PartialEq> PartialEq for Located<T> {
 
 impl<T: Eq> Eq for Located<T> {}
 
+thread_local! {
+    /// Lines preceding the document being parsed in its file. The loader parses one
+    /// document of a multi-document file at a time (so one broken document does not hide
+    /// the others); the parser counts lines from that document's start, and this offset
+    /// turns them back into file lines. Deserialization is synchronous, so a thread-local
+    /// set around one parse is exact.
+    static LINE_OFFSET: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Run `parse` with positions offset by `lines`.
+pub(crate) fn with_line_offset<R>(lines: u32, parse: impl FnOnce() -> R) -> R {
+    let previous = LINE_OFFSET.with(|o| o.replace(lines));
+    let result = parse();
+    LINE_OFFSET.with(|o| o.set(previous));
+    result
+}
+
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = serde_saphyr::Spanned::<T>::deserialize(deserializer)?;
+        let offset = LINE_OFFSET.with(Cell::get);
         Ok(Self {
-            pos: Pos::from_saphyr(&spanned.referenced),
+            pos: Pos::from_saphyr(&spanned.referenced).offset_lines(offset),
             value: spanned.value,
         })
     }

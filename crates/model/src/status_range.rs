@@ -82,9 +82,21 @@ mod tests {
     #[test]
     fn rejects_nonsense() {
         assert_eq!(StatusRanges::parse(""), Err(StatusRangeError::Empty));
-        assert!(matches!(StatusRanges::parse("abc"), Err(StatusRangeError::BadItem(_))));
-        assert!(matches!(StatusRanges::parse("700"), Err(StatusRangeError::BadItem(_))));
-        assert!(matches!(StatusRanges::parse("300-200"), Err(StatusRangeError::Reversed(_))));
-        assert!(matches!(StatusRanges::parse("200-"), Err(StatusRangeError::BadItem(_))));
+        assert!(matches!(
+            StatusRanges::parse("abc"),
+            Err(StatusRangeError::BadItem(_))
+        ));
+        assert!(matches!(
+            StatusRanges::parse("700"),
+            Err(StatusRangeError::BadItem(_))
+        ));
+        assert!(matches!(
+            StatusRanges::parse("300-200"),
+            Err(StatusRangeError::Reversed(_))
+        ));
+        assert!(matches!(
+            StatusRanges::parse("200-"),
+            Err(StatusRangeError::BadItem(_))
+        ));
     }
 }

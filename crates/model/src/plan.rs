@@ -1,0 +1,393 @@
+//! What steward would do: the ordered actions that take the observed fleet to a snapshot.
+//!
+//! `steward plan` shows this (like `terraform plan`); the controllers carry out the same
+//! decisions one object at a time. With no observed state (a fresh fleet) everything is to
+//! be created: the CA, certificates, database and directory checks, then installs in
+//! dependency order.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::catalog::ServiceKind;
+use crate::resource::{CaMode, Mode};
+use crate::snapshot::{CertificateSource, ConnectionStrings, PlacedService, Server, Snapshot};
+
+/// What is running now, as far as steward knows (empty for a fresh fleet).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observed {
+    /// By server name.
+    pub servers: BTreeMap<String, ObservedServer>,
+    /// Whether the steward CA exists already.
+    pub ca_exists: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedServer {
+    pub services: BTreeMap<ServiceKind, ObservedService>,
+    /// SHA-1 thumbprint of the installed certificate, if any.
+    pub certificate_thumbprint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedService {
+    pub ports: Vec<u16>,
+    pub drive: String,
+    pub release: String,
+    pub running: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "action")]
+pub enum Step {
+    InitCertificateAuthority,
+    IssueCertificate {
+        server: String,
+        subject_alt_names: Vec<String>,
+    },
+    InstallCertificate {
+        server: String,
+        from: String,
+    },
+    CheckDatabase {
+        server: String,
+        database: String,
+        create: bool,
+    },
+    CheckDirectory {
+        directory: String,
+        server: String,
+        groups: Vec<String>,
+        manage_members: bool,
+    },
+    Install {
+        server: String,
+        service: ServiceKind,
+        ports: Vec<u16>,
+        drive: String,
+        release: String,
+    },
+    Reinstall {
+        server: String,
+        service: ServiceKind,
+        ports: Vec<u16>,
+        drive: String,
+        release: String,
+        because: String,
+    },
+    Start {
+        server: String,
+        service: ServiceKind,
+    },
+    Uninstall {
+        server: String,
+        service: ServiceKind,
+    },
+    /// Installed but no longer declared, and `prune` is off: reported, left running.
+    Orphaned {
+        server: String,
+        service: ServiceKind,
+    },
+}
+
+impl Step {
+    /// `+` create, `~` change, `-` destroy, `?` check, `!` report only.
+    fn symbol(&self) -> char {
+        match self {
+            Self::InitCertificateAuthority
+            | Self::IssueCertificate { .. }
+            | Self::InstallCertificate { .. }
+            | Self::Install { .. } => '+',
+            Self::Reinstall { .. } | Self::Start { .. } => '~',
+            Self::Uninstall { .. } => '-',
+            Self::CheckDatabase { .. } | Self::CheckDirectory { .. } => '?',
+            Self::Orphaned { .. } => '!',
+        }
+    }
+
+    /// Whether carrying out the step changes the fleet.
+    pub fn is_change(&self) -> bool {
+        matches!(self.symbol(), '+' | '~' | '-')
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub add: usize,
+    pub change: usize,
+    pub remove: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub installation: String,
+    pub release: String,
+    /// In `monitor` mode the plan is what drift *would* be corrected; nothing is applied.
+    pub mode: Mode,
+    pub steps: Vec<Step>,
+    pub connection_strings: ConnectionStrings,
+    pub summary: Summary,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.steps.iter().any(Step::is_change)
+    }
+}
+
+/// The steps from `observed` to `snapshot`, in the order they must run.
+pub fn plan(snapshot: &Snapshot, observed: &Observed) -> Plan {
+    let inst = &snapshot.installation;
+    let mut steps = Vec::new();
+    let generated = inst.certificate_authority.mode == CaMode::Generated;
+    if generated && !observed.ca_exists {
+        steps.push(Step::InitCertificateAuthority);
+    }
+    for server in snapshot.servers.values() {
+        let seen = observed.servers.get(&server.name);
+        if seen.is_some_and(|s| s.certificate_thumbprint.is_some()) {
+            continue;
+        }
+        steps.push(match &server.certificate {
+            CertificateSource::Generate => Step::IssueCertificate {
+                server: server.name.clone(),
+                subject_alt_names: subject_alt_names(server, inst.load_balancer.as_deref()),
+            },
+            CertificateSource::Pem { cert_file, .. } => Step::InstallCertificate {
+                server: server.name.clone(),
+                from: cert_file.display().to_string(),
+            },
+            CertificateSource::Pfx { pfx_file, .. } => Step::InstallCertificate {
+                server: server.name.clone(),
+                from: pfx_file.display().to_string(),
+            },
+        });
+    }
+    steps.push(Step::CheckDatabase {
+        server: format!("{}:{}", inst.database.server, inst.database.port),
+        database: inst.database.name.clone(),
+        create: inst.database.create,
+    });
+    for ad in snapshot.directories.values() {
+        steps.push(Step::CheckDirectory {
+            directory: ad.name.clone(),
+            server: ad.server.clone(),
+            groups: ad.roles.values().flatten().cloned().collect(),
+            manage_members: ad.members.is_some(),
+        });
+    }
+    for (server, placed) in snapshot.install_order() {
+        let seen = observed
+            .servers
+            .get(&server.name)
+            .and_then(|s| s.services.get(&placed.kind));
+        if let Some(step) = service_step(server, placed, &inst.release, seen) {
+            steps.push(step);
+        }
+    }
+    // Uninstall (or report) what is installed but no longer declared, dependents first.
+    let mut leftovers: Vec<(&String, ServiceKind)> = observed
+        .servers
+        .iter()
+        .flat_map(|(name, s)| s.services.keys().map(move |k| (name, *k)))
+        .filter(|(name, kind)| {
+            snapshot
+                .servers
+                .get(*name)
+                .and_then(|s| s.service(*kind))
+                .is_none()
+        })
+        .collect();
+    leftovers.sort_by_key(|(name, kind)| (std::cmp::Reverse(kind.install_rank()), (*name).clone()));
+    for (name, kind) in leftovers {
+        steps.push(if inst.prune {
+            Step::Uninstall {
+                server: name.clone(),
+                service: kind,
+            }
+        } else {
+            Step::Orphaned {
+                server: name.clone(),
+                service: kind,
+            }
+        });
+    }
+    let summary = Summary {
+        add: steps.iter().filter(|s| s.symbol() == '+').count(),
+        change: steps.iter().filter(|s| s.symbol() == '~').count(),
+        remove: steps.iter().filter(|s| s.symbol() == '-').count(),
+    };
+    Plan {
+        installation: inst.name.clone(),
+        release: inst.release.clone(),
+        mode: inst.mode,
+        steps,
+        connection_strings: snapshot.connection_strings(),
+        summary,
+    }
+}
+
+/// The names a generated certificate must carry: the server, and the load balancer's FQDN
+/// when there is one (SSL pass-through: clients reach servers under that name).
+pub fn subject_alt_names(server: &Server, load_balancer: Option<&str>) -> Vec<String> {
+    let mut names = vec![server.hostname.clone()];
+    if let Some(lb) = load_balancer {
+        names.push(lb.to_owned());
+    }
+    names
+}
+
+fn service_step(
+    server: &Server,
+    placed: &PlacedService,
+    release: &str,
+    seen: Option<&ObservedService>,
+) -> Option<Step> {
+    let install = || Step::Install {
+        server: server.name.clone(),
+        service: placed.kind,
+        ports: placed.ports.clone(),
+        drive: placed.drive.clone(),
+        release: release.to_owned(),
+    };
+    let Some(seen) = seen else {
+        return Some(install());
+    };
+    let mut why = Vec::new();
+    if seen.ports != placed.ports {
+        why.push(format!("ports {:?} -> {:?}", seen.ports, placed.ports));
+    }
+    if !seen.drive.eq_ignore_ascii_case(&placed.drive) {
+        why.push(format!("drive {} -> {}", seen.drive, placed.drive));
+    }
+    if seen.release != release {
+        why.push(format!("release {} -> {release}", seen.release));
+    }
+    if !why.is_empty() {
+        return Some(Step::Reinstall {
+            server: server.name.clone(),
+            service: placed.kind,
+            ports: placed.ports.clone(),
+            drive: placed.drive.clone(),
+            release: release.to_owned(),
+            because: why.join(", "),
+        });
+    }
+    (!seen.running).then(|| Step::Start {
+        server: server.name.clone(),
+        service: placed.kind,
+    })
+}
+
+fn ports_text(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Plan {
+    /// The human-readable plan, as `steward plan` prints it.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Steward plan for installation `{}` (release {}):\n",
+            self.installation, self.release
+        );
+        for step in &self.steps {
+            let _ = writeln!(out, "  {} {}", step.symbol(), describe(step));
+        }
+        let cs = &self.connection_strings;
+        let _ = writeln!(out, "\nService URLs handed to every service:");
+        for (name, url) in [
+            ("identityServer", &cs.identity_server),
+            ("psws", &cs.psws),
+            ("client", &cs.client),
+            ("api", &cs.api),
+        ] {
+            let _ = writeln!(out, "  {name:<15} {}", url.as_deref().unwrap_or("(none)"));
+        }
+        let _ = write!(
+            out,
+            "\nPlan: {} to add, {} to change, {} to remove.",
+            self.summary.add, self.summary.change, self.summary.remove
+        );
+        if self.mode == Mode::Monitor {
+            out.push_str(" Mode is monitor: steward reports these and changes nothing.");
+        }
+        out.push('\n');
+        out
+    }
+}
+
+fn describe(step: &Step) -> String {
+    match step {
+        Step::InitCertificateAuthority => "create the steward certificate authority".into(),
+        Step::IssueCertificate {
+            server,
+            subject_alt_names,
+        } => format!(
+            "{server}: issue a certificate from the steward CA (SAN {})",
+            subject_alt_names.join(", ")
+        ),
+        Step::InstallCertificate { server, from } => {
+            format!("{server}: install the third-party certificate from {from}")
+        }
+        Step::CheckDatabase {
+            server,
+            database,
+            create,
+        } => format!(
+            "database {database} on {server}: check connection{}",
+            if *create {
+                ", create database and service login if missing"
+            } else {
+                ""
+            }
+        ),
+        Step::CheckDirectory {
+            directory,
+            server,
+            groups,
+            manage_members,
+        } => format!(
+            "active directory {directory} ({server}): check groups {}{}",
+            groups.join(", "),
+            if *manage_members {
+                " and manage their members"
+            } else {
+                ""
+            }
+        ),
+        Step::Install {
+            server,
+            service,
+            ports,
+            drive,
+            release,
+        } => format!(
+            "{server}: install {service} ({}) on port {} drive {drive} release {release}",
+            service.spec().display_name,
+            ports_text(ports)
+        ),
+        Step::Reinstall {
+            server,
+            service,
+            because,
+            ..
+        } => format!("{server}: reinstall {service} ({because})"),
+        Step::Start { server, service } => format!("{server}: start {service} (stopped)"),
+        Step::Uninstall { server, service } => format!("{server}: uninstall {service} (prune)"),
+        Step::Orphaned { server, service } => format!(
+            "{server}: {service} is installed but no longer declared; left running (prune is false)"
+        ),
+    }
+}

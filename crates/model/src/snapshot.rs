@@ -1,0 +1,283 @@
+//! The validated desired state that controllers work from.
+//!
+//! A [`Snapshot`] only exists when every rule passed, so controllers never re-check the
+//! rules; ports are already allocated and defaults applied. It compares by value, so two
+//! snapshots are equal when the desired state is, however the files were formatted.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::catalog::{HealthTest, InstallType, ServiceKind};
+use crate::resource::{CaMode, Environment, Mode};
+use crate::{SecretRef, StatusRanges};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub installation: Installation,
+    /// By `metadata.name`.
+    pub servers: BTreeMap<String, Server>,
+    /// By `metadata.name`.
+    pub directories: BTreeMap<String, ActiveDirectory>,
+    /// Overrides of the catalog's default test, by service kind.
+    pub health_checks: BTreeMap<ServiceKind, HealthCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Installation {
+    pub name: String,
+    pub environment: Environment,
+    pub install_type: InstallType,
+    pub release: String,
+    pub mode: Mode,
+    pub prune: bool,
+    pub load_balancer: Option<String>,
+    pub database: Database,
+    pub certificate_authority: CertificateAuthority,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Database {
+    pub server: String,
+    pub port: u16,
+    pub name: String,
+    pub user: String,
+    pub password_ref: SecretRef,
+    pub create: bool,
+    pub encrypt: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateAuthority {
+    pub mode: CaMode,
+    pub cert_file: Option<PathBuf>,
+    pub trust: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Server {
+    pub name: String,
+    pub hostname: String,
+    /// `https://host:port`, without a trailing slash.
+    pub agent_url: String,
+    pub monitor: bool,
+    pub certificate: CertificateSource,
+    /// In install order (PSIS, PSWS, then the catalog's order).
+    pub services: Vec<PlacedService>,
+}
+
+impl Server {
+    pub fn service(&self, kind: ServiceKind) -> Option<&PlacedService> {
+        self.services.iter().find(|s| s.kind == kind)
+    }
+}
+
+/// Where a server's TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase", tag = "source")]
+pub enum CertificateSource {
+    /// Issued by the steward CA.
+    Generate,
+    /// A PEM chain and key.
+    Pem {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+    /// A PKCS#12 bundle and its password.
+    Pfx {
+        pfx_file: PathBuf,
+        password_ref: SecretRef,
+    },
+}
+
+impl CertificateSource {
+    pub fn is_third_party(&self) -> bool {
+        !matches!(self, Self::Generate)
+    }
+}
+
+/// A service on a server, with its ports allocated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacedService {
+    pub kind: ServiceKind,
+    /// The first is the health-tested one; EMERGENCY has two, ADMIN 443 and 80.
+    pub ports: Vec<u16>,
+    pub drive: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    Owners,
+    Administrators,
+    Users,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Owners, Role::Administrators, Role::Users];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owners => "owners",
+            Self::Administrators => "administrators",
+            Self::Users => "users",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveDirectory {
+    pub name: String,
+    pub display_name: String,
+    pub domain: String,
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub server: String,
+    pub container: Option<String>,
+    pub account: String,
+    pub password_ref: SecretRef,
+    pub roles: BTreeMap<Role, Vec<String>>,
+    /// Only when set does steward manage membership.
+    pub members: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// The effective test of one service kind: the catalog's default with any override applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub service: ServiceKind,
+    /// `None` for HL7 (MLLP round trip).
+    pub path: Option<String>,
+    #[serde(serialize_with = "serialize_display")]
+    pub accept_status: Option<StatusRanges>,
+    pub response_match: Option<String>,
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub minimum_healthy: u32,
+}
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_RISE: u32 = 2;
+pub const DEFAULT_FALL: u32 = 3;
+
+impl HealthCheck {
+    /// The catalog's default test for `kind`.
+    pub fn catalog_default(kind: ServiceKind) -> Self {
+        let (path, accept_status, response_match) = match &kind.spec().health {
+            HealthTest::Https {
+                path,
+                body_contains,
+                ..
+            } => (
+                Some((*path).to_owned()),
+                kind.spec().health.accept_ranges(),
+                body_contains.map(str::to_owned),
+            ),
+            HealthTest::Mllp => (None, None, None),
+        };
+        Self {
+            service: kind,
+            path,
+            accept_status,
+            response_match,
+            interval: DEFAULT_INTERVAL,
+            timeout: DEFAULT_TIMEOUT,
+            rise: DEFAULT_RISE,
+            fall: DEFAULT_FALL,
+            minimum_healthy: 1,
+        }
+    }
+}
+
+fn serialize_display<S: serde::Serializer>(
+    v: &Option<StatusRanges>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(r) => s.collect_str(r),
+        None => s.serialize_none(),
+    }
+}
+
+mod duration_ms {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// The URLs every service is handed as connection strings (the console's "Update Service
+/// Connection Strings"): at the load balancer when there is one, else at the server that
+/// runs the service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionStrings {
+    pub identity_server: Option<String>,
+    pub psws: Option<String>,
+    pub client: Option<String>,
+    /// The reporting service's API.
+    pub api: Option<String>,
+}
+
+impl Snapshot {
+    /// The effective health test of a kind (override or catalog default).
+    pub fn health_check(&self, kind: ServiceKind) -> HealthCheck {
+        self.health_checks
+            .get(&kind)
+            .cloned()
+            .unwrap_or_else(|| HealthCheck::catalog_default(kind))
+    }
+
+    /// Servers running `kind`, by name.
+    pub fn servers_with(
+        &self,
+        kind: ServiceKind,
+    ) -> impl Iterator<Item = (&Server, &PlacedService)> {
+        self.servers
+            .values()
+            .filter_map(move |s| s.service(kind).map(|p| (s, p)))
+    }
+
+    pub fn connection_strings(&self) -> ConnectionStrings {
+        let url = |kind: ServiceKind, suffix: &str| -> Option<String> {
+            let (server, placed) = self.servers_with(kind).next()?;
+            let host = self
+                .installation
+                .load_balancer
+                .as_deref()
+                .unwrap_or(&server.hostname);
+            Some(format!("https://{host}:{}{suffix}", placed.ports[0]))
+        };
+        ConnectionStrings {
+            identity_server: url(ServiceKind::Psis, "/identityserver"),
+            psws: url(ServiceKind::Psws, "/psws/api"),
+            client: url(ServiceKind::Client, ""),
+            api: url(ServiceKind::Report, "/api"),
+        }
+    }
+
+    /// Service placements across the fleet, in install order: every PSIS, then every
+    /// PSWS, then the rest server by server. This is the order controllers gate on.
+    pub fn install_order(&self) -> Vec<(&Server, &PlacedService)> {
+        let mut all: Vec<(&Server, &PlacedService)> = self
+            .servers
+            .values()
+            .flat_map(|s| s.services.iter().map(move |p| (s, p)))
+            .collect();
+        all.sort_by_key(|(s, p)| (p.kind.install_rank().min(2), s.name.as_str(), p.kind));
+        all
+    }
+}

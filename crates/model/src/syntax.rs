@@ -1,0 +1,259 @@
+//! Small grammars of the desired-state format: names, host names, URLs, durations.
+
+use std::time::Duration;
+
+/// `metadata.name`: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters (DNS label).
+pub fn is_valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Why a host name is not a fully qualified domain name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FqdnError {
+    #[error("must have at least two labels, like app1.example.eng")]
+    NotQualified,
+    #[error("label `{0}` must be 1-63 letters, digits or `-`, not starting or ending with `-`")]
+    BadLabel(String),
+}
+
+pub fn check_fqdn(s: &str) -> Result<(), FqdnError> {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    let labels: Vec<&str> = s.split('.').collect();
+    if labels.len() < 2 {
+        return Err(FqdnError::NotQualified);
+    }
+    for label in labels {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(FqdnError::BadLabel(label.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// A host that is a name (one or more labels) or an IPv4/IPv6 address.
+pub fn is_valid_host(s: &str) -> bool {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !s.is_empty()
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// A SQL Server address: host name or IP, optionally followed by `\INSTANCE`.
+pub fn is_valid_sql_server(s: &str) -> bool {
+    let (host, instance) = match s.split_once('\\') {
+        Some((h, i)) => (h, Some(i)),
+        None => (s, None),
+    };
+    let instance_ok = instance.is_none_or(|i| {
+        !i.is_empty()
+            && i.len() <= 16
+            && i.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
+    });
+    is_valid_host(host) && instance_ok
+}
+
+/// `scheme://host[:port][/]` split into parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostUrl {
+    pub scheme: String,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("must start with {0}")]
+    Scheme(&'static str),
+    #[error("has no host")]
+    NoHost,
+    #[error("host `{0}` is not a valid host name or address")]
+    BadHost(String),
+    #[error("port `{0}` is not a number from 1 to 65535")]
+    BadPort(String),
+    #[error("must not have a path, query or credentials")]
+    Extra,
+}
+
+/// Parse a URL with no path, for one of the allowed schemes.
+pub fn parse_host_url(
+    s: &str,
+    schemes: &'static [&'static str],
+    expected: &'static str,
+) -> Result<HostUrl, UrlError> {
+    let (scheme, rest) = s.split_once("://").ok_or(UrlError::Scheme(expected))?;
+    if !schemes.contains(&scheme) {
+        return Err(UrlError::Scheme(expected));
+    }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '?', '#', '@']) {
+        return Err(UrlError::Extra);
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| UrlError::BadHost(rest.to_owned()))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(UrlError::NoHost);
+    }
+    if !is_valid_host(host) {
+        return Err(UrlError::BadHost(host.to_owned()));
+    }
+    let port = match port {
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| UrlError::BadPort(p.to_owned()))?,
+        ),
+        None => None,
+    };
+    Ok(HostUrl {
+        scheme: scheme.to_owned(),
+        host: host.to_owned(),
+        port,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a duration like 500ms, 10s, 1m or 1m30s")]
+pub struct DurationError(pub String);
+
+/// Durations as in Prometheus and Go: integers with units ms, s, m, h, concatenated.
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    let err = || DurationError(s.to_owned());
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(err());
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let part = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => return Err(err()),
+        };
+        total = total.saturating_add(part);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// A Windows drive: one letter and a colon.
+pub fn is_valid_drive(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
+}
+
+/// A release such as `6.12.1` or `6.12.1.2040`: two to four dot-separated numbers.
+pub fn is_valid_release(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    (2..=4).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("app1"));
+        assert!(is_valid_name("a-b"));
+        assert!(!is_valid_name("App1"));
+        assert!(!is_valid_name("-a"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn fqdns() {
+        assert!(check_fqdn("app1.example.eng").is_ok());
+        assert_eq!(check_fqdn("app1"), Err(FqdnError::NotQualified));
+        assert!(matches!(
+            check_fqdn("app_1.example.eng"),
+            Err(FqdnError::BadLabel(_))
+        ));
+        assert!(matches!(check_fqdn("a..b"), Err(FqdnError::BadLabel(_))));
+    }
+
+    #[test]
+    fn urls() {
+        let u = parse_host_url("https://app1.example.eng:7443", &["https"], "https://").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("app1.example.eng", Some(7443)));
+        assert!(parse_host_url("https://127.0.0.2:7443/", &["https"], "https://").is_ok());
+        assert!(parse_host_url("https://[::1]:7443", &["https"], "https://").is_ok());
+        assert_eq!(
+            parse_host_url("http://x.y", &["https"], "https://"),
+            Err(UrlError::Scheme("https://"))
+        );
+        assert_eq!(
+            parse_host_url("https://x.y:0", &["https"], "https://"),
+            Err(UrlError::BadPort("0".into()))
+        );
+        assert_eq!(
+            parse_host_url("https://x.y/p", &["https"], "https://"),
+            Err(UrlError::Extra)
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("1d").is_err());
+    }
+
+    #[test]
+    fn sql_servers_drives_releases() {
+        assert!(is_valid_sql_server("db.example.eng"));
+        assert!(is_valid_sql_server("10.0.0.5\\PSINST"));
+        assert!(!is_valid_sql_server("db\\"));
+        assert!(is_valid_drive("D:"));
+        assert!(!is_valid_drive("DD:"));
+        assert!(is_valid_release("6.12.1"));
+        assert!(!is_valid_release("6.x"));
+    }
+}

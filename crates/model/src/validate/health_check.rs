@@ -1,0 +1,174 @@
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{Placed, Report};
+use crate::catalog::{HealthTest, ServiceKind};
+use crate::resource::{Document, HealthCheckSpec};
+use crate::snapshot::HealthCheck;
+use crate::syntax::parse_duration;
+use crate::{Pos, StatusRanges};
+
+pub(super) struct Compiled {
+    placed: Placed<HealthCheck>,
+    service_pos: Pos,
+}
+
+pub(super) fn compile(
+    file: &Path,
+    doc: &Document<HealthCheckSpec>,
+    report: &mut Report,
+) -> Option<Compiled> {
+    let spec = &doc.spec;
+    let kind = match spec.service.parse::<ServiceKind>() {
+        Ok(k) => k,
+        Err(e) => {
+            report.error(
+                file,
+                spec.service.pos,
+                "unknown-service-kind",
+                e.to_string(),
+            );
+            return None;
+        }
+    };
+    let mut check = HealthCheck::catalog_default(kind);
+    let mut ok = true;
+    let is_http = matches!(kind.spec().health, HealthTest::Https { .. });
+    if !is_http {
+        for (field, located) in [
+            ("path", spec.path.as_ref().map(|v| v.pos)),
+            ("acceptStatus", spec.accept_status.as_ref().map(|v| v.pos)),
+            ("responseMatch", spec.response_match.as_ref().map(|v| v.pos)),
+        ] {
+            if let Some(pos) = located {
+                report.error(
+                    file,
+                    pos,
+                    "not-http",
+                    format!("{kind} is tested over MLLP (HL7 ACK), so `{field}` does not apply"),
+                );
+                ok = false;
+            }
+        }
+    }
+    if let Some(path) = &spec.path {
+        if !path.starts_with('/') {
+            report.error(
+                file,
+                path.pos,
+                "invalid-path",
+                format!("path `{}` must start with /", path.value),
+            );
+            ok = false;
+        }
+        check.path = Some(path.value.clone());
+    }
+    if let Some(accept) = &spec.accept_status {
+        match StatusRanges::parse(accept) {
+            Ok(r) => check.accept_status = Some(r),
+            Err(e) => {
+                report.error(
+                    file,
+                    accept.pos,
+                    "invalid-status-range",
+                    format!("acceptStatus: {e}"),
+                );
+                ok = false;
+            }
+        }
+    }
+    if let Some(m) = &spec.response_match {
+        check.response_match = Some(m.value.clone());
+    }
+    for (field, value, target) in [
+        ("interval", &spec.interval, &mut check.interval),
+        ("timeout", &spec.timeout, &mut check.timeout),
+    ] {
+        if let Some(v) = value {
+            match parse_duration(v) {
+                Ok(d) if d.is_zero() => {
+                    report.error(
+                        file,
+                        v.pos,
+                        "invalid-duration",
+                        format!("{field} must be longer than 0"),
+                    );
+                    ok = false;
+                }
+                Ok(d) => *target = d,
+                Err(e) => {
+                    report.error(file, v.pos, "invalid-duration", format!("{field}: {e}"));
+                    ok = false;
+                }
+            }
+        }
+    }
+    if ok && check.timeout >= check.interval {
+        let pos = spec
+            .timeout
+            .as_ref()
+            .or(spec.interval.as_ref())
+            .map_or(doc.metadata.name.pos, |v| v.pos);
+        report.error(
+            file,
+            pos,
+            "timeout-not-below-interval",
+            format!(
+                "timeout ({:?}) must be shorter than interval ({:?})",
+                check.timeout, check.interval
+            ),
+        );
+    }
+    for (field, value, target) in [
+        ("rise", &spec.rise, &mut check.rise),
+        ("fall", &spec.fall, &mut check.fall),
+        (
+            "minimumHealthy",
+            &spec.minimum_healthy,
+            &mut check.minimum_healthy,
+        ),
+    ] {
+        if let Some(v) = value {
+            if v.value == 0 {
+                report.error(
+                    file,
+                    v.pos,
+                    "invalid-count",
+                    format!("{field} must be at least 1"),
+                );
+            }
+            *target = v.value;
+        }
+    }
+    Some(Compiled {
+        placed: Placed {
+            file: PathBuf::from(file),
+            value: check,
+        },
+        service_pos: spec.service.pos,
+    })
+}
+
+/// One override per service kind.
+pub(super) fn index(
+    checks: Vec<Compiled>,
+    report: &mut Report,
+) -> BTreeMap<ServiceKind, HealthCheck> {
+    let mut by_kind: BTreeMap<ServiceKind, HealthCheck> = BTreeMap::new();
+    let mut first_file: BTreeMap<ServiceKind, PathBuf> = BTreeMap::new();
+    for c in checks {
+        let kind = c.placed.value.service;
+        if let Some(file) = first_file.get(&kind) {
+            report.error(
+                &c.placed.file,
+                c.service_pos,
+                "duplicate-health-check",
+                format!("{kind} already has a HealthCheck (in {})", file.display()),
+            );
+            continue;
+        }
+        first_file.insert(kind, c.placed.file);
+        by_kind.insert(kind, c.placed.value);
+    }
+    by_kind
+}

@@ -1,0 +1,197 @@
+//! Compiling raw documents into a [`Snapshot`], collecting every problem.
+//!
+//! Each resource is checked on its own first (`installation`, `server`, `directory`,
+//! `health_check`), then the fleet as a whole (`fleet`). Every rule reports through one
+//! [`Report`] and keeps going, so a single run lists all problems; a snapshot is produced
+//! only when no error was found (warnings are allowed).
+
+mod directory;
+mod fleet;
+mod health_check;
+mod installation;
+mod server;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::diagnostic::{self, Code, Diagnostic};
+use crate::load::{Loaded, Sourced};
+use crate::resource::Resource;
+use crate::snapshot::Snapshot;
+use crate::syntax::is_valid_name;
+use crate::Pos;
+
+/// The outcome of validating a directory.
+#[derive(Debug)]
+pub struct Compiled {
+    /// Present when there are no errors.
+    pub snapshot: Option<Snapshot>,
+    /// Errors and warnings, sorted by file and position.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compiled {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors().next().is_some()
+    }
+}
+
+/// Collects diagnostics for one validation run.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    pub fn error(&mut self, file: &Path, pos: Pos, code: Code, message: impl Into<String>) {
+        self.diagnostics
+            .push(Diagnostic::error(file, pos, code, message));
+    }
+
+    pub fn warning(&mut self, file: &Path, pos: Pos, code: Code, message: impl Into<String>) {
+        self.diagnostics
+            .push(Diagnostic::warning(file, pos, code, message));
+    }
+
+    fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Load and validate a directory: the one call the CLI and the daemon make.
+pub fn validate_dir(dir: &Path) -> Result<Compiled, crate::load::LoadError> {
+    Ok(compile(crate::load::load_dir(dir)?))
+}
+
+/// Validate loaded documents.
+pub fn compile(loaded: Loaded) -> Compiled {
+    let mut report = Report {
+        diagnostics: loaded.diagnostics,
+    };
+    check_names(&loaded.documents, &mut report);
+
+    let mut installations = Vec::new();
+    let mut servers = Vec::new();
+    let mut directories = BTreeMap::new();
+    let mut health_checks = Vec::new();
+    for doc in &loaded.documents {
+        match &doc.resource {
+            Resource::Installation(d) => installations.push((doc.file.as_path(), d)),
+            Resource::Server(d) => {
+                if let Some(s) = server::compile(&doc.file, d, &mut report) {
+                    servers.push(s);
+                }
+            }
+            Resource::ActiveDirectory(d) => {
+                if let Some(ad) = directory::compile(&doc.file, d, &mut report) {
+                    directories.insert(ad.name.clone(), ad);
+                }
+            }
+            Resource::HealthCheck(d) => {
+                if let Some(hc) = health_check::compile(&doc.file, d, &mut report) {
+                    health_checks.push(hc);
+                }
+            }
+        }
+    }
+    directory::check_across(&loaded.documents, &mut report);
+
+    let installation = match installations.as_slice() {
+        [] => {
+            report.error(
+                Path::new("."),
+                Pos::new(1, 1),
+                "installation-count",
+                "no Installation document: exactly one is required",
+            );
+            None
+        }
+        [(file, doc), rest @ ..] => {
+            for (other, d) in rest {
+                report.error(
+                    other,
+                    d.kind.pos,
+                    "installation-count",
+                    format!(
+                        "a second Installation; exactly one is allowed (the first is in {})",
+                        file.display()
+                    ),
+                );
+            }
+            installation::compile(file, doc, &mut report)
+                .map(|inst| (inst, doc.spec.install_type.pos))
+        }
+    };
+
+    let health_checks = health_check::index(health_checks, &mut report);
+    let servers = match &installation {
+        Some((inst, install_type_pos)) => {
+            fleet::compile(inst, *install_type_pos, servers, &mut report)
+        }
+        None => BTreeMap::new(),
+    };
+
+    let snapshot = match installation {
+        Some((inst, _)) if !report.has_errors() => Some(Snapshot {
+            installation: inst.value,
+            servers,
+            directories,
+            health_checks,
+        }),
+        _ => None,
+    };
+    let mut diagnostics = report.diagnostics;
+    diagnostic::sort(&mut diagnostics);
+    diagnostics.dedup();
+    Compiled {
+        snapshot,
+        diagnostics,
+    }
+}
+
+/// Names: syntax, and unique per kind.
+fn check_names(documents: &[Sourced], report: &mut Report) {
+    let mut seen: BTreeMap<(&str, &str), (&PathBuf, Pos)> = BTreeMap::new();
+    for doc in documents {
+        let name = doc.resource.name();
+        if !is_valid_name(name) {
+            report.error(
+                &doc.file,
+                name.pos,
+                "invalid-name",
+                format!(
+                    "name `{}` must be lowercase letters, digits and `-`, start and end alphanumeric, at most 63 characters",
+                    name.value
+                ),
+            );
+        }
+        let key = (doc.resource.kind(), name.value.as_str());
+        if let Some((file, pos)) = seen.get(&key) {
+            report.error(
+                &doc.file,
+                name.pos,
+                "duplicate-name",
+                format!(
+                    "{} `{}` is already defined at {}:{}",
+                    key.0,
+                    key.1,
+                    file.display(),
+                    pos
+                ),
+            );
+        } else {
+            seen.insert(key, (&doc.file, name.pos));
+        }
+    }
+}
+
+/// A compiled value together with where its document is, for cross-resource rules.
+#[derive(Debug, Clone)]
+pub(crate) struct Placed<T> {
+    pub file: PathBuf,
+    pub value: T,
+}

@@ -1,0 +1,15 @@
+//! One module per subcommand. Each `run` returns the process exit code.
+
+pub mod plan;
+pub mod schema;
+pub mod validate;
+
+use std::path::PathBuf;
+
+/// Where desired state is read from when no directory is given.
+pub const DEFAULT_DESIRED_STATE: &str = "desired-state";
+
+pub fn desired_state_dir(dir: &Option<PathBuf>) -> PathBuf {
+    dir.clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DESIRED_STATE))
+}

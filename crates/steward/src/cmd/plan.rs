@@ -1,0 +1,54 @@
+//! `steward plan [DIR] [--json]`: exit 0 no changes, 2 changes pending, 1 error (like
+//! `terraform plan -detailed-exitcode`).
+
+use std::path::PathBuf;
+
+use steward_model::plan::{plan, Observed};
+use steward_model::validate_dir;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The desired-state directory.
+    dir: Option<PathBuf>,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: &Args) -> u8 {
+    let dir = super::desired_state_dir(&args.dir);
+    let compiled = match validate_dir(&dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("steward plan: {e}");
+            return 1;
+        }
+    };
+    for d in &compiled.diagnostics {
+        eprintln!("{d}");
+    }
+    let Some(snapshot) = compiled.snapshot else {
+        eprintln!(
+            "steward plan: {} is invalid; fix the errors above (nothing planned)",
+            dir.display()
+        );
+        return 1;
+    };
+    let plan = plan(&snapshot, &Observed::default());
+    if args.json {
+        match serde_json::to_string_pretty(&plan) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("steward plan: {e}");
+                return 1;
+            }
+        }
+    } else {
+        print!("{}", plan.render_text());
+    }
+    if plan.has_changes() {
+        2
+    } else {
+        0
+    }
+}

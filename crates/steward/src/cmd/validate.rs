@@ -1,0 +1,74 @@
+//! `steward validate [DIR] [--format text|json]`: exit 0 valid (warnings allowed),
+//! 1 invalid, 2 usage or I/O error.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use steward_model::validate_dir;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The desired-state directory.
+    dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+pub fn run(args: &Args) -> u8 {
+    let dir = super::desired_state_dir(&args.dir);
+    let compiled = match validate_dir(&dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("steward validate: {e}");
+            return 2;
+        }
+    };
+    let errors = compiled.errors().count();
+    let warnings = compiled.diagnostics.len() - errors;
+    match args.format {
+        Format::Text => {
+            for d in &compiled.diagnostics {
+                println!("{d}");
+            }
+            if errors == 0 {
+                eprintln!(
+                    "{}: valid ({warnings} warning{})",
+                    dir.display(),
+                    plural(warnings)
+                );
+            } else {
+                eprintln!(
+                    "{}: invalid: {errors} error{}, {warnings} warning{}",
+                    dir.display(),
+                    plural(errors),
+                    plural(warnings)
+                );
+            }
+        }
+        Format::Json => {
+            let doc = json!({
+                "valid": errors == 0,
+                "errors": errors,
+                "warnings": warnings,
+                "diagnostics": compiled.diagnostics,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+    }
+    u8::from(errors > 0)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
