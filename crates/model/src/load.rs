@@ -28,6 +28,10 @@ pub struct Loaded {
     pub diagnostics: Vec<Diagnostic>,
     /// How many files were read.
     pub files: usize,
+    /// Kinds of documents that were present but did not parse. Rules about a kind's count
+    /// ("exactly one Installation") stay quiet for these, rather than pile a misleading
+    /// second error on the real one. `?` stands for a document whose kind is unreadable.
+    pub unparsed_kinds: Vec<String>,
 }
 
 /// The directory itself could not be read: a usage or I/O problem, not invalid content.
@@ -121,7 +125,11 @@ pub fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
                     file: file.to_owned(),
                     resource,
                 }),
-                Err(diagnostic) => loaded.diagnostics.push(diagnostic),
+                Err((diagnostic, kind)) => {
+                    loaded.diagnostics.push(diagnostic);
+                    // A document too broken to show its kind might have been of any kind.
+                    loaded.unparsed_kinds.push(kind.unwrap_or_else(|| "?".to_owned()));
+                }
             }
         }
     }
@@ -187,7 +195,21 @@ fn has_content(text: &str) -> bool {
     })
 }
 
-fn load_document(file: &Path, text: &str, first_line: u32) -> Option<Result<Resource, Diagnostic>> {
+/// A parsed resource, or the problem and (when it could be read) the document's kind.
+type DocumentResult = Result<Resource, (Diagnostic, Option<String>)>;
+
+fn load_document(file: &Path, text: &str, first_line: u32) -> Option<DocumentResult> {
+    let result = parse_document(file, text, first_line)?;
+    let kind = || {
+        with_line_offset(first_line, || serde_saphyr::from_str::<Header>(text))
+            .ok()
+            .and_then(|h| h.kind)
+            .map(|k| k.value)
+    };
+    Some(result.map_err(|d| (d, kind())))
+}
+
+fn parse_document(file: &Path, text: &str, first_line: u32) -> Option<Result<Resource, Diagnostic>> {
     if !has_content(text) {
         return None;
     }
@@ -266,7 +288,16 @@ fn parse_diagnostic(file: &Path, err: &serde_saphyr::Error, first_line: u32) -> 
         .into_owned();
     let message = strip_location_prefix(&message);
     let code = classify(message);
-    Diagnostic::error(file, pos, code, message.to_owned())
+    Diagnostic::error(file, pos, code, plain_words(message))
+}
+
+/// Say what a number field wants instead of naming a Rust type.
+fn plain_words(message: &str) -> String {
+    match message {
+        "invalid u16" => "expected a whole number from 0 to 65535".to_owned(),
+        "invalid u32" => "expected a whole number from 0 to 4294967295".to_owned(),
+        other => other.to_owned(),
+    }
 }
 
 /// The parser prefixes some messages with "line N column M: "; we print our own.
@@ -290,12 +321,12 @@ fn classify(message: &str) -> &'static str {
         "invalid-value"
     } else if message.starts_with("duplicate mapping key") {
         "duplicate-key"
-    } else if message.starts_with("invalid")
-        || message.starts_with("expected")
-        || message.contains("must be a reference")
+    } else if message.contains("must be a reference")
         || message.starts_with("`env:")
         || message.starts_with("`file:")
     {
+        "secret-reference"
+    } else if message.starts_with("invalid") || message.starts_with("expected") {
         "invalid-type"
     } else {
         "yaml-syntax"
@@ -325,5 +356,12 @@ mod tests {
         );
         assert!(loaded.documents.is_empty());
         assert!(loaded.diagnostics.is_empty());
+    }
+}
+
+impl Loaded {
+    /// Whether a document of `kind` (or of unreadable kind) failed to parse.
+    pub fn may_have_lost(&self, kind: &str) -> bool {
+        self.unparsed_kinds.iter().any(|k| k == kind || k == "?")
     }
 }

@@ -15,6 +15,7 @@ pub(super) fn compile(
     inst: &Placed<Installation>,
     install_type_pos: Pos,
     drafts: Vec<ServerDraft<'_>>,
+    servers_unparsed: bool,
     report: &mut Report,
 ) -> BTreeMap<String, Server> {
     let installation = &inst.value;
@@ -23,7 +24,7 @@ pub(super) fn compile(
     prerequisites(&drafts, report);
     certificates(installation, &drafts, report);
     install_type(inst, install_type_pos, &drafts, report);
-    if drafts.is_empty() {
+    if drafts.is_empty() && !servers_unparsed {
         report.warning(
             &inst.file,
             Pos::new(1, 1),

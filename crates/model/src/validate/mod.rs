@@ -100,7 +100,9 @@ pub fn compile(loaded: Loaded) -> Compiled {
     }
     directory::check_across(&loaded.documents, &mut report);
 
+    let installation_unparsed = loaded.may_have_lost("Installation");
     let installation = match installations.as_slice() {
+        [] if installation_unparsed => None,
         [] => {
             report.error(
                 Path::new("."),
@@ -130,7 +132,8 @@ pub fn compile(loaded: Loaded) -> Compiled {
     let health_checks = health_check::index(health_checks, &mut report);
     let servers = match &installation {
         Some((inst, install_type_pos)) => {
-            fleet::compile(inst, *install_type_pos, servers, &mut report)
+            let servers_unparsed = loaded.may_have_lost("Server");
+            fleet::compile(inst, *install_type_pos, servers, servers_unparsed, &mut report)
         }
         None => BTreeMap::new(),
     };
