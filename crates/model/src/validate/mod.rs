@@ -69,6 +69,8 @@ pub fn validate_dir(dir: &Path) -> Result<Compiled, crate::load::LoadError> {
 
 /// Validate loaded documents.
 pub fn compile(loaded: Loaded) -> Compiled {
+    let installation_unparsed = loaded.may_have_lost("Installation");
+    let servers_unparsed = loaded.may_have_lost("Server");
     let mut report = Report {
         diagnostics: loaded.diagnostics,
     };
@@ -100,7 +102,6 @@ pub fn compile(loaded: Loaded) -> Compiled {
     }
     directory::check_across(&loaded.documents, &mut report);
 
-    let installation_unparsed = loaded.may_have_lost("Installation");
     let installation = match installations.as_slice() {
         [] if installation_unparsed => None,
         [] => {
@@ -132,7 +133,6 @@ pub fn compile(loaded: Loaded) -> Compiled {
     let health_checks = health_check::index(health_checks, &mut report);
     let servers = match &installation {
         Some((inst, install_type_pos)) => {
-            let servers_unparsed = loaded.may_have_lost("Server");
             fleet::compile(inst, *install_type_pos, servers, servers_unparsed, &mut report)
         }
         None => BTreeMap::new(),
