@@ -10,7 +10,9 @@ use steward_model::validate::compile;
 use steward_model::Compiled;
 
 fn fixtures(kind: &str) -> Vec<(String, PathBuf)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(kind);
     let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -18,7 +20,11 @@ fn fixtures(kind: &str) -> Vec<(String, PathBuf)> {
         .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
         .collect();
     out.sort();
-    assert!(out.len() >= 40, "expected a fixture per rule in {}", dir.display());
+    assert!(
+        out.len() >= 40,
+        "expected a fixture per rule in {}",
+        dir.display()
+    );
     out
 }
 
@@ -49,7 +55,9 @@ fn invalid_fixtures_report_their_rule_at_a_location() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if out != expected {
-            failures.push(format!("{code}: output differs from golden\n--- got\n{out}--- expected\n{expected}"));
+            failures.push(format!(
+                "{code}: output differs from golden\n--- got\n{out}--- expected\n{expected}"
+            ));
         }
         if !compiled.diagnostics.iter().any(|d| d.code == code) {
             failures.push(format!("{code}: rule not reported; got\n{out}"));
@@ -61,7 +69,9 @@ fn invalid_fixtures_report_their_rule_at_a_location() {
         }
         let warning_only = WARNING_RULES.contains(&code.as_str());
         if warning_only != compiled.snapshot.is_some() {
-            failures.push(format!("{code}: snapshot presence wrong (warning-only rule: {warning_only})"));
+            failures.push(format!(
+                "{code}: snapshot presence wrong (warning-only rule: {warning_only})"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -73,7 +83,10 @@ fn valid_fixtures_are_near_misses() {
     for (code, path) in fixtures("valid") {
         let compiled = validate(&code, &path);
         if compiled.snapshot.is_none() || compiled.has_errors() {
-            failures.push(format!("{code}: expected valid, got\n{}", render(&compiled)));
+            failures.push(format!(
+                "{code}: expected valid, got\n{}",
+                render(&compiled)
+            ));
         }
         if compiled.diagnostics.iter().any(|d| d.code == code) {
             failures.push(format!("{code}: near miss still reports the rule"));
@@ -91,17 +104,23 @@ fn every_rule_has_both_fixtures() {
 
 #[test]
 fn a_pasted_password_is_never_echoed() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid/secret-reference.yaml");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid/secret-reference.yaml");
     let compiled = validate("secret-reference", &path);
     let out = render(&compiled);
     assert!(out.contains("secret-reference"), "{out}");
     assert!(!out.contains("Winter2026"), "secret echoed: {out}");
     // Also as a non-string value, where serde would normally quote it.
     let mut loaded = Loaded::default();
-    let text = std::fs::read_to_string(&path).unwrap().replace("Winter2026!", "7654321987");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("Winter2026!", "7654321987");
     load_text(Path::new("x.yaml"), &text, &mut loaded);
     let out = render(&compile(loaded));
-    assert!(out.contains("secret-reference") && !out.contains("7654321987"), "{out}");
+    assert!(
+        out.contains("secret-reference") && !out.contains("7654321987"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -132,9 +132,13 @@ pub fn compile(loaded: Loaded) -> Compiled {
 
     let health_checks = health_check::index(health_checks, &mut report);
     let servers = match &installation {
-        Some((inst, install_type_pos)) => {
-            fleet::compile(inst, *install_type_pos, servers, servers_unparsed, &mut report)
-        }
+        Some((inst, install_type_pos)) => fleet::compile(
+            inst,
+            *install_type_pos,
+            servers,
+            servers_unparsed,
+            &mut report,
+        ),
         None => BTreeMap::new(),
     };
 
