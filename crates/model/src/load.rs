@@ -34,6 +34,13 @@ pub struct Loaded {
     pub unparsed_kinds: Vec<String>,
 }
 
+impl Loaded {
+    /// Whether a document of `kind` (or of unreadable kind) failed to parse.
+    pub fn may_have_lost(&self, kind: &str) -> bool {
+        self.unparsed_kinds.iter().any(|k| k == kind || k == "?")
+    }
+}
+
 /// The directory itself could not be read: a usage or I/O problem, not invalid content.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -425,12 +432,5 @@ mod tests {
         );
         assert!(loaded.documents.is_empty());
         assert!(loaded.diagnostics.is_empty());
-    }
-}
-
-impl Loaded {
-    /// Whether a document of `kind` (or of unreadable kind) failed to parse.
-    pub fn may_have_lost(&self, kind: &str) -> bool {
-        self.unparsed_kinds.iter().any(|k| k == kind || k == "?")
     }
 }

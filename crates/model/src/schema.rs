@@ -10,14 +10,12 @@ use crate::resource::{
 /// One schema accepting any document, picking the spec by `kind`.
 pub fn desired_state_schema() -> Value {
     let mut generator = SchemaGenerator::default();
-    let mut branches = Vec::new();
-    branches.push(branch::<InstallationSpec>(&mut generator, "Installation"));
-    branches.push(branch::<ServerSpec>(&mut generator, "Server"));
-    branches.push(branch::<ActiveDirectorySpec>(
-        &mut generator,
-        "ActiveDirectory",
-    ));
-    branches.push(branch::<HealthCheckSpec>(&mut generator, "HealthCheck"));
+    let branches = vec![
+        branch::<InstallationSpec>(&mut generator, "Installation"),
+        branch::<ServerSpec>(&mut generator, "Server"),
+        branch::<ActiveDirectorySpec>(&mut generator, "ActiveDirectory"),
+        branch::<HealthCheckSpec>(&mut generator, "HealthCheck"),
+    ];
     let defs: serde_json::Map<String, Value> =
         generator.take_definitions(true).into_iter().collect();
     json!({
