@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine, then runs every test.
+# Usage: scripts/test-all.sh            (as root, or with sudo available)
+# CI=true makes a missing peer a failure instead of an attempted install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the test suite uses (peer servers and tools the tests start themselves).
+PACKAGES=(openssl ca-certificates)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+export CARGO_TERM_COLOR=never
+cargo test --workspace --locked
