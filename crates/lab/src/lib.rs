@@ -101,6 +101,10 @@ pub struct LabService {
     listeners: Vec<(Role, TcpListener)>,
     tls: Option<(TlsAcceptor, Arc<ReloadingCert>)>,
     timeouts: Timeouts,
+    drain: Drain,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+    /// Stops the watcher if the service is dropped without being served.
+    _stop_on_drop: tokio_util::sync::DropGuard,
 }
 
 impl LabService {
@@ -144,11 +148,20 @@ impl LabService {
             connection_strings: args.connection_strings,
             cert: tls.as_ref().map(|(_, cert)| cert.clone()),
         });
+        // Watching starts here, not in `serve`, so that a change made between the two is
+        // not missed.
+        let drain = Drain::default();
+        let watcher = tls
+            .as_ref()
+            .map(|(_, cert)| cert_reload::spawn_watcher(cert.clone(), drain.stop.clone()));
         Ok(Self {
             info,
             listeners,
             tls,
             timeouts: Timeouts::default(),
+            _stop_on_drop: drain.stop.clone().drop_guard(),
+            drain,
+            watcher,
         })
     }
 
@@ -173,7 +186,7 @@ impl LabService {
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
     /// finish within the drain timeout and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), LabError> {
-        let drain = Drain::default();
+        let drain = self.drain.clone();
         let https_port = self
             .listeners
             .iter()
@@ -181,10 +194,7 @@ impl LabService {
             .and_then(|(_, l)| l.local_addr().ok())
             .map(|a| a.port());
         let site = Arc::new(https::Site::new(self.info.clone()));
-        let mut loops = Vec::new();
-        if let Some((_, cert)) = &self.tls {
-            loops.push(cert_reload::spawn_watcher(cert.clone(), drain.stop.clone()));
-        }
+        let mut loops: Vec<_> = self.watcher.into_iter().collect();
         for (role, listener) in self.listeners {
             let addr = listener.local_addr().ok();
             tracing::info!(kind = %self.info.kind, ?role, ?addr, "listening");
@@ -239,7 +249,12 @@ fn tls_acceptor(
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(store.clone());
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // A resumed session skips the resolver, and the client keeps the certificate it saw
+    // when the session began; with resumption a rotation would stay invisible to returning
+    // clients (the prober included). A lab service can afford a full handshake each time.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((TlsAcceptor::from(Arc::new(config)), store))
 }
 

@@ -12,9 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -105,8 +105,11 @@ where
     }
 }
 
-/// Serves HTTP/1.1 and HTTP/2 on one established connection until the peer leaves, the
-/// idle timeout passes, or shutdown lets the in-flight request finish.
+/// Serves HTTP/1.1 on one established connection until the peer leaves, the idle timeout
+/// passes, or shutdown lets the in-flight request finish.
+///
+/// HTTP/1.1 only: it is what health probes speak, and hyper's header-read timeout then
+/// bounds every wait for a client, from the first request to the last idle keep-alive.
 pub(crate) async fn serve_http<I, H, Fut>(
     io: I,
     timeouts: Timeouts,
@@ -117,15 +120,10 @@ pub(crate) async fn serve_http<I, H, Fut>(
     H: Fn(Request<Incoming>) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(timeouts.idle);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(timeouts.idle));
     let service = hyper::service::service_fn(move |req| {
         let handler = handler.clone();
         async move { Ok::<_, Infallible>(handler(req).await) }
