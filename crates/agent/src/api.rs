@@ -207,7 +207,10 @@ mod tests {
         };
         let json = serde_json::to_value(&strings).unwrap();
         assert_eq!(json["identityServer"], "https://a:7001/identityserver");
-        assert_eq!(serde_json::to_value(ServiceStatus::Installing).unwrap(), "installing");
+        assert_eq!(
+            serde_json::to_value(ServiceStatus::Installing).unwrap(),
+            "installing"
+        );
     }
 
     #[test]

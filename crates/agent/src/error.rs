@@ -85,6 +85,8 @@ pub enum AgentError {
     UnknownKind(String),
     #[error("{0} is not installed")]
     NotInstalled(ServiceKind),
+    #[error("no such endpoint: {0}")]
+    NoRoute(String),
     #[error("no {0} has been set")]
     NotSet(&'static str),
     #[error("invalid request: {0}")]
@@ -110,6 +112,7 @@ impl AgentError {
             Self::State { .. } => "state",
             Self::UnknownKind(_) => "unknown_kind",
             Self::NotInstalled(_) => "not_installed",
+            Self::NoRoute(_) => "no_route",
             Self::NotSet(_) => "not_set",
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidCertificate(_) => "invalid_certificate",
@@ -121,7 +124,9 @@ impl AgentError {
 
     pub fn status_code(&self) -> StatusCode {
         match self {
-            Self::UnknownKind(_) | Self::NotInstalled(_) | Self::NotSet(_) => StatusCode::NOT_FOUND,
+            Self::UnknownKind(_) | Self::NotInstalled(_) | Self::NoRoute(_) | Self::NotSet(_) => {
+                StatusCode::NOT_FOUND
+            }
             Self::InvalidRequest(_) | Self::InvalidCertificate(_) => StatusCode::BAD_REQUEST,
             Self::Conflict(_) | Self::FilesRemain { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,0 +1,436 @@
+//! The daemon's client for the agent API: HTTPS with mutual TLS, a deadline per request,
+//! typed methods per endpoint and errors that say what went wrong without ever
+//! panicking on what an agent (or an impostor) sends back.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use steward_model::ServiceKind;
+use steward_pki::PrivateKeyPem;
+
+use crate::api::{
+    CertificateRequest, CertificateStatus, ConnectionStrings, ConnectionStringsUpdate, ErrorBody,
+    HostInfo, InstallRequest, InstallResponse, RemnantCleanup, ServiceInfo, ServiceLogs,
+    UninstallResponse,
+};
+
+/// Responses larger than this are not an agent talking.
+const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+const SNIPPET_CHARS: usize = 300;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid agent URL `{0}`: expected https://HOST:PORT")]
+    InvalidUrl(String),
+    #[error("connection refused")]
+    ConnectRefused,
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("TLS failure: {0}")]
+    Tls(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("HTTP {status}: {message}")]
+    Status {
+        status: u16,
+        /// The agent's error code (`ErrorBody.error`) when the body had one.
+        code: Option<String>,
+        /// The agent's message, or a sanitised snippet of whatever the body was.
+        message: String,
+    },
+    #[error("not a valid HTTP response: {0}")]
+    Protocol(String),
+    #[error("invalid response body: {0}")]
+    InvalidBody(String),
+    #[error("connection failed: {0}")]
+    Transport(String),
+}
+
+impl ClientError {
+    /// A bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl(_) => "invalid_url",
+            Self::ConnectRefused => "connect_refused",
+            Self::Connect(_) => "connect",
+            Self::Tls(_) => "tls",
+            Self::Timeout(_) => "timeout",
+            Self::Status { .. } => "http_status",
+            Self::Protocol(_) => "protocol",
+            Self::InvalidBody(_) => "invalid_body",
+            Self::Transport(_) => "transport",
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The agent answered 404: the service (or setting) is not there.
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+}
+
+#[derive(Clone)]
+pub struct AgentClient {
+    base: String,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for AgentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentClient")
+            .field("base", &self.base)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentClient {
+    /// A client for the agent at `base_url` (`https://host:port`), with `tls` (normally
+    /// [`steward_pki::mtls_client_config`]) and a deadline for each whole request.
+    pub fn new(
+        base_url: &str,
+        mut tls: rustls::ClientConfig,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let base = parse_base(base_url)?;
+        // The connector sets ALPN itself (and asserts nobody did before).
+        tls.alpn_protocols.clear();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        http.set_nodelay(true);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(Self {
+            base,
+            http,
+            timeout,
+        })
+    }
+
+    /// A mutual-TLS client from PEM material: the steward CA, and the daemon's client
+    /// certificate and key (`CertificateAuthority::issue_client`).
+    pub fn with_mtls(
+        base_url: &str,
+        ca_pem: &str,
+        cert_pem: &str,
+        key_pem: &PrivateKeyPem,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let tls = steward_pki::mtls_client_config(ca_pem, cert_pem, key_pem.expose())
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        Self::new(base_url, tls, timeout)
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn host(&self) -> Result<HostInfo, ClientError> {
+        self.call(Method::GET, "/v1/host", None::<&()>).await
+    }
+
+    pub async fn services(&self) -> Result<Vec<ServiceInfo>, ClientError> {
+        self.call(Method::GET, "/v1/services", None::<&()>).await
+    }
+
+    pub async fn service(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
+        self.call(Method::GET, &format!("/v1/services/{kind}"), None::<&()>)
+            .await
+    }
+
+    /// Install, reinstall or confirm a service (idempotent).
+    pub async fn install(
+        &self,
+        kind: ServiceKind,
+        request: &InstallRequest,
+    ) -> Result<InstallResponse, ClientError> {
+        self.call(Method::PUT, &format!("/v1/services/{kind}"), Some(request))
+            .await
+    }
+
+    /// Uninstall; with `force`, forget the service even if its files cannot be removed.
+    pub async fn uninstall(
+        &self,
+        kind: ServiceKind,
+        force: bool,
+    ) -> Result<UninstallResponse, ClientError> {
+        let path = if force {
+            format!("/v1/services/{kind}?force=true")
+        } else {
+            format!("/v1/services/{kind}")
+        };
+        self.call(Method::DELETE, &path, None::<&()>).await
+    }
+
+    pub async fn restart(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/services/{kind}/restart"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    pub async fn logs(
+        &self,
+        kind: ServiceKind,
+        tail_bytes: u64,
+    ) -> Result<ServiceLogs, ClientError> {
+        let path = format!("/v1/services/{kind}/logs?tailBytes={tail_bytes}");
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// The installed server certificate, `None` if there is none.
+    pub async fn certificate(&self) -> Result<Option<CertificateStatus>, ClientError> {
+        none_if_not_found(self.call(Method::GET, "/v1/certificate", None::<&()>).await)
+    }
+
+    pub async fn install_certificate(
+        &self,
+        cert_pem: &str,
+        key_pem: &PrivateKeyPem,
+    ) -> Result<CertificateStatus, ClientError> {
+        let request = CertificateRequest {
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.clone(),
+        };
+        self.call(Method::PUT, "/v1/certificate", Some(&request))
+            .await
+    }
+
+    /// The stored connection strings, `None` if never set.
+    pub async fn connection_strings(&self) -> Result<Option<ConnectionStrings>, ClientError> {
+        none_if_not_found(
+            self.call(Method::GET, "/v1/connection-strings", None::<&()>)
+                .await,
+        )
+    }
+
+    pub async fn set_connection_strings(
+        &self,
+        strings: &ConnectionStrings,
+    ) -> Result<ConnectionStringsUpdate, ClientError> {
+        self.call(Method::PUT, "/v1/connection-strings", Some(strings))
+            .await
+    }
+
+    pub async fn cleanup_remnants(&self) -> Result<RemnantCleanup, ClientError> {
+        self.call(Method::POST, "/v1/remnants/cleanup", None::<&()>)
+            .await
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let body = match body {
+            Some(b) => Bytes::from(serde_json::to_vec(b).expect("request types serialize")),
+            None => Bytes::new(),
+        };
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, concat!("steward/", env!("CARGO_PKG_VERSION")))
+            .body(Full::new(body))
+            .map_err(|e| ClientError::InvalidUrl(e.to_string()))?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(classify)?;
+            let status = response.status();
+            let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(classify_body)?
+                .to_bytes();
+            Ok::<_, ClientError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout(self.timeout))??;
+        if !status.is_success() {
+            return Err(status_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::InvalidBody(e.to_string()))
+    }
+}
+
+fn none_if_not_found<T>(result: Result<T, ClientError>) -> Result<Option<T>, ClientError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn parse_base(base_url: &str) -> Result<String, ClientError> {
+    let invalid = || ClientError::InvalidUrl(base_url.chars().take(200).collect());
+    let uri: Uri = base_url.parse().map_err(|_| invalid())?;
+    let authority = uri.authority().ok_or_else(invalid)?;
+    let plain_path = matches!(uri.path(), "" | "/") && uri.query().is_none();
+    if uri.scheme_str() != Some("https") || !plain_path || authority.as_str().contains('@') {
+        return Err(invalid());
+    }
+    Ok(format!("https://{authority}"))
+}
+
+fn status_error(status: StatusCode, body: &[u8]) -> ClientError {
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => (
+            Some(snippet(e.error.as_bytes())),
+            snippet(e.message.as_bytes()),
+        ),
+        Err(_) => (None, snippet(body)),
+    };
+    ClientError::Status {
+        status: status.as_u16(),
+        code,
+        message,
+    }
+}
+
+/// A bounded, printable excerpt of untrusted bytes (for logs and status conditions).
+fn snippet(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .take(SNIPPET_CHARS)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+fn classify(error: hyper_util::client::legacy::Error) -> ClientError {
+    if let Some(found) = classify_chain(&error) {
+        return found;
+    }
+    if error.is_connect() {
+        ClientError::Connect(chain_text(&error))
+    } else {
+        ClientError::Transport(chain_text(&error))
+    }
+}
+
+fn classify_body(error: Box<dyn StdError + Send + Sync>) -> ClientError {
+    if error.is::<http_body_util::LengthLimitError>() {
+        return ClientError::InvalidBody(format!(
+            "response larger than {MAX_RESPONSE_BYTES} bytes"
+        ));
+    }
+    classify_chain(error.as_ref())
+        .unwrap_or_else(|| ClientError::Transport(chain_text(error.as_ref())))
+}
+
+/// Find the root cause that tells refused / TLS / garbage apart. An `io::Error` does not
+/// expose its payload as `source()`, so it is unwrapped explicitly.
+fn classify_chain(error: &(dyn StdError + 'static)) -> Option<ClientError> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(ClientError::Tls(tls.to_string()));
+        }
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
+            if hyper.is_parse() || hyper.is_parse_status() {
+                return Some(ClientError::Protocol(hyper.to_string()));
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return Some(ClientError::ConnectRefused);
+            }
+            // hyper-rustls wraps tokio-rustls's io::Error (which wraps the rustls error)
+            // in another io::Error.
+            if let Some(inner) = io.get_ref() {
+                current = Some(inner as &(dyn StdError + 'static));
+                continue;
+            }
+        }
+        current = e.source();
+    }
+    None
+}
+
+fn chain_text(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(e) = current {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        current = e.source();
+    }
+    text.chars().take(500).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(
+            parse_base("https://app1.example.eng:7443").unwrap(),
+            "https://app1.example.eng:7443"
+        );
+        assert_eq!(
+            parse_base("https://127.0.0.2:7443/").unwrap(),
+            "https://127.0.0.2:7443"
+        );
+        for bad in [
+            "http://a:1",
+            "https://a:1/v1",
+            "a:1",
+            "https://u:p@a:1",
+            "",
+            "https://a:1/?x=1",
+        ] {
+            assert_eq!(
+                parse_base(bad).unwrap_err().metric_label(),
+                "invalid_url",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_errors_keep_the_agents_message_or_a_clean_snippet() {
+        let e = status_error(
+            StatusCode::CONFLICT,
+            br#"{"error":"conflict","message":"port 7001 is already used"}"#,
+        );
+        assert_eq!(e.status(), Some(409));
+        assert!(matches!(&e, ClientError::Status { code: Some(c), .. } if c == "conflict"));
+        let junk = vec![b'\x07'; 10_000];
+        let e = status_error(StatusCode::BAD_GATEWAY, &junk);
+        let ClientError::Status { message, .. } = e else {
+            panic!()
+        };
+        assert!(message.len() <= SNIPPET_CHARS);
+        assert!(!message.chars().any(char::is_control));
+    }
+}

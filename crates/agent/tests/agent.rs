@@ -1,0 +1,412 @@
+//! The agent end to end: real mTLS on 127.0.0.1, real child processes.
+
+mod support;
+
+use std::time::Duration;
+
+use steward_agent::api::{
+    ConnectionStrings, InstallOutcome, InstallRequest, ServiceStatus, UninstallOutcome,
+};
+use steward_agent::{AgentClient, ClientError};
+use steward_model::ServiceKind;
+use steward_pki::{CertificateAuthority, PrivateKeyPem};
+use support::*;
+
+fn request(ports: &[u16]) -> InstallRequest {
+    InstallRequest {
+        ports: ports.to_vec(),
+        drive: "C:".into(),
+        release: "6.12.1".into(),
+        installed_by: "steward".into(),
+    }
+}
+
+async fn status_of(
+    client: &AgentClient,
+    kind: ServiceKind,
+) -> Option<(ServiceStatus, Option<u32>)> {
+    let services = client.services().await.unwrap();
+    services
+        .into_iter()
+        .find(|s| s.kind == kind)
+        .map(|s| (s.status, s.pid))
+}
+
+#[tokio::test]
+async fn install_kill_restart_uninstall() {
+    let pki = Pki::new();
+    let agent = RunningAgent::start(pki.config(false, true)).await;
+    let client = pki.client(agent.addr);
+
+    let host = client.host().await.unwrap();
+    assert_eq!(host.hostname, "app1.example.eng");
+    assert_eq!(host.computer_name, "APP1");
+    assert!(client.services().await.unwrap().is_empty());
+
+    let installed = client
+        .install(ServiceKind::Psis, &request(&[7001]))
+        .await
+        .unwrap();
+    assert_eq!(installed.outcome, InstallOutcome::Created);
+    let service = installed.service;
+    assert_eq!(service.status, ServiceStatus::Running);
+    assert_eq!(service.listen_ports, [7001]);
+    assert_eq!(service.link, "https://127.0.0.1:7001/identityserver");
+    let pid = service.pid.unwrap();
+    assert!(alive(pid));
+
+    let listed = client.services().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].kind, ServiceKind::Psis);
+    assert_eq!(listed[0].pid, Some(pid));
+    assert_eq!(listed[0].tls_thumbprint.as_ref().map(String::len), Some(40));
+
+    let again = client
+        .install(ServiceKind::Psis, &request(&[7001]))
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, InstallOutcome::Unchanged);
+    assert_eq!(again.service.pid, Some(pid));
+
+    let log = eventually("the service's output in its log", || async {
+        let logs = client.logs(ServiceKind::Psis, 64 * 1024).await.unwrap();
+        logs.log
+            .contains("fake service started")
+            .then_some(logs.log)
+    })
+    .await;
+    assert!(
+        log.contains("lab-service --kind PSIS --bind 127.0.0.1 --port 7001"),
+        "{log}"
+    );
+    assert!(log.contains("--release 6.12.1"), "{log}");
+
+    // Killed behind the agent's back: reported stopped, and not restarted by the agent.
+    kill(pid);
+    eventually("PSIS reported stopped", || async {
+        (status_of(&client, ServiceKind::Psis).await == Some((ServiceStatus::Stopped, None)))
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        status_of(&client, ServiceKind::Psis).await,
+        Some((ServiceStatus::Stopped, None))
+    );
+
+    let restarted = client.restart(ServiceKind::Psis).await.unwrap();
+    assert_eq!(restarted.status, ServiceStatus::Running);
+    let new_pid = restarted.pid.unwrap();
+    assert_ne!(new_pid, pid);
+    assert!(alive(new_pid));
+
+    let removed = client.uninstall(ServiceKind::Psis, false).await.unwrap();
+    assert_eq!(removed.outcome, UninstallOutcome::Removed);
+    assert!(client.services().await.unwrap().is_empty());
+    eventually("the process to be gone", || async {
+        (!alive(new_pid)).then_some(())
+    })
+    .await;
+    assert!(!pki.state_dir().join("services/PSIS").exists());
+    let err = client
+        .uninstall(ServiceKind::Psis, false)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn agent_restart_readopts_running_services_without_duplicates() {
+    let pki = Pki::new();
+    let state = pki.state_dir().to_string_lossy().into_owned();
+    let mine = |kind: &'static str| {
+        let state = state.clone();
+        move || processes_with(&[&state, "--kind", kind])
+    };
+
+    let first = RunningAgent::start(pki.config(false, false)).await;
+    let client = pki.client(first.addr);
+    let pid = client
+        .install(ServiceKind::Psws, &request(&[7002]))
+        .await
+        .unwrap()
+        .service
+        .pid
+        .unwrap();
+    first.shutdown().await;
+    assert!(alive(pid), "services outlive the agent");
+
+    let second = RunningAgent::start(pki.config(false, false)).await;
+    let client = pki.client(second.addr);
+    let service = client.service(ServiceKind::Psws).await.unwrap();
+    assert_eq!(
+        (service.status, service.pid),
+        (ServiceStatus::Running, Some(pid))
+    );
+    assert_eq!(mine("PSWS")(), [pid], "exactly one instance");
+    let log = client.logs(ServiceKind::Psws, 64 * 1024).await.unwrap().log;
+    assert!(
+        log.contains(&format!("re-adopted running process {pid}")),
+        "{log}"
+    );
+
+    // An adopted process is not our child: its death is noticed by polling.
+    kill(pid);
+    eventually("adopted PSWS reported stopped", || async {
+        (status_of(&client, ServiceKind::Psws).await == Some((ServiceStatus::Stopped, None)))
+            .then_some(())
+    })
+    .await;
+    let pid = client
+        .restart(ServiceKind::Psws)
+        .await
+        .unwrap()
+        .pid
+        .unwrap();
+    second.shutdown().await;
+
+    // A service that died while the agent was down is started again on agent start.
+    kill(pid);
+    eventually("PSWS gone", || async { (!alive(pid)).then_some(()) }).await;
+    let third = RunningAgent::start(pki.config(false, true)).await;
+    let client = pki.client(third.addr);
+    let service = client.service(ServiceKind::Psws).await.unwrap();
+    assert_eq!(service.status, ServiceStatus::Running);
+    let new_pid = service.pid.unwrap();
+    assert_ne!(new_pid, pid);
+    assert_eq!(mine("PSWS")(), [new_pid]);
+
+    // Stopping services on exit is the lab's choice.
+    third.shutdown().await;
+    eventually("PSWS stopped with the agent", || async {
+        (!alive(new_pid)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn clients_without_a_steward_certificate_are_refused() {
+    let pki = Pki::new();
+    let agent = RunningAgent::start(pki.config(false, true)).await;
+    let url = format!("https://localhost:{}", agent.addr.port());
+
+    let anonymous = AgentClient::new(
+        &url,
+        steward_pki::client_config(&[pki.ca.cert_pem()]).unwrap(),
+        TIMEOUT,
+    )
+    .unwrap();
+    let err = anonymous.host().await.unwrap_err();
+    assert_eq!(err.metric_label(), "tls", "{err:?}");
+
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = CertificateAuthority::init(other_dir.path()).unwrap();
+    let stranger = other.issue_client("steward-daemon").unwrap();
+    let foreign = AgentClient::with_mtls(
+        &url,
+        pki.ca.cert_pem(),
+        &stranger.cert_pem,
+        &stranger.key_pem,
+        TIMEOUT,
+    )
+    .unwrap();
+    let err = foreign.services().await.unwrap_err();
+    assert!(matches!(err, ClientError::Tls(_)), "{err}");
+
+    // A client that does not trust the agent's CA refuses the agent.
+    let daemon_of_other = other.issue_client("steward-daemon").unwrap();
+    let misconfigured = AgentClient::with_mtls(
+        &url,
+        other.cert_pem(),
+        &daemon_of_other.cert_pem,
+        &daemon_of_other.key_pem,
+        TIMEOUT,
+    )
+    .unwrap();
+    let err = misconfigured.host().await.unwrap_err();
+    assert_eq!(err.metric_label(), "tls", "{err:?}");
+
+    // Neither refused handshakes, nor junk, nor a peer stalling mid-handshake hurt the
+    // server: every connection has its own task.
+    use tokio::io::AsyncWriteExt;
+    let mut junk = tokio::net::TcpStream::connect(agent.addr).await.unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let _stalled = tokio::net::TcpStream::connect(agent.addr).await.unwrap();
+    pki.client(agent.addr).host().await.unwrap();
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn certificate_and_connection_strings_reach_the_services() {
+    let pki = Pki::new();
+    let agent = RunningAgent::start(pki.config(false, true)).await;
+    let client = pki.client(agent.addr);
+    client
+        .install(ServiceKind::Client, &request(&[7003]))
+        .await
+        .unwrap();
+    assert_eq!(client.connection_strings().await.unwrap(), None);
+    let seeded = client.certificate().await.unwrap().unwrap();
+
+    let server = pki
+        .ca
+        .issue_server(
+            &["app1.example.eng".into()],
+            &[],
+            Duration::from_secs(30 * 86_400),
+        )
+        .unwrap();
+    let installed = client
+        .install_certificate(&server.cert_pem, &server.key_pem)
+        .await
+        .unwrap();
+    assert_eq!(installed.thumbprint, server.sha1_thumbprint);
+    assert_ne!(installed.thumbprint, seeded.thumbprint);
+    assert_eq!(installed.not_after, server.not_after);
+    assert_eq!(installed.reloaded, [ServiceKind::Client]);
+    let service = client.service(ServiceKind::Client).await.unwrap();
+    assert_eq!(
+        service.tls_thumbprint.as_deref(),
+        Some(server.sha1_thumbprint.as_str())
+    );
+    let key_file = pki.state_dir().join("tls/server.key");
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap(),
+        server.key_pem.expose()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    eventually("the service to log the reload", || async {
+        let log = client
+            .logs(ServiceKind::Client, 64 * 1024)
+            .await
+            .unwrap()
+            .log;
+        log.contains("reload requested").then_some(())
+    })
+    .await;
+    assert_eq!(
+        client.certificate().await.unwrap().unwrap().thumbprint,
+        server.sha1_thumbprint
+    );
+
+    let other = pki
+        .ca
+        .issue_server(
+            &["app2.example.eng".into()],
+            &[],
+            Duration::from_secs(86_400),
+        )
+        .unwrap();
+    let err = client
+        .install_certificate(&server.cert_pem, &other.key_pem)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    let err = client
+        .install_certificate("junk", &PrivateKeyPem::new("junk".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(!err.to_string().contains("junk"), "{err}");
+
+    let strings = ConnectionStrings {
+        identity_server: "https://app1.example.eng:7001/identityserver".into(),
+        psws: "https://app1.example.eng:7002/psws/api".into(),
+        client: "https://app1.example.eng:7003".into(),
+        api: "https://app1.example.eng:7004/api".into(),
+    };
+    let update = client.set_connection_strings(&strings).await.unwrap();
+    assert_eq!(update.pushed, [ServiceKind::Client]);
+    assert_eq!(
+        client.connection_strings().await.unwrap(),
+        Some(strings.clone())
+    );
+    let file = pki
+        .state_dir()
+        .join("services/CLIENT/connection-strings.json");
+    let written: ConnectionStrings = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    assert_eq!(written, strings);
+
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn lab_mode_maps_admins_privileged_ports() {
+    let pki = Pki::new();
+    let agent = RunningAgent::start(pki.config(true, true)).await;
+    let client = pki.client(agent.addr);
+    let admin = client
+        .install(ServiceKind::Admin, &request(&[443, 80]))
+        .await
+        .unwrap()
+        .service;
+    assert_eq!(admin.ports, [443, 80]);
+    assert_eq!(admin.listen_ports, [10443, 10080]);
+    assert_eq!(admin.link, "https://127.0.0.1:10443/AdminConsole");
+    let state = pki.state_dir().to_string_lossy().into_owned();
+    let found = processes_with(&[&state, "--kind ADMIN", "--port 10443 --port 10080"]);
+    assert_eq!(found, [admin.pid.unwrap()]);
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn remnants_of_uninstalled_services_are_removed() {
+    let pki = Pki::new();
+    let agent = RunningAgent::start(pki.config(false, true)).await;
+    let client = pki.client(agent.addr);
+    client
+        .install(ServiceKind::Hl7, &request(&[2244]))
+        .await
+        .unwrap();
+    let leftover = pki.state_dir().join("services/FHIR/bin");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("Fhir.dll"), "x").unwrap();
+
+    let report = client.cleanup_remnants().await.unwrap();
+    assert_eq!(report.removed.len(), 1, "{report:?}");
+    assert!(report.removed[0].ends_with("services/FHIR"), "{report:?}");
+    assert!(report.failed.is_empty());
+    assert!(!pki.state_dir().join("services/FHIR").exists());
+    assert!(pki.state_dir().join("services/HL7").exists());
+    assert_eq!(client.cleanup_remnants().await.unwrap().removed.len(), 0);
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn api_errors_are_json_with_stable_codes() {
+    let pki = Pki::new();
+    let agent = RunningAgent::start(pki.config(false, true)).await;
+    let client = pki.client(agent.addr);
+
+    let err = client.restart(ServiceKind::Job).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Status { status: 404, code: Some(c), .. } if c == "not_installed"),
+        "{err}"
+    );
+    let err = client
+        .install(ServiceKind::Psis, &request(&[7001, 7002]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Status { status: 400, code: Some(c), .. } if c == "invalid_request"),
+        "{err}"
+    );
+    client
+        .install(ServiceKind::Psis, &request(&[7001]))
+        .await
+        .unwrap();
+    let err = client
+        .install(ServiceKind::Psws, &request(&[7001]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
+    assert!(err.to_string().contains("PSIS"), "{err}");
+
+    agent.shutdown().await;
+}
