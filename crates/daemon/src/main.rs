@@ -2,7 +2,13 @@
 //! agent and the lab services. Each subcommand lives in its own module under `cmd/`; this
 //! file only parses arguments and maps results to exit codes.
 
+mod api;
 mod cmd;
+mod embedded;
+mod lab;
+mod metrics;
+mod logging;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -17,6 +23,9 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format of long-running commands.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Human)]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -25,8 +34,18 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Show the ordered actions that would bring the fleet to the desired state.
     Plan(cmd::plan::Args),
+    /// Run the daemon: watch the desired state and drive the fleet toward it.
+    Run(cmd::run::Args),
+    /// Print the status of a running daemon.
+    Status(cmd::status::Args),
     /// Print the JSON Schema of desired-state files (for editors and CI).
     Schema,
+    /// The steward certificate authority: init, export, issue-agent.
+    Ca(cmd::ca::Args),
+    /// Run the agent on an application server (HTTPS with mutual TLS).
+    Agent(steward_agent::AgentArgs),
+    /// Run one lab service (started by a lab agent's process driver).
+    LabService(steward_lab::LabServiceArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +54,23 @@ fn main() -> ExitCode {
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Plan(args) => cmd::plan::run(&args),
         Command::Schema => cmd::schema::run(),
+        Command::Ca(args) => cmd::ca::run(&args),
+        Command::Run(args) => async_main(cli.log_format, cmd::run::run(args)),
+        Command::Status(args) => async_main(cli.log_format, cmd::status::run(args)),
+        Command::Agent(args) => async_main(cli.log_format, cmd::agent::run(args)),
+        Command::LabService(args) => async_main(cli.log_format, cmd::lab_service::run(args)),
     };
     ExitCode::from(code)
+}
+
+/// Long-running commands: logging, then a multi-threaded runtime.
+fn async_main(log_format: logging::LogFormat, command: impl std::future::Future<Output = u8>) -> u8 {
+    logging::init(log_format);
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(command),
+        Err(e) => {
+            eprintln!("steward: cannot start the async runtime: {e}");
+            1
+        }
+    }
 }

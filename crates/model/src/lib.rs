@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod diagnostic;
+pub mod diff;
 pub mod load;
 pub mod located;
 pub mod plan;

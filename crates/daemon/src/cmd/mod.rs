@@ -1,6 +1,11 @@
 //! One module per subcommand. Each `run` returns the process exit code.
 
+pub mod agent;
+pub mod ca;
+pub mod lab_service;
 pub mod plan;
+pub mod run;
+pub mod status;
 pub mod schema;
 pub mod validate;
 

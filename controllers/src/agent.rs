@@ -1,0 +1,182 @@
+//! The controllers' view of an agent: a trait over [`AgentClient`] so that tests can
+//! script an agent's answers, and a per-server cache of clients (each keeps its own
+//! connection pool).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use steward_agent::api::{
+    CertificateStatus, ConnectionStrings, ConnectionStringsUpdate, HostInfo, InstallRequest,
+    InstallResponse, RemnantCleanup, ServiceInfo, UninstallResponse,
+};
+use steward_agent::{AgentClient, ClientError};
+use steward_model::snapshot::Server;
+use steward_model::ServiceKind;
+use steward_pki::PrivateKeyPem;
+
+use crate::config::{AgentEndpoint, EndpointFn};
+
+/// The agent API calls the controllers make.
+#[async_trait]
+pub(crate) trait AgentApi: Send + Sync {
+    async fn host(&self) -> Result<HostInfo, ClientError>;
+    async fn services(&self) -> Result<Vec<ServiceInfo>, ClientError>;
+    async fn install(
+        &self,
+        kind: ServiceKind,
+        request: &InstallRequest,
+    ) -> Result<InstallResponse, ClientError>;
+    async fn uninstall(&self, kind: ServiceKind) -> Result<UninstallResponse, ClientError>;
+    async fn restart(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError>;
+    async fn certificate(&self) -> Result<Option<CertificateStatus>, ClientError>;
+    async fn install_certificate(
+        &self,
+        cert_pem: &str,
+        key_pem: &PrivateKeyPem,
+    ) -> Result<CertificateStatus, ClientError>;
+    async fn connection_strings(&self) -> Result<Option<ConnectionStrings>, ClientError>;
+    async fn set_connection_strings(
+        &self,
+        strings: &ConnectionStrings,
+    ) -> Result<ConnectionStringsUpdate, ClientError>;
+    async fn cleanup_remnants(&self) -> Result<RemnantCleanup, ClientError>;
+}
+
+#[async_trait]
+impl AgentApi for AgentClient {
+    async fn host(&self) -> Result<HostInfo, ClientError> {
+        AgentClient::host(self).await
+    }
+    async fn services(&self) -> Result<Vec<ServiceInfo>, ClientError> {
+        AgentClient::services(self).await
+    }
+    async fn install(
+        &self,
+        kind: ServiceKind,
+        request: &InstallRequest,
+    ) -> Result<InstallResponse, ClientError> {
+        AgentClient::install(self, kind, request).await
+    }
+    async fn uninstall(&self, kind: ServiceKind) -> Result<UninstallResponse, ClientError> {
+        // Never forced: files that cannot be removed are the operator's call.
+        AgentClient::uninstall(self, kind, false).await
+    }
+    async fn restart(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
+        AgentClient::restart(self, kind).await
+    }
+    async fn certificate(&self) -> Result<Option<CertificateStatus>, ClientError> {
+        AgentClient::certificate(self).await
+    }
+    async fn install_certificate(
+        &self,
+        cert_pem: &str,
+        key_pem: &PrivateKeyPem,
+    ) -> Result<CertificateStatus, ClientError> {
+        AgentClient::install_certificate(self, cert_pem, key_pem).await
+    }
+    async fn connection_strings(&self) -> Result<Option<ConnectionStrings>, ClientError> {
+        AgentClient::connection_strings(self).await
+    }
+    async fn set_connection_strings(
+        &self,
+        strings: &ConnectionStrings,
+    ) -> Result<ConnectionStringsUpdate, ClientError> {
+        AgentClient::set_connection_strings(self, strings).await
+    }
+    async fn cleanup_remnants(&self) -> Result<RemnantCleanup, ClientError> {
+        AgentClient::cleanup_remnants(self).await
+    }
+}
+
+/// Makes a client for an endpoint.
+pub(crate) trait Connector: Send + Sync {
+    fn connect(&self, endpoint: &AgentEndpoint) -> Result<Arc<dyn AgentApi>, ClientError>;
+}
+
+/// Real HTTPS clients with the daemon's mTLS identity.
+pub(crate) struct ClientConnector {
+    pub tls: rustls::ClientConfig,
+    pub timeout: Duration,
+}
+
+impl Connector for ClientConnector {
+    fn connect(&self, endpoint: &AgentEndpoint) -> Result<Arc<dyn AgentApi>, ClientError> {
+        Ok(Arc::new(AgentClient::new(
+            &endpoint.base_url,
+            self.tls.clone(),
+            self.timeout,
+        )?))
+    }
+}
+
+/// A client and the endpoint it was made for.
+type Cached = (AgentEndpoint, Arc<dyn AgentApi>);
+
+/// One client per server, rebuilt when the server's agent URL changes.
+pub(crate) struct Agents {
+    connector: Arc<dyn Connector>,
+    endpoints: EndpointFn,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+impl Agents {
+    pub(crate) fn new(connector: Arc<dyn Connector>, endpoints: EndpointFn) -> Self {
+        Self {
+            connector,
+            endpoints,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn endpoint(&self, server: &Server) -> AgentEndpoint {
+        (self.endpoints)(server)
+    }
+
+    pub(crate) fn get(&self, server: &Server) -> Result<Arc<dyn AgentApi>, ClientError> {
+        let endpoint = self.endpoint(server);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cached, client)) = cache.get(&server.name) {
+            if *cached == endpoint {
+                return Ok(client.clone());
+            }
+        }
+        let client = self.connector.connect(&endpoint)?;
+        cache.insert(server.name.clone(), (endpoint, client.clone()));
+        Ok(client)
+    }
+
+    pub(crate) fn forget(&self, server: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(server);
+    }
+}
+
+/// The condition reason for an agent call that failed: what a person should look at.
+pub(crate) fn failure_reason(error: &ClientError) -> &'static str {
+    match error {
+        ClientError::ConnectRefused => "AgentConnectionRefused",
+        ClientError::Connect(_) | ClientError::Transport(_) => "AgentUnreachable",
+        ClientError::Tls(_) => "AgentTlsFailure",
+        ClientError::Timeout(_) => "AgentTimeout",
+        ClientError::Status { .. } => "AgentError",
+        ClientError::Protocol(_) | ClientError::InvalidBody(_) => "AgentBadResponse",
+        ClientError::InvalidUrl(_) => "InvalidAgentUrl",
+    }
+}
+
+/// The bounded metric label of a failed agent call.
+pub(crate) fn failure_label(error: &ClientError) -> &'static str {
+    match error {
+        ClientError::ConnectRefused => "agent_connect_refused",
+        ClientError::Connect(_) | ClientError::Transport(_) => "agent_unreachable",
+        ClientError::Tls(_) => "agent_tls",
+        ClientError::Timeout(_) => "agent_timeout",
+        ClientError::Status { .. } => "agent_http_status",
+        ClientError::Protocol(_) | ClientError::InvalidBody(_) => "agent_bad_response",
+        ClientError::InvalidUrl(_) => "agent_invalid_url",
+    }
+}

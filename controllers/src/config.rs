@@ -1,0 +1,83 @@
+//! What the daemon hands the controllers: the desired state, and how to reach the fleet.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use steward_model::snapshot::Server;
+use steward_model::Snapshot;
+use steward_pki::CertificateAuthority;
+
+/// One valid generation of the desired state.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub generation: u64,
+    pub snapshot: Arc<Snapshot>,
+    /// The desired-state directory: `file:` references and certificate files resolve
+    /// against it.
+    pub dir: PathBuf,
+}
+
+/// Where a server's agent answers, and where its services are probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentEndpoint {
+    /// `https://host:port` of the agent.
+    pub base_url: String,
+    /// Connect to the services at this address instead of resolving the hostname (the lab
+    /// puts every server on its own loopback address). The TLS name checked is still the
+    /// server's hostname, as a browser would.
+    pub connect_ip: Option<IpAddr>,
+}
+
+impl AgentEndpoint {
+    /// The production answer: the agent URL from the Server, services by hostname.
+    pub fn from_server(server: &Server) -> Self {
+        Self {
+            base_url: server.agent_url.clone(),
+            connect_ip: None,
+        }
+    }
+}
+
+/// Maps a Server to its endpoint.
+pub type EndpointFn = Arc<dyn Fn(&Server) -> AgentEndpoint + Send + Sync>;
+
+/// Everything the controllers need besides the desired state.
+#[derive(Clone)]
+pub struct ControllersConfig {
+    /// The steward CA (generated mode): issues servers' certificates.
+    pub ca: Option<Arc<CertificateAuthority>>,
+    /// mTLS client configuration for the agents (the daemon's client certificate).
+    pub agent_tls: rustls::ClientConfig,
+    /// CA certificates (PEM) trusted when probing services.
+    pub probe_roots: Vec<String>,
+    pub endpoints: EndpointFn,
+    /// How often a converged object is checked again.
+    pub resync: Duration,
+    /// Deadline of each agent request.
+    pub agent_timeout: Duration,
+    pub max_concurrent: usize,
+    /// Reconciles of one server's services running at once.
+    pub per_server: usize,
+    /// Recorded by the agent as the installer of each service.
+    pub installed_by: String,
+    /// Lifetime of generated server certificates; renewed when a third is left.
+    pub certificate_lifetime: Duration,
+}
+
+impl fmt::Debug for ControllersConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControllersConfig")
+            .field("ca", &self.ca.is_some())
+            .field("probe_roots", &self.probe_roots.len())
+            .field("resync", &self.resync)
+            .field("agent_timeout", &self.agent_timeout)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("per_server", &self.per_server)
+            .field("installed_by", &self.installed_by)
+            .field("certificate_lifetime", &self.certificate_lifetime)
+            .finish_non_exhaustive()
+    }
+}

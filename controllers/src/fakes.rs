@@ -1,0 +1,491 @@
+//! Scripted stand-ins for agents and the prober, and a fixture that builds a context
+//! around them from a few lines of desired state.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prometheus::Registry;
+use steward_agent::api::{
+    CertificateStatus, ConnectionStrings, ConnectionStringsUpdate, HostInfo, InstallOutcome,
+    InstallRequest, InstallResponse, RemnantCleanup, ServiceInfo, ServiceStatus, UninstallOutcome,
+    UninstallResponse,
+};
+use steward_agent::ClientError;
+use steward_model::load::{load_text, Loaded};
+use steward_model::resource::Mode;
+use steward_model::{ServiceKind, Snapshot};
+use steward_pki::{CertificateAuthority, PrivateKeyPem};
+
+use crate::agent::{AgentApi, Connector};
+use crate::config::{AgentEndpoint, ControllersConfig, Desired};
+use crate::context::Context;
+use crate::prober::{ProbeError, ProbeResult, ProbeTarget, Prober};
+use crate::{triggers, Controllers};
+
+#[derive(Debug, Default)]
+pub(crate) struct AgentState {
+    pub services: BTreeMap<ServiceKind, ServiceInfo>,
+    pub certificate: Option<CertificateStatus>,
+    pub connection_strings: Option<ConnectionStrings>,
+}
+
+/// An agent that answers from memory, fails calls on request, or is down altogether.
+pub(crate) struct FakeAgent {
+    hostname: String,
+    state: Mutex<AgentState>,
+    calls: Mutex<Vec<&'static str>>,
+    failures: Mutex<VecDeque<(&'static str, ClientError)>>,
+    down: AtomicBool,
+    next_pid: AtomicU64,
+}
+
+impl FakeAgent {
+    fn new(hostname: &str) -> Self {
+        Self {
+            hostname: hostname.to_owned(),
+            state: Mutex::new(AgentState::default()),
+            calls: Mutex::new(Vec::new()),
+            failures: Mutex::new(VecDeque::new()),
+            down: AtomicBool::new(false),
+            next_pid: AtomicU64::new(1000),
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, AgentState> {
+        self.state.lock().unwrap()
+    }
+
+    pub(crate) fn calls(&self, method: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| **m == method)
+            .count()
+    }
+
+    /// The next call of `method` fails with `error`.
+    pub(crate) fn fail_next(&self, method: &'static str, error: ClientError) {
+        self.failures.lock().unwrap().push_back((method, error));
+    }
+
+    /// Every call fails with "connection refused" while down.
+    pub(crate) fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_status(&self, kind: ServiceKind, status: ServiceStatus) {
+        if let Some(s) = self.state().services.get_mut(&kind) {
+            s.status = status;
+            s.pid = None;
+        }
+    }
+
+    fn enter(&self, method: &'static str) -> Result<(), ClientError> {
+        self.calls.lock().unwrap().push(method);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(ClientError::ConnectRefused);
+        }
+        let mut failures = self.failures.lock().unwrap();
+        match failures.iter().position(|(m, _)| *m == method) {
+            Some(i) => Err(failures.remove(i).map(|(_, e)| e).unwrap()),
+            None => Ok(()),
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        Some(self.next_pid.fetch_add(1, Ordering::SeqCst) as u32)
+    }
+
+    fn not_installed(kind: ServiceKind) -> ClientError {
+        ClientError::Status {
+            status: 404,
+            code: Some("not_installed".into()),
+            message: format!("{kind} is not installed"),
+        }
+    }
+}
+
+#[async_trait]
+impl AgentApi for FakeAgent {
+    async fn host(&self) -> Result<HostInfo, ClientError> {
+        self.enter("host")?;
+        Ok(HostInfo {
+            hostname: self.hostname.clone(),
+            computer_name: self.hostname.split('.').next().unwrap().to_uppercase(),
+            os: "FakeOS".into(),
+            agent_version: "0.0.0".into(),
+        })
+    }
+
+    async fn services(&self) -> Result<Vec<ServiceInfo>, ClientError> {
+        self.enter("services")?;
+        Ok(self.state().services.values().cloned().collect())
+    }
+
+    async fn install(
+        &self,
+        kind: ServiceKind,
+        request: &InstallRequest,
+    ) -> Result<InstallResponse, ClientError> {
+        self.enter("install")?;
+        let pid = self.pid();
+        let mut state = self.state();
+        let same = state.services.get(&kind).map(|s| {
+            (
+                s.ports == request.ports
+                    && s.drive == request.drive
+                    && s.release == request.release,
+                s.status == ServiceStatus::Running,
+            )
+        });
+        let outcome = match same {
+            None => InstallOutcome::Created,
+            Some((false, _)) => InstallOutcome::Reinstalled,
+            Some((true, false)) => InstallOutcome::Started,
+            Some((true, true)) => InstallOutcome::Unchanged,
+        };
+        let service = ServiceInfo {
+            kind,
+            ports: request.ports.clone(),
+            listen_ports: request.ports.clone(),
+            drive: request.drive.clone(),
+            release: request.release.clone(),
+            installed_by: request.installed_by.clone(),
+            installed_at: time::OffsetDateTime::now_utc(),
+            status: ServiceStatus::Running,
+            tls_thumbprint: None,
+            link: format!("https://{}:{}/", self.hostname, request.ports[0]),
+            pid,
+            exit_code: None,
+            message: None,
+        };
+        state.services.insert(kind, service.clone());
+        Ok(InstallResponse { outcome, service })
+    }
+
+    async fn uninstall(&self, kind: ServiceKind) -> Result<UninstallResponse, ClientError> {
+        self.enter("uninstall")?;
+        match self.state().services.remove(&kind) {
+            Some(_) => Ok(UninstallResponse {
+                kind,
+                outcome: UninstallOutcome::Removed,
+                remnants: Vec::new(),
+            }),
+            None => Err(Self::not_installed(kind)),
+        }
+    }
+
+    async fn restart(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
+        self.enter("restart")?;
+        let pid = self.pid();
+        let mut state = self.state();
+        let service = state
+            .services
+            .get_mut(&kind)
+            .ok_or_else(|| Self::not_installed(kind))?;
+        service.status = ServiceStatus::Running;
+        service.pid = pid;
+        Ok(service.clone())
+    }
+
+    async fn certificate(&self) -> Result<Option<CertificateStatus>, ClientError> {
+        self.enter("certificate")?;
+        Ok(self.state().certificate.clone())
+    }
+
+    async fn install_certificate(
+        &self,
+        cert_pem: &str,
+        key_pem: &PrivateKeyPem,
+    ) -> Result<CertificateStatus, ClientError> {
+        self.enter("install_certificate")?;
+        let info = steward_pki::verify_key_pair(cert_pem, key_pem.expose()).map_err(|e| {
+            ClientError::Status {
+                status: 400,
+                code: Some("invalid_certificate".into()),
+                message: e.to_string(),
+            }
+        })?;
+        let mut state = self.state();
+        let status = CertificateStatus {
+            thumbprint: info.sha1_thumbprint,
+            not_after: info.not_after,
+            subject: info.subject,
+            reloaded: state.services.keys().copied().collect(),
+        };
+        state.certificate = Some(status.clone());
+        Ok(status)
+    }
+
+    async fn connection_strings(&self) -> Result<Option<ConnectionStrings>, ClientError> {
+        self.enter("connection_strings")?;
+        Ok(self.state().connection_strings.clone())
+    }
+
+    async fn set_connection_strings(
+        &self,
+        strings: &ConnectionStrings,
+    ) -> Result<ConnectionStringsUpdate, ClientError> {
+        self.enter("set_connection_strings")?;
+        let mut state = self.state();
+        state.connection_strings = Some(strings.clone());
+        Ok(ConnectionStringsUpdate {
+            connection_strings: strings.clone(),
+            pushed: state.services.keys().copied().collect(),
+        })
+    }
+
+    async fn cleanup_remnants(&self) -> Result<RemnantCleanup, ClientError> {
+        self.enter("cleanup_remnants")?;
+        Ok(RemnantCleanup::default())
+    }
+}
+
+/// Hands out the fake agent of an endpoint; an unknown endpoint refuses connections.
+pub(crate) struct FakeConnector {
+    agents: BTreeMap<String, Arc<FakeAgent>>,
+}
+
+impl Connector for FakeConnector {
+    fn connect(&self, endpoint: &AgentEndpoint) -> Result<Arc<dyn AgentApi>, ClientError> {
+        self.agents
+            .get(&endpoint.base_url)
+            .map(|a| a.clone() as Arc<dyn AgentApi>)
+            .ok_or(ClientError::ConnectRefused)
+    }
+}
+
+/// Every service passes unless told otherwise.
+#[derive(Default)]
+pub(crate) struct FakeProber {
+    failing: Mutex<BTreeMap<(String, ServiceKind), bool>>,
+    probes: Mutex<Vec<(String, ServiceKind, u16)>>,
+}
+
+impl FakeProber {
+    pub(crate) fn set_healthy(&self, hostname: &str, kind: ServiceKind, healthy: bool) {
+        self.failing
+            .lock()
+            .unwrap()
+            .insert((hostname.to_owned(), kind), !healthy);
+    }
+
+    pub(crate) fn probes(&self, kind: ServiceKind) -> usize {
+        self.probes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.1 == kind)
+            .count()
+    }
+}
+
+#[async_trait]
+impl Prober for FakeProber {
+    async fn probe(&self, target: &ProbeTarget) -> ProbeResult {
+        self.probes
+            .lock()
+            .unwrap()
+            .push((target.hostname.clone(), target.kind, target.port));
+        let failing = self
+            .failing
+            .lock()
+            .unwrap()
+            .get(&(target.hostname.clone(), target.kind))
+            .copied()
+            .unwrap_or(false);
+        ProbeResult {
+            duration: Duration::from_millis(3),
+            http_status: Some(if failing { 503 } else { 200 }),
+            outcome: if failing {
+                Err(ProbeError::Status {
+                    status: 503,
+                    accepted: "200-399".into(),
+                })
+            } else {
+                Ok(())
+            },
+        }
+    }
+}
+
+pub(crate) struct Fixture {
+    pub ctx: Arc<Context>,
+    pub registry: Registry,
+    pub prober: Arc<FakeProber>,
+    pub controllers: Option<Controllers>,
+    agents: BTreeMap<String, Arc<FakeAgent>>,
+    dir: PathBuf,
+    generation: AtomicU64,
+    _ca_dir: tempfile::TempDir,
+}
+
+/// A fleet of servers `(name, [KIND, ...])` with generated certificates.
+pub(crate) fn fixture(servers: &[(&str, &[&str])]) -> Fixture {
+    let dir = std::env::temp_dir();
+    fixture_with(servers, "certificate: {generate: true}", &dir)
+}
+
+/// The same with another certificate line and desired-state directory.
+pub(crate) fn fixture_with(servers: &[(&str, &[&str])], certificate: &str, dir: &Path) -> Fixture {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = CertificateAuthority::init(ca_dir.path()).unwrap();
+    let ca_pem = ca.cert_pem().to_owned();
+    let agents: BTreeMap<String, Arc<FakeAgent>> = servers
+        .iter()
+        .map(|(name, _)| {
+            let host = format!("{name}.example.eng");
+            (
+                format!("https://{host}:7443"),
+                Arc::new(FakeAgent::new(&host)),
+            )
+        })
+        .collect();
+    let config = ControllersConfig {
+        ca: Some(Arc::new(ca)),
+        agent_tls: steward_pki::client_config(std::slice::from_ref(&ca_pem)).unwrap(),
+        probe_roots: vec![ca_pem],
+        endpoints: Arc::new(AgentEndpoint::from_server),
+        resync: Duration::from_secs(2),
+        agent_timeout: Duration::from_secs(5),
+        max_concurrent: 8,
+        per_server: 2,
+        installed_by: "steward-test".into(),
+        certificate_lifetime: Duration::from_secs(90 * 24 * 3600),
+    };
+    let registry = Registry::new();
+    let prober = Arc::new(FakeProber::default());
+    let connector = Arc::new(FakeConnector {
+        agents: agents.clone(),
+    });
+    let controllers =
+        Controllers::with_parts(config, &registry, connector, prober.clone()).unwrap();
+    let fx = Fixture {
+        ctx: controllers.ctx.clone(),
+        registry,
+        prober,
+        controllers: Some(controllers),
+        agents,
+        dir: dir.to_path_buf(),
+        generation: AtomicU64::new(0),
+        _ca_dir: ca_dir,
+    };
+    fx.apply(snapshot(servers, certificate, Mode::AutoCorrect, false));
+    fx
+}
+
+/// A valid snapshot, compiled from YAML like the daemon's.
+pub(crate) fn snapshot(
+    servers: &[(&str, &[&str])],
+    certificate: &str,
+    mode: Mode,
+    prune: bool,
+) -> Snapshot {
+    let mode = match mode {
+        Mode::AutoCorrect => "autoCorrect",
+        Mode::Monitor => "monitor",
+    };
+    let mut text = format!(
+        "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  mode: {mode}\n  prune: {prune}\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {{mode: generated}}\n"
+    );
+    for (name, kinds) in servers {
+        let services: Vec<String> = kinds.iter().map(|k| format!("{{kind: {k}}}")).collect();
+        text.push_str(&format!(
+            "---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  hostname: {name}.example.eng\n  {certificate}\n  services: [{}]\n",
+            services.join(", ")
+        ));
+    }
+    let mut loaded = Loaded::default();
+    load_text(Path::new("fixture.yaml"), &text, &mut loaded);
+    let compiled = steward_model::validate::compile(loaded);
+    match compiled.snapshot {
+        Some(s) => s,
+        None => panic!("invalid fixture: {:?}", compiled.diagnostics),
+    }
+}
+
+impl Fixture {
+    pub(crate) fn agent(&self, server: &str) -> Arc<FakeAgent> {
+        self.agents[&format!("https://{server}.example.eng:7443")].clone()
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Put a snapshot in force as the next generation.
+    pub(crate) fn apply(&self, snapshot: Snapshot) -> triggers::Applied {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        triggers::apply(&self.ctx, self.desired(generation, snapshot))
+    }
+
+    pub(crate) fn desired(&self, generation: u64, snapshot: Snapshot) -> Desired {
+        Desired {
+            generation,
+            snapshot: Arc::new(snapshot),
+            dir: self.dir.clone(),
+        }
+    }
+
+    pub(crate) fn current(&self) -> Snapshot {
+        self.ctx.desired().unwrap().snapshot.as_ref().clone()
+    }
+
+    pub(crate) fn set_mode(&self, mode: Mode) {
+        let mut s = self.current();
+        s.installation.mode = mode;
+        self.apply(s);
+    }
+
+    /// The value of one series, 0 when absent.
+    pub(crate) fn sample(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        for family in self.registry.gather() {
+            if family.name() != name {
+                continue;
+            }
+            for metric in family.get_metric() {
+                let matches = labels.iter().all(|(k, v)| {
+                    metric
+                        .get_label()
+                        .iter()
+                        .any(|l| l.name() == *k && l.value() == *v)
+                });
+                if matches {
+                    return match family.get_field_type() {
+                        prometheus::proto::MetricType::COUNTER => metric.get_counter().get_value(),
+                        _ => metric.get_gauge().get_value(),
+                    };
+                }
+            }
+        }
+        0.0
+    }
+
+    pub(crate) fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.sample(name, labels)
+    }
+
+    pub(crate) fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.sample(name, labels)
+    }
+}
+
+/// The reason of the condition that describes an object now.
+pub(crate) fn headline(conditions: &[crate::status::Condition]) -> String {
+    use crate::status::{ConditionStatus, ConditionType};
+    conditions
+        .iter()
+        .find(|c| c.condition_type != ConditionType::Ready && c.status == ConditionStatus::True)
+        .or_else(|| {
+            conditions
+                .iter()
+                .find(|c| c.condition_type == ConditionType::Ready)
+        })
+        .map(|c| c.reason.clone())
+        .unwrap_or_default()
+}

@@ -1,0 +1,506 @@
+//! The server controller (key: server name): is the agent there, what does it run, and
+//! does it hold the service URLs the desired state implies?
+//!
+//! It is also the fleet's discovery loop: services an agent lists that the desired state
+//! does not declare are handed to the service controller, which reports or prunes them.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use steward_agent::api::ConnectionStrings;
+use steward_agent::ClientError;
+use steward_model::resource::Mode;
+use steward_model::snapshot::Server;
+use steward_model::{ServiceKind, Snapshot};
+use steward_runtime::{Action, Reason, ReconcileError};
+
+use crate::agent::{failure_label, failure_reason, AgentApi};
+use crate::context::Context;
+use crate::drift::DriftKind;
+use crate::status::{EventType, Phase};
+use crate::store::ServiceKey;
+
+pub(crate) const CONTROLLER: &str = "server";
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ServerError {
+    #[error("agent of {server}: {source}")]
+    Agent {
+        server: String,
+        #[source]
+        source: ClientError,
+    },
+}
+
+impl ReconcileError for ServerError {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Agent { source, .. } => failure_label(source),
+        }
+    }
+}
+
+pub(crate) async fn reconcile(
+    name: String,
+    _reason: Reason,
+    ctx: Arc<Context>,
+) -> Result<Action, ServerError> {
+    let _timer = ctx.metrics.reconcile_timer(CONTROLLER);
+    let Some(desired) = ctx.desired() else {
+        return Ok(Action::await_change());
+    };
+    let Some((server, declared)) = ctx.server(&desired, &name) else {
+        return Ok(Action::await_change());
+    };
+    let generation = desired.generation;
+    let agent_error = |source| ServerError::Agent {
+        server: name.clone(),
+        source,
+    };
+
+    let observed = async {
+        let agent = ctx.agents.get(&server)?;
+        let host = agent.host().await?;
+        let listed = agent.services().await?;
+        Ok::<_, ClientError>((agent, host, listed))
+    }
+    .await;
+    let (agent, host, listed) = match observed {
+        Ok(v) => v,
+        Err(e) => {
+            mark_down(&ctx, &server, generation, &e);
+            return Err(agent_error(e));
+        }
+    };
+
+    let inventory: BTreeSet<ServiceKind> = listed.iter().map(|s| s.kind).collect();
+    let (was_up, previous_inventory) = ctx
+        .store
+        .with_server(&name, |r| {
+            let was_up = r.agent_up;
+            r.agent_up = Some(true);
+            r.host = Some(host.clone());
+            r.observed_generation = Some(generation);
+            (was_up, r.inventory.replace(inventory.clone()))
+        })
+        .unwrap_or((None, None));
+    ctx.metrics.agent_up(&name, true);
+    if was_up != Some(true) {
+        tracing::info!(
+            "{name}: agent answers at {} ({}, agent {})",
+            ctx.agents.endpoint(&server).base_url,
+            host.os,
+            host.agent_version
+        );
+        // Whatever waited for this agent can go now, without waiting out its backoff.
+        ctx.trigger_certificate(&name, Reason::ObservedChanged);
+        for key in ctx.store.service_keys_on(&name) {
+            ctx.trigger_service(key, Reason::ObservedChanged);
+        }
+    }
+    // Services nobody declared: the service controller reports or prunes them.
+    for kind in &inventory {
+        let declared_here = declared && server.service(*kind).is_some();
+        let new = previous_inventory
+            .as_ref()
+            .is_none_or(|p| !p.contains(kind));
+        if !declared_here && (new || was_up != Some(true)) {
+            ctx.trigger_service(ServiceKey::new(&name, *kind), Reason::ObservedChanged);
+        }
+    }
+
+    if !declared {
+        return Ok(undeclared(&ctx, &server, agent.as_ref(), &inventory, &desired.snapshot).await);
+    }
+
+    if !same_host(&host.hostname, &server.hostname) {
+        let message = format!(
+            "the agent at {} says it runs on {}, not {}: check the Server's agent URL",
+            ctx.agents.endpoint(&server).base_url,
+            host.hostname,
+            server.hostname
+        );
+        set_conditions(&ctx, &name, Phase::Degraded, "HostnameMismatch", message);
+        return Ok(Action::requeue(ctx.config.resync));
+    }
+
+    let strings =
+        match sync_connection_strings(&ctx, &server, agent.as_ref(), &desired.snapshot).await {
+            Ok(s) => s,
+            Err(e) => {
+                set_conditions(
+                    &ctx,
+                    &name,
+                    Phase::Degraded,
+                    failure_reason(&e),
+                    format!("cannot read or set connection strings: {e}"),
+                );
+                return Err(agent_error(e));
+            }
+        };
+    let message = format!(
+        "agent answers ({}, {} services installed); {strings}",
+        host.os,
+        inventory.len()
+    );
+    let phase = if strings.drifted() {
+        Phase::Degraded
+    } else {
+        Phase::Ready
+    };
+    let reason = if strings.drifted() {
+        "ConnectionStringsDrift"
+    } else {
+        "AgentReady"
+    };
+    set_conditions(&ctx, &name, phase, reason, message);
+    Ok(Action::requeue(ctx.config.resync))
+}
+
+fn set_conditions(ctx: &Context, name: &str, phase: Phase, reason: &str, message: String) {
+    ctx.store
+        .with_server(name, |r| r.conditions.set(phase, reason, message));
+}
+
+fn mark_down(ctx: &Context, server: &Server, generation: u64, error: &ClientError) {
+    let reason = failure_reason(error);
+    let url = ctx.agents.endpoint(server).base_url;
+    let was_up = ctx.store.with_server(&server.name, |r| {
+        let was = r.agent_up;
+        r.agent_up = Some(false);
+        r.observed_generation = Some(generation);
+        r.conditions.set(
+            Phase::Degraded,
+            reason,
+            format!("agent {url} does not answer: {error}"),
+        );
+        was
+    });
+    ctx.metrics.agent_up(&server.name, false);
+    if was_up.flatten() != Some(false) {
+        tracing::warn!("{}: agent {url} does not answer: {error}", server.name);
+    }
+}
+
+/// What the connection-strings step found or did, for the server's status message.
+enum Strings {
+    InSync,
+    Pushed(usize),
+    Drifted,
+    /// The snapshot lacks a service whose URL every service must be given.
+    Incomplete(&'static str),
+}
+
+impl Strings {
+    fn drifted(&self) -> bool {
+        matches!(self, Self::Drifted)
+    }
+}
+
+impl std::fmt::Display for Strings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InSync => f.write_str("connection strings in sync"),
+            Self::Pushed(n) => write!(f, "connection strings pushed to {n} services"),
+            Self::Drifted => f.write_str(
+                "connection strings differ from the desired state (monitor mode: not corrected)",
+            ),
+            Self::Incomplete(missing) => write!(
+                f,
+                "connection strings not pushed: no {missing} is declared, and the agent requires all four URLs"
+            ),
+        }
+    }
+}
+
+/// The agent wants all four URLs; an installation without CLIENT or REPORT has none to
+/// give for them.
+fn desired_strings(snapshot: &Snapshot) -> Result<ConnectionStrings, &'static str> {
+    let s = snapshot.connection_strings();
+    Ok(ConnectionStrings {
+        identity_server: s.identity_server.ok_or("PSIS")?,
+        psws: s.psws.ok_or("PSWS")?,
+        client: s.client.ok_or("CLIENT")?,
+        api: s.api.ok_or("REPORT")?,
+    })
+}
+
+async fn sync_connection_strings(
+    ctx: &Context,
+    server: &Server,
+    agent: &dyn AgentApi,
+    snapshot: &Snapshot,
+) -> Result<Strings, ClientError> {
+    let wanted = match desired_strings(snapshot) {
+        Ok(w) => w,
+        Err(missing) => return Ok(Strings::Incomplete(missing)),
+    };
+    let current = agent.connection_strings().await?;
+    let synced_before = ctx
+        .store
+        .with_server(&server.name, |r| r.strings_synced.clone())
+        .flatten();
+    if current.as_ref() == Some(&wanted) {
+        ctx.store.with_server(&server.name, |r| {
+            r.strings_synced = Some(wanted);
+            r.drift.remove(&DriftKind::ConnectionStrings);
+        });
+        return Ok(Strings::InSync);
+    }
+    // Only a difference from what once was in place is drift; first delivery and a
+    // changed desired state are rollout.
+    let drift = current.is_some() && synced_before.as_ref() == Some(&wanted);
+    if snapshot.installation.mode == Mode::Monitor {
+        let newly = ctx
+            .store
+            .with_server(&server.name, |r| {
+                r.drift.insert(DriftKind::ConnectionStrings)
+            })
+            .unwrap_or(false);
+        if newly {
+            ctx.metrics.drift_detected(DriftKind::ConnectionStrings);
+            ctx.store.event(
+                format!("server/{}", server.name),
+                EventType::Warning,
+                "DriftDetected",
+                "the agent's connection strings differ from the desired state (monitor mode: not corrected)",
+            );
+        }
+        return Ok(Strings::Drifted);
+    }
+    let update = agent.set_connection_strings(&wanted).await?;
+    if drift {
+        ctx.metrics.drift_detected(DriftKind::ConnectionStrings);
+        ctx.metrics.drift_corrected(DriftKind::ConnectionStrings);
+    }
+    tracing::info!(
+        "{}: pushed connection strings to {} services{}",
+        server.name,
+        update.pushed.len(),
+        if drift { " (they had drifted)" } else { "" }
+    );
+    ctx.store.event(
+        format!("server/{}", server.name),
+        EventType::Normal,
+        "ConnectionStringsPushed",
+        &format!(
+            "identity server {}, web services {}",
+            wanted.identity_server, wanted.psws
+        ),
+    );
+    ctx.store.with_server(&server.name, |r| {
+        r.strings_synced = Some(wanted);
+        r.drift.remove(&DriftKind::ConnectionStrings);
+    });
+    Ok(Strings::Pushed(update.pushed.len()))
+}
+
+/// A server that left the desired state: reported while it runs services; once empty,
+/// cleaned (with prune) and forgotten.
+async fn undeclared(
+    ctx: &Context,
+    server: &Server,
+    agent: &dyn AgentApi,
+    inventory: &BTreeSet<ServiceKind>,
+    snapshot: &Snapshot,
+) -> Action {
+    let name = &server.name;
+    let prune = snapshot.installation.prune;
+    if !inventory.is_empty() {
+        let kinds: Vec<&str> = inventory.iter().map(|k| k.as_str()).collect();
+        let (phase, reason, message) = if prune && snapshot.installation.mode == Mode::AutoCorrect {
+            (
+                Phase::Progressing,
+                "Pruning",
+                format!("no longer declared; uninstalling {}", kinds.join(", ")),
+            )
+        } else {
+            (
+                Phase::Stalled,
+                "Orphaned",
+                format!(
+                    "no longer declared but still runs {}; they are left alone (set prune: true to uninstall them)",
+                    kinds.join(", ")
+                ),
+            )
+        };
+        set_conditions(ctx, name, phase, reason, message);
+        return Action::requeue(ctx.config.resync);
+    }
+    if prune && snapshot.installation.mode == Mode::AutoCorrect {
+        match agent.cleanup_remnants().await {
+            Ok(report) if report.failed.is_empty() => {}
+            Ok(report) => tracing::warn!(
+                "{name}: {} remnant paths could not be removed",
+                report.failed.len()
+            ),
+            Err(e) => tracing::warn!("{name}: remnant cleanup failed: {e}"),
+        }
+    }
+    tracing::info!("{name}: no longer declared and runs nothing; no longer managed");
+    ctx.store.event(
+        format!("server/{name}"),
+        EventType::Normal,
+        "Removed",
+        "no longer declared and runs no services",
+    );
+    ctx.forget_server(name);
+    Action::await_change()
+}
+
+/// Agents report the machine's name, which may be the short name of the declared FQDN.
+fn same_host(reported: &str, declared: &str) -> bool {
+    let first = |s: &str| s.split('.').next().unwrap_or_default().to_ascii_lowercase();
+    reported.eq_ignore_ascii_case(declared)
+        || (!reported.contains('.') && first(reported) == first(declared))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::fixture;
+    use crate::status::ConditionType;
+
+    #[tokio::test]
+    async fn reachable_agent_reports_host_and_gets_connection_strings() {
+        let fx = fixture(&[("app1", &["PSIS", "PSWS", "CLIENT", "REPORT", "ADMIN"])]);
+        let action = reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(action, Action::requeue(fx.ctx.config.resync));
+        let status = fx.ctx.store.status();
+        let app1 = &status.servers[0];
+        assert_eq!(app1.agent_up, Some(true));
+        assert_eq!(app1.host.as_ref().unwrap().hostname, "app1.example.eng");
+        assert_eq!(app1.conditions[0].reason, "AgentReady");
+        let agent = fx.agent("app1");
+        let strings = agent.state().connection_strings.clone().unwrap();
+        assert_eq!(
+            strings.identity_server,
+            "https://app1.example.eng:7001/identityserver"
+        );
+        assert_eq!(agent.calls("set_connection_strings"), 1);
+
+        // In sync: not pushed again.
+        reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(agent.calls("set_connection_strings"), 1);
+        assert_eq!(fx.gauge("steward_agent_up", &[("server", "app1")]), 1.0);
+
+        // Someone changes them: drift, corrected.
+        agent.state().connection_strings.as_mut().unwrap().psws = "https://evil:1/psws/api".into();
+        reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(agent.calls("set_connection_strings"), 2);
+        assert_eq!(
+            fx.counter(
+                "steward_drift_corrected_total",
+                &[("kind", "connection_strings")]
+            ),
+            1.0
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_agents_degrade_their_server_with_a_clear_reason() {
+        let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+        let agent = fx.agent("app1");
+        for (error, reason) in [
+            (ClientError::ConnectRefused, "AgentConnectionRefused"),
+            (
+                ClientError::Tls("invalid peer certificate: UnknownIssuer".into()),
+                "AgentTlsFailure",
+            ),
+            (
+                ClientError::Timeout(std::time::Duration::from_secs(5)),
+                "AgentTimeout",
+            ),
+            (
+                ClientError::InvalidBody("expected value at line 1".into()),
+                "AgentBadResponse",
+            ),
+            (
+                ClientError::Status {
+                    status: 503,
+                    code: None,
+                    message: "unavailable".into(),
+                },
+                "AgentError",
+            ),
+        ] {
+            agent.fail_next("host", error);
+            let err = reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+                .await
+                .unwrap_err();
+            assert!(err.metric_label().starts_with("agent_"));
+            let status = fx.ctx.store.status();
+            let app1 = &status.servers[0];
+            assert_eq!(app1.agent_up, Some(false));
+            let degraded = app1
+                .conditions
+                .iter()
+                .find(|c| c.condition_type == ConditionType::Degraded)
+                .unwrap();
+            assert_eq!(degraded.reason, reason);
+            assert_eq!(fx.gauge("steward_agent_up", &[("server", "app1")]), 0.0);
+        }
+        // Back: up again, and its services are woken.
+        reconcile("app1".into(), Reason::RetryAfterError, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(fx.ctx.store.status().servers[0].agent_up, Some(true));
+    }
+
+    #[tokio::test]
+    async fn incomplete_connection_strings_are_not_pushed() {
+        let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+        reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(fx.agent("app1").calls("set_connection_strings"), 0);
+        let status = fx.ctx.store.status();
+        assert!(
+            status.servers[0].conditions[0]
+                .message
+                .contains("no CLIENT"),
+            "{:?}",
+            status.servers[0].conditions[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn monitor_mode_reports_connection_string_drift_only() {
+        let fx = fixture(&[("app1", &["PSIS", "PSWS", "CLIENT", "REPORT", "ADMIN"])]);
+        fx.set_mode(Mode::Monitor);
+        reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+            .await
+            .unwrap();
+        reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(fx.agent("app1").calls("set_connection_strings"), 0);
+        assert_eq!(
+            fx.counter(
+                "steward_drift_detected_total",
+                &[("kind", "connection_strings")]
+            ),
+            1.0,
+            "counted once, not per resync"
+        );
+        let status = fx.ctx.store.status();
+        assert_eq!(
+            status.servers[0].conditions[0].reason,
+            "ConnectionStringsDrift"
+        );
+    }
+
+    #[test]
+    fn short_names_match_their_fqdn() {
+        assert!(same_host("app1.example.eng", "APP1.example.eng"));
+        assert!(same_host("app1", "app1.example.eng"));
+        assert!(!same_host("app2", "app1.example.eng"));
+        assert!(!same_host("app1.other.eng", "app1.example.eng"));
+    }
+}

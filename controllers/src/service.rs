@@ -1,0 +1,722 @@
+//! The service controller (key: server + service kind; the server is the concurrency
+//! group): install what is declared and missing, reinstall what differs, restart what
+//! stopped, probe what runs, and report or prune what runs undeclared.
+//!
+//! Every run starts from the agent's current list, never from what the previous run did.
+//! Installs wait for the server's certificate and for every kind in `depends_on` to be
+//! ready somewhere (so PSIS, then PSWS, then the rest); pruning goes the other way round.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use steward_agent::api::{InstallOutcome, InstallRequest, ServiceInfo, ServiceStatus};
+use steward_agent::ClientError;
+use steward_model::resource::Mode;
+use steward_model::snapshot::{PlacedService, Server};
+use steward_model::ServiceKind;
+use steward_runtime::{Action, Reason, ReconcileError};
+
+use crate::agent::{failure_label, failure_reason, AgentApi};
+use crate::config::Desired;
+use crate::context::Context;
+use crate::drift::DriftKind;
+use crate::prober::{ProbeResult, ProbeTarget};
+use crate::status::{EventType, LastProbe, Phase};
+use crate::store::{matches_spec, ServiceKey};
+
+pub(crate) const CONTROLLER: &str = "service";
+
+/// Longest pause between restarts of a service that keeps dying.
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ServiceError {
+    #[error("agent of {server}: {source}")]
+    Agent {
+        server: String,
+        #[source]
+        source: ClientError,
+    },
+}
+
+impl ReconcileError for ServiceError {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Agent { source, .. } => failure_label(source),
+        }
+    }
+}
+
+/// What one run works with.
+struct Run<'a> {
+    ctx: &'a Context,
+    key: &'a ServiceKey,
+    desired: &'a Desired,
+    server: &'a Server,
+    agent: &'a dyn AgentApi,
+}
+
+impl Run<'_> {
+    fn monitor(&self) -> bool {
+        self.desired.snapshot.installation.mode == Mode::Monitor
+    }
+
+    fn release(&self) -> &str {
+        &self.desired.snapshot.installation.release
+    }
+
+    fn object(&self) -> String {
+        format!("service/{}", self.key)
+    }
+
+    fn set(&self, phase: Phase, reason: &str, message: impl Into<String>) {
+        let message = message.into();
+        self.ctx
+            .store
+            .with_service(self.key, |r| r.conditions.set(phase, reason, message));
+    }
+
+    fn agent_error(&self, source: ClientError) -> ServiceError {
+        ServiceError::Agent {
+            server: self.key.server.clone(),
+            source,
+        }
+    }
+
+    /// A failed agent call: say so on the service, hand the error to the backoff.
+    fn failed(&self, what: &str, source: ClientError) -> ServiceError {
+        self.set(
+            Phase::Degraded,
+            failure_reason(&source),
+            format!("{what} failed: {source}"),
+        );
+        self.agent_error(source)
+    }
+}
+
+pub(crate) async fn reconcile(
+    key: ServiceKey,
+    _reason: Reason,
+    ctx: Arc<Context>,
+) -> Result<Action, ServiceError> {
+    let _timer = ctx.metrics.reconcile_timer(CONTROLLER);
+    let Some(desired) = ctx.desired() else {
+        return Ok(Action::await_change());
+    };
+    let Some((server, server_declared)) = ctx.server(&desired, &key.server) else {
+        forget(&ctx, &key);
+        return Ok(Action::await_change());
+    };
+    let placed = server
+        .service(key.kind)
+        .filter(|_| server_declared)
+        .cloned();
+    let generation = desired.generation;
+
+    let agent = match ctx.agents.get(&server) {
+        Ok(agent) => agent,
+        Err(e) => return Err(unreachable(&ctx, &key, &desired, &server, e).await),
+    };
+    let listed = match agent.services().await {
+        Ok(listed) => listed,
+        Err(e) => return Err(unreachable(&ctx, &key, &desired, &server, e).await),
+    };
+    let observed = listed.into_iter().find(|s| s.kind == key.kind);
+    ctx.store.with_service(&key, |r| {
+        if observed
+            .as_ref()
+            .is_none_or(|o| o.status != ServiceStatus::Running)
+        {
+            r.health.reset();
+        }
+        r.observed.clone_from(&observed);
+        r.observed_generation = Some(generation);
+    });
+
+    let run = Run {
+        ctx: &ctx,
+        key: &key,
+        desired: &desired,
+        server: &server,
+        agent: agent.as_ref(),
+    };
+    let action = match (placed, observed) {
+        (None, None) => {
+            forget(&ctx, &key);
+            return Ok(Action::await_change());
+        }
+        (None, Some(observed)) => orphan(&run, &observed).await?,
+        (Some(placed), None) => missing(&run, &placed).await?,
+        (Some(placed), Some(observed)) => present(&run, &placed, &observed).await?,
+    };
+    if key.kind == ServiceKind::Hl7 {
+        refresh_hl7(&ctx);
+    }
+    Ok(action)
+}
+
+/// Declared, not installed.
+async fn missing(run: &Run<'_>, placed: &PlacedService) -> Result<Action, ServiceError> {
+    let ctx = run.ctx;
+    let key = run.key;
+    ctx.metrics.service(&key.server, key.kind, false, false);
+    let was_synced = synced(run, placed);
+    if run.monitor() {
+        note_drift(run, &[DriftKind::ServiceMissing]);
+        run.set(
+            Phase::Degraded,
+            "NotInstalled",
+            format!(
+                "{} is not installed on {} (monitor mode: not installed)",
+                key.kind, key.server
+            ),
+        );
+        return Ok(Action::requeue(ctx.config.resync));
+    }
+    note_drift(run, &[]);
+    if let Some(wait) = gate(run) {
+        return Ok(wait);
+    }
+    let action = install(
+        run,
+        placed,
+        format!("installing {} on {}", key.kind, ports(&placed.ports)),
+    )
+    .await?;
+    if was_synced {
+        ctx.metrics.drift_detected(DriftKind::ServiceMissing);
+        ctx.metrics.drift_corrected(DriftKind::ServiceMissing);
+    }
+    Ok(action)
+}
+
+/// Declared and installed: right spec? running? healthy?
+async fn present(
+    run: &Run<'_>,
+    placed: &PlacedService,
+    observed: &ServiceInfo,
+) -> Result<Action, ServiceError> {
+    let ctx = run.ctx;
+    let key = run.key;
+    let was_synced = synced(run, placed);
+    let spec_ok = matches_spec(observed, placed, run.release());
+    let mut drifts = Vec::new();
+
+    if !spec_ok {
+        let why = spec_difference(observed, placed, run.release());
+        if run.monitor() {
+            drifts.push(DriftKind::ServiceSpec);
+        } else {
+            if let Some(wait) = gate(run) {
+                return Ok(wait);
+            }
+            let action = install(run, placed, format!("reinstalling {} ({why})", key.kind)).await?;
+            if was_synced {
+                ctx.metrics.drift_detected(DriftKind::ServiceSpec);
+                ctx.metrics.drift_corrected(DriftKind::ServiceSpec);
+            }
+            return Ok(action);
+        }
+    }
+
+    match observed.status {
+        ServiceStatus::Running => {}
+        ServiceStatus::Installing => {
+            ctx.metrics.service(&key.server, key.kind, true, false);
+            run.set(
+                Phase::Progressing,
+                "Installing",
+                format!("the agent is installing {}", key.kind),
+            );
+            return Ok(Action::requeue(ctx.short()));
+        }
+        ServiceStatus::Stopped | ServiceStatus::Failed => {
+            ctx.metrics.service(&key.server, key.kind, true, false);
+            let state = observed.status.as_str();
+            let detail = observed
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            if run.monitor() {
+                drifts.push(DriftKind::ServiceStopped);
+                note_drift(run, &drifts);
+                run.set(
+                    Phase::Degraded,
+                    "NotRunning",
+                    format!(
+                        "{} is {state}{detail} (monitor mode: not restarted)",
+                        key.kind
+                    ),
+                );
+                return Ok(Action::requeue(ctx.config.resync));
+            }
+            note_drift(run, &drifts);
+            return restart(run, was_synced, state, &detail).await;
+        }
+    }
+
+    note_drift(run, &drifts);
+    let check = run.desired.snapshot.health_check(key.kind);
+    let result = probe(run, observed).await;
+    let (verdict, changed) = ctx.store.with_service(key, |r| {
+        let changed = r.health.record(result.success(), check.rise, check.fall);
+        if r.health.verdict == Some(true) {
+            r.restarts = 0;
+            if spec_ok {
+                r.synced = Some((placed.clone(), run.release().to_owned()));
+            }
+        }
+        (r.health.verdict, changed)
+    });
+    ctx.metrics
+        .service(&key.server, key.kind, true, verdict == Some(true));
+    let target = describe_target(run, observed);
+    let outcome = match &result.outcome {
+        // No duration here: it is in lastProbe, and a message that changes with every
+        // probe would make every probe a status change.
+        Ok(()) => match result.http_status {
+            Some(status) => format!("{target}: {status}"),
+            None => format!("{target}: ACK"),
+        },
+        Err(e) => format!("{target}: {e}"),
+    };
+    if changed {
+        match verdict {
+            Some(true) => {
+                tracing::info!("{}: {} is healthy ({outcome})", key.server, key.kind);
+                ctx.trigger_dependents(key.kind);
+            }
+            Some(false) => tracing::warn!(
+                "{}: {} fails its health check ({outcome})",
+                key.server,
+                key.kind
+            ),
+            None => {}
+        }
+    }
+    if !drifts.is_empty() {
+        run.set(
+            Phase::Degraded,
+            "SpecDrift",
+            format!(
+                "{} runs with {} (monitor mode: not reinstalled)",
+                key.kind,
+                spec_difference(observed, placed, run.release())
+            ),
+        );
+    } else {
+        match verdict {
+            Some(true) => run.set(Phase::Ready, "Healthy", outcome),
+            Some(false) => run.set(Phase::Degraded, "HealthCheckFailing", outcome),
+            None => run.set(Phase::Progressing, "WaitingForHealthCheck", outcome),
+        }
+    }
+    // Settled (and the last probe agrees): rest; otherwise look again soon.
+    let settled = verdict == Some(result.success());
+    Ok(Action::requeue(if settled {
+        ctx.steady(check.interval)
+    } else {
+        ctx.short()
+    }))
+}
+
+async fn restart(
+    run: &Run<'_>,
+    was_synced: bool,
+    state: &str,
+    detail: &str,
+) -> Result<Action, ServiceError> {
+    let ctx = run.ctx;
+    let key = run.key;
+    let restarted = run
+        .agent
+        .restart(key.kind)
+        .await
+        .map_err(|e| run.failed(&format!("restarting {}", key.kind), e))?;
+    if was_synced {
+        ctx.metrics.drift_detected(DriftKind::ServiceStopped);
+        ctx.metrics.drift_corrected(DriftKind::ServiceStopped);
+    }
+    let restarts = ctx.store.with_service(key, |r| {
+        r.observed = Some(restarted);
+        r.health.reset();
+        r.restarts = r.restarts.saturating_add(1);
+        r.restarts
+    });
+    tracing::info!(
+        "{}: restarted {} (was {state}{detail})",
+        key.server,
+        key.kind
+    );
+    ctx.store.event(
+        run.object(),
+        EventType::Warning,
+        "Restarted",
+        &format!("{} was {state}{detail}; restarted", key.kind),
+    );
+    run.set(
+        Phase::Progressing,
+        "Restarted",
+        format!("restarted (was {state}{detail}); {restarts} restart(s) since it was last healthy"),
+    );
+    // A service that dies again right away is restarted ever more slowly.
+    let delay = ctx
+        .short()
+        .saturating_mul(1 << restarts.saturating_sub(1).min(10))
+        .min(MAX_RESTART_DELAY);
+    Ok(Action::requeue(delay))
+}
+
+/// Installed, not declared.
+async fn orphan(run: &Run<'_>, observed: &ServiceInfo) -> Result<Action, ServiceError> {
+    let ctx = run.ctx;
+    let key = run.key;
+    let inst = &run.desired.snapshot.installation;
+    ctx.metrics.service(&key.server, key.kind, true, false);
+    if !inst.prune || run.monitor() {
+        let why = if run.monitor() {
+            "monitor mode"
+        } else {
+            "prune: false"
+        };
+        run.set(
+            Phase::Stalled,
+            "Orphaned",
+            format!(
+                "{} ({}) runs on {} but is not declared; left running ({why})",
+                key.kind,
+                observed.status.as_str(),
+                key.server
+            ),
+        );
+        return Ok(Action::requeue(ctx.config.resync));
+    }
+    // Dependents go first, unless a declared replacement is ready to serve them.
+    let blocking: Vec<String> = ServiceKind::ALL
+        .into_iter()
+        .filter(|k| k.spec().depends_on.contains(&key.kind))
+        .flat_map(|k| {
+            ctx.store
+                .installed_anywhere(k)
+                .into_iter()
+                .map(move |s| format!("{k} on {s}"))
+        })
+        .collect();
+    if !blocking.is_empty() && !ctx.store.ready_elsewhere(key.kind, key) {
+        run.set(
+            Phase::Progressing,
+            "WaitingForDependents",
+            format!(
+                "{} is uninstalled after what depends on it: {}",
+                key.kind,
+                blocking.join(", ")
+            ),
+        );
+        return Ok(Action::requeue(ctx.wait()));
+    }
+    tracing::info!(
+        "{}: uninstalling {} (no longer declared, prune: true)",
+        key.server,
+        key.kind
+    );
+    run.set(
+        Phase::Progressing,
+        "Uninstalling",
+        format!("{} is no longer declared (prune: true)", key.kind),
+    );
+    let removed = run
+        .agent
+        .uninstall(key.kind)
+        .await
+        .map_err(|e| run.failed(&format!("uninstalling {}", key.kind), e))?;
+    ctx.store.with_service(key, |r| {
+        r.observed = None;
+        r.health.reset();
+    });
+    ctx.metrics.service(&key.server, key.kind, false, false);
+    ctx.store.event(
+        run.object(),
+        EventType::Normal,
+        "Uninstalled",
+        &format!(
+            "{} uninstalled (pruned){}",
+            key.kind,
+            if removed.remnants.is_empty() {
+                String::new()
+            } else {
+                format!("; files left: {}", removed.remnants.join(", "))
+            }
+        ),
+    );
+    // Whatever waited for this one to go (PSWS, then PSIS) may go now.
+    for other in ctx.store.service_keys() {
+        if other != *key {
+            ctx.trigger_service(other, Reason::ObservedChanged);
+        }
+    }
+    Ok(Action::requeue(ctx.short()))
+}
+
+/// Certificate and dependencies; `Some` is the wait.
+fn gate(run: &Run<'_>) -> Option<Action> {
+    let ctx = run.ctx;
+    let key = run.key;
+    if !ctx.store.cert_ready(&key.server) {
+        run.set(
+            Phase::Progressing,
+            "WaitingForCertificate",
+            format!(
+                "waiting for the certificate of {} to be in place",
+                key.server
+            ),
+        );
+        return Some(Action::requeue(ctx.wait()));
+    }
+    let waiting: Vec<&str> = key
+        .kind
+        .spec()
+        .depends_on
+        .iter()
+        .filter(|dep| !ctx.store.ready_somewhere(**dep))
+        .map(|dep| dep.as_str())
+        .collect();
+    if !waiting.is_empty() {
+        run.set(
+            Phase::Progressing,
+            "WaitingForDependency",
+            format!(
+                "waiting for {} to be installed and healthy",
+                waiting.join(" and ")
+            ),
+        );
+        return Some(Action::requeue(ctx.wait()));
+    }
+    None
+}
+
+async fn install(
+    run: &Run<'_>,
+    placed: &PlacedService,
+    what: String,
+) -> Result<Action, ServiceError> {
+    let ctx = run.ctx;
+    let key = run.key;
+    let request = InstallRequest {
+        ports: placed.ports.clone(),
+        drive: placed.drive.clone(),
+        release: run.release().to_owned(),
+        installed_by: ctx.config.installed_by.clone(),
+    };
+    tracing::info!("{}: {what}", key.server);
+    run.set(Phase::Progressing, "Installing", what.clone());
+    let response = run
+        .agent
+        .install(key.kind, &request)
+        .await
+        .map_err(|e| run.failed(&what, e))?;
+    let (reason, verb) = match response.outcome {
+        InstallOutcome::Created => ("Installed", "installed"),
+        InstallOutcome::Reinstalled => ("Reinstalled", "reinstalled"),
+        InstallOutcome::Started => ("Started", "started"),
+        InstallOutcome::Unchanged => ("Unchanged", "already in place"),
+    };
+    ctx.store.with_service(key, |r| {
+        r.observed = Some(response.service.clone());
+        r.health.reset();
+    });
+    ctx.metrics.service(&key.server, key.kind, true, false);
+    ctx.store.event(
+        run.object(),
+        EventType::Normal,
+        reason,
+        &format!(
+            "{} {verb} on {}, release {}",
+            key.kind,
+            ports(&placed.ports),
+            request.release
+        ),
+    );
+    run.set(
+        Phase::Progressing,
+        "WaitingForHealthCheck",
+        format!("{} {verb}; waiting for its first health check", key.kind),
+    );
+    Ok(Action::requeue(ctx.short()))
+}
+
+/// The agent cannot be asked. The service is probed anyway with what was last known
+/// about it, so its health stays honest while its agent is away.
+async fn unreachable(
+    ctx: &Context,
+    key: &ServiceKey,
+    desired: &Desired,
+    server: &Server,
+    error: ClientError,
+) -> ServiceError {
+    let last = ctx.store.with_service(key, |r| {
+        r.observed.clone().filter(|o| !o.listen_ports.is_empty())
+    });
+    if let Some(last) = last {
+        let check = desired.snapshot.health_check(key.kind);
+        let target = target(ctx, server, key.kind, &last, desired);
+        let result = ctx.prober.probe(&target).await;
+        ctx.metrics
+            .probe_duration(&key.server, key.kind, result.duration);
+        let verdict = ctx.store.with_service(key, |r| {
+            r.health.record(result.success(), check.rise, check.fall);
+            r.last_probe = Some(last_probe(&result));
+            r.health.verdict
+        });
+        ctx.metrics
+            .service(&key.server, key.kind, true, verdict == Some(true));
+    }
+    let reason = failure_reason(&error);
+    let message = format!("cannot reach the agent of {}: {error}", key.server);
+    ctx.store
+        .with_service(key, |r| r.conditions.set(Phase::Degraded, reason, message));
+    if key.kind == ServiceKind::Hl7 {
+        refresh_hl7(ctx);
+    }
+    ServiceError::Agent {
+        server: key.server.clone(),
+        source: error,
+    }
+}
+
+async fn probe(run: &Run<'_>, observed: &ServiceInfo) -> ProbeResult {
+    let ctx = run.ctx;
+    let key = run.key;
+    let target = target(ctx, run.server, key.kind, observed, run.desired);
+    let result = ctx.prober.probe(&target).await;
+    if let Err(e) = &result.outcome {
+        tracing::debug!(
+            service = %target.kind,
+            target = %target.describe(),
+            failure = e.metric_label(),
+            "probe failed: {e}"
+        );
+    }
+    ctx.metrics
+        .probe_duration(&key.server, key.kind, result.duration);
+    ctx.store
+        .with_service(key, |r| r.last_probe = Some(last_probe(&result)));
+    result
+}
+
+fn target(
+    ctx: &Context,
+    server: &Server,
+    kind: ServiceKind,
+    observed: &ServiceInfo,
+    desired: &Desired,
+) -> ProbeTarget {
+    let port = observed
+        .listen_ports
+        .first()
+        .or(observed.ports.first())
+        .copied()
+        .unwrap_or_default();
+    ProbeTarget {
+        kind,
+        hostname: server.hostname.clone(),
+        connect_ip: ctx.agents.endpoint(server).connect_ip,
+        port,
+        check: desired.snapshot.health_check(kind),
+    }
+}
+
+fn describe_target(run: &Run<'_>, observed: &ServiceInfo) -> String {
+    target(run.ctx, run.server, run.key.kind, observed, run.desired).describe()
+}
+
+fn last_probe(result: &ProbeResult) -> LastProbe {
+    LastProbe {
+        success: result.success(),
+        duration_seconds: result.duration.as_secs_f64(),
+        http_status: result.http_status,
+        error: result.outcome.as_ref().err().map(ToString::to_string),
+        time: time::OffsetDateTime::now_utc(),
+    }
+}
+
+/// Whether the service last ran healthy with exactly what is declared now: only then is
+/// a difference drift (rather than a rollout of a new desired state).
+fn synced(run: &Run<'_>, placed: &PlacedService) -> bool {
+    run.ctx.store.with_service(run.key, |r| {
+        r.synced
+            .as_ref()
+            .is_some_and(|(spec, release)| spec == placed && release == run.release())
+    })
+}
+
+/// Monitor mode: the drift found by this run; each kind is counted when it appears.
+fn note_drift(run: &Run<'_>, now: &[DriftKind]) {
+    let ctx = run.ctx;
+    let newly: Vec<DriftKind> = ctx.store.with_service(run.key, |r| {
+        let newly = now
+            .iter()
+            .filter(|k| !r.drift.contains(k))
+            .copied()
+            .collect();
+        r.drift = now.iter().copied().collect();
+        newly
+    });
+    for kind in newly {
+        ctx.metrics.drift_detected(kind);
+        ctx.store.event(
+            run.object(),
+            EventType::Warning,
+            "DriftDetected",
+            &format!("{} (monitor mode: not corrected)", kind.as_str()),
+        );
+    }
+}
+
+fn spec_difference(observed: &ServiceInfo, placed: &PlacedService, release: &str) -> String {
+    let mut why = Vec::new();
+    if observed.ports != placed.ports {
+        why.push(format!(
+            "{} instead of {}",
+            ports(&observed.ports),
+            ports(&placed.ports)
+        ));
+    }
+    if !observed.drive.eq_ignore_ascii_case(&placed.drive) {
+        why.push(format!(
+            "drive {} instead of {}",
+            observed.drive, placed.drive
+        ));
+    }
+    if observed.release != release {
+        why.push(format!("release {} instead of {release}", observed.release));
+    }
+    why.join(", ")
+}
+
+fn ports(ports: &[u16]) -> String {
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    match list.len() {
+        1 => format!("port {}", list[0]),
+        _ => format!("ports {}", list.join(", ")),
+    }
+}
+
+fn forget(ctx: &Context, key: &ServiceKey) {
+    ctx.store.forget_service(key);
+    ctx.metrics.forget_service(&key.server, key.kind);
+    if key.kind == ServiceKind::Hl7 {
+        refresh_hl7(ctx);
+    }
+}
+
+fn refresh_hl7(ctx: &Context) {
+    let (active, all) = ctx.store.hl7_listeners();
+    for server in all {
+        ctx.metrics
+            .hl7_active(&server, active.as_deref() == Some(server.as_str()));
+    }
+}
+
+#[cfg(test)]
+mod tests;

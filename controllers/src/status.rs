@@ -1,0 +1,372 @@
+//! The status document the daemon serves (`/api/v1/status`, `/api/v1/resources/...`) and
+//! the System Health dashboard renders. Everything is camelCase and secret-free: it is
+//! built from the snapshot's names and what agents and probes report, never from resolved
+//! secrets or key material.
+
+use serde::{Deserialize, Serialize};
+use steward_agent::api::{HostInfo, ServiceStatus as AgentServiceStatus};
+use steward_model::resource::Mode;
+use steward_model::ServiceKind;
+use time::OffsetDateTime;
+
+/// The fleet as the controllers see it. The daemon adds `generation`, `valid` and
+/// `errors` (the loader's view) around it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetStatus {
+    /// The generation the controllers work towards (the last one they accepted).
+    pub observed_generation: Option<u64>,
+    pub installation: Option<InstallationStatus>,
+    pub database: Option<DatabaseStatus>,
+    pub servers: Vec<ServerStatus>,
+    pub active_directory: Vec<DirectoryStatus>,
+    pub hl7: Hl7Status,
+    /// Newest first.
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallationStatus {
+    pub name: String,
+    pub release: String,
+    pub mode: Mode,
+    pub prune: bool,
+    pub observed_generation: Option<u64>,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseStatus {
+    pub server: String,
+    pub name: String,
+    pub user: String,
+    /// `null` until the database controller checks it.
+    pub up: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerStatus {
+    pub name: String,
+    pub hostname: String,
+    /// `null` until the agent was first asked.
+    pub agent_up: Option<bool>,
+    /// False: a standby server the dashboard leaves out.
+    pub monitor: bool,
+    /// False once the server left the desired state (its services are orphans or being
+    /// pruned).
+    pub desired: bool,
+    pub observed_generation: Option<u64>,
+    pub host: Option<HostInfo>,
+    pub certificate: CertificateSummary,
+    pub conditions: Vec<Condition>,
+    /// In install order.
+    pub services: Vec<ServiceHealth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateSummary {
+    /// `generated`, `pem` or `pfx`.
+    pub source: String,
+    /// Uppercase hex SHA-1 of the certificate the server has, as Windows shows it.
+    pub thumbprint: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_after: Option<OffsetDateTime>,
+    pub subject: Option<String>,
+    pub observed_generation: Option<u64>,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceHealth {
+    pub kind: ServiceKind,
+    /// The health-tested port (desired, or installed for an orphan).
+    pub port: Option<u16>,
+    pub ports: Vec<u16>,
+    /// Where it really listens (the lab maps ports below 1024).
+    pub listen_ports: Vec<u16>,
+    pub installed: bool,
+    /// `null` while no verdict has been reached.
+    pub healthy: Option<bool>,
+    pub status: Option<AgentServiceStatus>,
+    /// The installed release.
+    pub release: Option<String>,
+    /// False for an orphan: installed but no longer declared.
+    pub desired: bool,
+    pub observed_generation: Option<u64>,
+    pub conditions: Vec<Condition>,
+    pub last_probe: Option<LastProbe>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastProbe {
+    pub success: bool,
+    pub duration_seconds: f64,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+}
+
+/// Two probes with the same outcome are the same for change notification: a dashboard
+/// need not redraw because a probe took 3 ms instead of 4.
+impl PartialEq for LastProbe {
+    fn eq(&self, other: &Self) -> bool {
+        self.success == other.success
+            && self.http_status == other.http_status
+            && self.error == other.error
+    }
+}
+
+/// An Active Directory (filled by the directory controller, a later issue).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryStatus {
+    pub name: String,
+    pub up: Option<bool>,
+    pub groups: Vec<GroupStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupStatus {
+    pub role: String,
+    pub group: String,
+    pub present: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hl7Status {
+    /// The server whose HL7 listener is installed and passing its test.
+    pub active_listener: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+    /// `server/app1`, `certificate/app1`, `service/app1/PSIS`, `installation/NAME`.
+    pub object: String,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub reason: String,
+    pub message: String,
+}
+
+/// One object's status, for `/api/v1/resources/{kind}/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceStatus {
+    /// `Installation`, `Server`, `Certificate` or `Service`.
+    pub kind: String,
+    pub name: String,
+    pub observed_generation: Option<u64>,
+    pub conditions: Vec<Condition>,
+    /// This object's recent events, newest first.
+    pub events: Vec<Event>,
+    pub detail: ResourceDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ResourceDetail {
+    Installation(InstallationStatus),
+    Server(Box<ServerStatus>),
+    Certificate(CertificateSummary),
+    Service(ServiceHealth),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionType {
+    Ready,
+    Progressing,
+    Degraded,
+    Stalled,
+}
+
+impl ConditionType {
+    const ALL: [ConditionType; 4] = [
+        ConditionType::Ready,
+        ConditionType::Progressing,
+        ConditionType::Degraded,
+        ConditionType::Stalled,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+/// A kstatus-style condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub condition_type: ConditionType,
+    pub status: ConditionStatus,
+    pub reason: String,
+    pub message: String,
+    /// When `status` last changed (not the reason or message).
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_transition_time: OffsetDateTime,
+}
+
+/// Which one condition describes an object: `Ready` means Ready=True, the others mean
+/// that condition is True and Ready is False for the same reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Ready,
+    Progressing,
+    Degraded,
+    Stalled,
+}
+
+impl Phase {
+    fn condition(self) -> ConditionType {
+        match self {
+            Self::Ready => ConditionType::Ready,
+            Self::Progressing => ConditionType::Progressing,
+            Self::Degraded => ConditionType::Degraded,
+            Self::Stalled => ConditionType::Stalled,
+        }
+    }
+}
+
+/// The four conditions of one object, always all present so that clients need no
+/// "missing means false" rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Conditions(Vec<Condition>);
+
+/// Reason of the conditions that do not apply.
+const AS_EXPECTED: &str = "AsExpected";
+
+impl Default for Conditions {
+    fn default() -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self(
+            ConditionType::ALL
+                .into_iter()
+                .map(|t| Condition {
+                    condition_type: t,
+                    status: ConditionStatus::Unknown,
+                    reason: "Pending".to_owned(),
+                    message: "not reconciled yet".to_owned(),
+                    last_transition_time: now,
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Conditions {
+    pub(crate) fn list(&self) -> Vec<Condition> {
+        self.0.clone()
+    }
+
+    pub(crate) fn get(&self, t: ConditionType) -> &Condition {
+        // Built with all four and never shrunk.
+        self.0
+            .iter()
+            .find(|c| c.condition_type == t)
+            .unwrap_or(&self.0[0])
+    }
+
+    /// The condition that describes the object now, and its reason.
+    pub(crate) fn headline(&self) -> (ConditionType, &str, &str) {
+        let active = self
+            .0
+            .iter()
+            .find(|c| c.condition_type != ConditionType::Ready && c.status == ConditionStatus::True)
+            .unwrap_or_else(|| self.get(ConditionType::Ready));
+        (active.condition_type, &active.reason, &active.message)
+    }
+
+    pub(crate) fn set(&mut self, phase: Phase, reason: &str, message: impl Into<String>) {
+        let message = message.into();
+        let now = OffsetDateTime::now_utc();
+        let active = phase.condition();
+        for c in &mut self.0 {
+            let (status, reason, message) = if c.condition_type == ConditionType::Ready {
+                let status = if phase == Phase::Ready {
+                    ConditionStatus::True
+                } else {
+                    ConditionStatus::False
+                };
+                (status, reason, message.as_str())
+            } else if c.condition_type == active {
+                (ConditionStatus::True, reason, message.as_str())
+            } else {
+                (ConditionStatus::False, AS_EXPECTED, "")
+            };
+            if c.status != status {
+                c.last_transition_time = now;
+            }
+            c.status = status;
+            reason.clone_into(&mut c.reason);
+            message.clone_into(&mut c.message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_set_all_four_conditions() {
+        let mut c = Conditions::default();
+        assert_eq!(c.get(ConditionType::Ready).status, ConditionStatus::Unknown);
+        c.set(Phase::Progressing, "Installing", "installing PSIS");
+        assert_eq!(c.get(ConditionType::Ready).status, ConditionStatus::False);
+        assert_eq!(
+            c.get(ConditionType::Progressing).status,
+            ConditionStatus::True
+        );
+        assert_eq!(c.get(ConditionType::Degraded).reason, "AsExpected");
+        assert_eq!(
+            c.headline(),
+            (ConditionType::Progressing, "Installing", "installing PSIS")
+        );
+        let ready_since = c.get(ConditionType::Ready).last_transition_time;
+        c.set(Phase::Degraded, "HealthCheckFailing", "503");
+        assert_eq!(
+            c.get(ConditionType::Ready).last_transition_time,
+            ready_since,
+            "Ready stayed False: no transition"
+        );
+        c.set(Phase::Ready, "Healthy", "ok");
+        assert_eq!(c.get(ConditionType::Ready).status, ConditionStatus::True);
+        assert_eq!(c.headline().1, "Healthy");
+    }
+
+    #[test]
+    fn condition_serializes_like_kubernetes() {
+        let mut c = Conditions::default();
+        c.set(Phase::Stalled, "Orphaned", "not declared");
+        let json = serde_json::to_value(c.list()).unwrap();
+        let stalled = &json[3];
+        assert_eq!(stalled["type"], "Stalled");
+        assert_eq!(stalled["status"], "True");
+        assert_eq!(stalled["reason"], "Orphaned");
+        assert!(stalled["lastTransitionTime"]
+            .as_str()
+            .unwrap()
+            .contains('T'));
+    }
+}

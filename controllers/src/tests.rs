@@ -1,0 +1,320 @@
+//! The three controllers running together on scripted agents, on a paused clock.
+
+use super::*;
+use crate::fakes::{fixture, headline, Fixture};
+use crate::triggers::Applied;
+use steward_agent::ClientError;
+use steward_model::ServiceKind;
+
+/// Polls on the paused clock, so "120 s" costs nothing unless the fleet really stalls.
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let polled = tokio::time::timeout(Duration::from_secs(120), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(polled.is_ok(), "timed out waiting for {what}");
+}
+
+struct Running {
+    store: Arc<Store>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<RunReport>,
+    _desired: watch::Sender<Option<Desired>>,
+}
+
+fn start(fx: &mut Fixture) -> Running {
+    let controllers = fx.controllers.take().unwrap();
+    let store = controllers.store();
+    let (tx, rx) = watch::channel(Some(fx.desired(fx.generation(), fx.current())));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(controllers.run(rx, shutdown.clone()));
+    Running {
+        store,
+        shutdown,
+        task,
+        _desired: tx,
+    }
+}
+
+impl Running {
+    async fn stop(self) -> RunReport {
+        self.shutdown.cancel();
+        self.task.await.unwrap()
+    }
+}
+
+/// Position in the event ring (newest first) of the oldest matching event.
+fn first(events: &[Event], object: &str, reason: &str) -> usize {
+    events
+        .iter()
+        .rposition(|e| e.object == object && e.reason == reason)
+        .unwrap_or_else(|| panic!("no {reason} event for {object}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fresh_fleet_converges_in_order_despite_a_flaky_agent() {
+    let mut fx = fixture(&[("app1", &["PSIS", "PSWS"]), ("app2", &["HEALTH", "HL7"])]);
+    let app2 = fx.agent("app2");
+    app2.fail_next("host", ClientError::Timeout(Duration::from_secs(5)));
+    for _ in 0..2 {
+        app2.fail_next(
+            "services",
+            ClientError::Status {
+                status: 503,
+                code: None,
+                message: "starting".into(),
+            },
+        );
+    }
+    app2.fail_next("certificate", ClientError::InvalidBody("<html>".into()));
+    let running = start(&mut fx);
+    let store = running.store.clone();
+    wait_until("convergence", || store.converged(1)).await;
+
+    let events = store.status().events;
+    let psis_ready = first(&events, "service/app1/PSIS", "Healthy");
+    let psws_installed = first(&events, "service/app1/PSWS", "Installed");
+    let psws_ready = first(&events, "service/app1/PSWS", "Healthy");
+    assert!(first(&events, "service/app1/PSIS", "Installed") > psis_ready);
+    assert!(
+        psis_ready > psws_installed,
+        "PSWS installed before PSIS was healthy"
+    );
+    for rest in ["service/app2/HEALTH", "service/app2/HL7"] {
+        assert!(
+            psws_ready > first(&events, rest, "Installed"),
+            "{rest} installed before PSWS was healthy"
+        );
+    }
+    let status = store.status();
+    assert_eq!(status.hl7.active_listener.as_deref(), Some("app2"));
+    assert!(status.servers.iter().all(|s| s.agent_up == Some(true)));
+    assert_eq!(
+        fx.gauge("steward_hl7_active_listener", &[("server", "app2")]),
+        1.0
+    );
+
+    let report = running.stop().await;
+    assert!(report.services.succeeded > 0);
+    assert!(report.servers.failed >= 1, "{report:?}");
+    assert!(
+        fx.counter(
+            "steward_reconcile_total",
+            &[("controller", "service"), ("result", "success")]
+        ) > 0.0
+    );
+    assert!(
+        fx.counter(
+            "steward_reconcile_total",
+            &[("controller", "server"), ("result", "error")]
+        ) >= 1.0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_whose_agent_is_down_does_not_hold_up_the_others() {
+    let mut fx = fixture(&[("app1", &["PSIS", "PSWS", "CLIENT"]), ("app2", &["HEALTH"])]);
+    let app2 = fx.agent("app2");
+    app2.set_down(true);
+    let running = start(&mut fx);
+    let store = running.store.clone();
+    let app1_ready = |store: &Store| {
+        let status = store.status();
+        let app1 = status.servers.iter().find(|s| s.name == "app1").unwrap();
+        app1.services.iter().all(|s| s.healthy == Some(true))
+            && status.servers[1].agent_up == Some(false)
+    };
+    wait_until("app1 to converge while app2 is down", || app1_ready(&store)).await;
+    let status = store.status();
+    let app2_status = &status.servers[1];
+    assert_eq!(headline(&app2_status.conditions), "AgentConnectionRefused");
+    assert!(!store.converged(1));
+    assert_eq!(fx.gauge("steward_agent_up", &[("server", "app2")]), 0.0);
+    let health = store.resource("service", "app2.HEALTH").unwrap();
+    assert_eq!(headline(&health.conditions), "AgentConnectionRefused");
+
+    // Back: noticed within the server controller's backoff cap, then converged.
+    app2.set_down(false);
+    wait_until("app2 to converge after its agent came back", || {
+        store.converged(1)
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn new_generations_wake_what_they_change_and_prune_servers() {
+    let mut fx = fixture(&[("app1", &["PSIS", "PSWS"]), ("app2", &["HEALTH"])]);
+    let running = start(&mut fx);
+    let store = running.store.clone();
+    wait_until("convergence", || store.converged(1)).await;
+
+    // app2 leaves with prune: its service is uninstalled and the server forgotten.
+    let mut next = fx.current();
+    next.servers.remove("app2");
+    next.installation.prune = true;
+    running._desired.send(Some(fx.desired(2, next))).unwrap();
+    wait_until("app2 to be pruned and forgotten", || {
+        store.status().servers.len() == 1
+    })
+    .await;
+    assert!(fx.agent("app2").state().services.is_empty());
+    assert!(fx.agent("app2").calls("cleanup_remnants") >= 1);
+    assert!(store.converged(2));
+    assert_eq!(fx.gauge("steward_agent_up", &[("server", "app2")]), 0.0);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_snapshot_is_refused_while_servers_are_managed() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    let mut empty = fx.current();
+    empty.servers.clear();
+    assert_eq!(fx.apply(empty), Applied::Refused);
+    assert_eq!(
+        fx.ctx.desired().unwrap().generation,
+        1,
+        "the last good one stays"
+    );
+    let status = fx.ctx.store.status();
+    let installation = status.installation.unwrap();
+    assert_eq!(headline(&installation.conditions), "EmptySnapshotRefused");
+    assert_eq!(status.servers.len(), 1);
+    assert!(status.servers[0].desired);
+    let resource = fx.ctx.store.resource("installation", "ps").unwrap();
+    assert!(resource
+        .events
+        .iter()
+        .any(|e| e.reason == "EmptySnapshotRefused" && e.message.contains("app1")));
+
+    assert!(matches!(fx.apply(fx.current()), Applied::Accepted(_)));
+    let installation = fx.ctx.store.status().installation.unwrap();
+    assert_eq!(headline(&installation.conditions), "Applied");
+}
+
+#[tokio::test]
+async fn status_is_camel_case_and_names_no_secret() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS", "HL7"])]);
+    crate::server::reconcile(
+        "app1".into(),
+        steward_runtime::Reason::Resync,
+        fx.ctx.clone(),
+    )
+    .await
+    .unwrap();
+    crate::certificate::reconcile(
+        "app1".into(),
+        steward_runtime::Reason::Resync,
+        fx.ctx.clone(),
+    )
+    .await
+    .unwrap();
+    let status = fx.ctx.store.status();
+    let json = serde_json::to_value(&status).unwrap();
+    let back: FleetStatus = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, status, "clients (`steward status`) can read it back");
+    assert_eq!(json["observedGeneration"], 1);
+    assert_eq!(
+        json["database"],
+        serde_json::json!({"server": "db.example.eng", "name": "PS", "user": "u", "up": null})
+    );
+    assert_eq!(json["activeDirectory"], serde_json::json!([]));
+    assert_eq!(json["hl7"], serde_json::json!({"activeListener": null}));
+    let server = &json["servers"][0];
+    assert_eq!(server["agentUp"], true);
+    assert_eq!(server["hostname"], "app1.example.eng");
+    assert_eq!(server["host"]["computerName"], "APP1");
+    let thumbprint = server["certificate"]["thumbprint"].as_str().unwrap();
+    assert_eq!(thumbprint.len(), 40);
+    assert_eq!(thumbprint, thumbprint.to_ascii_uppercase());
+    assert!(server["certificate"]["notAfter"].as_str().is_some());
+    let service = &server["services"][0];
+    assert_eq!(service["kind"], "PSIS");
+    assert_eq!(service["port"], 7001);
+    assert_eq!(service["installed"], false);
+    assert!(service["healthy"].is_null());
+    assert_eq!(service["conditions"][0]["type"], "Ready");
+    assert_eq!(server["services"][2]["kind"], "HL7");
+    assert!(json["events"].as_array().is_some_and(|e| !e.is_empty()));
+    let text = json.to_string();
+    for secret in ["passwordRef", "PRIVATE", "env:PW"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert!(fx.ctx.store.resource("service", "app1:hl7").is_some());
+    assert!(fx.ctx.store.resource("certificates", "app1").is_some());
+    assert!(fx.ctx.store.resource("server", "nope").is_none());
+    assert!(fx.ctx.store.resource("service", "app1.NOPE").is_none());
+}
+
+#[tokio::test]
+async fn changes_are_signalled_and_quiet_probes_are_not() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    let mut changes = fx.ctx.store.changes();
+    changes.borrow_and_update();
+    crate::certificate::reconcile(
+        "app1".into(),
+        steward_runtime::Reason::Resync,
+        fx.ctx.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(changes.has_changed().unwrap());
+    let key = ServiceKey::new("app1", ServiceKind::Psis);
+    for _ in 0..3 {
+        crate::service::reconcile(key.clone(), steward_runtime::Reason::Resync, fx.ctx.clone())
+            .await
+            .unwrap();
+    }
+    changes.borrow_and_update();
+    crate::service::reconcile(key, steward_runtime::Reason::Resync, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert!(
+        !changes.has_changed().unwrap(),
+        "a probe that changed nothing"
+    );
+}
+
+#[test]
+fn construction_checks_roots_limits_and_single_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = steward_pki::CertificateAuthority::init(dir.path()).unwrap();
+    let pem = ca.cert_pem().to_owned();
+    let config = ControllersConfig {
+        ca: Some(Arc::new(ca)),
+        agent_tls: steward_pki::client_config(std::slice::from_ref(&pem)).unwrap(),
+        probe_roots: vec![pem],
+        endpoints: Arc::new(AgentEndpoint::from_server),
+        resync: Duration::from_secs(2),
+        agent_timeout: Duration::from_secs(5),
+        max_concurrent: 4,
+        per_server: 2,
+        installed_by: "steward".into(),
+        certificate_lifetime: Duration::from_secs(86400),
+    };
+    let registry = prometheus::Registry::new();
+    assert!(Controllers::new(config.clone(), &registry).is_ok());
+    let again = Controllers::new(config.clone(), &registry).unwrap_err();
+    assert_eq!(again.metric_label(), "metrics");
+    let fresh = prometheus::Registry::new();
+    let no_roots = ControllersConfig {
+        probe_roots: vec!["junk".into()],
+        ..config.clone()
+    };
+    assert_eq!(
+        Controllers::new(no_roots, &fresh)
+            .unwrap_err()
+            .metric_label(),
+        "probe_roots"
+    );
+    let zero = ControllersConfig {
+        per_server: 0,
+        ..config
+    };
+    assert_eq!(
+        Controllers::new(zero, &fresh).unwrap_err().metric_label(),
+        "limit"
+    );
+}

@@ -1,0 +1,125 @@
+//! From a new desired state to reconcile requests.
+//!
+//! The snapshot diff names what changed; each change wakes the controllers it concerns.
+//! Keys of objects the new snapshot no longer declares are woken too (their controllers
+//! report or prune them), and so is every service record the store holds, which includes
+//! services agents reported that were never declared.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use steward_model::diff::{diff, SnapshotDiff};
+use steward_runtime::Reason;
+
+use crate::config::Desired;
+use crate::context::Context;
+use crate::status::EventType;
+use crate::store::ServiceKey;
+
+/// What became of a new desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// Now in force; the diff says what changed.
+    Accepted(Box<SnapshotDiff>),
+    /// The same generation again: nothing to do.
+    Unchanged,
+    /// Not applied; the previous state stays in force.
+    Refused,
+}
+
+/// Put `desired` in force (or refuse it) and wake what it concerns.
+pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
+    let previous = ctx.desired();
+    if previous
+        .as_ref()
+        .is_some_and(|p| p.generation == desired.generation)
+    {
+        return Applied::Unchanged;
+    }
+    // Like Argo CD's allowEmpty=false: a commit that empties the fleet is far more often a
+    // broken checkout or a wrong directory than a decision to stop managing every server.
+    let managed = ctx.known_servers();
+    if desired.snapshot.servers.is_empty() && !managed.is_empty() {
+        let message = format!(
+            "it declares no servers while {} are managed ({}); nothing was changed. Declare the servers again, or remove them one commit at a time",
+            managed.len(),
+            managed.join(", ")
+        );
+        tracing::warn!(generation = desired.generation, "{message}");
+        ctx.store
+            .refuse(desired.generation, "EmptySnapshotRefused", &message);
+        return Applied::Refused;
+    }
+    let changes = diff(
+        previous.as_ref().map(|p| p.snapshot.as_ref()),
+        &desired.snapshot,
+    );
+    let generation = desired.generation;
+    let snapshot = desired.snapshot.clone();
+    ctx.set_desired(Arc::new(desired));
+    ctx.store.sync_desired(generation, &snapshot);
+    if !changes.is_empty() {
+        tracing::info!(generation, "desired state: {changes}");
+        ctx.store.event(
+            format!("installation/{}", snapshot.installation.name),
+            EventType::Normal,
+            "DesiredStateChanged",
+            &format!("generation {generation}: {changes}"),
+        );
+    }
+
+    let mut servers = BTreeSet::new();
+    let mut certificates = BTreeSet::new();
+    let mut services = BTreeSet::new();
+    let old_servers: Vec<String> = previous
+        .as_ref()
+        .map(|p| p.snapshot.servers.keys().cloned().collect())
+        .unwrap_or_default();
+    let everything = changes.initial || !changes.installation.is_empty();
+    if everything {
+        // Mode, prune, release, load balancer or CA changed: it concerns every object.
+        servers.extend(ctx.known_servers());
+        certificates.extend(ctx.known_servers());
+        services.extend(ctx.store.service_keys());
+    } else {
+        for name in changes.servers.keys() {
+            servers.insert(name.clone());
+            certificates.insert(name.clone());
+            services.extend(ctx.store.service_keys_on(name));
+        }
+        for service in changes
+            .services
+            .keys()
+            .chain(&changes.connection_string_targets)
+        {
+            services.insert(ServiceKey::new(&service.server, service.kind));
+        }
+        if changes.connection_strings_changed {
+            servers.extend(snapshot.servers.keys().cloned());
+        }
+        for kind in changes.health_checks.keys() {
+            services.extend(
+                ctx.store
+                    .service_keys()
+                    .into_iter()
+                    .filter(|k| k.kind == *kind),
+            );
+        }
+        // A server that left must be reported or pruned even if the diff folded it away.
+        servers.extend(
+            old_servers
+                .into_iter()
+                .filter(|n| !snapshot.servers.contains_key(n)),
+        );
+    }
+    for name in &servers {
+        ctx.trigger_server(name, Reason::DesiredChanged);
+    }
+    for name in &certificates {
+        ctx.trigger_certificate(name, Reason::DesiredChanged);
+    }
+    for key in services {
+        ctx.trigger_service(key, Reason::DesiredChanged);
+    }
+    Applied::Accepted(Box::new(changes))
+}

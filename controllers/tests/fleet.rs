@@ -1,0 +1,486 @@
+//! The controllers against real agents (in-process `steward_agent` servers with mutual
+//! TLS on their own loopback addresses) running real lab services (the `steward_lab`
+//! code, over real TLS and MLLP). One scenario, in order: a fresh converge (PSIS, then
+//! PSWS, then the rest), a killed service restarted, monitor mode changing nothing, and
+//! an agent that is down degrading its server while the other server converges.
+//!
+//! The agents' process driver starts services as `PROGRAM lab-service --kind K ...`.
+//! PROGRAM is this test executable itself: with `harness = false` its `main` sees
+//! `lab-service` and becomes that service. This needs no build step beyond the test's own,
+//! no `steward` binary (another crate's), and runs exactly the lab code the daemon runs.
+//! A lab service exits when this process goes away, so a failed run leaves no strays.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use steward_agent::api::ServiceStatus;
+use steward_agent::{AgentClient, AgentConfig, AgentServer, DriverConfig};
+use steward_controllers::{
+    AgentEndpoint, ConditionStatus, ConditionType, Controllers, ControllersConfig, Desired,
+    FleetStatus, ServiceHealth, Store,
+};
+use steward_model::resource::Mode;
+use steward_model::snapshot::Server;
+use steward_model::{ServiceKind, Snapshot};
+use steward_pki::CertificateAuthority;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+const TEST_NAME: &str = "fleet_converges_repairs_and_degrades";
+/// Generous: two cores shared with a parallel build.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("lab-service") {
+        return lab_service(&args[1..]);
+    }
+    if args.iter().any(|a| a == "--list") {
+        println!("{TEST_NAME}: test");
+        return ExitCode::SUCCESS;
+    }
+    // Like libtest: a name filter that does not match skips the test.
+    let filters: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| TEST_NAME.contains(f.as_str())) {
+        println!("\ntest result: ok. 0 passed; 0 failed; 1 filtered out\n");
+        return ExitCode::SUCCESS;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "steward_controllers=info,warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    println!("\nrunning 1 test");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(scenario());
+    }));
+    drop(runtime);
+    match outcome {
+        Ok(()) => {
+            println!("test {TEST_NAME} ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored\n");
+            ExitCode::SUCCESS
+        }
+        Err(_) => {
+            println!(
+                "test {TEST_NAME} ... FAILED\n\ntest result: FAILED. 0 passed; 1 failed; 0 ignored\n"
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Parser)]
+struct LabCli {
+    #[command(flatten)]
+    args: steward_lab::LabServiceArgs,
+}
+
+/// The lab service the agents start (`PROGRAM lab-service --kind K ...`).
+fn lab_service(args: &[String]) -> ExitCode {
+    let cli = LabCli::parse_from(args);
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || loop {
+        // Orphaned (the test process died): nobody will stop us, so stop.
+        if std::os::unix::process::parent_id() != parent {
+            std::process::exit(0);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let served = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let stop = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        steward_lab::run(cli.args, stop).await
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lab service: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Agent {
+    url: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), steward_agent::AgentError>>,
+}
+
+impl Agent {
+    async fn start(dir: &Path, ca: &CertificateAuthority, hostname: &str, ip: IpAddr) -> Self {
+        let issued = ca.issue_agent(hostname, &[ip]).unwrap();
+        let (cert, key) = issued.write_pair(dir, "agent").unwrap();
+        let config = AgentConfig {
+            listen: SocketAddr::new(ip, 0),
+            state_dir: dir.join("state"),
+            ca_pem: ca.cert_path(),
+            cert,
+            key,
+            hostname: Some(hostname.to_owned()),
+            driver: DriverConfig {
+                program: Some(std::env::current_exe().unwrap()),
+                lab: true,
+                bind: None,
+                stop_timeout: Duration::from_secs(3),
+                stop_services_on_exit: true,
+            },
+        };
+        let server = AgentServer::bind(config).await.unwrap();
+        let url = format!("https://{}", server.local_addr());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(server.run(stop.clone().cancelled_owned()));
+        Self { url, stop, task }
+    }
+
+    async fn shutdown(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Addresses no other test uses: 127.1xx.y.z from this process's id.
+fn address(pid: u32, host: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        100 + ((pid >> 8) % 100) as u8,
+        (pid % 250) as u8 + 1,
+        host,
+    ))
+}
+
+fn desired_state(dir: &Path, agents: [&str; 2], app1: &[&str], app2: &[&str]) -> Snapshot {
+    std::fs::create_dir_all(dir).unwrap();
+    let installation = r#"apiVersion: steward/v1
+kind: Installation
+metadata: {name: fleet}
+spec:
+  environment: non-production
+  installType: advanced
+  release: "6.12.1"
+  database: {server: db.example.eng, name: PatientSecure, user: ps, passwordRef: env:PS_DB_PASSWORD}
+  certificateAuthority: {mode: generated}
+"#;
+    std::fs::write(dir.join("installation.yaml"), installation).unwrap();
+    for (name, agent, kinds) in [("app1", agents[0], app1), ("app2", agents[1], app2)] {
+        let services: Vec<String> = kinds.iter().map(|k| format!("{{kind: {k}}}")).collect();
+        let text = format!(
+            "apiVersion: steward/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  hostname: {name}.example.eng\n  agent: {agent}\n  certificate: {{generate: true}}\n  services: [{}]\n",
+            services.join(", ")
+        );
+        std::fs::write(dir.join(format!("{name}.yaml")), text).unwrap();
+    }
+    let compiled = steward_model::validate_dir(dir).unwrap();
+    compiled
+        .snapshot
+        .unwrap_or_else(|| panic!("invalid desired state: {:?}", compiled.diagnostics))
+}
+
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let started = tokio::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn service<'a>(status: &'a FleetStatus, server: &str, kind: ServiceKind) -> &'a ServiceHealth {
+    status
+        .servers
+        .iter()
+        .find(|s| s.name == server)
+        .and_then(|s| s.services.iter().find(|x| x.kind == kind))
+        .unwrap_or_else(|| panic!("no {server}/{kind} in the status"))
+}
+
+/// False also while the service is not in the status yet (a generation not yet applied).
+fn healthy(store: &Store, server: &str, kind: ServiceKind) -> bool {
+    store
+        .status()
+        .servers
+        .iter()
+        .filter(|s| s.name == server)
+        .flat_map(|s| s.services.iter())
+        .any(|s| s.kind == kind && s.healthy == Some(true))
+}
+
+fn ready_reason(conditions: &[steward_controllers::Condition]) -> String {
+    conditions
+        .iter()
+        .find(|c| c.condition_type == ConditionType::Ready)
+        .map(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
+fn metric(registry: &prometheus::Registry, line_start: &str) -> f64 {
+    use prometheus::Encoder;
+    let mut out = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn kill(pid: u32) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a real pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("kill");
+}
+
+async fn pid_of(client: &AgentClient, kind: ServiceKind) -> Option<u32> {
+    client.service(kind).await.ok().and_then(|s| s.pid)
+}
+
+async fn scenario() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Arc::new(CertificateAuthority::init(tmp.path().join("ca")).unwrap());
+    let client_cert = ca.issue_client("steward-daemon").unwrap();
+    let agent_tls = steward_pki::mtls_client_config(
+        ca.cert_pem(),
+        &client_cert.cert_pem,
+        client_cert.key_pem.expose(),
+    )
+    .unwrap();
+    let pid = std::process::id();
+    let a = Agent::start(
+        &tmp.path().join("app1"),
+        &ca,
+        "app1.example.eng",
+        address(pid, 1),
+    )
+    .await;
+    let b = Agent::start(
+        &tmp.path().join("app2"),
+        &ca,
+        "app2.example.eng",
+        address(pid, 2),
+    )
+    .await;
+    let client =
+        |url: &str| AgentClient::new(url, agent_tls.clone(), Duration::from_secs(5)).unwrap();
+    let (client_a, client_b) = (client(&a.url), client(&b.url));
+    let seed_thumbprint = client_a.certificate().await.unwrap().unwrap().thumbprint;
+
+    let desired_dir = tmp.path().join("desired");
+    let snapshot = desired_state(
+        &desired_dir,
+        [&a.url, &b.url],
+        &["PSIS", "PSWS"],
+        &["HEALTH", "HL7"],
+    );
+    let registry = prometheus::Registry::new();
+    let config = ControllersConfig {
+        ca: Some(ca.clone()),
+        agent_tls: agent_tls.clone(),
+        probe_roots: vec![ca.cert_pem().to_owned()],
+        // Services are reached at the agent's address under the server's hostname.
+        endpoints: Arc::new(|server: &Server| AgentEndpoint {
+            base_url: server.agent_url.clone(),
+            connect_ip: server
+                .agent_url
+                .trim_start_matches("https://")
+                .rsplit_once(':')
+                .and_then(|(host, _)| host.parse().ok()),
+        }),
+        resync: Duration::from_secs(1),
+        agent_timeout: Duration::from_secs(5),
+        max_concurrent: 8,
+        per_server: 2,
+        installed_by: "steward-fleet-test".into(),
+        certificate_lifetime: Duration::from_secs(30 * 24 * 3600),
+    };
+    let controllers = Controllers::new(config, &registry).unwrap();
+    let store = controllers.store();
+    let desired = |generation: u64, snapshot: Snapshot| {
+        Some(Desired {
+            generation,
+            snapshot: Arc::new(snapshot),
+            dir: desired_dir.clone(),
+        })
+    };
+    let (tx, rx) = watch::channel(desired(1, snapshot.clone()));
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(controllers.run(rx, shutdown.clone()));
+
+    // 1. A fresh fleet converges, PSIS first, then PSWS, then the rest.
+    eventually("the fleet to converge", || store.converged(1)).await;
+    let status = store.status();
+    let installed_at = |kind| {
+        let e = status
+            .events
+            .iter()
+            .rposition(|e| e.reason == "Installed" && e.object.ends_with(&format!("/{kind}")))
+            .unwrap_or_else(|| panic!("no Installed event for {kind}"));
+        status.events.len() - e
+    };
+    let healthy_at = |kind| {
+        let e = status
+            .events
+            .iter()
+            .rposition(|e| e.reason == "Healthy" && e.object.ends_with(&format!("/{kind}")))
+            .unwrap_or_else(|| panic!("no Healthy event for {kind}"));
+        status.events.len() - e
+    };
+    assert!(
+        healthy_at("PSIS") < installed_at("PSWS"),
+        "{:#?}",
+        status.events
+    );
+    assert!(healthy_at("PSWS") < installed_at("HEALTH"));
+    assert!(healthy_at("PSWS") < installed_at("HL7"));
+    for server in &status.servers {
+        assert_eq!(server.agent_up, Some(true));
+        assert_eq!(
+            ready_reason(&server.certificate.conditions),
+            "CertificateInstalled"
+        );
+        let thumbprint = server.certificate.thumbprint.as_deref().unwrap();
+        assert_ne!(
+            thumbprint, seed_thumbprint,
+            "steward's own certificate is installed"
+        );
+    }
+    let psws = service(&status, "app1", ServiceKind::Psws);
+    let probe = psws.last_probe.as_ref().unwrap();
+    assert!(probe.success && probe.http_status == Some(200), "{probe:?}");
+    assert_eq!(status.hl7.active_listener.as_deref(), Some("app2"));
+    assert_eq!(
+        metric(&registry, "steward_hl7_active_listener{server=\"app2\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &registry,
+            "steward_service_healthy{server=\"app1\",service=\"PSIS\"}"
+        ),
+        1.0
+    );
+    let on_agent = client_b.service(ServiceKind::Health).await.unwrap();
+    assert_eq!(on_agent.installed_by, "steward-fleet-test");
+    assert_eq!(
+        on_agent.tls_thumbprint,
+        status.servers[1].certificate.thumbprint
+    );
+
+    // 2. A killed service is restarted.
+    let before = pid_of(&client_b, ServiceKind::Health).await.unwrap();
+    kill(before);
+    eventually("HEALTH to be restarted", || {
+        store
+            .resource("service", "app2.HEALTH")
+            .is_some_and(|r| r.events.iter().any(|e| e.reason == "Restarted"))
+    })
+    .await;
+    eventually("HEALTH to be healthy again", || {
+        healthy(&store, "app2", ServiceKind::Health)
+    })
+    .await;
+    let after = pid_of(&client_b, ServiceKind::Health).await.unwrap();
+    assert_ne!(before, after);
+    assert_eq!(
+        metric(
+            &registry,
+            "steward_drift_corrected_total{kind=\"service_stopped\"}"
+        ),
+        1.0
+    );
+
+    // 3. Monitor mode reports drift and changes nothing.
+    let mut monitor = snapshot.clone();
+    monitor.installation.mode = Mode::Monitor;
+    tx.send(desired(2, monitor)).unwrap();
+    eventually("monitor mode to be in force", || {
+        store
+            .status()
+            .installation
+            .is_some_and(|i| i.mode == Mode::Monitor)
+    })
+    .await;
+    kill(pid_of(&client_b, ServiceKind::Hl7).await.unwrap());
+    eventually("the stopped HL7 to be reported", || {
+        let status = store.status();
+        let hl7 = service(&status, "app2", ServiceKind::Hl7);
+        hl7.conditions
+            .iter()
+            .any(|c| c.condition_type == ConditionType::Degraded && c.reason == "NotRunning")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let hl7 = client_b.service(ServiceKind::Hl7).await.unwrap();
+    assert_ne!(
+        hl7.status,
+        ServiceStatus::Running,
+        "monitor mode restarted HL7"
+    );
+    assert_eq!(
+        metric(
+            &registry,
+            "steward_drift_detected_total{kind=\"service_stopped\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &registry,
+            "steward_drift_corrected_total{kind=\"service_stopped\"}"
+        ),
+        1.0
+    );
+    assert_eq!(store.status().hl7.active_listener, None);
+
+    // ... and autoCorrect repairs it.
+    tx.send(desired(3, snapshot.clone())).unwrap();
+    eventually("HL7 to be repaired", || store.converged(3)).await;
+
+    // 4. An agent that is down degrades its server; the other server still converges.
+    b.shutdown().await;
+    let grown = desired_state(
+        &desired_dir,
+        [&a.url, client_b.base_url()],
+        &["PSIS", "PSWS", "CLIENT"],
+        &["HEALTH", "HL7"],
+    );
+    tx.send(desired(4, grown)).unwrap();
+    eventually("app1 to converge while app2's agent is down", || {
+        let status = store.status();
+        let app2 = status.servers.iter().find(|s| s.name == "app2").unwrap();
+        let degraded = app2.conditions.iter().any(|c| {
+            c.condition_type == ConditionType::Degraded && c.status == ConditionStatus::True
+        });
+        healthy(&store, "app1", ServiceKind::Client) && app2.agent_up == Some(false) && degraded
+    })
+    .await;
+    assert!(!store.converged(4));
+    assert_eq!(metric(&registry, "steward_agent_up{server=\"app2\"}"), 0.0);
+    assert_eq!(metric(&registry, "steward_agent_up{server=\"app1\"}"), 1.0);
+
+    shutdown.cancel();
+    let report = running.await.unwrap();
+    assert!(report.services.succeeded > 0, "{report:?}");
+    a.shutdown().await;
+}

@@ -1,0 +1,118 @@
+//! The daemon's HTTP API (axum): health, readiness, metrics, status, resources, the CA.
+//!
+//! Every response is built from the controllers' store and the watcher's status; none of
+//! them can carry a secret because neither holds one (secrets are resolved at the point of
+//! use and dropped).
+
+mod status;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus::{Encoder, Registry, TextEncoder};
+use steward_controllers::Store;
+use steward_watch::{WatchHandle, WatchStatus};
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub watch: WatchHandle,
+    pub registry: Registry,
+    pub ca_pem: Option<Arc<str>>,
+    /// `POST /api/v1/reconcile` requires `Authorization: Bearer <token>`; `None` disables it.
+    pub reconcile_token: Option<Arc<str>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status::status))
+        .route("/api/v1/resources/{kind}/{name}", get(resource))
+        .route("/api/v1/reconcile", post(reconcile))
+        .route("/ca.pem", get(ca_pem))
+        .with_state(state)
+}
+
+/// Ready once a valid desired state has been loaded: before that the daemon knows nothing
+/// it could report or act on.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let status: WatchStatus = state.watch.current_status();
+    if status.last_applied_generation > 0 {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no valid desired state loaded yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let families = state.registry.gather();
+    let mut body = Vec::new();
+    match TextEncoder::new().encode(&families, &mut body) {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn resource(
+    State(state): State<AppState>,
+    Path((kind, name)): Path<(String, String)>,
+) -> Response {
+    match state.store.resource(&kind, &name) {
+        Some(r) => Json(r).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no {kind} named {name}")})),
+        )
+            .into_response(),
+    }
+}
+
+async fn reconcile(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(token) = &state.reconcile_token else {
+        return (StatusCode::FORBIDDEN, "manual reconcile is disabled\n").into_response();
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+        return (StatusCode::UNAUTHORIZED, "bearer token required\n").into_response();
+    }
+    state.watch.reload();
+    (StatusCode::ACCEPTED, "reload and reconcile requested\n").into_response()
+}
+
+/// Compare tokens without leaking the matching prefix length through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn ca_pem(State(state): State<AppState>) -> Response {
+    match &state.ca_pem {
+        Some(pem) => (
+            [(header::CONTENT_TYPE, "application/x-pem-file")],
+            pem.to_string(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no steward CA: certificateAuthority.mode is existing\n",
+        )
+            .into_response(),
+    }
+}
