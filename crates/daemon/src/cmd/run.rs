@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
-use crate::lab::{lab_dir, LabAddresses, LabFleet};
+use crate::lab::{lab_dir, LabAddresses, LabFleet, DEFAULT_FIRST_ADDRESS};
 use crate::metrics::DesiredStateMetrics;
 
 #[derive(Debug, clap::Args)]
@@ -35,6 +35,9 @@ pub struct Args {
     /// Bearer token for POST /api/v1/reconcile (unset: the endpoint is disabled).
     #[arg(long, env = "STEWARD_RECONCILE_TOKEN", hide_env_values = true)]
     reconcile_token: Option<String>,
+    /// The lab's first server address; the others follow in the same /24.
+    #[arg(long, default_value_t = DEFAULT_FIRST_ADDRESS)]
+    lab_first_address: std::net::Ipv4Addr,
     /// How often a Ready service is re-checked (e.g. 2s, 10s).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     resync: Duration,
@@ -74,7 +77,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let ds_metrics = DesiredStateMetrics::register(&registry)?;
     tokio::spawn(report_desired_state(watch_handle.clone(), ds_metrics));
 
-    let addresses = Arc::new(RwLock::new(LabAddresses::default()));
+    let addresses = Arc::new(RwLock::new(LabAddresses::starting_at(args.lab_first_address)));
     let endpoints: Arc<dyn Fn(&Server) -> AgentEndpoint + Send + Sync> = if args.lab {
         let addresses = Arc::clone(&addresses);
         Arc::new(move |server: &Server| lab_endpoint(server, &addresses))
@@ -105,6 +108,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let fleet = Arc::new(tokio::sync::Mutex::new(LabFleet::new(
             std::env::current_exe().context("cannot find the steward executable")?,
             lab_dir(&args.state_dir),
+            LabAddresses::starting_at(args.lab_first_address),
         )));
         tokio::spawn(follow_lab(
             watch_handle.clone(),

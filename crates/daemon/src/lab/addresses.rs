@@ -6,20 +6,36 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use steward_model::Snapshot;
 
-/// The first lab server gets 127.0.0.11; the daemon itself stays on 127.0.0.1.
-const FIRST_HOST_OCTET: u8 = 11;
+/// The first lab server gets 127.0.0.11 by default; the daemon itself stays on 127.0.0.1.
+pub const DEFAULT_FIRST_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 
 /// Host name -> loopback address, for every server of a snapshot.
 ///
 /// Deterministic and stable as the fleet grows: servers are numbered in name order, and a
 /// server keeps the address it was given first, so a commit that adds `app0` does not move
 /// `app1` (whose agent is already listening).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabAddresses {
+    first: Ipv4Addr,
     by_host: BTreeMap<String, IpAddr>,
 }
 
+impl Default for LabAddresses {
+    fn default() -> Self {
+        Self::starting_at(DEFAULT_FIRST_ADDRESS)
+    }
+}
+
 impl LabAddresses {
+    /// Number servers from `first` up (within its /24), so several labs (tests) can share
+    /// one machine.
+    pub fn starting_at(first: Ipv4Addr) -> Self {
+        Self {
+            first,
+            by_host: BTreeMap::new(),
+        }
+    }
+
     /// Give every server of `snapshot` an address, keeping those already given.
     pub fn extend_for(&mut self, snapshot: &Snapshot) {
         for server in snapshot.servers.values() {
@@ -27,8 +43,9 @@ impl LabAddresses {
                 continue;
             }
             let taken: Vec<IpAddr> = self.by_host.values().copied().collect();
-            let next = (FIRST_HOST_OCTET..=254)
-                .map(|o| IpAddr::V4(Ipv4Addr::new(127, 0, 0, o)))
+            let [a, b, c, first] = self.first.octets();
+            let next = (first..=254)
+                .map(|o| IpAddr::V4(Ipv4Addr::new(a, b, c, o)))
                 .find(|ip| !taken.contains(ip));
             if let Some(ip) = next {
                 self.by_host.insert(server.hostname.clone(), ip);

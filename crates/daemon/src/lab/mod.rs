@@ -8,7 +8,7 @@
 
 mod addresses;
 
-pub use addresses::LabAddresses;
+pub use addresses::{LabAddresses, DEFAULT_FIRST_ADDRESS};
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -64,11 +64,11 @@ pub struct LabFleet {
 
 impl LabFleet {
     /// `program` is the steward binary the agents (and their services) run as.
-    pub fn new(program: PathBuf, state_dir: PathBuf) -> Self {
+    pub fn new(program: PathBuf, state_dir: PathBuf, addresses: LabAddresses) -> Self {
         Self {
             program,
             state_dir,
-            addresses: LabAddresses::default(),
+            addresses,
             agents: BTreeMap::new(),
         }
     }
