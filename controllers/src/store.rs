@@ -11,6 +11,7 @@ use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 
 use steward_agent::api::{ConnectionStrings, HostInfo, ServiceInfo, ServiceStatus as AgentStatus};
+use steward_model::plan::{Observed, ObservedServer, ObservedService};
 use steward_model::resource::Mode;
 use steward_model::snapshot::{CertificateSource, PlacedService};
 use steward_model::{ServiceKind, Snapshot};
@@ -294,6 +295,43 @@ impl Store {
                 active_listener: hl7_active(&state),
             },
             events: state.events.iter().cloned().collect(),
+        }
+    }
+
+    /// What the agents reported, in the planner's terms: the `steward plan --live` input.
+    pub fn observed(&self) -> Observed {
+        let state = self.lock();
+        let mut servers: BTreeMap<String, ObservedServer> = BTreeMap::new();
+        for (key, record) in &state.services {
+            if let Some(seen) = &record.observed {
+                servers
+                    .entry(key.server.clone())
+                    .or_default()
+                    .services
+                    .insert(
+                        key.kind,
+                        ObservedService {
+                            ports: seen.ports.clone(),
+                            drive: seen.drive.clone(),
+                            release: seen.release.clone(),
+                            running: seen.status == AgentStatus::Running,
+                        },
+                    );
+            }
+        }
+        for (name, record) in &state.servers {
+            // Only a certificate that is the one the desired state asks for counts as in
+            // place; anything else is still to be issued or installed.
+            if record.cert.ready {
+                servers
+                    .entry(name.clone())
+                    .or_default()
+                    .certificate_thumbprint = record.cert.thumbprint.clone();
+            }
+        }
+        Observed {
+            servers,
+            ca_exists: true,
         }
     }
 

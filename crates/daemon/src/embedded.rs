@@ -5,14 +5,26 @@ use std::path::Path;
 
 /// (path relative to the desired-state directory, contents)
 pub const FILES: &[(&str, &str)] = &[
-    ("installation.yaml", include_str!("../../../desired-state/installation.yaml")),
-    ("servers/app1.yaml", include_str!("../../../desired-state/servers/app1.yaml")),
-    ("servers/app2.yaml", include_str!("../../../desired-state/servers/app2.yaml")),
+    (
+        "installation.yaml",
+        include_str!("../../../desired-state/installation.yaml"),
+    ),
+    (
+        "servers/app1.yaml",
+        include_str!("../../../desired-state/servers/app1.yaml"),
+    ),
+    (
+        "servers/app2.yaml",
+        include_str!("../../../desired-state/servers/app2.yaml"),
+    ),
     (
         "active-directory/corp.yaml",
         include_str!("../../../desired-state/active-directory/corp.yaml"),
     ),
-    ("health-checks.yaml", include_str!("../../../desired-state/health-checks.yaml")),
+    (
+        "health-checks.yaml",
+        include_str!("../../../desired-state/health-checks.yaml"),
+    ),
 ];
 
 /// Write the bundled files into `dir` unless it already exists (never overwrite edits).
@@ -53,7 +65,12 @@ mod tests {
             if path.is_dir() {
                 collect(root, &path, out);
             } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-                out.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+                out.push(
+                    path.strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
         }
     }

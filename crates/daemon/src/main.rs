@@ -6,8 +6,8 @@ mod api;
 mod cmd;
 mod embedded;
 mod lab;
-mod metrics;
 mod logging;
+mod metrics;
 mod signals;
 
 use std::process::ExitCode;
@@ -64,7 +64,10 @@ fn main() -> ExitCode {
 }
 
 /// Long-running commands: logging, then a multi-threaded runtime.
-fn async_main(log_format: logging::LogFormat, command: impl std::future::Future<Output = u8>) -> u8 {
+fn async_main(
+    log_format: logging::LogFormat,
+    command: impl std::future::Future<Output = u8>,
+) -> u8 {
     logging::init(log_format);
     match tokio::runtime::Runtime::new() {
         Ok(rt) => rt.block_on(command),

@@ -8,14 +8,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::ServiceKind;
 use crate::resource::{CaMode, Mode};
 use crate::snapshot::{CertificateSource, ConnectionStrings, PlacedService, Server, Snapshot};
 
 /// What is running now, as far as steward knows (empty for a fresh fleet).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Observed {
     /// By server name.
@@ -24,7 +24,7 @@ pub struct Observed {
     pub ca_exists: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObservedServer {
     pub services: BTreeMap<ServiceKind, ObservedService>,
@@ -32,7 +32,7 @@ pub struct ObservedServer {
     pub certificate_thumbprint: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObservedService {
     pub ports: Vec<u16>,

@@ -35,6 +35,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status::status))
         .route("/api/v1/resources/{kind}/{name}", get(resource))
+        .route("/api/v1/observed", get(observed))
+        .route("/api/v1/plan", get(plan))
         .route("/api/v1/reconcile", post(reconcile))
         .route("/ca.pem", get(ca_pem))
         .with_state(state)
@@ -60,7 +62,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let mut body = Vec::new();
     match TextEncoder::new().encode(&families, &mut body) {
         Ok(()) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             body,
         )
             .into_response(),
@@ -77,6 +82,26 @@ async fn resource(
         None => (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({"error": format!("no {kind} named {name}")})),
+        )
+            .into_response(),
+    }
+}
+
+async fn observed(State(state): State<AppState>) -> Json<steward_model::plan::Observed> {
+    Json(state.store.observed())
+}
+
+/// What the daemon would still do for the live desired state (nothing once converged).
+async fn plan(State(state): State<AppState>) -> Response {
+    match state.watch.current() {
+        Some(desired) => Json(steward_model::plan::plan(
+            &desired.snapshot,
+            &state.store.observed(),
+        ))
+        .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": "no valid desired state loaded yet"})),
         )
             .into_response(),
     }

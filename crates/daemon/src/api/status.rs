@@ -19,7 +19,11 @@ pub fn document(state: &AppState) -> Value {
         obj.insert("valid".into(), json!(watch.valid));
         obj.insert(
             "errors".into(),
-            json!(watch.errors.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            json!(watch
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()),
         );
         obj.insert(
             "desiredState".into(),

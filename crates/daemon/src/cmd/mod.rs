@@ -2,11 +2,12 @@
 
 pub mod agent;
 pub mod ca;
+pub mod daemon_client;
 pub mod lab_service;
 pub mod plan;
 pub mod run;
-pub mod status;
 pub mod schema;
+pub mod status;
 pub mod validate;
 
 use std::path::PathBuf;

@@ -13,6 +13,12 @@ pub struct Args {
     /// Print the plan as JSON.
     #[arg(long)]
     json: bool,
+    /// Plan against the live fleet as a running daemon observes it, instead of an empty one.
+    #[arg(long)]
+    live: bool,
+    /// The daemon to ask with --live.
+    #[arg(long, default_value = super::daemon_client::DEFAULT_URL, requires = "live")]
+    url: String,
 }
 
 pub fn run(args: &Args) -> u8 {
@@ -34,7 +40,18 @@ pub fn run(args: &Args) -> u8 {
         );
         return 1;
     };
-    let plan = plan(&snapshot, &Observed::default());
+    let observed = if args.live {
+        match live_observed(&args.url) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("steward plan --live: {e}");
+                return 1;
+            }
+        }
+    } else {
+        Observed::default()
+    };
+    let plan = plan(&snapshot, &observed);
     if args.json {
         match serde_json::to_string_pretty(&plan) {
             Ok(s) => println!("{s}"),
@@ -51,4 +68,13 @@ pub fn run(args: &Args) -> u8 {
     } else {
         0
     }
+}
+
+/// The fleet as the daemon last observed it (`GET /api/v1/observed`).
+fn live_observed(url: &str) -> Result<Observed, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(super::daemon_client::get_json(url, "/api/v1/observed"))
 }

@@ -67,17 +67,23 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     tracing::info!(desired_state = %dir.display(), lab = args.lab, "starting steward");
 
     let ca = Arc::new(load_or_init_ca(&args.state_dir.join("ca"))?);
-    let client = ca.issue_client("steward-daemon").context("daemon client certificate")?;
-    let agent_tls = steward_pki::mtls_client_config(ca.cert_pem(), &client.cert_pem, client.key_pem.expose())
-        .context("agent TLS configuration")?;
+    let client = ca
+        .issue_client("steward-daemon")
+        .context("daemon client certificate")?;
+    let agent_tls =
+        steward_pki::mtls_client_config(ca.cert_pem(), &client.cert_pem, client.key_pem.expose())
+            .context("agent TLS configuration")?;
 
-    let (watch_handle, watch_task) = steward_watch::watch(dir.clone(), WatchConfig::default(), shutdown.clone())
-        .context("cannot watch the desired-state directory")?;
+    let (watch_handle, watch_task) =
+        steward_watch::watch(dir.clone(), WatchConfig::default(), shutdown.clone())
+            .context("cannot watch the desired-state directory")?;
     let registry = prometheus::Registry::new();
     let ds_metrics = DesiredStateMetrics::register(&registry)?;
     tokio::spawn(report_desired_state(watch_handle.clone(), ds_metrics));
 
-    let addresses = Arc::new(RwLock::new(LabAddresses::starting_at(args.lab_first_address)));
+    let addresses = Arc::new(RwLock::new(LabAddresses::starting_at(
+        args.lab_first_address,
+    )));
     let endpoints: Arc<dyn Fn(&Server) -> AgentEndpoint + Send + Sync> = if args.lab {
         let addresses = Arc::clone(&addresses);
         Arc::new(move |server: &Server| lab_endpoint(server, &addresses))
@@ -123,8 +129,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
 
     let (desired_tx, desired_rx) = watch::channel(None);
-    tokio::spawn(forward_desired(watch_handle.clone(), desired_tx, dir.clone(), lab_fleet.is_some(), Arc::clone(&addresses)));
-    tokio::spawn(report_convergence(watch_handle.clone(), Arc::clone(&store), started));
+    tokio::spawn(forward_desired(
+        watch_handle.clone(),
+        desired_tx,
+        dir.clone(),
+        lab_fleet.is_some(),
+        Arc::clone(&addresses),
+    ));
+    tokio::spawn(report_convergence(
+        watch_handle.clone(),
+        Arc::clone(&store),
+        started,
+    ));
 
     let app = api::router(AppState {
         store,
@@ -184,10 +200,7 @@ fn load_or_init_ca(dir: &Path) -> anyhow::Result<CertificateAuthority> {
 }
 
 fn lab_endpoint(server: &Server, addresses: &RwLock<LabAddresses>) -> AgentEndpoint {
-    let ip = addresses
-        .read()
-        .ok()
-        .and_then(|a| a.get(&server.hostname));
+    let ip = addresses.read().ok().and_then(|a| a.get(&server.hostname));
     let port = server
         .agent_url
         .rsplit_once(':')
@@ -250,7 +263,11 @@ async fn forward_desired(
                 // Wait (briefly) until every server of this generation has a lab address.
                 for _ in 0..50 {
                     let placed = addresses.read().is_ok_and(|a| {
-                        state.snapshot.servers.values().all(|s| a.get(&s.hostname).is_some())
+                        state
+                            .snapshot
+                            .servers
+                            .values()
+                            .all(|s| a.get(&s.hostname).is_some())
                     });
                     if placed {
                         break;
@@ -294,7 +311,11 @@ async fn report_desired_state(watch: WatchHandle, metrics: DesiredStateMetrics) 
 
 /// Log `converged in N s` once per generation, when every declared service is installed,
 /// running and passing its health test.
-async fn report_convergence(watch: WatchHandle, store: Arc<steward_controllers::Store>, started: Instant) {
+async fn report_convergence(
+    watch: WatchHandle,
+    store: Arc<steward_controllers::Store>,
+    started: Instant,
+) {
     let mut changes = store.changes();
     let mut reported = 0u64;
     loop {

@@ -1,17 +1,11 @@
 //! `steward status [--url URL] [--json]`: the status of a running daemon.
 
-use std::time::Duration;
-
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The daemon's HTTP address.
-    #[arg(long, default_value = "http://127.0.0.1:9464")]
+    #[arg(long, default_value = super::daemon_client::DEFAULT_URL)]
     url: String,
     /// Print the raw status document.
     #[arg(long)]
@@ -19,11 +13,10 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> u8 {
-    let url = format!("{}/api/v1/status", args.url.trim_end_matches('/'));
-    let doc = match fetch(&url).await {
+    let doc: Value = match super::daemon_client::get_json(&args.url, "/api/v1/status").await {
         Ok(doc) => doc,
         Err(e) => {
-            eprintln!("steward status: {url}: {e}");
+            eprintln!("steward status: {e}");
             return 1;
         }
     };
@@ -33,27 +26,6 @@ pub async fn run(args: Args) -> u8 {
         print!("{}", render(&doc));
     }
     0
-}
-
-async fn fetch(url: &str) -> Result<Value, String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
-    let client: Client<_, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let response = tokio::time::timeout(Duration::from_secs(10), client.get(uri))
-        .await
-        .map_err(|_| "timed out".to_owned())?
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if !status.is_success() {
-        return Err(format!("HTTP {status}"));
-    }
-    serde_json::from_slice(&body).map_err(|e| format!("not a status document: {e}"))
 }
 
 fn yes_no(v: &Value) -> &'static str {
@@ -70,7 +42,11 @@ fn render(doc: &Value) -> String {
     out.push_str(&format!(
         "desired state: generation {} ({})\n",
         doc["generation"],
-        if doc["valid"].as_bool() == Some(true) { "valid" } else { "INVALID" }
+        if doc["valid"].as_bool() == Some(true) {
+            "valid"
+        } else {
+            "INVALID"
+        }
     ));
     for e in doc["errors"].as_array().into_iter().flatten() {
         out.push_str(&format!("  {}\n", e.as_str().unwrap_or_default()));

@@ -80,7 +80,11 @@ impl LabFleet {
     /// Start an agent for every server of `snapshot` that has none yet. Agents of servers
     /// that left the desired state keep running: the service controller decides (prune)
     /// what happens to their services, and it needs the agent for that.
-    pub fn ensure(&mut self, snapshot: &Snapshot, ca: &CertificateAuthority) -> Result<(), LabError> {
+    pub fn ensure(
+        &mut self,
+        snapshot: &Snapshot,
+        ca: &CertificateAuthority,
+    ) -> Result<(), LabError> {
         self.addresses.extend_for(snapshot);
         for server in snapshot.servers.values() {
             let running = self
