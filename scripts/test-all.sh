@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the test suite uses (peer servers and tools the tests start themselves).
-PACKAGES=(openssl ca-certificates)
+PACKAGES=(openssl ca-certificates
+  prometheus              # prometheus + promtool: alert rules, /metrics lint, dashboard PromQL
+  chromium chromium-driver  # headless browser + chromedriver: the System Health page
+)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -1,26 +1,35 @@
-//! The certificate controller (key: server name), minimal for now: make the server hold
-//! the TLS certificate the desired state asks for, before any service is installed there.
+//! The certificate controller (key: server name): make the server hold the TLS certificate
+//! the desired state asks for, before any service is installed there, and keep it valid.
 //!
 //! * `generate: true`: issued by the steward CA for the hostname (and the load balancer's
-//!   name), renewed when a third of its lifetime is left. Which certificate steward put
-//!   there is remembered in memory only, so after a daemon restart each server gets one
-//!   fresh certificate (harmless: services reload it).
-//! * `certFile` + `keyFile`: read from the desired-state directory, checked (the key must
-//!   belong to the certificate), installed when the server has another one.
-//! * `pfxFile`: not supported yet (no PKCS#12 reader in the workspace): a Stalled condition.
+//!   name), with `certificateAuthority.duration` as lifetime, and renewed
+//!   `renewBefore` ahead of expiry (by default at two thirds of the lifetime, like
+//!   cert-manager). Never issued when `certificateAuthority.mode` is `existing`. Which
+//!   certificate steward put there is remembered in memory only, so after a daemon restart
+//!   each server gets one fresh certificate (harmless: services reload it).
+//! * `certFile` + `keyFile`, or `pfxFile` + `passwordRef`: read from the desired-state
+//!   directory and checked ([`existing`]) before anything is sent; each failure is a
+//!   Stalled condition with its own reason (`KeyMismatch`, `Expired`, `HostnameNotInSan`,
+//!   `UntrustedIssuer`, `PfxPasswordWrong`, `FileUnreadable`, `SecretUnresolved`, ...).
+//!   The files are polled every reconcile (at most [`FILE_POLL`] apart), so a replaced
+//!   file is installed without a commit. Past its renewal point (`renewBefore` ahead of
+//!   expiry) an existing certificate is Degraded (`RenewalDue`): steward cannot renew it.
 //!
-//! Errors name files, never their content.
+//! Installing goes through the agent, which writes the pair and makes the services reload
+//! it without dropping connections. Errors, status and events name files, never their
+//! content; keys and passwords appear nowhere.
 
-use std::path::{Path, PathBuf};
+mod existing;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use steward_agent::api::CertificateStatus;
 use steward_agent::ClientError;
 use steward_model::plan::subject_alt_names;
-use steward_model::resource::Mode;
-use steward_model::snapshot::{CertificateSource, Server};
-use steward_pki::{PkiError, PrivateKeyPem};
+use steward_model::resource::{CaMode, Mode};
+use steward_model::snapshot::{CertificateAuthority as CaSettings, CertificateSource, Server};
+use steward_pki::PrivateKeyPem;
 use steward_runtime::{Action, Reason, ReconcileError};
 use time::OffsetDateTime;
 
@@ -34,8 +43,10 @@ use crate::store::IssuedMemo;
 pub(crate) const CONTROLLER: &str = "certificate";
 
 /// How often a certificate that cannot be produced (missing file, no CA) is retried: the
-/// fix is a commit, which triggers a run anyway.
-const STALLED_RETRY: Duration = Duration::from_secs(60);
+/// fix is a commit, which triggers a run anyway, or a file change, which the poll sees.
+const STALLED_RETRY: Duration = Duration::from_secs(30);
+/// How often existing certificate files are read again for changes.
+pub(crate) const FILE_POLL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CertificateError {
@@ -55,7 +66,7 @@ impl ReconcileError for CertificateError {
     }
 }
 
-/// A certificate and key ready to install.
+/// A certificate and key ready to install, checked.
 struct Material {
     cert_pem: String,
     key_pem: PrivateKeyPem,
@@ -84,6 +95,7 @@ pub(crate) async fn reconcile(
         return Ok(Action::await_change());
     };
     let generation = desired.generation;
+    let settings = &desired.snapshot.installation.certificate_authority;
     let agent_error = |source: ClientError| {
         let reason = failure_reason(&source);
         let message = format!("cannot reach the agent: {source}");
@@ -96,34 +108,71 @@ pub(crate) async fn reconcile(
     let agent = ctx.agents.get(&server).map_err(agent_error)?;
     let current = agent.certificate().await.map_err(agent_error)?;
     if let Some(current) = &current {
-        observe(&ctx, &name, current);
+        observe(&ctx, &name, current, settings);
     }
+    let generated = server.certificate == CertificateSource::Generate;
+    // Existing files are polled; a generated certificate waits for its renewal point.
+    let poll = if generated {
+        ctx.config.resync
+    } else {
+        ctx.config.resync.min(FILE_POLL)
+    };
 
     let monitor = desired.snapshot.installation.mode == Mode::Monitor;
     let (wanted, why) = match wanted(&ctx, &desired, &server, current.as_ref()) {
         Ok(Wanted::InPlace) => {
-            let message = match &current {
-                Some(c) => format!(
-                    "{} (thumbprint {}, expires {})",
-                    c.subject,
-                    c.thumbprint,
-                    c.not_after.date()
-                ),
-                None => "in place".to_owned(),
+            let Some(current) = &current else {
+                // Monitor mode with nothing to compare: taken as it is.
+                ctx.store.with_server(&name, |r| {
+                    r.cert.ready = true;
+                    r.cert.drift = false;
+                });
+                set(
+                    &ctx,
+                    &name,
+                    generation,
+                    Phase::Ready,
+                    "CertificateInstalled",
+                    "in place".into(),
+                );
+                return Ok(Action::requeue(poll));
             };
+            let renewal = renewal_time(current.not_after, settings);
+            let now = OffsetDateTime::now_utc();
             ctx.store.with_server(&name, |r| {
                 r.cert.ready = true;
                 r.cert.drift = false;
             });
-            set(
-                &ctx,
-                &name,
-                generation,
-                Phase::Ready,
-                "CertificateInstalled",
-                message,
-            );
-            return Ok(Action::requeue(ctx.config.resync));
+            let described = describe(current, renewal);
+            if !generated && now >= renewal {
+                set(
+                    &ctx,
+                    &name,
+                    generation,
+                    Phase::Degraded,
+                    "RenewalDue",
+                    format!(
+                        "{described}: due for replacement (renewBefore {}); steward cannot renew a third-party certificate: replace the file",
+                        human(settings.renew_before)
+                    ),
+                );
+            } else {
+                set(
+                    &ctx,
+                    &name,
+                    generation,
+                    Phase::Ready,
+                    "CertificateInstalled",
+                    described,
+                );
+            }
+            let until_renewal = Duration::try_from(renewal - now).unwrap_or(Duration::ZERO);
+            let next = if generated && !monitor {
+                poll.min(until_renewal.max(Duration::from_millis(100)))
+            } else {
+                poll
+            };
+            return Ok(Action::requeue(next));
         }
         Ok(Wanted::Install { material, why }) => (material, why),
         Err(unavailable) => {
@@ -136,7 +185,11 @@ pub(crate) async fn reconcile(
                 unavailable.reason,
                 unavailable.message,
             );
-            return Ok(Action::requeue(STALLED_RETRY));
+            return Ok(Action::requeue(if generated {
+                STALLED_RETRY.min(ctx.config.resync)
+            } else {
+                poll
+            }));
         }
     };
 
@@ -161,40 +214,75 @@ pub(crate) async fn reconcile(
             "CertificateDrift",
             format!("{} (monitor mode: not corrected)", why.describe()),
         );
-        return Ok(Action::requeue(ctx.config.resync));
+        return Ok(Action::requeue(poll));
     }
 
-    let installed = agent
+    let installed = match agent
         .install_certificate(&wanted.cert_pem, &wanted.key_pem)
         .await
-        .map_err(agent_error)?;
+    {
+        Ok(installed) => installed,
+        Err(source) => {
+            ctx.store.event(
+                format!("certificate/{name}"),
+                EventType::Warning,
+                "InstallFailed",
+                &format!(
+                    "thumbprint {} ({}): the agent refused or failed: {source}",
+                    wanted.thumbprint,
+                    why.describe()
+                ),
+            );
+            return Err(agent_error(source));
+        }
+    };
     if drift {
         ctx.metrics.drift_detected(DriftKind::Certificate);
         ctx.metrics.drift_corrected(DriftKind::Certificate);
     }
+    let renewal = renewal_time(installed.not_after, settings);
     tracing::info!(
-        "{name}: installed certificate {} for {} ({}; expires {})",
+        "{name}: installed certificate {} for {} ({}; expires {}, renewal at {})",
         installed.thumbprint,
         wanted.sans.join(", "),
         why.describe(),
-        installed.not_after.date()
+        rfc3339(installed.not_after),
+        rfc3339(renewal),
     );
-    ctx.store.event(
-        format!("certificate/{name}"),
-        if drift {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        "CertificateInstalled",
-        &format!(
-            "thumbprint {} ({}); {} services reloaded",
-            installed.thumbprint,
-            why.describe(),
-            installed.reloaded.len()
-        ),
-    );
-    observe(&ctx, &name, &installed);
+    let reason = match (generated, why) {
+        (true, Why::Renewal) => "CertificateRenewed",
+        (true, _) => "CertificateIssued",
+        (false, _) => "CertificateInstalled",
+    };
+    // A certificate installed where none was in place turns the condition Ready, and that
+    // transition is an event of its own, with this reason; only say it once.
+    let transition = ctx
+        .store
+        .with_server(&name, |r| {
+            r.cert.conditions.headline().1 != "CertificateInstalled"
+        })
+        .unwrap_or(true);
+    if generated || !transition {
+        ctx.store.event(
+            format!("certificate/{name}"),
+            if drift {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason,
+            &format!(
+                "thumbprint {} for {} ({}); valid until {}, renewal at {}; {} services reloaded",
+                installed.thumbprint,
+                wanted.sans.join(", "),
+                why.describe(),
+                rfc3339(installed.not_after),
+                rfc3339(renewal),
+                installed.reloaded.len()
+            ),
+        );
+    }
+    observe(&ctx, &name, &installed, settings);
     let was_ready = ctx
         .store
         .with_server(&name, |r| {
@@ -212,12 +300,7 @@ pub(crate) async fn reconcile(
         generation,
         Phase::Ready,
         "CertificateInstalled",
-        format!(
-            "{} (thumbprint {}, expires {})",
-            installed.subject,
-            installed.thumbprint,
-            installed.not_after.date()
-        ),
+        describe(&installed, renewal),
     );
     if !was_ready {
         for key in ctx.store.service_keys_on(&name) {
@@ -226,6 +309,43 @@ pub(crate) async fn reconcile(
     }
     // Read back next time rather than trusting the answer.
     Ok(Action::requeue(ctx.short()))
+}
+
+/// When a certificate is due for renewal: `renewBefore` ahead of its expiry.
+fn renewal_time(not_after: OffsetDateTime, settings: &CaSettings) -> OffsetDateTime {
+    let before = time::Duration::try_from(settings.renew_before).unwrap_or(time::Duration::ZERO);
+    not_after.checked_sub(before).unwrap_or(not_after)
+}
+
+fn describe(current: &CertificateStatus, renewal: OffsetDateTime) -> String {
+    format!(
+        "{} (thumbprint {}, expires {}, renewal at {})",
+        current.subject,
+        current.thumbprint.to_ascii_uppercase(),
+        rfc3339(current.not_after),
+        rfc3339(renewal)
+    )
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// `30d`, `1m40s`: a duration as the files write it.
+fn human(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if out.is_empty() {
+        out = format!("{}ms", d.as_millis());
+    }
+    out
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,7 +365,7 @@ impl Why {
             Self::Initial => "the server has no certificate from the desired state yet",
             Self::Replaced => "the server's certificate was replaced",
             Self::Changed => "the desired certificate changed",
-            Self::Renewal => "renewal: less than a third of its lifetime left",
+            Self::Renewal => "renewal: its renewal point (renewBefore ahead of expiry) has come",
         }
     }
 }
@@ -261,35 +381,41 @@ fn wanted(
     server: &Server,
     current: Option<&CertificateStatus>,
 ) -> Result<Wanted, Unavailable> {
-    match &server.certificate {
-        CertificateSource::Generate => generated(ctx, desired, server, current),
+    let installation = &desired.snapshot.installation;
+    let names = subject_alt_names(server, installation.load_balancer.as_deref());
+    let settings = &installation.certificate_authority;
+    let source = match &server.certificate {
+        CertificateSource::Generate => return generated(ctx, desired, server, current),
         CertificateSource::Pem {
             cert_file,
             key_file,
-        } => {
-            let material = from_files(&desired.dir, cert_file, key_file)?;
-            if current.is_some_and(|c| c.thumbprint.eq_ignore_ascii_case(&material.thumbprint)) {
-                return Ok(Wanted::InPlace);
-            }
-            let ours_before = ctx
-                .store
-                .with_server(&server.name, |r| r.cert.issued.clone())
-                .flatten();
-            let why = match ours_before {
-                Some(memo) if memo.thumbprint == material.thumbprint => Why::Replaced,
-                Some(_) => Why::Changed,
-                None => Why::Initial,
-            };
-            Ok(Wanted::Install { material, why })
-        }
-        CertificateSource::Pfx { pfx_file, .. } => Err(Unavailable {
-            reason: "PfxUnsupported",
-            message: format!(
-                "{}: PKCS#12 (pfxFile) certificates are not supported yet; convert it to certFile + keyFile (openssl pkcs12 -nodes)",
-                pfx_file.display()
-            ),
-        }),
+        } => existing::Source::Pem {
+            cert: cert_file,
+            key: key_file,
+        },
+        CertificateSource::Pfx {
+            pfx_file,
+            password_ref,
+        } => existing::Source::Pfx {
+            pfx: pfx_file,
+            password: password_ref,
+        },
+    };
+    let steward_ca = ctx.config.ca.as_ref().map(|ca| ca.cert_pem());
+    let material = existing::load(&desired.dir, &source, &names, settings, steward_ca)?;
+    if current.is_some_and(|c| c.thumbprint.eq_ignore_ascii_case(&material.thumbprint)) {
+        return Ok(Wanted::InPlace);
     }
+    let ours_before = ctx
+        .store
+        .with_server(&server.name, |r| r.cert.issued.clone())
+        .flatten();
+    let why = match ours_before {
+        Some(memo) if memo.thumbprint == material.thumbprint => Why::Replaced,
+        Some(_) => Why::Changed,
+        None => Why::Initial,
+    };
+    Ok(Wanted::Install { material, why })
 }
 
 fn generated(
@@ -298,13 +424,24 @@ fn generated(
     server: &Server,
     current: Option<&CertificateStatus>,
 ) -> Result<Wanted, Unavailable> {
-    let Some(ca) = &ctx.config.ca else {
-        return Err(Unavailable {
-            reason: "NoCertificateAuthority",
-            message:
-                "certificate.generate needs the steward CA (certificateAuthority.mode: generated)"
+    let settings = &desired.snapshot.installation.certificate_authority;
+    // Validation refuses `generate` with an existing CA; this is the controller's own
+    // guarantee that it never issues in that mode.
+    let ca = match (&ctx.config.ca, settings.mode) {
+        (Some(ca), CaMode::Generated) => ca,
+        (_, CaMode::Existing) => {
+            return Err(Unavailable {
+                reason: "NoCertificateAuthority",
+                message: "certificateAuthority.mode is existing: steward issues no certificates; give this server certFile + keyFile or pfxFile".into(),
+            })
+        }
+        (None, CaMode::Generated) => {
+            return Err(Unavailable {
+                reason: "NoCertificateAuthority",
+                message: "certificate.generate needs the steward CA, and this daemon has none"
                     .into(),
-        });
+            })
+        }
     };
     let sans = subject_alt_names(
         server,
@@ -314,15 +451,13 @@ fn generated(
         .store
         .with_server(&server.name, |r| r.cert.issued.clone())
         .flatten();
-    let lifetime = ctx.config.certificate_lifetime;
-    let renew_before = time::Duration::try_from(lifetime / 3).unwrap_or(time::Duration::ZERO);
     let why = match (&memo, current) {
         (Some(memo), Some(current))
             if memo.thumbprint.eq_ignore_ascii_case(&current.thumbprint) =>
         {
             if memo.sans != sans {
                 Why::Changed
-            } else if current.not_after - OffsetDateTime::now_utc() < renew_before {
+            } else if OffsetDateTime::now_utc() >= renewal_time(current.not_after, settings) {
                 Why::Renewal
             } else {
                 return Ok(Wanted::InPlace);
@@ -349,7 +484,7 @@ fn generated(
         });
     }
     let issued = ca
-        .issue_server(&sans, &[], lifetime)
+        .issue_server(&sans, &[], settings.duration)
         .map_err(|e| Unavailable {
             reason: "IssueFailed",
             message: format!("the steward CA cannot issue for {}: {e}", sans.join(", ")),
@@ -365,50 +500,8 @@ fn generated(
     })
 }
 
-fn from_files(dir: &Path, cert_file: &Path, key_file: &Path) -> Result<Material, Unavailable> {
-    let read = |file: &Path| -> Result<String, Unavailable> {
-        let path: PathBuf = if file.is_absolute() {
-            file.to_path_buf()
-        } else {
-            dir.join(file)
-        };
-        std::fs::read_to_string(&path).map_err(|e| Unavailable {
-            reason: "CertificateFileUnreadable",
-            message: format!("{}: {}", file.display(), e.kind()),
-        })
-    };
-    let cert_pem = read(cert_file)?;
-    let key_pem = PrivateKeyPem::new(read(key_file)?);
-    let info = steward_pki::verify_key_pair(&cert_pem, key_pem.expose()).map_err(|e| {
-        let reason = match e {
-            PkiError::KeyMismatch => "CertificateKeyMismatch",
-            _ => "CertificateInvalid",
-        };
-        Unavailable {
-            reason,
-            message: format!("{} / {}: {e}", cert_file.display(), key_file.display()),
-        }
-    })?;
-    if info.not_after <= OffsetDateTime::now_utc() {
-        return Err(Unavailable {
-            reason: "CertificateExpired",
-            message: format!(
-                "{} expired on {}",
-                cert_file.display(),
-                info.not_after.date()
-            ),
-        });
-    }
-    Ok(Material {
-        cert_pem,
-        key_pem,
-        thumbprint: info.sha1_thumbprint,
-        sans: info.dns_names,
-    })
-}
-
-/// Record what the server holds (status and expiry metric).
-fn observe(ctx: &Context, name: &str, current: &CertificateStatus) {
+/// Record what the server holds (status, expiry and renewal metrics).
+fn observe(ctx: &Context, name: &str, current: &CertificateStatus, settings: &CaSettings) {
     ctx.store.with_server(name, |r| {
         r.cert.thumbprint = Some(current.thumbprint.to_ascii_uppercase());
         r.cert.not_after = Some(current.not_after);
@@ -416,6 +509,10 @@ fn observe(ctx: &Context, name: &str, current: &CertificateStatus) {
     });
     ctx.metrics
         .certificate_expiry(name, current.not_after.unix_timestamp());
+    ctx.metrics.certificate_renewal(
+        name,
+        renewal_time(current.not_after, settings).unix_timestamp(),
+    );
 }
 
 fn set(ctx: &Context, name: &str, generation: u64, phase: Phase, reason: &str, message: String) {
@@ -514,7 +611,7 @@ mod tests {
         reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
             .await
             .unwrap();
-        assert_eq!(cert_reason(&fx), "CertificateKeyMismatch");
+        assert_eq!(cert_reason(&fx), "KeyMismatch");
         assert!(!fx.ctx.store.cert_ready("app1"));
         let text = serde_json::to_string(&fx.ctx.store.status()).unwrap();
         assert!(
@@ -545,7 +642,7 @@ mod tests {
         reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
             .await
             .unwrap();
-        assert_eq!(cert_reason(&fx), "CertificateFileUnreadable");
+        assert_eq!(cert_reason(&fx), "FileUnreadable");
     }
 
     #[tokio::test]
@@ -585,5 +682,273 @@ mod tests {
             fx.counter("steward_drift_corrected_total", &[("kind", "certificate")]),
             0.0
         );
+    }
+
+    fn issue_pair(
+        ca_dir: &std::path::Path,
+        names: &[&str],
+        lifetime: Duration,
+    ) -> steward_pki::IssuedCertificate {
+        let ca = steward_pki::CertificateAuthority::load(ca_dir)
+            .or_else(|_| steward_pki::CertificateAuthority::init(ca_dir))
+            .unwrap();
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        ca.issue_server(&names, &[], lifetime).unwrap()
+    }
+
+    fn events(fx: &crate::fakes::Fixture, reason: &str) -> usize {
+        fx.ctx
+            .store
+            .status()
+            .events
+            .iter()
+            .filter(|e| e.object == "certificate/app1" && e.reason == reason)
+            .count()
+    }
+
+    #[tokio::test]
+    async fn generated_certificates_follow_duration_and_renew_before() {
+        let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+        let mut s = fx.current();
+        s.installation.certificate_authority.duration = Duration::from_secs(120);
+        s.installation.certificate_authority.renew_before = Duration::from_secs(100);
+        fx.apply(s);
+        reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+            .await
+            .unwrap();
+        let agent = fx.agent("app1");
+        let installed = agent.state().certificate.clone().unwrap();
+        let left = installed.not_after - OffsetDateTime::now_utc();
+        assert!(
+            left <= time::Duration::seconds(120) && left > time::Duration::seconds(110),
+            "{left}"
+        );
+        assert_eq!(events(&fx, "CertificateIssued"), 1);
+        let renewal = installed.not_after.unix_timestamp() - 100;
+        assert_eq!(
+            fx.gauge(
+                "steward_certificate_renewal_timestamp_seconds",
+                &[("server", "app1")]
+            ),
+            renewal as f64
+        );
+
+        // In place: woken again at the renewal point, not after a whole resync.
+        let action = reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+            .await
+            .unwrap();
+        let until = Duration::from_secs(
+            (renewal - OffsetDateTime::now_utc().unix_timestamp()).max(0) as u64,
+        );
+        match action {
+            Action::Requeue(after) => assert!(
+                after <= fx.ctx.config.resync && after <= until + Duration::from_secs(1),
+                "{after:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(agent.calls("install_certificate"), 1);
+
+        // Past the renewal point: renewed, with its own event.
+        agent.state().certificate.as_mut().unwrap().not_after =
+            OffsetDateTime::now_utc() + time::Duration::seconds(90);
+        reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(agent.calls("install_certificate"), 2);
+        assert_eq!(events(&fx, "CertificateRenewed"), 1);
+        assert_ne!(
+            agent.state().certificate.as_ref().unwrap().thumbprint,
+            installed.thumbprint
+        );
+    }
+
+    #[tokio::test]
+    async fn default_renewal_is_at_two_thirds_of_the_lifetime() {
+        let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+        reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+            .await
+            .unwrap();
+        let agent = fx.agent("app1");
+        let not_after = agent.state().certificate.as_ref().unwrap().not_after;
+        let renewal = fx.gauge(
+            "steward_certificate_renewal_timestamp_seconds",
+            &[("server", "app1")],
+        );
+        assert_eq!(
+            renewal,
+            (not_after - time::Duration::days(30)).unix_timestamp() as f64
+        );
+        // 31 days left: in place; 29 days left: renewed.
+        agent.state().certificate.as_mut().unwrap().not_after =
+            OffsetDateTime::now_utc() + time::Duration::days(31);
+        reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(agent.calls("install_certificate"), 1);
+        agent.state().certificate.as_mut().unwrap().not_after =
+            OffsetDateTime::now_utc() + time::Duration::days(29);
+        reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(agent.calls("install_certificate"), 2);
+    }
+
+    #[tokio::test]
+    async fn an_existing_ca_means_nothing_is_ever_issued() {
+        let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+        // Validation refuses this combination; the controller refuses it on its own too.
+        let mut s = fx.current();
+        s.installation.certificate_authority.mode = CaMode::Existing;
+        fx.apply(s);
+        reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(fx.agent("app1").calls("install_certificate"), 0);
+        assert_eq!(cert_reason(&fx), "NoCertificateAuthority");
+        assert!(!fx.ctx.store.cert_ready("app1"));
+    }
+
+    #[tokio::test]
+    async fn replaced_files_are_reinstalled_and_due_ones_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_dir = tempfile::tempdir().unwrap();
+        let day = Duration::from_secs(86_400);
+        let first = issue_pair(ca_dir.path(), &["app1.example.eng"], 100 * day);
+        first.write_pair(dir.path(), "app1").unwrap();
+        let cert = "certificate: {certFile: app1.pem, keyFile: app1.key}";
+        let fx = fixture_with(&[("app1", &["PSIS", "PSWS"])], cert, dir.path());
+        let action = reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(action, Action::requeue(fx.ctx.short()));
+        let action = reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+            .await
+            .unwrap();
+        // Files are polled.
+        assert_eq!(action, Action::requeue(fx.ctx.config.resync.min(FILE_POLL)));
+        assert_eq!(cert_reason(&fx), "CertificateInstalled");
+        assert_eq!(events(&fx, "CertificateInstalled"), 1);
+
+        // Someone drops a new pair in place (no commit): installed at the next poll.
+        let second = issue_pair(ca_dir.path(), &["app1.example.eng"], 20 * day);
+        second.write_pair(dir.path(), "app1").unwrap();
+        reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+            .await
+            .unwrap();
+        let agent = fx.agent("app1");
+        assert_eq!(
+            agent.state().certificate.as_ref().unwrap().thumbprint,
+            second.sha1_thumbprint
+        );
+        assert_eq!(events(&fx, "CertificateInstalled"), 2);
+        // 20 days left, renewBefore 30d: steward cannot renew it, it says so.
+        reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(cert_reason(&fx), "RenewalDue");
+        assert!(
+            fx.ctx.store.cert_ready("app1"),
+            "still serving: services go on"
+        );
+
+        // A half-written replacement (new certificate, old key) is refused and the
+        // installed one stays.
+        let third = issue_pair(ca_dir.path(), &["app1.example.eng"], 100 * day);
+        std::fs::write(dir.path().join("app1.pem"), &third.cert_pem).unwrap();
+        reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(cert_reason(&fx), "KeyMismatch");
+        assert_eq!(agent.calls("install_certificate"), 2);
+        assert_eq!(
+            agent.state().certificate.as_ref().unwrap().thumbprint,
+            second.sha1_thumbprint
+        );
+    }
+
+    #[tokio::test]
+    async fn pfx_password_problems_are_conditions_without_the_password() {
+        use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+        let dir = tempfile::tempdir().unwrap();
+        let ca_dir = tempfile::tempdir().unwrap();
+        let issued = issue_pair(
+            ca_dir.path(),
+            &["app1.example.eng"],
+            Duration::from_secs(86_400),
+        );
+        let der = |text: &str| {
+            use rustls::pki_types::pem::PemObject;
+            rustls::pki_types::CertificateDer::pem_slice_iter(text.as_bytes())
+                .next()
+                .map(|c| c.unwrap().to_vec())
+        };
+        let key_der =
+            rustls::pki_types::pem::PemObject::from_pem_slice(issued.key_pem.expose().as_bytes())
+                .map(|k: rustls::pki_types::PrivatePkcs8KeyDer<'_>| k.secret_pkcs8_der().to_vec())
+                .unwrap();
+        let chain = PrivateKeyChain::new(
+            b"1".as_slice(),
+            PrivateKey::from_der(&key_der).unwrap(),
+            [Certificate::from_der(&der(&issued.cert_pem).unwrap()).unwrap()],
+        );
+        let mut store = KeyStore::new();
+        store.add_entry("app1", KeyStoreEntry::PrivateKeyChain(chain));
+        let password = "Pfx-Pa55word-4-test";
+        std::fs::write(
+            dir.path().join("app1.pfx"),
+            store.writer(password).write().unwrap(),
+        )
+        .unwrap();
+        let secret = dir.path().join("pfx-password");
+        std::fs::write(&secret, "not the password\n").unwrap();
+        let cert = format!(
+            "certificate: {{pfxFile: app1.pfx, passwordRef: \"file:{}\"}}",
+            secret.display()
+        );
+        let fx = fixture_with(&[("app1", &["PSIS", "PSWS"])], &cert, dir.path());
+        reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(cert_reason(&fx), "PfxPasswordWrong");
+
+        std::fs::remove_file(&secret).unwrap();
+        reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(cert_reason(&fx), "SecretUnresolved");
+        assert_eq!(fx.agent("app1").calls("install_certificate"), 0);
+
+        std::fs::write(&secret, format!("{password}\n")).unwrap();
+        reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            fx.agent("app1")
+                .state()
+                .certificate
+                .as_ref()
+                .unwrap()
+                .thumbprint,
+            issued.sha1_thumbprint
+        );
+        let text = serde_json::to_string(&fx.ctx.store.status()).unwrap();
+        assert!(
+            !text.contains(password) && !text.contains("PRIVATE"),
+            "{text}"
+        );
+        assert!(
+            text.contains("PfxPasswordWrong"),
+            "the failure is an event: {text}"
+        );
+        let metrics = {
+            use prometheus::Encoder;
+            let mut out = Vec::new();
+            prometheus::TextEncoder::new()
+                .encode(&fx.registry.gather(), &mut out)
+                .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(!metrics.contains(password));
     }
 }

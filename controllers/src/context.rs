@@ -1,6 +1,8 @@
-//! What every reconcile gets: the desired state in force, clients, prober, store, metrics
-//! and the trigger senders through which one controller wakes another (a certificate in
-//! place wakes that server's services; a healthy PSIS wakes everything waiting on it).
+//! What every reconcile gets: the desired state in force, clients, the probe monitor,
+//! store, metrics and the trigger senders through which one controller wakes another (a
+//! certificate in place wakes that server's services; a healthy PSIS wakes everything
+//! waiting on it). The context is also where probe outcomes land ([`ProbeSink`]): store,
+//! metrics, and a reconcile of the service whose verdict changed.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -14,7 +16,8 @@ use steward_runtime::Reason;
 use crate::agent::Agents;
 use crate::config::{ControllersConfig, Desired};
 use crate::metrics::Metrics;
-use crate::prober::Prober;
+use crate::prober::{Monitor, MonitorSettings, ProbeReport, ProbeResult, ProbeSink, Prober};
+use crate::status::LastProbe;
 use crate::store::{ServiceKey, Store};
 
 /// Follow-up after an action (install, restart): soon, but give the service a moment.
@@ -41,7 +44,8 @@ pub(crate) struct Context {
     pub store: Arc<Store>,
     pub metrics: Metrics,
     pub agents: Agents,
-    pub prober: Arc<dyn Prober>,
+    /// Probes installed, running services on their own schedule.
+    pub monitor: Monitor,
     desired: RwLock<Option<Arc<Desired>>>,
     /// Every server of an accepted snapshot not yet forgotten, including servers that
     /// left the desired state: their agents must still be reached to report or prune
@@ -56,6 +60,7 @@ impl Context {
         metrics: Metrics,
         agents: Agents,
         prober: Arc<dyn Prober>,
+        probing: MonitorSettings,
     ) -> (Self, TriggerStreams) {
         let (servers_tx, servers) = unbounded();
         let (certificates_tx, certificates) = unbounded();
@@ -65,7 +70,7 @@ impl Context {
             store: Arc::new(Store::default()),
             metrics,
             agents,
-            prober,
+            monitor: Monitor::new(prober, probing),
             desired: RwLock::new(None),
             known: Mutex::new(BTreeMap::new()),
             triggers: TriggerSenders {
@@ -130,6 +135,7 @@ impl Context {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
         self.agents.forget(name);
+        self.monitor.unwatch_server(name);
         self.store.forget_server(name);
         self.metrics.forget_server(name);
     }
@@ -171,6 +177,21 @@ impl Context {
         }
     }
 
+    /// The kind-wide verdict (`minimumHealthy`) into its metric.
+    pub(crate) fn refresh_kind(&self, kind: ServiceKind) {
+        let status = self.store.service_kind(kind);
+        self.metrics.service_kind(kind, status.map(|s| s.healthy));
+    }
+
+    /// Which server's HL7 listener is active, into its metric.
+    pub(crate) fn refresh_hl7(&self) {
+        let (active, all) = self.store.hl7_listeners();
+        for server in all {
+            self.metrics
+                .hl7_active(&server, active.as_deref() == Some(server.as_str()));
+        }
+    }
+
     pub(crate) fn short(&self) -> Duration {
         self.config.resync.min(SHORT)
     }
@@ -182,5 +203,64 @@ impl Context {
     /// How long a settled object rests before it is checked again.
     pub(crate) fn steady(&self, interval: Duration) -> Duration {
         self.config.resync.min(interval)
+    }
+}
+
+impl ProbeSink for Context {
+    fn observe(&self, key: &ServiceKey, report: &ProbeReport<'_>) {
+        let result = report.result;
+        if let Err(e) = &result.outcome {
+            tracing::debug!(
+                service = %key,
+                target = %report.target.describe(),
+                failure = e.metric_label(),
+                "probe failed: {e}"
+            );
+        }
+        self.metrics.probe(&key.server, key.kind, result);
+        let last = last_probe(result);
+        let installed = self.store.with_service(key, |r| {
+            r.verdict = report.verdict;
+            r.last_probe = Some(last);
+            r.observed.is_some()
+        });
+        let healthy = report.verdict == Some(true);
+        self.metrics
+            .service(&key.server, key.kind, installed, healthy);
+        if !report.changed {
+            return;
+        }
+        let outcome = match &result.outcome {
+            Ok(()) => "passes".to_owned(),
+            Err(e) => format!("fails: {e}"),
+        };
+        let target = report.target.describe();
+        match report.verdict {
+            Some(true) => tracing::info!("{key}: healthy ({target} {outcome})"),
+            Some(false) => tracing::warn!("{key}: unhealthy ({target} {outcome})"),
+            None => {}
+        }
+        // The service's conditions follow its verdict; what waited for it may go on.
+        self.trigger_service(key.clone(), Reason::ObservedChanged);
+        if healthy {
+            self.trigger_dependents(key.kind);
+        }
+        self.refresh_kind(key.kind);
+        if key.kind == ServiceKind::Hl7 {
+            self.refresh_hl7();
+        }
+    }
+}
+
+pub(crate) fn last_probe(result: &ProbeResult) -> LastProbe {
+    let error = result.outcome.as_ref().err();
+    LastProbe {
+        success: result.success(),
+        duration_seconds: result.duration.as_secs_f64(),
+        http_status: result.http_status,
+        error: error.map(ToString::to_string),
+        failure: error.map(|e| e.metric_label().to_owned()),
+        certificate_not_after: result.cert_not_after,
+        time: time::OffsetDateTime::now_utc(),
     }
 }

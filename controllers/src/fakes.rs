@@ -302,6 +302,8 @@ impl Prober for FakeProber {
         ProbeResult {
             duration: Duration::from_millis(3),
             http_status: Some(if failing { 503 } else { 200 }),
+            cert_not_after: None,
+            reused_connection: false,
             outcome: if failing {
                 Err(ProbeError::Status {
                     status: 503,
@@ -440,6 +442,14 @@ impl Fixture {
         let mut s = self.current();
         s.installation.mode = mode;
         self.apply(s);
+    }
+
+    /// One probe of `server/kind` now, as the monitor would run it; `None` if the
+    /// service is not being probed (not running, or not seen running yet).
+    pub(crate) async fn probe(&self, server: &str, kind: ServiceKind) -> Option<bool> {
+        let key = crate::store::ServiceKey::new(server, kind);
+        let result = self.ctx.monitor.probe_now(&key, self.ctx.as_ref()).await?;
+        Some(result.success())
     }
 
     /// The value of one series, 0 when absent.

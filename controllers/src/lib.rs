@@ -5,9 +5,12 @@
 //! ```text
 //! Desired (watch) ──> triggers ──> server controller      (agent up? host, inventory, connection strings)
 //!                              ├─> certificate controller (the server's TLS certificate)
-//!                              └─> service controller     (install / reinstall / restart / probe / prune)
+//!                              └─> service controller     (install / reinstall / restart / prune)
+//!                                        │    ▲ verdict changed
+//!                                        ▼    │
+//!                                   probe monitor (every service on its own interval)
 //!                                        │
-//!                              Store (conditions, events) + Metrics
+//!                              Store (conditions, events, probes) + Metrics
 //! ```
 //!
 //! Ordering across controllers goes through the store: a service installs only once its
@@ -15,12 +18,16 @@
 //! controller that makes a gate true wakes whoever waits on it.
 
 mod agent;
+#[doc(hidden)]
+pub mod bench;
 mod certificate;
 mod config;
 mod context;
 mod drift;
 mod metrics;
-mod prober;
+pub mod prober;
+mod rfc3339;
+mod schema;
 mod server;
 mod service;
 mod status;
@@ -39,17 +46,18 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{AgentEndpoint, ControllersConfig, Desired, EndpointFn};
+pub use metrics::encode as encode_metrics;
 pub use status::{
     CertificateSummary, Condition, ConditionStatus, ConditionType, DatabaseStatus, DirectoryStatus,
     Event, EventType, FleetStatus, GroupStatus, Hl7Status, InstallationStatus, LastProbe,
-    ResourceDetail, ResourceStatus, ServerStatus, ServiceHealth,
+    ResourceDetail, ResourceStatus, ServerStatus, ServiceHealth, ServiceKindStatus,
 };
 pub use store::{ServiceKey, Store};
 
 use crate::agent::{Agents, ClientConnector, Connector};
 use crate::context::{Context, TriggerStreams};
 use crate::metrics::Metrics;
-use crate::prober::{NetworkProber, Prober};
+use crate::prober::{MonitorSettings, NetworkProber, ProbeSink, Prober};
 
 /// Why the controllers cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +132,8 @@ impl Controllers {
         }
         let metrics = Metrics::register(registry)?;
         let agents = Agents::new(connector, config.endpoints.clone());
-        let (ctx, streams) = Context::new(config, metrics, agents, prober);
+        let (ctx, streams) =
+            Context::new(config, metrics, agents, prober, MonitorSettings::default());
         Ok(Self {
             ctx: Arc::new(ctx),
             streams,
@@ -172,7 +181,8 @@ impl Controllers {
             .shutdown_grace(grace)
             .observer(observer)
             .group_limit(per_server, |key: &ServiceKey| Some(key.server.clone()));
-        let (servers, certificates, services, ()) = tokio::join!(
+        let sink: Arc<dyn ProbeSink> = ctx.clone();
+        let (servers, certificates, services, (), ()) = tokio::join!(
             steward_runtime::run(
                 server::reconcile,
                 ctx.clone(),
@@ -195,6 +205,7 @@ impl Controllers {
                 services
             ),
             watch_desired(ctx.clone(), desired, shutdown.clone()),
+            ctx.monitor.run(sink, shutdown.clone()),
         );
         RunReport {
             servers,
@@ -227,5 +238,7 @@ async fn watch_desired(
     }
 }
 
+#[cfg(test)]
+mod status_tests;
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,12 @@ use steward_runtime::observer::RESULT_OK;
 use steward_runtime::{ControllerObserver, Reason};
 
 use crate::drift::DriftKind;
+use crate::prober::ProbeResult;
+
+mod fleet;
+
+pub use fleet::encode;
+use fleet::{FleetSeries, Value};
 
 /// The controller names: the `controller` label.
 pub(crate) const CONTROLLERS: [&str; 3] = ["server", "certificate", "service"];
@@ -29,12 +35,11 @@ pub(crate) struct Metrics {
     queue_depth: IntGaugeVec,
     drift_detected: IntCounterVec,
     drift_corrected: IntCounterVec,
-    agent_up: IntGaugeVec,
-    service_installed: IntGaugeVec,
-    service_healthy: IntGaugeVec,
-    probe_duration: GaugeVec,
-    certificate_expiry: GaugeVec,
-    hl7_active: IntGaugeVec,
+    /// Per-server and per-service series (agent up, certificate expiry, HL7 listener,
+    /// installed, healthy, probe results): fleet-sized, so rendered by their own tables.
+    fleet: FleetSeries,
+    kind_healthy: IntGaugeVec,
+    certificate_renewal: GaugeVec,
 }
 
 impl Metrics {
@@ -76,38 +81,17 @@ impl Metrics {
                 "Drift repaired in autoCorrect mode, by kind.",
                 &["kind"],
             )?,
-            agent_up: gauge(
-                "steward_agent_up",
-                "Whether the server's agent answers (1) or not (0).",
-                &["server"],
+            kind_healthy: gauge(
+                "steward_service_kind_healthy",
+                "Whether at least minimumHealthy servers pass the service kind's health test.",
+                &["service"],
             )?,
-            service_installed: gauge(
-                "steward_service_installed",
-                "Whether the service is installed on the server.",
-                &["server", "service"],
-            )?,
-            service_healthy: gauge(
-                "steward_service_healthy",
-                "Whether the service passes its health test.",
-                &["server", "service"],
-            )?,
-            probe_duration: GaugeVec::new(
+            fleet: FleetSeries::new()?,
+            certificate_renewal: GaugeVec::new(
                 Opts::new(
-                    "steward_probe_duration_seconds",
-                    "Duration of the last health probe of the service.",
+                    "steward_certificate_renewal_timestamp_seconds",
+                    "When the server's TLS certificate is due for renewal (Unix time): renewBefore ahead of its expiry. Steward renews generated certificates then; existing ones must be replaced by then.",
                 ),
-                &["server", "service"],
-            )?,
-            certificate_expiry: GaugeVec::new(
-                Opts::new(
-                    "steward_certificate_expiry_timestamp_seconds",
-                    "When the server's TLS certificate expires (Unix time).",
-                ),
-                &["server"],
-            )?,
-            hl7_active: gauge(
-                "steward_hl7_active_listener",
-                "1 on the server whose HL7 listener is active, 0 on the other HL7 servers.",
                 &["server"],
             )?,
         };
@@ -137,12 +121,9 @@ impl Metrics {
             Box::new(self.queue_depth.clone()),
             Box::new(self.drift_detected.clone()),
             Box::new(self.drift_corrected.clone()),
-            Box::new(self.agent_up.clone()),
-            Box::new(self.service_installed.clone()),
-            Box::new(self.service_healthy.clone()),
-            Box::new(self.probe_duration.clone()),
-            Box::new(self.certificate_expiry.clone()),
-            Box::new(self.hl7_active.clone()),
+            Box::new(self.fleet.clone()),
+            Box::new(self.kind_healthy.clone()),
+            Box::new(self.certificate_renewal.clone()),
         ]
     }
 
@@ -167,54 +148,93 @@ impl Metrics {
     }
 
     pub(crate) fn agent_up(&self, server: &str, up: bool) {
-        self.agent_up
-            .with_label_values(&[server])
-            .set(i64::from(up));
+        self.fleet
+            .set_server(server, fleet::AGENT_UP, Some(Value::Int(i64::from(up))));
     }
 
     pub(crate) fn service(&self, server: &str, kind: ServiceKind, installed: bool, healthy: bool) {
-        let labels = [server, kind.as_str()];
-        self.service_installed
-            .with_label_values(&labels)
-            .set(i64::from(installed));
-        self.service_healthy
-            .with_label_values(&labels)
-            .set(i64::from(healthy));
+        self.fleet.set_service(
+            server,
+            kind,
+            &[
+                (fleet::INSTALLED, Some(Value::Int(i64::from(installed)))),
+                (fleet::HEALTHY, Some(Value::Int(i64::from(healthy)))),
+            ],
+        );
     }
 
-    pub(crate) fn probe_duration(&self, server: &str, kind: ServiceKind, took: Duration) {
-        self.probe_duration
-            .with_label_values(&[server, kind.as_str()])
-            .set(took.as_secs_f64());
+    /// The last probe, as blackbox_exporter reports one.
+    pub(crate) fn probe(&self, server: &str, kind: ServiceKind, result: &ProbeResult) {
+        let mut values = vec![
+            (
+                fleet::PROBE_DURATION,
+                Some(Value::Micros(
+                    u64::try_from(result.duration.as_micros()).unwrap_or(u64::MAX),
+                )),
+            ),
+            (
+                fleet::PROBE_SUCCESS,
+                Some(Value::Int(i64::from(result.success()))),
+            ),
+            (
+                fleet::PROBE_HTTP_STATUS,
+                Some(Value::Int(result.http_status.map_or(0, i64::from))),
+            ),
+        ];
+        if let Some(not_after) = result.cert_not_after {
+            values.push((
+                fleet::PROBE_CERT_EXPIRY,
+                Some(Value::Int(not_after.unix_timestamp())),
+            ));
+        }
+        self.fleet.set_service(server, kind, &values);
+    }
+
+    /// `None`: the kind is placed nowhere any more.
+    pub(crate) fn service_kind(&self, kind: ServiceKind, healthy: Option<bool>) {
+        match healthy {
+            Some(healthy) => self
+                .kind_healthy
+                .with_label_values(&[kind.as_str()])
+                .set(i64::from(healthy)),
+            None => {
+                let _ = self.kind_healthy.remove_label_values(&[kind.as_str()]);
+            }
+        }
     }
 
     pub(crate) fn certificate_expiry(&self, server: &str, unix_seconds: i64) {
-        // Unix seconds fit an f64 exactly for the next 285 million years.
-        self.certificate_expiry
+        self.fleet.set_server(
+            server,
+            fleet::CERTIFICATE_EXPIRY,
+            Some(Value::Int(unix_seconds)),
+        );
+    }
+
+    pub(crate) fn certificate_renewal(&self, server: &str, unix_seconds: i64) {
+        self.certificate_renewal
             .with_label_values(&[server])
             .set(unix_seconds as f64);
     }
 
     pub(crate) fn hl7_active(&self, server: &str, active: bool) {
-        self.hl7_active
-            .with_label_values(&[server])
-            .set(i64::from(active));
+        self.fleet.set_server(
+            server,
+            fleet::HL7_ACTIVE,
+            Some(Value::Int(i64::from(active))),
+        );
     }
 
     pub(crate) fn forget_service(&self, server: &str, kind: ServiceKind) {
-        let labels = [server, kind.as_str()];
-        let _ = self.service_installed.remove_label_values(&labels);
-        let _ = self.service_healthy.remove_label_values(&labels);
-        let _ = self.probe_duration.remove_label_values(&labels);
+        self.fleet.forget_service(server, kind);
         if kind == ServiceKind::Hl7 {
-            let _ = self.hl7_active.remove_label_values(&[server]);
+            self.fleet.set_server(server, fleet::HL7_ACTIVE, None);
         }
     }
 
     pub(crate) fn forget_server(&self, server: &str) {
-        let _ = self.agent_up.remove_label_values(&[server]);
-        let _ = self.certificate_expiry.remove_label_values(&[server]);
-        let _ = self.hl7_active.remove_label_values(&[server]);
+        self.fleet.forget_server(server);
+        let _ = self.certificate_renewal.remove_label_values(&[server]);
     }
 }
 
@@ -262,8 +282,25 @@ mod tests {
         );
         metrics.agent_up("app1", true);
         metrics.service("app1", ServiceKind::Psis, true, false);
-        metrics.probe_duration("app1", ServiceKind::Psis, Duration::from_millis(5));
+        metrics.probe(
+            "app1",
+            ServiceKind::Psis,
+            &ProbeResult {
+                duration: Duration::from_millis(5),
+                http_status: Some(503),
+                cert_not_after: time::OffsetDateTime::from_unix_timestamp(1_900_000_000).ok(),
+                reused_connection: true,
+                outcome: Err(crate::prober::ProbeError::Status {
+                    status: 503,
+                    accepted: "200-399".into(),
+                }),
+            },
+        );
+        metrics.service_kind(ServiceKind::Psis, Some(false));
+        metrics.service_kind(ServiceKind::Hl7, Some(true));
+        metrics.service_kind(ServiceKind::Hl7, None);
         metrics.certificate_expiry("app1", 1_900_000_000);
+        metrics.certificate_renewal("app1", 1_897_408_000);
         metrics.hl7_active("app2", true);
         drop(metrics.reconcile_timer("service"));
         metrics.on_reconcile_end("service", Reason::Resync, Duration::ZERO, RESULT_OK);
@@ -281,12 +318,61 @@ mod tests {
             "steward_service_installed{server=\"app1\",service=\"PSIS\"} 1",
             "steward_service_healthy{server=\"app1\",service=\"PSIS\"} 0",
             "steward_probe_duration_seconds{server=\"app1\",service=\"PSIS\"} 0.005",
+            "steward_probe_success{server=\"app1\",service=\"PSIS\"} 0",
+            "steward_probe_http_status_code{server=\"app1\",service=\"PSIS\"} 503",
+            "steward_probe_ssl_earliest_cert_expiry_seconds{server=\"app1\",service=\"PSIS\"} 1900000000",
+            "steward_service_kind_healthy{service=\"PSIS\"} 0",
             "steward_certificate_expiry_timestamp_seconds{server=\"app1\"} 1900000000",
+            "steward_certificate_renewal_timestamp_seconds{server=\"app1\"} 1897408000",
             "steward_hl7_active_listener{server=\"app2\"} 1",
         ] {
             assert!(text.contains(line), "missing `{line}` in\n{text}");
         }
         assert!(!text.contains("agent_timeout"), "error text is no label");
+        assert!(
+            !text.contains("service=\"HL7\""),
+            "a kind placed nowhere has no series"
+        );
+    }
+
+    #[test]
+    fn the_fast_text_is_what_the_prometheus_encoder_writes() {
+        let registry = Registry::new();
+        let metrics = Metrics::register(&registry).unwrap();
+        for server in ["app1", "app2", "app10"] {
+            metrics.agent_up(server, server != "app2");
+            metrics.certificate_expiry(server, 1_900_000_000);
+            for kind in [ServiceKind::Psis, ServiceKind::Hl7, ServiceKind::Client] {
+                metrics.service(server, kind, true, kind != ServiceKind::Hl7);
+                metrics.probe(
+                    server,
+                    kind,
+                    &ProbeResult {
+                        duration: Duration::from_micros(1234),
+                        http_status: Some(200),
+                        cert_not_after: None,
+                        reused_connection: false,
+                        outcome: Ok(()),
+                    },
+                );
+            }
+        }
+        metrics.hl7_active("app1", true);
+        metrics.forget_service("app10", ServiceKind::Client);
+        let sorted = |text: &str| {
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            lines.sort();
+            lines
+        };
+        let fast = String::from_utf8(encode(&registry).unwrap().concat()).unwrap();
+        assert_eq!(sorted(&fast), sorted(&text(&registry)));
+        assert!(fast
+            .contains("steward_probe_duration_seconds{server=\"app2\",service=\"HL7\"} 0.001234"));
+        assert!(
+            !fast.contains("steward_probe_ssl_earliest_cert_expiry_seconds"),
+            "no TLS, no series"
+        );
+        assert!(!fast.contains("server=\"app10\",service=\"CLIENT\""));
     }
 
     #[test]
@@ -296,6 +382,8 @@ mod tests {
         metrics.agent_up("app3", false);
         metrics.service("app3", ServiceKind::Hl7, true, true);
         metrics.hl7_active("app3", true);
+        metrics.certificate_expiry("app3", 1);
+        metrics.certificate_renewal("app3", 1);
         metrics.forget_service("app3", ServiceKind::Hl7);
         metrics.forget_server("app3");
         assert!(!text(&registry).contains("app3"));

@@ -1,10 +1,14 @@
 //! The service controller (key: server + service kind; the server is the concurrency
 //! group): install what is declared and missing, reinstall what differs, restart what
-//! stopped, probe what runs, and report or prune what runs undeclared.
+//! stopped, have the monitor probe what runs, and report or prune what runs undeclared.
 //!
 //! Every run starts from the agent's current list, never from what the previous run did.
 //! Installs wait for the server's certificate and for every kind in `depends_on` to be
 //! ready somewhere (so PSIS, then PSWS, then the rest); pruning goes the other way round.
+//!
+//! Probing is not done here: the monitor probes each running service on its own interval
+//! and records the verdict in the store; a changed verdict wakes this controller, which
+//! turns it into conditions (and the services that waited for it into installs).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +24,8 @@ use crate::agent::{failure_label, failure_reason, AgentApi};
 use crate::config::Desired;
 use crate::context::Context;
 use crate::drift::DriftKind;
-use crate::prober::{ProbeResult, ProbeTarget};
-use crate::status::{EventType, LastProbe, Phase};
+use crate::prober::ProbeTarget;
+use crate::status::{EventType, Phase};
 use crate::store::{matches_spec, ServiceKey};
 
 pub(crate) const CONTROLLER: &str = "service";
@@ -115,19 +119,23 @@ pub(crate) async fn reconcile(
 
     let agent = match ctx.agents.get(&server) {
         Ok(agent) => agent,
-        Err(e) => return Err(unreachable(&ctx, &key, &desired, &server, e).await),
+        Err(e) => return Err(unreachable(&ctx, &key, e)),
     };
     let listed = match agent.services().await {
         Ok(listed) => listed,
-        Err(e) => return Err(unreachable(&ctx, &key, &desired, &server, e).await),
+        Err(e) => return Err(unreachable(&ctx, &key, e)),
     };
     let observed = listed.into_iter().find(|s| s.kind == key.kind);
+    let running = observed
+        .as_ref()
+        .is_some_and(|o| o.status == ServiceStatus::Running);
+    if !running {
+        // Nothing to probe until it runs again; then it starts from no verdict.
+        ctx.monitor.unwatch(&key);
+    }
     ctx.store.with_service(&key, |r| {
-        if observed
-            .as_ref()
-            .is_none_or(|o| o.status != ServiceStatus::Running)
-        {
-            r.health.reset();
+        if !running {
+            r.verdict = None;
         }
         r.observed.clone_from(&observed);
         r.observed_generation = Some(generation);
@@ -149,8 +157,9 @@ pub(crate) async fn reconcile(
         (Some(placed), None) => missing(&run, &placed).await?,
         (Some(placed), Some(observed)) => present(&run, &placed, &observed).await?,
     };
+    ctx.refresh_kind(key.kind);
     if key.kind == ServiceKind::Hl7 {
-        refresh_hl7(&ctx);
+        ctx.refresh_hl7();
     }
     Ok(action)
 }
@@ -258,43 +267,30 @@ async fn present(
 
     note_drift(run, &drifts);
     let check = run.desired.snapshot.health_check(key.kind);
-    let result = probe(run, observed).await;
-    let (verdict, changed) = ctx.store.with_service(key, |r| {
-        let changed = r.health.record(result.success(), check.rise, check.fall);
-        if r.health.verdict == Some(true) {
+    let target = target(ctx, run.server, key.kind, observed, run.desired);
+    let described = target.describe();
+    ctx.monitor.watch(key, target);
+    let (verdict, last) = ctx.store.with_service(key, |r| {
+        if r.verdict == Some(true) {
             r.restarts = 0;
             if spec_ok {
                 r.synced = Some((placed.clone(), run.release().to_owned()));
             }
         }
-        (r.health.verdict, changed)
+        (r.verdict, r.last_probe.clone())
     });
     ctx.metrics
         .service(&key.server, key.kind, true, verdict == Some(true));
-    let target = describe_target(run, observed);
-    let outcome = match &result.outcome {
-        // No duration here: it is in lastProbe, and a message that changes with every
-        // probe would make every probe a status change.
-        Ok(()) => match result.http_status {
-            Some(status) => format!("{target}: {status}"),
-            None => format!("{target}: ACK"),
+    // No duration here: it is in lastProbe, and a message that changes with every probe
+    // would make every probe a status change.
+    let outcome = match last {
+        None => format!("{described}: not probed yet"),
+        Some(p) if p.success => match p.http_status {
+            Some(status) => format!("{described}: {status}"),
+            None => format!("{described}: ACK"),
         },
-        Err(e) => format!("{target}: {e}"),
+        Some(p) => format!("{described}: {}", p.error.unwrap_or_default()),
     };
-    if changed {
-        match verdict {
-            Some(true) => {
-                tracing::info!("{}: {} is healthy ({outcome})", key.server, key.kind);
-                ctx.trigger_dependents(key.kind);
-            }
-            Some(false) => tracing::warn!(
-                "{}: {} fails its health check ({outcome})",
-                key.server,
-                key.kind
-            ),
-            None => {}
-        }
-    }
     if !drifts.is_empty() {
         run.set(
             Phase::Degraded,
@@ -312,12 +308,10 @@ async fn present(
             None => run.set(Phase::Progressing, "WaitingForHealthCheck", outcome),
         }
     }
-    // Settled (and the last probe agrees): rest; otherwise look again soon.
-    let settled = verdict == Some(result.success());
-    Ok(Action::requeue(if settled {
-        ctx.steady(check.interval)
-    } else {
-        ctx.short()
+    // A changed verdict wakes this service; until the first one, look again now and then.
+    Ok(Action::requeue(match verdict {
+        Some(_) => ctx.config.resync,
+        None => ctx.steady(check.interval),
     }))
 }
 
@@ -340,10 +334,11 @@ async fn restart(
     }
     let restarts = ctx.store.with_service(key, |r| {
         r.observed = Some(restarted);
-        r.health.reset();
+        r.verdict = None;
         r.restarts = r.restarts.saturating_add(1);
         r.restarts
     });
+    ctx.monitor.reset(key);
     tracing::info!(
         "{}: restarted {} (was {state}{detail})",
         key.server,
@@ -374,6 +369,11 @@ async fn orphan(run: &Run<'_>, observed: &ServiceInfo) -> Result<Action, Service
     let key = run.key;
     let inst = &run.desired.snapshot.installation;
     ctx.metrics.service(&key.server, key.kind, true, false);
+    if observed.status == ServiceStatus::Running {
+        // Undeclared but running: its health is still worth showing.
+        let target = target(ctx, run.server, key.kind, observed, run.desired);
+        ctx.monitor.watch(key, target);
+    }
     if !inst.prune || run.monitor() {
         let why = if run.monitor() {
             "monitor mode"
@@ -430,9 +430,10 @@ async fn orphan(run: &Run<'_>, observed: &ServiceInfo) -> Result<Action, Service
         .uninstall(key.kind)
         .await
         .map_err(|e| run.failed(&format!("uninstalling {}", key.kind), e))?;
+    ctx.monitor.unwatch(key);
     ctx.store.with_service(key, |r| {
         r.observed = None;
-        r.health.reset();
+        r.verdict = None;
     });
     ctx.metrics.service(&key.server, key.kind, false, false);
     ctx.store.event(
@@ -523,8 +524,9 @@ async fn install(
     };
     ctx.store.with_service(key, |r| {
         r.observed = Some(response.service.clone());
-        r.health.reset();
+        r.verdict = None;
     });
+    ctx.monitor.reset(key);
     ctx.metrics.service(&key.server, key.kind, true, false);
     ctx.store.event(
         run.object(),
@@ -545,63 +547,20 @@ async fn install(
     Ok(Action::requeue(ctx.short()))
 }
 
-/// The agent cannot be asked. The service is probed anyway with what was last known
-/// about it, so its health stays honest while its agent is away.
-async fn unreachable(
-    ctx: &Context,
-    key: &ServiceKey,
-    desired: &Desired,
-    server: &Server,
-    error: ClientError,
-) -> ServiceError {
-    let last = ctx.store.with_service(key, |r| {
-        r.observed.clone().filter(|o| !o.listen_ports.is_empty())
-    });
-    if let Some(last) = last {
-        let check = desired.snapshot.health_check(key.kind);
-        let target = target(ctx, server, key.kind, &last, desired);
-        let result = ctx.prober.probe(&target).await;
-        ctx.metrics
-            .probe_duration(&key.server, key.kind, result.duration);
-        let verdict = ctx.store.with_service(key, |r| {
-            r.health.record(result.success(), check.rise, check.fall);
-            r.last_probe = Some(last_probe(&result));
-            r.health.verdict
-        });
-        ctx.metrics
-            .service(&key.server, key.kind, true, verdict == Some(true));
-    }
+/// The agent cannot be asked. The monitor keeps probing the service at what was last
+/// known about it, so its health stays honest while its agent is away.
+fn unreachable(ctx: &Context, key: &ServiceKey, error: ClientError) -> ServiceError {
     let reason = failure_reason(&error);
     let message = format!("cannot reach the agent of {}: {error}", key.server);
     ctx.store
         .with_service(key, |r| r.conditions.set(Phase::Degraded, reason, message));
     if key.kind == ServiceKind::Hl7 {
-        refresh_hl7(ctx);
+        ctx.refresh_hl7();
     }
     ServiceError::Agent {
         server: key.server.clone(),
         source: error,
     }
-}
-
-async fn probe(run: &Run<'_>, observed: &ServiceInfo) -> ProbeResult {
-    let ctx = run.ctx;
-    let key = run.key;
-    let target = target(ctx, run.server, key.kind, observed, run.desired);
-    let result = ctx.prober.probe(&target).await;
-    if let Err(e) = &result.outcome {
-        tracing::debug!(
-            service = %target.kind,
-            target = %target.describe(),
-            failure = e.metric_label(),
-            "probe failed: {e}"
-        );
-    }
-    ctx.metrics
-        .probe_duration(&key.server, key.kind, result.duration);
-    ctx.store
-        .with_service(key, |r| r.last_probe = Some(last_probe(&result)));
-    result
 }
 
 fn target(
@@ -623,20 +582,6 @@ fn target(
         connect_ip: ctx.agents.endpoint(server).connect_ip,
         port,
         check: desired.snapshot.health_check(kind),
-    }
-}
-
-fn describe_target(run: &Run<'_>, observed: &ServiceInfo) -> String {
-    target(run.ctx, run.server, run.key.kind, observed, run.desired).describe()
-}
-
-fn last_probe(result: &ProbeResult) -> LastProbe {
-    LastProbe {
-        success: result.success(),
-        duration_seconds: result.duration.as_secs_f64(),
-        http_status: result.http_status,
-        error: result.outcome.as_ref().err().map(ToString::to_string),
-        time: time::OffsetDateTime::now_utc(),
     }
 }
 
@@ -703,18 +648,12 @@ fn ports(ports: &[u16]) -> String {
 }
 
 fn forget(ctx: &Context, key: &ServiceKey) {
+    ctx.monitor.unwatch(key);
     ctx.store.forget_service(key);
     ctx.metrics.forget_service(&key.server, key.kind);
+    ctx.refresh_kind(key.kind);
     if key.kind == ServiceKind::Hl7 {
-        refresh_hl7(ctx);
-    }
-}
-
-fn refresh_hl7(ctx: &Context) {
-    let (active, all) = ctx.store.hl7_listeners();
-    for server in all {
-        ctx.metrics
-            .hl7_active(&server, active.as_deref() == Some(server.as_str()));
+        ctx.refresh_hl7();
     }
 }
 

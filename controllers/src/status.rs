@@ -3,6 +3,7 @@
 //! built from the snapshot's names and what agents and probes report, never from resolved
 //! secrets or key material.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use steward_agent::api::{HostInfo, ServiceStatus as AgentServiceStatus};
 use steward_model::resource::Mode;
@@ -11,21 +12,26 @@ use time::OffsetDateTime;
 
 /// The fleet as the controllers see it. The daemon adds `generation`, `valid` and
 /// `errors` (the loader's view) around it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FleetStatus {
     /// The generation the controllers work towards (the last one they accepted).
     pub observed_generation: Option<u64>,
     pub installation: Option<InstallationStatus>,
     pub database: Option<DatabaseStatus>,
+    /// Servers shown on the dashboard: those with `monitor: false` (standby) are left
+    /// out here but still reconciled, and still under `/api/v1/resources/server/NAME`.
     pub servers: Vec<ServerStatus>,
+    /// Each kind the desired state places, judged as a whole against its `minimumHealthy`.
+    pub service_kinds: Vec<ServiceKindStatus>,
+    /// Empty until the Active Directory controller exists.
     pub active_directory: Vec<DirectoryStatus>,
     pub hl7: Hl7Status,
     /// Newest first.
     pub events: Vec<Event>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstallationStatus {
     pub name: String,
@@ -36,7 +42,7 @@ pub struct InstallationStatus {
     pub conditions: Vec<Condition>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseStatus {
     pub server: String,
@@ -46,7 +52,7 @@ pub struct DatabaseStatus {
     pub up: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerStatus {
     pub name: String,
@@ -59,6 +65,7 @@ pub struct ServerStatus {
     /// pruned).
     pub desired: bool,
     pub observed_generation: Option<u64>,
+    #[schemars(schema_with = "crate::schema::host_info")]
     pub host: Option<HostInfo>,
     pub certificate: CertificateSummary,
     pub conditions: Vec<Condition>,
@@ -66,21 +73,22 @@ pub struct ServerStatus {
     pub services: Vec<ServiceHealth>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateSummary {
     /// `generated`, `pem` or `pfx`.
     pub source: String,
     /// Uppercase hex SHA-1 of the certificate the server has, as Windows shows it.
     pub thumbprint: Option<String>,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(with = "crate::rfc3339::option")]
+    #[schemars(schema_with = "crate::schema::optional_date_time")]
     pub not_after: Option<OffsetDateTime>,
     pub subject: Option<String>,
     pub observed_generation: Option<u64>,
     pub conditions: Vec<Condition>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceHealth {
     pub kind: ServiceKind,
@@ -92,6 +100,7 @@ pub struct ServiceHealth {
     pub installed: bool,
     /// `null` while no verdict has been reached.
     pub healthy: Option<bool>,
+    #[schemars(schema_with = "crate::schema::agent_service_status")]
     pub status: Option<AgentServiceStatus>,
     /// The installed release.
     pub release: Option<String>,
@@ -102,14 +111,25 @@ pub struct ServiceHealth {
     pub last_probe: Option<LastProbe>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastProbe {
     pub success: bool,
     pub duration_seconds: f64,
+    /// The response's status, also when it failed the check.
     pub http_status: Option<u16>,
+    /// Why it failed: `timed out after 5s during the TLS handshake`, `status 503
+    /// (expected 200-399)`, `body did not contain "Success"` ...
     pub error: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
+    /// The same as a fixed word: `timeout`, `connection_refused`, `tls_expired`, `status`,
+    /// `body_mismatch` ...
+    pub failure: Option<String>,
+    /// notAfter of the leaf certificate the service served (HTTPS).
+    #[serde(with = "crate::rfc3339::option")]
+    #[schemars(schema_with = "crate::schema::optional_date_time")]
+    pub certificate_not_after: Option<OffsetDateTime>,
+    #[serde(with = "crate::rfc3339")]
+    #[schemars(schema_with = "crate::schema::date_time")]
     pub time: OffsetDateTime,
 }
 
@@ -120,11 +140,26 @@ impl PartialEq for LastProbe {
         self.success == other.success
             && self.http_status == other.http_status
             && self.error == other.error
+            && self.certificate_not_after == other.certificate_not_after
     }
 }
 
+/// One service kind across the fleet: healthy when at least `minimumHealthy` of the
+/// servers it is placed on pass its test (standby servers included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceKindStatus {
+    pub kind: ServiceKind,
+    /// Servers the desired state places it on.
+    pub servers: u32,
+    /// Of those, the ones where it is running and passing its test.
+    pub healthy_servers: u32,
+    pub minimum_healthy: u32,
+    pub healthy: bool,
+}
+
 /// An Active Directory (filled by the directory controller, a later issue).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DirectoryStatus {
     pub name: String,
@@ -132,7 +167,7 @@ pub struct DirectoryStatus {
     pub groups: Vec<GroupStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupStatus {
     pub role: String,
@@ -140,23 +175,24 @@ pub struct GroupStatus {
     pub present: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Hl7Status {
     /// The server whose HL7 listener is installed and passing its test.
     pub active_listener: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum EventType {
     Normal,
     Warning,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::rfc3339")]
+    #[schemars(schema_with = "crate::schema::date_time")]
     pub time: OffsetDateTime,
     /// `server/app1`, `certificate/app1`, `service/app1/PSIS`, `installation/NAME`.
     pub object: String,
@@ -167,7 +203,7 @@ pub struct Event {
 }
 
 /// One object's status, for `/api/v1/resources/{kind}/{name}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceStatus {
     /// `Installation`, `Server`, `Certificate` or `Service`.
@@ -180,7 +216,7 @@ pub struct ResourceStatus {
     pub detail: ResourceDetail,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ResourceDetail {
     Installation(InstallationStatus),
@@ -189,7 +225,7 @@ pub enum ResourceDetail {
     Service(ServiceHealth),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ConditionType {
     Ready,
     Progressing,
@@ -206,7 +242,7 @@ impl ConditionType {
     ];
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ConditionStatus {
     True,
     False,
@@ -214,7 +250,7 @@ pub enum ConditionStatus {
 }
 
 /// A kstatus-style condition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
@@ -223,7 +259,8 @@ pub struct Condition {
     pub reason: String,
     pub message: String,
     /// When `status` last changed (not the reason or message).
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(with = "crate::rfc3339")]
+    #[schemars(schema_with = "crate::schema::date_time")]
     pub last_transition_time: OffsetDateTime,
 }
 

@@ -22,7 +22,7 @@ use crate::drift::DriftKind;
 use crate::status::{
     CertificateSummary, ConditionType, Conditions, DatabaseStatus, Event, EventType, FleetStatus,
     Hl7Status, InstallationStatus, LastProbe, Phase, ResourceDetail, ResourceStatus, ServerStatus,
-    ServiceHealth,
+    ServiceHealth, ServiceKindStatus,
 };
 
 /// Events kept, newest first.
@@ -56,51 +56,6 @@ impl fmt::Display for ServiceKey {
 impl fmt::Debug for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
-    }
-}
-
-/// Consecutive probe outcomes turned into a verdict, HAProxy style: the first pass decides
-/// "up" at once (so a fresh install does not wait `rise` probes to unblock its
-/// dependents); after that it takes `fall` failures to go down and `rise` passes to come
-/// back.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Health {
-    pub verdict: Option<bool>,
-    passes: u32,
-    fails: u32,
-}
-
-/// Only the verdict is visible: counting passes of a healthy service is no status change.
-impl PartialEq for Health {
-    fn eq(&self, other: &Self) -> bool {
-        self.verdict == other.verdict
-    }
-}
-
-impl Health {
-    /// Record one probe; returns whether the verdict changed.
-    pub(crate) fn record(&mut self, pass: bool, rise: u32, fall: u32) -> bool {
-        if pass {
-            self.passes = self.passes.saturating_add(1);
-            self.fails = 0;
-        } else {
-            self.fails = self.fails.saturating_add(1);
-            self.passes = 0;
-        }
-        let next = match self.verdict {
-            None if pass => Some(true),
-            None if self.fails >= fall.max(1) => Some(false),
-            Some(true) if !pass && self.fails >= fall.max(1) => Some(false),
-            Some(false) if pass && self.passes >= rise.max(1) => Some(true),
-            other => other,
-        };
-        let changed = next != self.verdict;
-        self.verdict = next;
-        changed
-    }
-
-    pub(crate) fn reset(&mut self) {
-        *self = Self::default();
     }
 }
 
@@ -148,7 +103,8 @@ pub(crate) struct ServiceRecord {
     pub desired: Option<PlacedService>,
     /// The agent's last word; `None` when not installed.
     pub observed: Option<ServiceInfo>,
-    pub health: Health,
+    /// The prober's verdict (rise/fall applied); `None` until one is reached.
+    pub verdict: Option<bool>,
     pub last_probe: Option<LastProbe>,
     pub conditions: Conditions,
     pub observed_generation: Option<u64>,
@@ -165,7 +121,7 @@ impl ServiceRecord {
         Self {
             desired,
             observed: None,
-            health: Health::default(),
+            verdict: None,
             last_probe: None,
             conditions: Conditions::default(),
             observed_generation: None,
@@ -182,7 +138,7 @@ impl ServiceRecord {
     }
 
     pub(crate) fn ready(&self) -> bool {
-        self.running() && self.health.verdict == Some(true)
+        self.running() && self.verdict == Some(true)
     }
 }
 
@@ -203,6 +159,8 @@ struct State {
     database: Option<DatabaseStatus>,
     servers: BTreeMap<String, ServerRecord>,
     services: BTreeMap<ServiceKey, ServiceRecord>,
+    /// `minimumHealthy` of every kind the desired state places somewhere.
+    minimum_healthy: BTreeMap<ServiceKind, u32>,
     events: VecDeque<Event>,
 }
 
@@ -280,9 +238,12 @@ impl Store {
     /// The status document (DESIGN §9, without the loader's generation/valid/errors).
     pub fn status(&self) -> FleetStatus {
         let state = self.lock();
+        // Standby servers (`monitor: false`) are reconciled and visible as resources,
+        // but left off the dashboard.
         let servers = state
             .servers
             .iter()
+            .filter(|(_, record)| record.monitor)
             .map(|(name, record)| server_status(&state, name, record))
             .collect();
         FleetStatus {
@@ -290,6 +251,11 @@ impl Store {
             installation: state.installation.as_ref().map(installation_status),
             database: state.database.clone(),
             servers,
+            service_kinds: state
+                .minimum_healthy
+                .keys()
+                .filter_map(|kind| kind_status(&state, *kind))
+                .collect(),
             active_directory: Vec::new(),
             hl7: Hl7Status {
                 active_listener: hl7_active(&state),
@@ -441,6 +407,12 @@ impl Store {
             })
     }
 
+    /// The verdict on a service kind as a whole: `None` if the desired state places it
+    /// nowhere.
+    pub fn service_kind(&self, kind: ServiceKind) -> Option<ServiceKindStatus> {
+        kind_status(&self.lock(), kind)
+    }
+
     /// Bumped on every change of the status (not on probes that change nothing).
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
@@ -497,6 +469,15 @@ impl Store {
         for record in state.services.values_mut() {
             record.desired = None;
         }
+        state.minimum_healthy = snapshot
+            .servers
+            .values()
+            .flat_map(|s| &s.services)
+            .map(|placed| {
+                let check = snapshot.health_check(placed.kind);
+                (placed.kind, check.minimum_healthy)
+            })
+            .collect();
         for server in snapshot.servers.values() {
             let record = state
                 .servers
@@ -752,11 +733,43 @@ fn certificate_summary(cert: &CertRecord) -> CertificateSummary {
     }
 }
 
-fn server_status(state: &State, name: &str, record: &ServerRecord) -> ServerStatus {
-    let mut services: Vec<ServiceHealth> = state
+/// The service records of one server, found by key range rather than by a scan (the
+/// status of a thousand servers must not cost a million comparisons).
+fn services_on<'a>(
+    state: &'a State,
+    server: &str,
+) -> impl Iterator<Item = (&'a ServiceKey, &'a ServiceRecord)> {
+    let kinds = ServiceKind::ALL.iter().copied();
+    let (Some(first), Some(last)) = (kinds.clone().min(), kinds.max()) else {
+        unreachable!("the catalog has kinds")
+    };
+    state
         .services
-        .iter()
-        .filter(|(k, _)| k.server == name)
+        .range(ServiceKey::new(server, first)..=ServiceKey::new(server, last))
+}
+
+fn kind_status(state: &State, kind: ServiceKind) -> Option<ServiceKindStatus> {
+    let minimum_healthy = *state.minimum_healthy.get(&kind)?;
+    let (mut servers, mut healthy_servers) = (0, 0);
+    for (key, record) in &state.services {
+        if key.kind == kind && record.desired.is_some() {
+            servers += 1;
+            if record.ready() {
+                healthy_servers += 1;
+            }
+        }
+    }
+    Some(ServiceKindStatus {
+        kind,
+        servers,
+        healthy_servers,
+        minimum_healthy,
+        healthy: healthy_servers >= minimum_healthy,
+    })
+}
+
+fn server_status(state: &State, name: &str, record: &ServerRecord) -> ServerStatus {
+    let mut services: Vec<ServiceHealth> = services_on(state, name)
         .map(|(k, r)| service_health(k, r))
         .collect();
     services.sort_by_key(|s| s.kind.install_rank());
@@ -788,7 +801,7 @@ fn service_health(key: &ServiceKey, record: &ServiceRecord) -> ServiceHealth {
         ports,
         listen_ports: observed.map(|o| o.listen_ports.clone()).unwrap_or_default(),
         installed: observed.is_some(),
-        healthy: record.health.verdict,
+        healthy: record.verdict,
         status: observed.map(|o| o.status),
         release: observed.map(|o| o.release.clone()),
         desired: record.desired.is_some(),
@@ -801,22 +814,6 @@ fn service_health(key: &ServiceKey, record: &ServiceRecord) -> ServiceHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn health_needs_one_pass_first_then_rise_and_fall() {
-        let mut h = Health::default();
-        assert!(!h.record(false, 2, 3));
-        assert!(!h.record(false, 2, 3));
-        assert!(h.record(false, 2, 3), "third failure decides down");
-        assert_eq!(h.verdict, Some(false));
-        assert!(!h.record(true, 2, 3), "one pass is not enough to come back");
-        assert!(h.record(true, 2, 3));
-        assert_eq!(h.verdict, Some(true));
-        assert!(!h.record(false, 2, 3));
-        assert!(!h.record(true, 2, 3), "a pass resets the failure count");
-        h.reset();
-        assert!(h.record(true, 2, 3), "first pass after a reset decides up");
-    }
 
     #[test]
     fn event_ring_is_bounded_and_newest_first() {

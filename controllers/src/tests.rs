@@ -266,8 +266,10 @@ async fn changes_are_signalled_and_quiet_probes_are_not() {
         crate::service::reconcile(key.clone(), steward_runtime::Reason::Resync, fx.ctx.clone())
             .await
             .unwrap();
+        fx.probe("app1", ServiceKind::Psis).await;
     }
     changes.borrow_and_update();
+    assert_eq!(fx.probe("app1", ServiceKind::Psis).await, Some(true));
     crate::service::reconcile(key, steward_runtime::Reason::Resync, fx.ctx.clone())
         .await
         .unwrap();

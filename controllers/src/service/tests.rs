@@ -27,10 +27,18 @@ async fn certificates(fx: &Fixture, servers: &[&str]) {
     }
 }
 
+/// One scheduled probe (if the service is being probed), then a run: what the monitor
+/// and the verdict-change trigger do in the daemon.
+async fn cycle(fx: &Fixture, server: &str, kind: ServiceKind) -> Result<Action, ServiceError> {
+    fx.probe(server, kind).await;
+    run(fx, server, kind).await
+}
+
 /// Install and probe until `server/kind` is ready (a few runs).
 async fn converge(fx: &Fixture, server: &str, kind: ServiceKind) {
+    run(fx, server, kind).await.unwrap();
     for _ in 0..3 {
-        run(fx, server, kind).await.unwrap();
+        cycle(fx, server, kind).await.unwrap();
     }
     assert_eq!(reason(fx, server, kind), "Healthy", "{server}/{kind}");
 }
@@ -77,7 +85,9 @@ async fn installs_wait_for_the_certificate_then_for_dependencies() {
         "PSIS installed but not yet healthy"
     );
 
-    run(&fx, "app1", Psis).await.unwrap();
+    cycle(&fx, "app1", Psis).await.unwrap();
+    assert_eq!(reason(&fx, "app1", Psis), "WaitingForHealthCheck");
+    cycle(&fx, "app1", Psis).await.unwrap();
     assert_eq!(reason(&fx, "app1", Psis), "Healthy");
     converge(&fx, "app1", Psws).await;
     converge(&fx, "app2", Health).await;
@@ -306,11 +316,18 @@ async fn a_failing_probe_degrades_after_fall_failures_and_recovers_after_rise() 
     converge(&fx, "app1", Psis).await;
     fx.prober.set_healthy("app1.example.eng", Psis, false);
     for _ in 0..2 {
-        run(&fx, "app1", Psis).await.unwrap();
+        cycle(&fx, "app1", Psis).await.unwrap();
         assert_eq!(reason(&fx, "app1", Psis), "Healthy", "fall is 3");
     }
-    run(&fx, "app1", Psis).await.unwrap();
+    cycle(&fx, "app1", Psis).await.unwrap();
     assert_eq!(reason(&fx, "app1", Psis), "HealthCheckFailing");
+    let kinds = fx.ctx.store.status().service_kinds;
+    let psis = kinds.iter().find(|k| k.kind == Psis).unwrap();
+    assert_eq!((psis.healthy_servers, psis.healthy), (0, false));
+    assert_eq!(
+        fx.gauge("steward_service_kind_healthy", &[("service", "PSIS")]),
+        0.0
+    );
     let health = fx.ctx.store.resource("service", "app1.PSIS").unwrap();
     let crate::status::ResourceDetail::Service(detail) = health.detail else {
         panic!()
@@ -330,10 +347,14 @@ async fn a_failing_probe_degrades_after_fall_failures_and_recovers_after_rise() 
     assert_eq!(reason(&fx, "app1", Psws), "WaitingForDependency");
 
     fx.prober.set_healthy("app1.example.eng", Psis, true);
-    run(&fx, "app1", Psis).await.unwrap();
+    cycle(&fx, "app1", Psis).await.unwrap();
     assert_eq!(reason(&fx, "app1", Psis), "HealthCheckFailing", "rise is 2");
-    run(&fx, "app1", Psis).await.unwrap();
+    cycle(&fx, "app1", Psis).await.unwrap();
     assert_eq!(reason(&fx, "app1", Psis), "Healthy");
+    assert_eq!(
+        fx.gauge("steward_service_kind_healthy", &[("service", "PSIS")]),
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -354,12 +375,13 @@ async fn an_unreachable_agent_degrades_its_services_but_they_are_still_probed() 
     let agent = fx.agent("app1");
     agent.set_down(true);
     let probes = fx.prober.probes(Hl7);
-    let err = run(&fx, "app1", Hl7).await.unwrap_err();
+    let err = cycle(&fx, "app1", Hl7).await.unwrap_err();
     assert_eq!(err.metric_label(), "agent_connect_refused");
     assert_eq!(reason(&fx, "app1", Hl7), "AgentConnectionRefused");
+    assert_eq!(fx.probe("app1", Hl7).await, Some(true));
     assert_eq!(
         fx.prober.probes(Hl7),
-        probes + 1,
+        probes + 2,
         "probed without the agent"
     );
     assert_eq!(
@@ -381,7 +403,7 @@ async fn an_unreachable_agent_degrades_its_services_but_they_are_still_probed() 
         run(&fx, "app1", Hl7).await.unwrap_err().metric_label(),
         "agent_http_status"
     );
-    run(&fx, "app1", Hl7).await.unwrap();
+    cycle(&fx, "app1", Hl7).await.unwrap();
     assert_eq!(reason(&fx, "app1", Hl7), "Healthy");
 }
 

@@ -4,6 +4,7 @@
 
 mod api;
 mod cmd;
+mod dashboard;
 mod embedded;
 mod lab;
 mod logging;

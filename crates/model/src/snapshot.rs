@@ -58,6 +58,26 @@ pub struct CertificateAuthority {
     pub mode: CaMode,
     pub cert_file: Option<PathBuf>,
     pub trust: Vec<PathBuf>,
+    /// Lifetime of the server certificates steward issues.
+    #[serde(with = "duration_ms")]
+    pub duration: Duration,
+    /// Renew this long before `notAfter` (cert-manager's `renewBefore`); always shorter
+    /// than `duration`.
+    #[serde(with = "duration_ms")]
+    pub renew_before: Duration,
+}
+
+/// cert-manager's default certificate lifetime.
+pub const DEFAULT_CERTIFICATE_DURATION: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The shortest certificate lifetime accepted: renewal needs time to happen before expiry.
+pub const MIN_CERTIFICATE_DURATION: Duration = Duration::from_secs(60);
+
+impl CertificateAuthority {
+    /// The default `renewBefore` for a lifetime: a third of it, so that renewal happens at
+    /// two thirds of the lifetime (cert-manager's default).
+    pub fn default_renew_before(duration: Duration) -> Duration {
+        duration / 3
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

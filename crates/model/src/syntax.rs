@@ -144,10 +144,11 @@ pub fn parse_host_url(
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a duration like 500ms, 10s, 1m or 1m30s")]
+#[error("`{0}` is not a duration like 500ms, 10s, 1m30s or 90d")]
 pub struct DurationError(pub String);
 
-/// Durations as in Prometheus and Go: integers with units ms, s, m, h, concatenated.
+/// Durations as in Prometheus and Go: integers with units ms, s, m, h, concatenated; also
+/// `d` (24h, as Prometheus allows), since certificate lifetimes are counted in days.
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let err = || DurationError(s.to_owned());
     let mut rest = s.trim();
@@ -168,6 +169,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
             _ => return Err(err()),
         };
         total = total.saturating_add(part);
@@ -243,7 +245,10 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("s").is_err());
-        assert!(parse_duration("1d").is_err());
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_duration("1d12h"), Ok(Duration::from_secs(36 * 3600)));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("d").is_err());
     }
 
     #[test]

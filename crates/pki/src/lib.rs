@@ -10,15 +10,19 @@ mod authority;
 mod error;
 mod files;
 mod issue;
+mod pkcs12;
 mod thumbprint;
 mod tls;
+mod verify;
 
 pub use authority::{CertificateAuthority, KeyAlgorithm, CA_CERT_FILE, CA_KEY_FILE};
 pub use error::PkiError;
 pub use files::{replace_private_file, write_new_private_file};
 pub use issue::{IssuedCertificate, PrivateKeyPem};
+pub use pkcs12::{read_pfx, PfxContents, PfxError};
 pub use thumbprint::{inspect_pem, not_after_pem, thumbprint_sha1, CertificateInfo};
 pub use tls::{
     client_config, crypto_provider, mtls_client_config, mtls_server_config, server_config,
     verify_key_pair,
 };
+pub use verify::{check_server_certificate, CertificateProblem, Expectations, TrustAnchors};

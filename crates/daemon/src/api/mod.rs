@@ -1,9 +1,12 @@
-//! The daemon's HTTP API (axum): health, readiness, metrics, status, resources, the CA.
+//! The daemon's HTTP API (axum): health, readiness, metrics, status, resources, the CA,
+//! and the OpenAPI document describing them (`/api/v1/openapi.json`).
 //!
 //! Every response is built from the controllers' store and the watcher's status; none of
 //! them can carry a secret because neither holds one (secrets are resolved at the point of
 //! use and dropped).
 
+mod chunks;
+mod openapi;
 mod status;
 
 use std::sync::Arc;
@@ -13,7 +16,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use prometheus::{Encoder, Registry, TextEncoder};
+use prometheus::Registry;
 use steward_controllers::Store;
 use steward_watch::{WatchHandle, WatchStatus};
 
@@ -39,6 +42,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/plan", get(plan))
         .route("/api/v1/reconcile", post(reconcile))
         .route("/ca.pem", get(ca_pem))
+        .route("/api/v1/openapi.json", get(openapi::serve))
+        .merge(crate::dashboard::routes())
         .with_state(state)
 }
 
@@ -58,15 +63,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let families = state.registry.gather();
-    let mut body = Vec::new();
-    match TextEncoder::new().encode(&families, &mut body) {
-        Ok(()) => (
+    // The fleet-sized families are rendered straight from the controllers' tables: a
+    // thousand servers' worth in milliseconds rather than a gather of protobuf models.
+    match steward_controllers::encode_metrics(&state.registry) {
+        Ok(chunks) => (
             [(
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            body,
+            axum::body::Body::new(chunks::Chunks::new(chunks)),
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),

@@ -1,34 +1,143 @@
 //! `GET /api/v1/status`: the dashboard model (DESIGN §9). The controllers' fleet status,
-//! plus what the watcher knows about the desired state.
+//! plus what the watcher knows about the desired state. Typed (and so described by the
+//! OpenAPI document from the same types) rather than assembled as loose JSON.
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
+use schemars::JsonSchema;
+use serde::Serialize;
+use steward_controllers::FleetStatus;
+use steward_model::diagnostic::Severity;
+use steward_model::Diagnostic;
+use steward_watch::{Trigger, WatchStatus};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use super::AppState;
 
-pub async fn status(State(state): State<AppState>) -> Json<Value> {
+/// The whole status document.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusDocument {
+    /// The live desired-state generation (0 before the first valid load).
+    pub generation: u64,
+    /// Whether the desired-state directory validates now.
+    pub valid: bool,
+    /// Every error of the last load, as `FILE:LINE:COL: error[CODE]: message`.
+    pub errors: Vec<String>,
+    pub last_applied_generation: u64,
+    /// Above `lastAppliedGeneration` while the files are not what runs (invalid).
+    pub last_attempted_generation: u64,
+    pub desired_state: DesiredStateStatus,
+    #[serde(flatten)]
+    pub fleet: FleetStatus,
+}
+
+/// The desired-state watcher's view.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DesiredStateStatus {
+    pub directory: String,
+    pub last_applied_generation: u64,
+    pub last_attempted_generation: u64,
+    pub valid: bool,
+    pub errors: Vec<DiagnosticView>,
+    pub warnings: Vec<DiagnosticView>,
+    /// Desired-state files read by the last load.
+    pub files: usize,
+    pub attempts: u64,
+    pub last_trigger: Option<TriggerView>,
+    #[schemars(with = "Option<String>")]
+    pub last_loaded_at: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub last_applied_at: Option<String>,
+    pub last_load_duration: f64,
+}
+
+/// One validation problem, pointing at the offending value.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiagnosticView {
+    /// Relative to the desired-state directory; `.` for the directory as a whole.
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    pub severity: SeverityView,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SeverityView {
+    Error,
+    Warning,
+}
+
+/// What caused the last load.
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TriggerView {
+    Initial,
+    Change,
+    Rescan,
+    Manual,
+}
+
+pub async fn status(State(state): State<AppState>) -> Json<StatusDocument> {
     Json(document(&state))
 }
 
-pub fn document(state: &AppState) -> Value {
+pub fn document(state: &AppState) -> StatusDocument {
     let watch = state.watch.current_status();
-    let mut doc = serde_json::to_value(state.store.status()).unwrap_or_else(|_| json!({}));
-    if let Some(obj) = doc.as_object_mut() {
-        obj.insert("generation".into(), json!(watch.last_applied_generation));
-        obj.insert("valid".into(), json!(watch.valid));
-        obj.insert(
-            "errors".into(),
-            json!(watch
-                .errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()),
-        );
-        obj.insert(
-            "desiredState".into(),
-            serde_json::to_value(&watch).unwrap_or(Value::Null),
-        );
+    StatusDocument {
+        generation: watch.last_applied_generation,
+        valid: watch.valid,
+        errors: watch.errors.iter().map(ToString::to_string).collect(),
+        last_applied_generation: watch.last_applied_generation,
+        last_attempted_generation: watch.last_attempted_generation,
+        desired_state: desired_state(&watch),
+        fleet: state.store.status(),
     }
-    doc
+}
+
+fn desired_state(watch: &WatchStatus) -> DesiredStateStatus {
+    let diagnostics = |list: &[Diagnostic]| list.iter().map(diagnostic).collect();
+    DesiredStateStatus {
+        directory: watch.directory.display().to_string(),
+        last_applied_generation: watch.last_applied_generation,
+        last_attempted_generation: watch.last_attempted_generation,
+        valid: watch.valid,
+        errors: diagnostics(&watch.errors),
+        warnings: diagnostics(&watch.warnings),
+        files: watch.files,
+        attempts: watch.attempts,
+        last_trigger: watch.last_trigger.map(|t| match t {
+            Trigger::Initial => TriggerView::Initial,
+            Trigger::Change => TriggerView::Change,
+            Trigger::Rescan => TriggerView::Rescan,
+            Trigger::Manual => TriggerView::Manual,
+        }),
+        last_loaded_at: watch.last_loaded_at.and_then(rfc3339),
+        last_applied_at: watch.last_applied_at.and_then(rfc3339),
+        last_load_duration: watch.last_load_duration.as_secs_f64(),
+    }
+}
+
+fn diagnostic(d: &Diagnostic) -> DiagnosticView {
+    DiagnosticView {
+        file: d.file.display().to_string(),
+        line: d.line,
+        column: d.column,
+        severity: match d.severity {
+            Severity::Error => SeverityView::Error,
+            Severity::Warning => SeverityView::Warning,
+        },
+        code: d.code.to_owned(),
+        message: d.message.clone(),
+    }
+}
+
+fn rfc3339(at: OffsetDateTime) -> Option<String> {
+    at.format(&Rfc3339).ok()
 }

@@ -57,8 +57,19 @@ pub async fn run(args: Args) -> u8 {
     }
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
+async fn serve(mut args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    // Absolute from here on: the lab's agents and services get these paths on their
+    // command lines and run in directories of their own, where a relative path would point
+    // somewhere else.
+    args.state_dir = std::path::absolute(&args.state_dir)
+        .with_context(|| format!("cannot resolve {}", args.state_dir.display()))?;
+    if let Some(dir) = &args.desired_state {
+        args.desired_state = Some(
+            std::path::absolute(dir)
+                .with_context(|| format!("cannot resolve {}", dir.display()))?,
+        );
+    }
     let started = Instant::now();
     let shutdown = crate::signals::shutdown_token();
     std::fs::create_dir_all(&args.state_dir)
@@ -180,7 +191,7 @@ fn desired_state_dir(args: &Args) -> anyhow::Result<PathBuf> {
     }
     let local = PathBuf::from(super::DEFAULT_DESIRED_STATE);
     if local.is_dir() {
-        return Ok(local);
+        return Ok(std::path::absolute(local)?);
     }
     let bundled = args.state_dir.join("desired-state");
     if crate::embedded::write_if_absent(&bundled)? {

@@ -84,6 +84,16 @@ pub struct CertificateAuthoritySpec {
     /// More CAs (PEM files) steward trusts when it probes servers.
     #[serde(default)]
     pub trust: Vec<Located<String>>,
+    /// Generated mode: the lifetime of the server certificates steward issues, e.g. "90d"
+    /// (cert-manager's `duration`). Default 90d; at least 1m.
+    #[serde(default)]
+    pub duration: Option<Located<String>>,
+    /// How long before expiry a generated certificate is renewed, e.g. "30d"
+    /// (cert-manager's `renewBefore`); must be shorter than `duration`. Default a third of
+    /// `duration`, i.e. renewal at two thirds of the lifetime. For existing certificates it
+    /// is when the certificate is reported as due for replacement.
+    #[serde(default)]
+    pub renew_before: Option<Located<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]

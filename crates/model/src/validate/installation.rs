@@ -1,9 +1,14 @@
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::{Placed, Report};
 use crate::resource::{CaMode, Document, InstallationSpec};
-use crate::snapshot::{CertificateAuthority, Database, Installation};
-use crate::syntax::{check_fqdn, is_valid_release, is_valid_sql_server};
+use crate::snapshot::{
+    CertificateAuthority, Database, Installation, DEFAULT_CERTIFICATE_DURATION,
+    MIN_CERTIFICATE_DURATION,
+};
+use crate::syntax::{check_fqdn, is_valid_release, is_valid_sql_server, parse_duration};
+use crate::Located;
 
 /// The console limits these fields to 50 characters.
 pub(crate) const CONSOLE_MAX_LEN: usize = 50;
@@ -93,6 +98,7 @@ pub(super) fn compile(
         ),
         _ => {}
     }
+    let (duration, renew_before) = certificate_timing(file, ca, report);
     Some(Placed {
         file: file.to_owned(),
         value: Installation {
@@ -116,7 +122,160 @@ pub(super) fn compile(
                 mode: ca.mode.value,
                 cert_file: ca.cert_file.as_ref().map(|f| PathBuf::from(&f.value)),
                 trust: ca.trust.iter().map(|t| PathBuf::from(&t.value)).collect(),
+                duration,
+                renew_before,
             },
         },
     })
+}
+
+/// `certificateAuthority.duration` and `renewBefore`, cert-manager style: both positive,
+/// the lifetime at least [`MIN_CERTIFICATE_DURATION`], renewal strictly before the whole
+/// lifetime has passed. Unusable values fall back to the defaults (the snapshot is refused
+/// anyway, since an error was reported).
+fn certificate_timing(
+    file: &Path,
+    ca: &crate::resource::CertificateAuthoritySpec,
+    report: &mut Report,
+) -> (Duration, Duration) {
+    let mut parse =
+        |field: &str, value: &Located<String>, min: Duration| match parse_duration(value) {
+            Ok(d) if d < min => {
+                let min = if min <= Duration::from_millis(1) {
+                    "longer than 0".to_owned()
+                } else {
+                    format!("at least {}", human(min))
+                };
+                report.error(
+                    file,
+                    value.pos,
+                    "invalid-duration",
+                    format!("certificateAuthority.{field} must be {min}"),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                report.error(
+                    file,
+                    value.pos,
+                    "invalid-duration",
+                    format!("certificateAuthority.{field}: {e}"),
+                );
+                None
+            }
+        };
+    let duration = ca
+        .duration
+        .as_ref()
+        .map(|d| parse("duration", d, MIN_CERTIFICATE_DURATION));
+    let renew_before = ca
+        .renew_before
+        .as_ref()
+        .map(|r| parse("renewBefore", r, Duration::from_millis(1)));
+    // `Some(None)`: given but unusable, already reported.
+    let duration_unusable = duration == Some(None);
+    let lifetime = duration.flatten().unwrap_or(DEFAULT_CERTIFICATE_DURATION);
+    let renew = match renew_before {
+        Some(Some(r)) => {
+            if !duration_unusable && r >= lifetime {
+                let pos = ca.renew_before.as_ref().map_or(ca.mode.pos, |r| r.pos);
+                let whose = if ca.duration.is_some() {
+                    "duration"
+                } else {
+                    "the default duration"
+                };
+                report.error(
+                    file,
+                    pos,
+                    "renew-before-not-below-duration",
+                    format!(
+                        "renewBefore ({}) must be shorter than {whose} ({}): the certificate would be renewed as soon as it is issued",
+                        human(r),
+                        human(lifetime)
+                    ),
+                );
+            }
+            r
+        }
+        _ => CertificateAuthority::default_renew_before(lifetime),
+    };
+    (lifetime, renew)
+}
+
+/// `90d`, `2m`, `1m40s`: a duration as the files write it.
+fn human(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    let millis = d.subsec_millis();
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if millis > 0 || out.is_empty() {
+        out.push_str(&format!("{millis}ms"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::load::{load_text, Loaded};
+
+    fn compile(ca: &str) -> crate::Compiled {
+        let text = format!(
+            "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {ca}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app1}}\nspec:\n  hostname: app1.example.eng\n  certificate: {{generate: true}}\n  services: [{{kind: PSIS}}, {{kind: PSWS}}]\n"
+        );
+        let mut loaded = Loaded::default();
+        load_text(Path::new("i.yaml"), &text, &mut loaded);
+        crate::validate::compile(loaded)
+    }
+
+    fn codes(c: &crate::Compiled) -> Vec<&str> {
+        c.diagnostics.iter().map(|d| d.code).collect()
+    }
+
+    #[test]
+    fn certificate_timing_defaults_like_cert_manager() {
+        let c = compile("{mode: generated}");
+        let ca = &c.snapshot.unwrap().installation.certificate_authority;
+        assert_eq!(ca.duration, Duration::from_secs(90 * 86_400));
+        assert_eq!(ca.renew_before, Duration::from_secs(30 * 86_400));
+
+        // Only the lifetime: renewal at two thirds of it.
+        let c = compile("{mode: generated, duration: 3m}");
+        let ca = &c.snapshot.unwrap().installation.certificate_authority;
+        assert_eq!(ca.renew_before, Duration::from_secs(60));
+
+        let c = compile("{mode: generated, duration: 2m, renewBefore: 1m40s}");
+        let ca = &c.snapshot.unwrap().installation.certificate_authority;
+        assert_eq!(
+            (ca.duration, ca.renew_before),
+            (Duration::from_secs(120), Duration::from_secs(100))
+        );
+    }
+
+    #[test]
+    fn renew_before_is_compared_with_the_default_duration() {
+        let c = compile("{mode: generated, renewBefore: 90d}");
+        assert_eq!(codes(&c), ["renew-before-not-below-duration"]);
+        assert!(c.diagnostics[0]
+            .message
+            .contains("the default duration (90d)"));
+        // An unusable duration is reported once, not again as a comparison.
+        let c = compile("{mode: generated, duration: soon, renewBefore: 1h}");
+        assert_eq!(codes(&c), ["invalid-duration"]);
+        let c = compile("{mode: generated, duration: 0s}");
+        assert_eq!(codes(&c), ["invalid-duration"]);
+        assert!(
+            c.diagnostics[0].message.contains("at least 1m"),
+            "{}",
+            c.diagnostics[0]
+        );
+    }
 }

@@ -1,0 +1,319 @@
+//! Figures for the health-check and status goals (printed; not a timed test):
+//!
+//! 1. probes per second per core through kept-alive connections to in-process lab
+//!    services (goal >= 2,000/s), the prober alone on one current_thread runtime;
+//! 2. `/metrics` gather + text encoding at 1,000 servers x 11 services (goal <= 10 ms);
+//! 3. `/api/v1/status` rendering + JSON at that size (goal p99 <= 100 ms);
+//! 4. failure detection at interval 1 s, fall 3: a lab service stopped -> verdict down
+//!    (goal <= 4 s).
+//!
+//! `cargo bench -p steward-controllers --bench probing` (`-- quick` for a short run).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus::{Encoder, Registry, TextEncoder};
+use steward_controllers::prober::{
+    Monitor, MonitorSettings, NetworkProber, ProbeReport, ProbeSink, ProbeTarget, Prober,
+};
+use steward_controllers::ServiceKey;
+use steward_model::snapshot::HealthCheck;
+use steward_model::ServiceKind;
+use tokio_util::sync::CancellationToken;
+
+const HOST: &str = "app1.example.eng";
+const FLEET: usize = 1000;
+
+struct Lab {
+    _dir: tempfile::TempDir,
+    ca_pem: String,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+fn lab_pki() -> Lab {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = steward_pki::CertificateAuthority::init(dir.path().join("ca")).unwrap();
+    let issued = ca
+        .issue_server(&[HOST.to_owned()], &[], Duration::from_secs(3600))
+        .unwrap();
+    let (cert, key) = issued.write_pair(dir.path(), "server").unwrap();
+    Lab {
+        ca_pem: ca.cert_pem().to_owned(),
+        cert,
+        key,
+        _dir: dir,
+    }
+}
+
+/// Binds a lab service of `kind` and serves it on the current runtime until `stop`.
+async fn serve(lab: &Lab, kind: ServiceKind, stop: CancellationToken) -> SocketAddr {
+    let args = steward_lab::LabServiceArgs {
+        kind,
+        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ports: vec![0; kind.port_count()],
+        cert: Some(lab.cert.clone()),
+        key: Some(lab.key.clone()),
+        connection_strings: None,
+        release: Some("6.12.1".into()),
+    };
+    let service = steward_lab::LabService::bind(args).await.unwrap();
+    let addr = service.local_addrs()[0];
+    tokio::spawn(service.serve(stop.cancelled_owned()));
+    addr
+}
+
+fn target(kind: ServiceKind, addr: SocketAddr, check: HealthCheck) -> ProbeTarget {
+    ProbeTarget {
+        kind,
+        hostname: HOST.into(),
+        connect_ip: Some(addr.ip()),
+        port: addr.port(),
+        check,
+    }
+}
+
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Goal 1: The servers run on their own thread; the prober on a current_thread runtime here.
+fn probes_per_second(seconds: u64) {
+    let lab = Arc::new(lab_pki());
+    let stop = CancellationToken::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn({
+        let (lab, stop) = (lab.clone(), stop.clone());
+        move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut addrs = Vec::new();
+                for kind in [
+                    ServiceKind::Psis,
+                    ServiceKind::Psws,
+                    ServiceKind::Client,
+                    ServiceKind::Report,
+                ] {
+                    addrs.push((kind, serve(&lab, kind, stop.clone()).await));
+                }
+                tx.send(addrs).unwrap();
+                stop.cancelled().await;
+            });
+        }
+    });
+    let addrs = rx.recv().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (count, failed, wall, cpu, idle) = rt.block_on(async {
+        let prober = Arc::new(NetworkProber::new(std::slice::from_ref(&lab.ca_pem)).unwrap());
+        let targets: Vec<ProbeTarget> = addrs
+            .iter()
+            .map(|(kind, addr)| target(*kind, *addr, HealthCheck::catalog_default(*kind)))
+            .collect();
+        // Warm up: the handshakes that connection reuse then saves.
+        for t in &targets {
+            assert!(prober.probe(t).await.success());
+        }
+        let done = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        let (wall, cpu) = (Instant::now(), thread_cpu());
+        let mut tasks = Vec::new();
+        // Four probes in flight per service, as many services probed at once would be.
+        for i in 0..16 {
+            let (prober, t) = (prober.clone(), targets[i % targets.len()].clone());
+            let (done, failed) = (done.clone(), failed.clone());
+            tasks.push(tokio::spawn(async move {
+                while tokio::time::Instant::now() < deadline {
+                    let ok = prober.probe(&t).await.success();
+                    let counter = if ok { &done } else { &failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        (
+            done.load(Ordering::Relaxed),
+            failed.load(Ordering::Relaxed),
+            wall.elapsed(),
+            thread_cpu() - cpu,
+            prober.idle_connections(),
+        )
+    });
+    stop.cancel();
+    server.join().unwrap();
+    println!(
+        "probes: {count} passed, {failed} failed in {:.1} s over {idle} kept-alive connections: {:.0}/s wall, {:.0}/s per prober core (CPU {:.2} s) [goal >= 2000/s per core]",
+        wall.as_secs_f64(),
+        count as f64 / wall.as_secs_f64(),
+        count as f64 / cpu.as_secs_f64(),
+        cpu.as_secs_f64()
+    );
+}
+
+/// Goal 2: What a scrape of `/metrics` costs the daemon: `encode_metrics`, the handler's
+/// path; and for comparison the prometheus crate's gather + TextEncoder alone.
+fn metrics_encoding(rounds: usize) {
+    let snapshot = steward_controllers::bench::snapshot(FLEET);
+    let registry = Registry::new();
+    steward_controllers::bench::metrics(&registry, &snapshot).unwrap();
+    let mut fast = Vec::new();
+    let mut size = 0;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let chunks = steward_controllers::encode_metrics(&registry).unwrap();
+        fast.push(started.elapsed());
+        size = chunks.iter().map(Vec::len).sum();
+    }
+    let series = String::from_utf8(
+        steward_controllers::encode_metrics(&registry)
+            .unwrap()
+            .concat(),
+    )
+    .unwrap()
+    .lines()
+    .filter(|l| !l.starts_with('#'))
+    .count();
+    let mut plain = Vec::new();
+    for _ in 0..rounds.min(20) {
+        let started = Instant::now();
+        let mut out = Vec::with_capacity(size);
+        TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .unwrap();
+        plain.push(started.elapsed());
+    }
+    println!(
+        "/metrics at {FLEET} servers x 11 services ({series} series, {} KiB): p50 {}, p99 {} [goal <= 10 ms]; prometheus crate gather + TextEncoder alone: p50 {}",
+        size / 1024,
+        ms(percentile(&mut fast, 0.5)),
+        ms(percentile(&mut fast, 0.99)),
+        ms(percentile(&mut plain, 0.5)),
+    );
+}
+
+/// Goal 3: What a request of `/api/v1/status` costs.
+fn status_serialization(rounds: usize) {
+    let snapshot = steward_controllers::bench::snapshot(FLEET);
+    let store = steward_controllers::bench::store(&snapshot);
+    let mut samples = Vec::new();
+    let mut size = 0;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let body = serde_json::to_vec(&store.status()).unwrap();
+        samples.push(started.elapsed());
+        size = body.len();
+    }
+    println!(
+        "/api/v1/status at {FLEET} servers x 11 services ({} KiB): p50 {}, p99 {} [goal p99 <= 100 ms]",
+        size / 1024,
+        ms(percentile(&mut samples, 0.5)),
+        ms(percentile(&mut samples, 0.99)),
+    );
+}
+
+#[derive(Default)]
+struct Verdicts(Mutex<Vec<(Instant, Option<bool>)>>);
+
+impl ProbeSink for Verdicts {
+    fn observe(&self, _: &ServiceKey, report: &ProbeReport<'_>) {
+        if report.changed {
+            self.0
+                .lock()
+                .unwrap()
+                .push((Instant::now(), report.verdict));
+        }
+    }
+}
+
+impl Verdicts {
+    fn last(&self) -> Option<(Instant, Option<bool>)> {
+        self.0.lock().unwrap().last().copied()
+    }
+}
+
+/// Goal 4: A service stops; how long until its verdict is down.
+fn failure_detection(trials: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut samples = Vec::new();
+    rt.block_on(async {
+        let lab = lab_pki();
+        for trial in 0..trials {
+            let stop = CancellationToken::new();
+            let addr = serve(&lab, ServiceKind::Psis, stop.clone()).await;
+            let prober = Arc::new(NetworkProber::new(std::slice::from_ref(&lab.ca_pem)).unwrap());
+            let monitor = Monitor::new(prober, MonitorSettings::default());
+            let verdicts = Arc::new(Verdicts::default());
+            let shutdown = CancellationToken::new();
+            let running = tokio::spawn({
+                let (monitor, sink, shutdown) =
+                    (monitor.clone(), verdicts.clone(), shutdown.clone());
+                async move { monitor.run(sink, shutdown).await }
+            });
+            let mut check = HealthCheck::catalog_default(ServiceKind::Psis);
+            check.interval = Duration::from_secs(1);
+            check.timeout = Duration::from_millis(500);
+            check.fall = 3;
+            check.rise = 2;
+            let key = ServiceKey::new("app1", ServiceKind::Psis);
+            monitor.watch(&key, target(ServiceKind::Psis, addr, check));
+            while verdicts.last().map(|v| v.1) != Some(Some(true)) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            // Kill at a different point of the probe cycle in each trial.
+            tokio::time::sleep(Duration::from_millis(300 + 250 * trial as u64)).await;
+            let killed = Instant::now();
+            stop.cancel();
+            while verdicts.last().map(|v| v.1) != Some(Some(false)) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            samples.push(verdicts.last().unwrap().0 - killed);
+            shutdown.cancel();
+            running.await.unwrap();
+        }
+    });
+    let worst = samples.iter().max().copied().unwrap_or_default();
+    let list: Vec<String> = samples
+        .iter()
+        .map(|d| format!("{:.2} s", d.as_secs_f64()))
+        .collect();
+    println!(
+        "failure detection (interval 1 s, timeout 0.5 s, fall 3): kill -> down in {} (worst {:.2} s) [goal <= 4 s]",
+        list.join(", "),
+        worst.as_secs_f64()
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `quick` shortens every measurement.
+    let quick = std::env::args().any(|a| a == "quick");
+    let (seconds, rounds, trials) = if quick { (1, 10, 1) } else { (5, 100, 4) };
+    probes_per_second(seconds);
+    metrics_encoding(rounds);
+    status_serialization(rounds);
+    failure_detection(trials);
+}

@@ -1,0 +1,201 @@
+//! Why a probe failed, in the words a blackbox_exporter user expects: the text names the
+//! cause ("timed out after 5s during the TLS handshake", "TLS: certificate expired",
+//! "connection refused", "status 503 (expected 200-399)", `body did not contain
+//! "IdentityServer4"`), and `metric_label()` is a bounded name of the same cause.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The step a probe was in when it failed or ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbePhase {
+    Resolve,
+    Connect,
+    TlsHandshake,
+    /// Request sent, waiting for the status line and headers.
+    Response,
+    Body,
+    /// The HL7 message and its ACK.
+    Hl7Exchange,
+}
+
+impl fmt::Display for ProbePhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Resolve => "resolving the name",
+            Self::Connect => "connecting",
+            Self::TlsHandshake => "the TLS handshake",
+            Self::Response => "waiting for the response",
+            Self::Body => "reading the body",
+            Self::Hl7Exchange => "the HL7 exchange",
+        })
+    }
+}
+
+/// Which part of TLS failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// Not issued by a CA steward trusts (the steward CA or `certificateAuthority.trust`).
+    UnknownIssuer,
+    /// The certificate does not carry the server's hostname.
+    NameMismatch {
+        name: String,
+    },
+    Expired,
+    NotYetValid,
+    /// Any other reason the certificate was rejected.
+    BadCertificate(String),
+    /// The peer refused the handshake with an alert.
+    Alert(String),
+    /// The peer does not speak TLS (plain HTTP, garbage).
+    Protocol(String),
+    /// The peer hung up during the handshake.
+    Closed,
+    Other(String),
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownIssuer => f.write_str("certificate issued by an untrusted CA"),
+            Self::NameMismatch { name } => write!(f, "certificate not valid for {name}"),
+            Self::Expired => f.write_str("certificate expired"),
+            Self::NotYetValid => f.write_str("certificate not yet valid"),
+            Self::BadCertificate(why) => write!(f, "certificate rejected: {why}"),
+            Self::Alert(alert) => write!(f, "handshake refused by the peer ({alert})"),
+            Self::Protocol(why) => write!(f, "the peer does not speak TLS ({why})"),
+            Self::Closed => f.write_str("the peer closed the connection during the handshake"),
+            Self::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+impl TlsFailure {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::UnknownIssuer => "tls_unknown_issuer",
+            Self::NameMismatch { .. } => "tls_name_mismatch",
+            Self::Expired => "tls_expired",
+            Self::NotYetValid => "tls_not_yet_valid",
+            Self::BadCertificate(_) => "tls_bad_certificate",
+            Self::Alert(_) => "tls_alert",
+            Self::Protocol(_) => "tls_protocol",
+            Self::Closed => "tls_closed",
+            Self::Other(_) => "tls_other",
+        }
+    }
+
+    /// What tokio-rustls reports for a failed handshake to `name`.
+    pub(crate) fn from_io(error: &std::io::Error, name: &str) -> Self {
+        use rustls::{CertificateError as C, Error as E};
+        use std::io::ErrorKind as K;
+        let Some(inner) = error.get_ref() else {
+            return match error.kind() {
+                K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
+                    Self::Closed
+                }
+                _ => Self::Other(error.to_string()),
+            };
+        };
+        let Some(tls) = inner.downcast_ref::<E>() else {
+            return Self::Other(inner.to_string());
+        };
+        match tls {
+            E::InvalidCertificate(cert) => match cert {
+                C::UnknownIssuer => Self::UnknownIssuer,
+                C::NotValidForName | C::NotValidForNameContext { .. } => Self::NameMismatch {
+                    name: name.to_owned(),
+                },
+                C::Expired | C::ExpiredContext { .. } => Self::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => Self::NotYetValid,
+                other => Self::BadCertificate(format!("{other:?}")),
+            },
+            E::AlertReceived(alert) => Self::Alert(format!("{alert:?}")),
+            E::InvalidMessage(_)
+            | E::InappropriateMessage { .. }
+            | E::InappropriateHandshakeMessage { .. }
+            | E::PeerSentOversizedRecord => Self::Protocol(tls.to_string()),
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+/// Why a probe failed. The text is shown in status; it never holds a response body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    #[error("connection refused")]
+    ConnectionRefused,
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("timed out after {after:?} during {phase}")]
+    Timeout { phase: ProbePhase, after: Duration },
+    #[error("TLS: {0}")]
+    Tls(TlsFailure),
+    /// Not HTTP, or the connection broke during the exchange.
+    #[error("HTTP: {0}")]
+    Http(String),
+    #[error("status {status} (expected {accepted})")]
+    Status { status: u16, accepted: String },
+    #[error("body did not contain \"{0}\"")]
+    BodyMismatch(String),
+    #[error("body larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// An MLLP exchange that did not end in an accepting ACK (MSA-1 = AA).
+    #[error("HL7: {message}")]
+    Hl7 {
+        label: &'static str,
+        message: String,
+    },
+}
+
+impl ProbeError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Resolve(_) => "resolve",
+            Self::ConnectionRefused => "connection_refused",
+            Self::Connect(_) => "connect",
+            Self::Timeout { .. } => "timeout",
+            Self::Tls(tls) => tls.metric_label(),
+            Self::Http(_) => "http",
+            Self::Status { .. } => "status",
+            Self::BodyMismatch(_) => "body_mismatch",
+            Self::BodyTooLarge(_) => "body_too_large",
+            Self::Hl7 { label, .. } => label,
+        }
+    }
+
+    pub(crate) fn connect(error: &std::io::Error) -> Self {
+        match error.kind() {
+            std::io::ErrorKind::ConnectionRefused => Self::ConnectionRefused,
+            _ => Self::Connect(error.to_string()),
+        }
+    }
+
+    /// The probe's own verdict on an MLLP failure.
+    pub(crate) fn hl7(error: &steward_hl7::Hl7Error, after: Duration) -> Self {
+        use steward_hl7::Hl7Error as H;
+        match error {
+            H::Connect(io) => Self::connect(io),
+            H::Timeout { phase } => Self::Timeout {
+                phase: match phase {
+                    steward_hl7::ProbePhase::Connect => ProbePhase::Connect,
+                    _ => ProbePhase::Hl7Exchange,
+                },
+                after,
+            },
+            other => Self::Hl7 {
+                label: match other {
+                    H::NotAccepted { .. } => "hl7_not_accepted",
+                    H::NotAnAck(_) => "hl7_not_an_ack",
+                    H::ControlIdMismatch { .. } => "hl7_control_id_mismatch",
+                    H::Framing(_) => "hl7_framing",
+                    H::Closed => "hl7_closed",
+                    _ => "hl7_io",
+                },
+                message: other.to_string(),
+            },
+        }
+    }
+}

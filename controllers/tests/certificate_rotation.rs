@@ -1,0 +1,398 @@
+//! Certificate rotation with zero failed requests, end to end: the controllers issue a
+//! short-lived certificate (`duration: 2m`, `renewBefore: 1m40s`, so renewal 20 s after
+//! issue) to a real agent (in-process `steward_agent` over mutual TLS) whose process
+//! driver runs real lab services; while steward renews it, a client keeps opening fresh
+//! HTTPS connections to PSIS (verified against the steward CA under the server's
+//! hostname, as a browser would). None may fail, and the served certificate must change
+//! to the renewed one.
+//!
+//! Like `fleet`, the lab services are this test executable itself (`harness = false`:
+//! `main` sees `lab-service` and becomes that service).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use steward_agent::{AgentClient, AgentConfig, AgentServer, DriverConfig};
+use steward_controllers::{
+    AgentEndpoint, Controllers, ControllersConfig, Desired, EventType, Store,
+};
+use steward_model::snapshot::Server;
+use steward_model::ServiceKind;
+use steward_pki::CertificateAuthority;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+const TEST_NAME: &str = "certificate_rotation_fails_no_request";
+/// Generous: two cores shared with a parallel build.
+const PATIENCE: Duration = Duration::from_secs(120);
+const HOST: &str = "app1.example.eng";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("lab-service") {
+        return lab_service(&args[1..]);
+    }
+    if args.iter().any(|a| a == "--list") {
+        println!("{TEST_NAME}: test");
+        return ExitCode::SUCCESS;
+    }
+    let filters: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| TEST_NAME.contains(f.as_str())) {
+        println!("\ntest result: ok. 0 passed; 0 failed; 1 filtered out\n");
+        return ExitCode::SUCCESS;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "steward_controllers=info,warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    println!("\nrunning 1 test");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(scenario());
+    }));
+    drop(runtime);
+    match outcome {
+        Ok(()) => {
+            println!("test {TEST_NAME} ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored\n");
+            ExitCode::SUCCESS
+        }
+        Err(_) => {
+            println!(
+                "test {TEST_NAME} ... FAILED\n\ntest result: FAILED. 0 passed; 1 failed; 0 ignored\n"
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Parser)]
+struct LabCli {
+    #[command(flatten)]
+    args: steward_lab::LabServiceArgs,
+}
+
+/// The lab service the agent starts (`PROGRAM lab-service --kind K ...`).
+fn lab_service(args: &[String]) -> ExitCode {
+    let cli = LabCli::parse_from(args);
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || loop {
+        // Orphaned (the test process died): nobody will stop us, so stop.
+        if std::os::unix::process::parent_id() != parent {
+            std::process::exit(0);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let served = runtime.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let stop = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        steward_lab::run(cli.args, stop).await
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lab service: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An address no other test uses: 127.2xx.y.9 from this process's id (the fleet test
+/// uses 127.1xx).
+fn address(pid: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(
+        127,
+        200 + ((pid >> 8) % 50) as u8,
+        (pid % 250) as u8 + 1,
+        9,
+    ))
+}
+
+fn desired_state(dir: &Path, agent: &str) -> steward_model::Snapshot {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("installation.yaml"),
+        "apiVersion: steward/v1\nkind: Installation\nmetadata: {name: rotation}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {server: db.example.eng, name: PatientSecure, user: ps, passwordRef: env:PS_DB_PASSWORD}\n  certificateAuthority: {mode: generated, duration: 2m, renewBefore: 1m40s}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("app1.yaml"),
+        format!("apiVersion: steward/v1\nkind: Server\nmetadata: {{name: app1}}\nspec:\n  hostname: {HOST}\n  agent: {agent}\n  certificate: {{generate: true}}\n  services: [{{kind: PSIS}}, {{kind: PSWS}}]\n"),
+    )
+    .unwrap();
+    let compiled = steward_model::validate_dir(dir).unwrap();
+    compiled
+        .snapshot
+        .unwrap_or_else(|| panic!("invalid desired state: {:?}", compiled.diagnostics))
+}
+
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let started = tokio::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Thumbprints the controllers announced in `CertificateRenewed` events, oldest first.
+fn renewed(store: &Store) -> Vec<String> {
+    let mut out: Vec<String> = store
+        .status()
+        .events
+        .iter()
+        .filter(|e| e.object == "certificate/app1" && e.reason == "CertificateRenewed")
+        .filter_map(|e| {
+            e.message
+                .strip_prefix("thumbprint ")
+                .and_then(|m| m.split_whitespace().next())
+                .map(str::to_owned)
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+/// One browser-like request on a fresh connection: TLS verified against the steward CA
+/// under the server's hostname. Returns the served certificate's thumbprint.
+async fn probe(tls: &tokio_rustls::TlsConnector, addr: SocketAddr) -> Result<String, String> {
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let name = rustls::pki_types::ServerName::try_from(HOST).unwrap();
+        let mut stream = tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        let served = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| steward_pki::thumbprint_sha1(c))
+            .ok_or("no certificate")?;
+        let request = format!(
+            "GET /identityserver HTTP/1.1\r\nHost: {HOST}:{}\r\nConnection: close\r\n\r\n",
+            addr.port()
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut response = Vec::new();
+        stream
+            .read_to_end(&mut response)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        let text = String::from_utf8_lossy(&response);
+        if !text.starts_with("HTTP/1.1 200") || !text.contains("IdentityServer4") {
+            return Err(format!(
+                "unexpected answer: {}",
+                text.lines().next().unwrap_or("")
+            ));
+        }
+        Ok(served)
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| "no answer within 5 s".to_owned())?
+}
+
+async fn scenario() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Arc::new(CertificateAuthority::init(tmp.path().join("ca")).unwrap());
+    let client_cert = ca.issue_client("steward-daemon").unwrap();
+    let agent_tls = steward_pki::mtls_client_config(
+        ca.cert_pem(),
+        &client_cert.cert_pem,
+        client_cert.key_pem.expose(),
+    )
+    .unwrap();
+    let ip = address(std::process::id());
+    let dir = tmp.path().join("app1");
+    let issued = ca.issue_agent(HOST, &[ip]).unwrap();
+    let (cert, key) = issued.write_pair(&dir, "agent").unwrap();
+    let server = AgentServer::bind(AgentConfig {
+        listen: SocketAddr::new(ip, 0),
+        state_dir: dir.join("state"),
+        ca_pem: ca.cert_path(),
+        cert,
+        key,
+        hostname: Some(HOST.to_owned()),
+        driver: DriverConfig {
+            program: Some(std::env::current_exe().unwrap()),
+            lab: true,
+            bind: None,
+            stop_timeout: Duration::from_secs(3),
+            stop_services_on_exit: true,
+        },
+    })
+    .await
+    .unwrap();
+    let agent_url = format!("https://{}", server.local_addr());
+    let agent_stop = CancellationToken::new();
+    let agent_task = tokio::spawn(server.run(agent_stop.clone().cancelled_owned()));
+    let client = AgentClient::new(&agent_url, agent_tls.clone(), Duration::from_secs(5)).unwrap();
+
+    let desired_dir = tmp.path().join("desired");
+    let snapshot = desired_state(&desired_dir, &agent_url);
+    let registry = prometheus::Registry::new();
+    let controllers = Controllers::new(
+        ControllersConfig {
+            ca: Some(ca.clone()),
+            agent_tls: agent_tls.clone(),
+            probe_roots: vec![ca.cert_pem().to_owned()],
+            endpoints: Arc::new(move |server: &Server| AgentEndpoint {
+                base_url: server.agent_url.clone(),
+                connect_ip: Some(ip),
+            }),
+            resync: Duration::from_secs(1),
+            agent_timeout: Duration::from_secs(5),
+            max_concurrent: 8,
+            per_server: 2,
+            installed_by: "steward-rotation-test".into(),
+            // Ignored: the lifetime comes from certificateAuthority.duration.
+            certificate_lifetime: Duration::from_secs(90 * 24 * 3600),
+        },
+        &registry,
+    )
+    .unwrap();
+    let store = controllers.store();
+    let (_tx, rx) = watch::channel(Some(Desired {
+        generation: 1,
+        snapshot: Arc::new(snapshot),
+        dir: desired_dir.clone(),
+    }));
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(controllers.run(rx, shutdown.clone()));
+
+    eventually("the server to converge", || store.converged(1)).await;
+    let first = store.status().servers[0]
+        .certificate
+        .thumbprint
+        .clone()
+        .unwrap();
+    let renewals_before = renewed(&store).len();
+    let psis = client.service(ServiceKind::Psis).await.unwrap();
+    let addr = SocketAddr::new(ip, psis.listen_ports[0]);
+    let warnings_before = store
+        .status()
+        .events
+        .iter()
+        .filter(|e| e.object.starts_with("service/") && e.event_type == EventType::Warning)
+        .count();
+
+    // Continuous probes, through at least one renewal.
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(
+        steward_pki::client_config(&[ca.cert_pem()]).unwrap(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let served: Arc<Mutex<Vec<String>>> = Arc::default();
+    let load = {
+        let (stop, served) = (stop.clone(), served.clone());
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+                match probe(&tls, addr).await {
+                    Ok(thumbprint) => served.lock().unwrap().push(thumbprint),
+                    Err(e) => failures.push(e),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            failures
+        })
+    };
+
+    // Renewed (20 s after issue), and the renewed certificate served.
+    let mut renewed_to = None;
+    eventually("a renewal whose certificate PSIS serves", || {
+        let renewals = renewed(&store);
+        let seen = served.lock().unwrap();
+        renewed_to = renewals[renewals_before..]
+            .iter()
+            .find(|t| seen.contains(t))
+            .cloned();
+        renewed_to.is_some()
+    })
+    .await;
+    // Keep probing a little past it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let failures = load.await.unwrap();
+    let served = served.lock().unwrap().clone();
+    let renewed_to = renewed_to.unwrap();
+    println!(
+        "{} requests during rotation, {} failed; served {} -> {}",
+        served.len() + failures.len(),
+        failures.len(),
+        first,
+        renewed_to
+    );
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(served.len() > 20, "only {} requests", served.len());
+    assert_eq!(
+        served.first(),
+        Some(&first),
+        "probes started on the first certificate"
+    );
+    assert_ne!(renewed_to, first);
+    // Served in order: once the new one is served, the old one is not any more.
+    let switched = served.iter().position(|t| *t == renewed_to).unwrap();
+    assert!(
+        served[switched..].iter().all(|t| *t != first),
+        "the old certificate came back after the new one was served"
+    );
+
+    // What the agent reports and what the services serve agree with the status.
+    let on_agent = client.certificate().await.unwrap().unwrap();
+    let psis = client.service(ServiceKind::Psis).await.unwrap();
+    assert_eq!(
+        psis.tls_thumbprint.as_deref(),
+        Some(on_agent.thumbprint.as_str())
+    );
+    let status = store.status();
+    let summary = &status.servers[0].certificate;
+    assert_eq!(
+        summary.thumbprint.as_deref(),
+        Some(on_agent.thumbprint.as_str())
+    );
+    let left = on_agent.not_after - time::OffsetDateTime::now_utc();
+    assert!(left <= time::Duration::minutes(2), "lifetime {left}");
+    // The services stayed healthy through it: no warnings about them.
+    let warnings = status
+        .events
+        .iter()
+        .filter(|e| e.object.starts_with("service/") && e.event_type == EventType::Warning)
+        .count();
+    assert_eq!(warnings, warnings_before, "{:#?}", status.events);
+    assert!(store.converged(1));
+
+    shutdown.cancel();
+    running.await.unwrap();
+    agent_stop.cancel();
+    agent_task.await.unwrap().unwrap();
+}

@@ -1,0 +1,388 @@
+//! The OpenAPI document against a running lab daemon: every route answers with a status
+//! the document lists, in its media type, and every JSON body validates against the
+//! document's schema, strictly (a field the document does not name is a failure). Also
+//! the dashboard model once converged: a standby server (`monitor: false`) is left off
+//! `servers[]` but has its resource, every service kind meets `minimumHealthy`, and the
+//! probe metrics are there.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const API: &str = "127.0.212.1:9464";
+const LAB: &str = "127.0.212.11";
+const TOKEN: &str = "openapi-test-token";
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SIGTERM, so the daemon stops its lab agents and services too.
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+struct Reply {
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`.
+fn request(method: &str, path: &str, token: Option<&str>) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(API)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {API}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut content_type = String::new();
+    let mut chunked = false;
+    for line in lines {
+        let (name, value) = line.split_once(':').unwrap();
+        match name.to_ascii_lowercase().as_str() {
+            "content-type" => content_type = value.trim().to_owned(),
+            "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
+            _ => {}
+        }
+    }
+    if chunked {
+        body = dechunk(&body);
+    }
+    Ok(Reply {
+        status,
+        content_type,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&data[..line_end])
+                .split(';')
+                .next()
+                .unwrap()
+                .trim(),
+            16,
+        )
+        .unwrap();
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+fn get(path: &str) -> Reply {
+    request("GET", path, None).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// Every object schema that names its properties admits no others: a field served but
+/// not documented fails the validation.
+fn strict(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            map.values_mut().for_each(strict);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strict),
+        _ => {}
+    }
+}
+
+struct Checker {
+    doc: Value,
+    components: Value,
+    checked: Vec<String>,
+}
+
+impl Checker {
+    /// The documented response of `template` for `method` and `status`, checked against
+    /// the real `reply`.
+    fn check(&mut self, method: &str, template: &str, reply: &Reply) {
+        let what = format!("{} {template} -> {}", method.to_uppercase(), reply.status);
+        let response = &self.doc["paths"][template][method]["responses"][reply.status.to_string()];
+        assert!(response.is_object(), "{what}: not in the OpenAPI document");
+        let content = response["content"].as_object().expect("content");
+        let (media, spec) = content.iter().next().unwrap();
+        let base = |m: &str| m.split(';').next().unwrap().trim().to_owned();
+        assert_eq!(
+            base(&reply.content_type),
+            base(media),
+            "{what}: served as {}",
+            reply.content_type
+        );
+        if base(media) == "application/json" {
+            let validator = self.validator(&spec["schema"], &what);
+            let body = reply.json();
+            let errors: Vec<String> = validator
+                .iter_errors(&body)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{what}: the response does not match the document:\n{}\n{}",
+                errors.join("\n"),
+                serde_json::to_string_pretty(&body).unwrap()
+            );
+        }
+        self.checked.push(what);
+    }
+
+    fn validator(&self, schema: &Value, what: &str) -> jsonschema::Validator {
+        let mut schema = schema.clone();
+        schema
+            .as_object_mut()
+            .unwrap()
+            .insert("components".into(), self.components.clone());
+        jsonschema::options()
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap_or_else(|e| panic!("{what}: schema does not compile: {e}"))
+    }
+
+    /// The checks bite: a field the document does not name, or a wrong type, fails.
+    fn rejects_drift(&self, status: &Value) {
+        let schema = &self.doc["paths"]["/api/v1/status"]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"];
+        let validator = self.validator(schema, "status");
+        assert!(validator.is_valid(status));
+        let mut extra = status.clone();
+        extra["servers"][0]["undocumented"] = json!(1);
+        assert!(!validator.is_valid(&extra), "an undocumented field passed");
+        let mut wrong = status.clone();
+        wrong["servers"][0]["services"][0]["lastProbe"]["time"] = json!("yesterday");
+        assert!(!validator.is_valid(&wrong), "a malformed date-time passed");
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, log: &Path, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; daemon log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn the_openapi_document_describes_every_real_response() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../desired-state");
+    let dir = tmp.path().join("desired-state");
+    copy_dir(&bundled, &dir);
+    // app2 becomes a standby server: reconciled, left off the dashboard.
+    let app2 = dir.join("servers/app2.yaml");
+    let text = std::fs::read_to_string(&app2).unwrap().replace(
+        "  hostname: app2.example.eng\n",
+        "  hostname: app2.example.eng\n  monitor: false\n",
+    );
+    std::fs::write(&app2, text).unwrap();
+    let log_path = tmp.path().join("daemon.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let _daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_steward"))
+            .args(["run", "--lab", "--listen", API, "--lab-first-address", LAB])
+            .arg("--desired-state")
+            .arg(&dir)
+            .arg("--state-dir")
+            .arg(tmp.path().join("state"))
+            .env("STEWARD_RECONCILE_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+
+    wait_until("the API", Duration::from_secs(60), &log_path, || {
+        request("GET", "/healthz", None).is_ok()
+    });
+    let openapi = get("/api/v1/openapi.json");
+    let doc = openapi.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut components = json!({"schemas": doc["components"]["schemas"].clone()});
+    strict(&mut components);
+    let mut checker = Checker {
+        doc: doc.clone(),
+        components,
+        checked: Vec::new(),
+    };
+    checker.check("get", "/api/v1/openapi.json", &openapi);
+    // Possibly before the first load (503), certainly a documented answer.
+    checker.check("get", "/readyz", &get("/readyz"));
+    checker.check("get", "/api/v1/status", &get("/api/v1/status"));
+
+    // Converged: every service on every server (the standby one too) healthy.
+    let converged = || {
+        let Ok(r) = request("GET", "/api/v1/status", None) else {
+            return false;
+        };
+        let status = r.json();
+        let kinds = status["serviceKinds"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        kinds.len() == 11 && kinds.iter().all(|k| k["healthy"] == true)
+    };
+    wait_until(
+        "convergence",
+        Duration::from_secs(150),
+        &log_path,
+        converged,
+    );
+
+    let status = get("/api/v1/status");
+    checker.check("get", "/api/v1/status", &status);
+    let status = status.json();
+    let names: Vec<&str> = status["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["app1"], "app2 is standby (monitor: false)");
+    checker.rejects_drift(&status);
+    assert_eq!(status["hl7"]["activeListener"], "app2");
+    assert_eq!(status["valid"], true);
+    assert_eq!(status["activeDirectory"], json!([]));
+    let app1 = &status["servers"][0];
+    assert!(app1["host"]["computerName"].is_string());
+    assert!(app1["certificate"]["notAfter"].is_string());
+    for service in app1["services"].as_array().unwrap() {
+        assert_eq!(service["healthy"], true, "{service}");
+        let probe = &service["lastProbe"];
+        assert_eq!(probe["success"], true, "{service}");
+        assert!(probe["certificateNotAfter"].is_string(), "{service}");
+        assert_eq!(service["conditions"].as_array().unwrap().len(), 4);
+    }
+    let installation = status["installation"]["name"].as_str().unwrap().to_owned();
+
+    let app2 = get("/api/v1/resources/server/app2");
+    checker.check("get", "/api/v1/resources/{kind}/{name}", &app2);
+    let app2 = app2.json();
+    assert_eq!(app2["detail"]["monitor"], false);
+    assert!(app2["observedGeneration"].is_u64());
+    assert_eq!(app2["conditions"][0]["type"], "Ready");
+    assert_eq!(app2["conditions"][0]["status"], "True");
+    for path in [
+        "/api/v1/resources/server/app1".to_owned(),
+        "/api/v1/resources/service/app2.HL7".to_owned(),
+        "/api/v1/resources/service/app1:psis".to_owned(),
+        "/api/v1/resources/certificate/app1".to_owned(),
+        format!("/api/v1/resources/installation/{installation}"),
+        "/api/v1/resources/server/nope".to_owned(),
+    ] {
+        let reply = get(&path);
+        assert_eq!(reply.status == 404, path.ends_with("nope"), "{path}");
+        checker.check("get", "/api/v1/resources/{kind}/{name}", &reply);
+    }
+    let hl7 = get("/api/v1/resources/service/app2.HL7").json();
+    assert_eq!(hl7["detail"]["lastProbe"]["success"], true);
+    assert!(hl7["events"].as_array().is_some_and(|e| !e.is_empty()));
+
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/api/v1/observed",
+        "/api/v1/plan",
+        "/ca.pem",
+        "/",
+    ] {
+        checker.check("get", path, &get(path));
+    }
+    let metrics = get("/metrics");
+    checker.check("get", "/metrics", &metrics);
+    let metrics = String::from_utf8(metrics.body).unwrap();
+    for line in [
+        "steward_probe_success{server=\"app2\",service=\"HL7\"} 1",
+        "steward_probe_success{server=\"app1\",service=\"PSIS\"} 1",
+        "steward_probe_http_status_code{server=\"app1\",service=\"PSIS\"} 200",
+        "steward_probe_http_status_code{server=\"app2\",service=\"HL7\"} 0",
+        "steward_service_kind_healthy{service=\"PSWS\"} 1",
+        "steward_probe_ssl_earliest_cert_expiry_seconds{server=\"app1\",service=\"PSIS\"} ",
+        "steward_probe_duration_seconds{server=\"app2\",service=\"JOB\"} ",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in /metrics");
+    }
+
+    let denied = request("POST", "/api/v1/reconcile", None).unwrap();
+    assert_eq!(denied.status, 401);
+    checker.check("post", "/api/v1/reconcile", &denied);
+    let accepted = request("POST", "/api/v1/reconcile", Some(TOKEN)).unwrap();
+    assert_eq!(accepted.status, 202);
+    checker.check("post", "/api/v1/reconcile", &accepted);
+
+    // Every documented path was exercised.
+    for path in doc["paths"].as_object().unwrap().keys() {
+        assert!(
+            checker
+                .checked
+                .iter()
+                .any(|c| c.contains(&format!(" {path} -> "))),
+            "{path} is documented but was not checked: {:?}",
+            checker.checked
+        );
+    }
+}

@@ -1,0 +1,885 @@
+//! Shared harness of the end-to-end tests (and the lab benchmarks): one real
+//! `steward run --lab` per test, on its own loopback addresses, with its own state
+//! directory and its own git copy of `desired-state/`.
+//!
+//! Test `n` uses `127.0.n.1:9464` for the daemon's API and `127.0.n.11`, `.12`, ... for
+//! the lab servers (app1, app2, ...), so tests of one binary run in parallel. Everything is
+//! observed from outside: the daemon's HTTP API and log, the agents' mTLS API and logs,
+//! and `/proc`. Waits poll with generous deadlines; nothing asserts on speed.
+//!
+//! On drop the lab SIGTERMs its daemon, waits, and asserts that it exited 0 and left no
+//! process behind whose command line names the lab's state directory (agents and lab
+//! services do); leftovers are SIGKILLed so one failure does not poison the machine.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rustix::process::{kill_process, Pid, Signal};
+use serde_json::Value;
+use steward_pki::CertificateAuthority;
+use tempfile::TempDir;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// The binary under test (release build for benchmarks, debug for tests).
+pub const BIN: &str = env!("CARGO_BIN_EXE_steward");
+/// How long any single wait may take before the test fails. Generous on purpose.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(100);
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The repository's example deployment, which every lab starts from.
+pub fn example_desired_state() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../desired-state")
+}
+
+/// How the daemon is started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Pass `--desired-state` and `--state-dir` relative to the daemon's working
+    /// directory (the lab's root) instead of absolute.
+    pub relative_paths: bool,
+    pub resync: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            relative_paths: false,
+            resync: "2s",
+        }
+    }
+}
+
+/// One process whose command line mentions the lab's state directory.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub pid: i32,
+    pub args: Vec<String>,
+}
+
+impl Proc {
+    pub fn is_agent(&self) -> bool {
+        self.args.get(1).is_some_and(|a| a == "agent")
+    }
+
+    pub fn is_daemon(&self) -> bool {
+        self.args.get(1).is_some_and(|a| a == "run")
+    }
+
+    /// `lab-service --kind KIND` -> KIND.
+    pub fn service_kind(&self) -> Option<&str> {
+        if self.args.get(1).map(String::as_str) != Some("lab-service") {
+            return None;
+        }
+        self.args
+            .windows(2)
+            .find(|w| w[0] == "--kind")
+            .map(|w| w[1].as_str())
+    }
+
+    /// The value of `--bind` (lab services) or the host of `--listen` (agents).
+    pub fn address(&self) -> Option<String> {
+        self.args.windows(2).find_map(|w| match w[0].as_str() {
+            "--bind" => Some(w[1].clone()),
+            "--listen" => w[1].rsplit_once(':').map(|(h, _)| h.to_owned()),
+            _ => None,
+        })
+    }
+}
+
+pub struct Lab {
+    pub n: u8,
+    /// Kept (not deleted) when the test fails or STEWARD_E2E_KEEP is set.
+    root: Option<TempDir>,
+    root_path: PathBuf,
+    /// The git working copy the daemon watches.
+    pub desired: PathBuf,
+    /// The daemon's `--state-dir`.
+    pub state: PathBuf,
+    pub api: SocketAddr,
+    options: Options,
+    child: Option<Child>,
+    /// Where the current daemon run's log starts in `daemon.log`.
+    log_start: u64,
+    client_tls: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
+}
+
+impl Lab {
+    /// A lab with its desired state committed to git, daemon not started yet.
+    pub fn new(n: u8, options: Options) -> Self {
+        assert!((2..=254).contains(&n), "lab number {n} out of range");
+        let root = tempfile::Builder::new()
+            .prefix(&format!("steward-e2e-{n}-"))
+            .tempdir()
+            .expect("tempdir");
+        let desired = root.path().join("desired-state");
+        copy_dir(&example_desired_state(), &desired);
+        let state = root.path().join("state");
+        let lab = Self {
+            n,
+            desired,
+            state,
+            api: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, n, 1)), 9464),
+            options,
+            root_path: root.path().to_path_buf(),
+            root: Some(root),
+            child: None,
+            log_start: 0,
+            client_tls: std::sync::OnceLock::new(),
+        };
+        lab.git(&["init", "-q"]);
+        lab.commit("the example deployment");
+        lab
+    }
+
+    /// A lab with its daemon running.
+    pub fn start(n: u8) -> Self {
+        let mut lab = Self::new(n, Options::default());
+        lab.spawn();
+        lab
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root_path.as_path()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root_path.as_path().join("daemon.log")
+    }
+
+    /// Start (or start again) the daemon on this lab's state directory.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "daemon already running");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("daemon log");
+        self.log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let (desired, state) = if self.options.relative_paths {
+            (PathBuf::from("desired-state"), PathBuf::from("state"))
+        } else {
+            (self.desired.clone(), self.state.clone())
+        };
+        let child = Command::new(BIN)
+            .current_dir(self.root_path.as_path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .arg("run")
+            .arg("--lab")
+            .arg("--desired-state")
+            .arg(&desired)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--listen")
+            .arg(self.api.to_string())
+            .arg("--lab-first-address")
+            .arg(self.address_of(1).to_string())
+            .arg("--resync")
+            .arg(self.options.resync)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("cannot start steward run --lab");
+        self.child = Some(child);
+        self.wait_until("the daemon's API to answer", DEADLINE, || {
+            self.try_get("/healthz").ok().filter(|(s, _)| *s == 200)
+        });
+    }
+
+    pub fn daemon_pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// SIGTERM the daemon and wait for it (SIGKILL after a deadline); its exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("daemon not running");
+        signal(child.id() as i32, Signal::TERM);
+        let deadline = Instant::now() + STOP_DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the daemon did not exit within {STOP_DEADLINE:?} of SIGTERM\n{}",
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, assert a clean exit (0) and that nothing of this lab keeps running.
+    pub fn stop(&mut self) {
+        let status = self.terminate();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "steward run --lab exited with {status}\n{}",
+            self.log_tail(40)
+        );
+        let left = self.wait_for_no_processes(Duration::from_secs(10));
+        if !left.is_empty() {
+            let list = describe(&left);
+            kill_all(&left);
+            panic!("steward run --lab exited but left processes behind:\n{list}");
+        }
+    }
+
+    fn wait_for_no_processes(&self, within: Duration) -> Vec<Proc> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = self.processes();
+            if left.is_empty() || Instant::now() > deadline {
+                return left;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    // ----- desired state (git) -----
+
+    pub fn git(&self, args: &[&str]) {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.desired)
+            .args([
+                "-c",
+                "user.name=steward-e2e",
+                "-c",
+                "user.email=e2e@example.invalid",
+            ])
+            .args([
+                "-c",
+                "commit.gpgsign=false",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .output()
+            .expect("git (the end-to-end tests need git on PATH)");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stage everything and commit.
+    pub fn commit(&self, message: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.desired.join(rel)).expect("read desired-state file")
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        fs::write(self.desired.join(rel), text).expect("write desired-state file");
+    }
+
+    /// Replace `from` (which must occur exactly once) by `to` in a desired-state file.
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        let text = self.read(rel);
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "{rel} should contain {from:?} exactly once:\n{text}"
+        );
+        self.write(rel, &text.replacen(from, to, 1));
+    }
+
+    /// Edit a file and commit the edit.
+    pub fn commit_edit(&self, rel: &str, from: &str, to: &str, message: &str) {
+        self.edit(rel, from, to);
+        self.commit(message);
+    }
+
+    // ----- the daemon's HTTP API (plain HTTP/1.0 over std) -----
+
+    pub fn try_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        let mut stream = TcpStream::connect_timeout(&self.api, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.api)?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        parse_http(&raw)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.try_get(path)
+            .unwrap_or_else(|e| panic!("GET {path} from the daemon: {e}"))
+    }
+
+    pub fn status(&self) -> Value {
+        let (code, body) = self.get("/api/v1/status");
+        assert_eq!(code, 200, "GET /api/v1/status: {body}");
+        serde_json::from_str(&body).expect("status is JSON")
+    }
+
+    pub fn metrics(&self) -> String {
+        let (code, body) = self.get("/metrics");
+        assert_eq!(code, 200, "GET /metrics: {body}");
+        body
+    }
+
+    // ----- waiting -----
+
+    /// Poll `probe` until it gives `Some`, or fail after `within` with the daemon's log.
+    pub fn wait_until<T>(
+        &self,
+        what: &str,
+        within: Duration,
+        mut probe: impl FnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(v) = probe() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let status = self
+                    .try_get("/api/v1/status")
+                    .map(|(_, b)| summarize_status(&b))
+                    .unwrap_or_else(|e| format!("(status unavailable: {e})"));
+                panic!(
+                    "timed out after {within:?} waiting for {what}\n--- status ---\n{status}\n--- daemon log ---\n{}",
+                    self.log_tail(30)
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Poll the status document until `pred` holds; that document.
+    pub fn wait_status(&self, what: &str, mut pred: impl FnMut(&Value) -> bool) -> Value {
+        self.wait_until(what, DEADLINE, || {
+            let (code, body) = self.try_get("/api/v1/status").ok()?;
+            let doc: Value = serde_json::from_str(&body).ok()?;
+            (code == 200 && pred(&doc)).then_some(doc)
+        })
+    }
+
+    /// Wait until the daemon logs `converged in` for `generation` (in its current run)
+    /// and the status agrees: that generation applied, valid, and every declared service
+    /// installed, running and healthy. The status document.
+    pub fn wait_converged(&self, generation: u64) -> Value {
+        let needle = format!("generation={generation}");
+        self.wait_log(
+            &format!("`converged in` for generation {generation}"),
+            |l| l.contains("converged in") && l.contains(&needle),
+        );
+        self.wait_status(
+            &format!("generation {generation} applied and healthy"),
+            |s| s["generation"] == generation && s["valid"] == true && all_declared_healthy(s),
+        )
+    }
+
+    // ----- logs -----
+
+    /// The daemon's log of the current run (ANSI escapes removed).
+    pub fn log(&self) -> String {
+        let raw = fs::read(self.log_path()).unwrap_or_default();
+        let start = (self.log_start as usize).min(raw.len());
+        strip_ansi(&String::from_utf8_lossy(&raw[start..]))
+    }
+
+    /// The daemon's log of every run.
+    pub fn log_all(&self) -> String {
+        strip_ansi(&fs::read_to_string(self.log_path()).unwrap_or_default())
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log_all();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Wait until a line of the current run's log satisfies `pred`; that line.
+    pub fn wait_log(&self, what: &str, mut pred: impl FnMut(&str) -> bool) -> String {
+        self.wait_until(what, DEADLINE, || {
+            self.log().lines().find(|l| pred(l)).map(str::to_owned)
+        })
+    }
+
+    /// A lab agent's log (every run).
+    pub fn agent_log(&self, server: &str) -> String {
+        strip_ansi(
+            &fs::read_to_string(self.state.join("lab").join(server).join("agent.log"))
+                .unwrap_or_default(),
+        )
+    }
+
+    // ----- the lab servers and their agents -----
+
+    /// The loopback address of the `index`-th server in name order (app1 = 1).
+    pub fn address_of(&self, index: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, self.n, 10 + index)
+    }
+
+    /// The address of `appK`.
+    pub fn server_address(&self, server: &str) -> Ipv4Addr {
+        let index: u8 = server
+            .strip_prefix("app")
+            .and_then(|k| k.parse().ok())
+            .unwrap_or_else(|| panic!("lab servers are app1, app2, ...: {server}"));
+        self.address_of(index)
+    }
+
+    pub fn ca_pem(&self) -> String {
+        fs::read_to_string(self.state.join("ca").join("ca.pem")).expect("STATE_DIR/ca/ca.pem")
+    }
+
+    /// mTLS client configuration with a client certificate issued by the lab's CA.
+    pub fn client_tls(&self) -> Arc<rustls::ClientConfig> {
+        self.client_tls
+            .get_or_init(|| self.issue_client_tls())
+            .clone()
+    }
+
+    fn issue_client_tls(&self) -> Arc<rustls::ClientConfig> {
+        let ca = CertificateAuthority::load(self.state.join("ca")).expect("load the steward CA");
+        let issued = ca
+            .issue_client("steward-e2e")
+            .expect("issue a client certificate");
+        let config = steward_pki::mtls_client_config(
+            ca.cert_pem(),
+            &issued.cert_pem,
+            issued.key_pem.expose(),
+        )
+        .expect("mTLS client config");
+        Arc::new(config)
+    }
+
+    /// `GET path` from `server`'s agent over mutual TLS.
+    pub fn agent_get(&self, server: &str, path: &str) -> std::io::Result<(u16, String)> {
+        let tls = self.client_tls();
+        let addr = SocketAddr::new(IpAddr::V4(self.server_address(server)), 7443);
+        https_get(tls, addr, &addr.ip().to_string(), path)
+    }
+
+    /// The agent's `GET /v1/services`.
+    pub fn agent_services(&self, server: &str) -> Vec<Value> {
+        let (code, body) = self
+            .agent_get(server, "/v1/services")
+            .unwrap_or_else(|e| panic!("GET /v1/services from {server}'s agent: {e}"));
+        assert_eq!(code, 200, "GET /v1/services from {server}: {body}");
+        serde_json::from_str(&body).expect("agent service list is JSON")
+    }
+
+    /// One service from the agent's list.
+    pub fn agent_service(&self, server: &str, kind: &str) -> Option<Value> {
+        self.agent_services(server)
+            .into_iter()
+            .find(|s| s["kind"] == kind)
+    }
+
+    /// (server, kind) -> pid, for every service the lab's agents list as running.
+    pub fn service_pids(&self, servers: &[&str]) -> BTreeMap<(String, String), i64> {
+        let mut pids = BTreeMap::new();
+        for server in servers {
+            for s in self.agent_services(server) {
+                if let (Some(kind), Some(pid)) = (s["kind"].as_str(), s["pid"].as_i64()) {
+                    pids.insert(((*server).to_owned(), kind.to_owned()), pid);
+                }
+            }
+        }
+        pids
+    }
+
+    /// Every live process whose command line mentions this lab's state directory.
+    pub fn processes(&self) -> Vec<Proc> {
+        let needle = self.state.to_string_lossy().into_owned();
+        let relative = self.options.relative_paths;
+        let root = self.root_path.as_path().to_path_buf();
+        let mut found = Vec::new();
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return found;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(raw) = fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            if raw.is_empty() {
+                continue; // a zombie, or a kernel thread
+            }
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let mine = args.iter().any(|a| a.contains(&needle))
+                || (relative
+                    && fs::read_link(entry.path().join("cwd"))
+                        .is_ok_and(|cwd| cwd.starts_with(&root))
+                    && args.first().is_some_and(|a| a.ends_with("steward")));
+            if mine && pid != std::process::id() as i32 {
+                found.push(Proc { pid, args });
+            }
+        }
+        found.sort_by_key(|p| p.pid);
+        found
+    }
+
+    /// The lab-service processes of one kind.
+    pub fn service_processes(&self, kind: &str) -> Vec<Proc> {
+        self.processes()
+            .into_iter()
+            .filter(|p| p.service_kind() == Some(kind))
+            .collect()
+    }
+
+    /// The agent process of `server` (found by its --state-dir).
+    pub fn agent_process(&self, server: &str) -> Option<Proc> {
+        let marker = format!("/lab/{server}/");
+        self.processes()
+            .into_iter()
+            .find(|p| p.is_agent() && p.args.iter().any(|a| a.contains(&marker)))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        let mut problems = Vec::new();
+        if self.child.is_some() {
+            if panicking {
+                // Best effort: stop it, but do not panic while unwinding.
+                let mut child = self.child.take().unwrap();
+                signal(child.id() as i32, Signal::TERM);
+                let deadline = Instant::now() + STOP_DEADLINE;
+                while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            } else {
+                let status = self.terminate();
+                if status.code() != Some(0) {
+                    problems.push(format!(
+                        "steward run --lab exited with {status}\n{}",
+                        self.log_tail(40)
+                    ));
+                }
+            }
+        }
+        let left = self.wait_for_no_processes(Duration::from_secs(10));
+        if !left.is_empty() {
+            problems.push(format!(
+                "processes left behind by the lab (now killed):\n{}",
+                describe(&left)
+            ));
+            kill_all(&left);
+        }
+        let keep =
+            panicking || !problems.is_empty() || std::env::var_os("STEWARD_E2E_KEEP").is_some();
+        if keep {
+            if let Some(dir) = self.root.take() {
+                let path = dir.keep();
+                eprintln!("lab {} kept for inspection: {}", self.n, path.display());
+            }
+        }
+        if !problems.is_empty() && !panicking {
+            panic!("{}", problems.join("\n"));
+        }
+    }
+}
+
+// ----- status document helpers -----
+
+pub fn server<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
+    status["servers"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+}
+
+pub fn service<'a>(status: &'a Value, server_name: &str, kind: &str) -> Option<&'a Value> {
+    server(status, server_name)?["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["kind"] == kind)
+}
+
+/// The condition of `type_` on an object with `conditions[]`.
+pub fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
+    object["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+pub fn condition_true(object: &Value, type_: &str) -> bool {
+    condition(object, type_).is_some_and(|c| c["status"] == "True")
+}
+
+/// Whether a service entry is installed, running and healthy.
+pub fn service_up(s: &Value) -> bool {
+    s["installed"] == true && s["healthy"] == true && s["status"] == "running"
+}
+
+/// Every service declared in the files is installed, running and healthy, and there is
+/// at least one.
+pub fn all_declared_healthy(status: &Value) -> bool {
+    let declared: Vec<&Value> = status["servers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["services"].as_array().into_iter().flatten())
+        .filter(|s| s["desired"] != false)
+        .collect();
+    !declared.is_empty() && declared.iter().all(|s| service_up(s))
+}
+
+/// (object, reason, time) of every event, oldest first.
+pub fn events(status: &Value) -> Vec<(String, String, OffsetDateTime, String)> {
+    let mut out: Vec<_> = status["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                e["object"].as_str()?.to_owned(),
+                e["reason"].as_str()?.to_owned(),
+                parse_time(e["time"].as_str()?)?,
+                e["message"].as_str().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect();
+    out.sort_by_key(|e| e.2);
+    out
+}
+
+pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+/// The time stamp that starts a tracing log line (`2026-01-01T10:00:00.123456Z  INFO ...`).
+pub fn log_line_time(line: &str) -> Option<OffsetDateTime> {
+    parse_time(line.split_whitespace().next()?)
+}
+
+pub fn now() -> OffsetDateTime {
+    OffsetDateTime::from(SystemTime::now())
+}
+
+/// A compact view of a status document for failure messages.
+pub fn summarize_status(body: &str) -> String {
+    let Ok(doc) = serde_json::from_str::<Value>(body) else {
+        return body.chars().take(2000).collect();
+    };
+    let mut out = format!(
+        "generation={} valid={} errors={}\n",
+        doc["generation"], doc["valid"], doc["errors"]
+    );
+    for s in doc["servers"].as_array().into_iter().flatten() {
+        let conds: Vec<String> = s["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["status"] == "True")
+            .map(|c| format!("{}:{}", c["type"], c["reason"]))
+            .collect();
+        out += &format!(
+            "{} agentUp={} {}\n",
+            s["name"],
+            s["agentUp"],
+            conds.join(" ")
+        );
+        for v in s["services"].as_array().into_iter().flatten() {
+            let conds: Vec<String> = v["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|c| c["status"] == "True")
+                .map(|c| format!("{}:{} {}", c["type"], c["reason"], c["message"]))
+                .collect();
+            out += &format!(
+                "  {} port={} desired={} installed={} healthy={} status={} {}\n",
+                v["kind"],
+                v["port"],
+                v["desired"],
+                v["installed"],
+                v["healthy"],
+                v["status"],
+                conds.join(" ")
+            );
+        }
+    }
+    out
+}
+
+// ----- TLS and HTTP -----
+
+/// `GET path` over TLS with `tls` to `addr`, verifying the server as `server_name`.
+pub fn https_get(
+    tls: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    server_name: &str,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let conn = rustls::ClientConnection::new(tls, name).map_err(std::io::Error::other)?;
+    let sock = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    sock.set_read_timeout(Some(Duration::from_secs(15)))?;
+    sock.set_write_timeout(Some(Duration::from_secs(15)))?;
+    let mut stream = rustls::StreamOwned::new(conn, sock);
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n"
+    )?;
+    stream.flush()?;
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // A peer that closes without close_notify after a complete response.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    parse_http(&raw)
+}
+
+/// Status code and body of a complete HTTP/1.x response (chunked bodies are decoded).
+pub fn parse_http(raw: &[u8]) -> std::io::Result<(u16, String)> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:.200}")))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status code: {head:.200}")))?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((code, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+// ----- processes and files -----
+
+pub fn signal(pid: i32, sig: Signal) {
+    if let Some(pid) = Pid::from_raw(pid) {
+        let _ = kill_process(pid, sig);
+    }
+}
+
+pub fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            // State is the field after the parenthesised command name.
+            let state = s
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start())
+                .unwrap_or("");
+            !state.starts_with('Z') && !state.starts_with('X')
+        })
+        .unwrap_or(false)
+}
+
+fn kill_all(procs: &[Proc]) {
+    for p in procs {
+        signal(p.pid, Signal::KILL);
+    }
+}
+
+fn describe(procs: &[Proc]) -> String {
+    procs
+        .iter()
+        .map(|p| format!("  {} {}", p.pid, p.args.join(" ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for entry in fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub fn append_file(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open")
+}
+
+/// p-th percentile (0..=100) of samples, nearest rank.
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * s.len() as f64).ceil().max(1.0) as usize;
+    s[rank.min(s.len()) - 1]
+}
