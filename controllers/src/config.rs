@@ -63,8 +63,6 @@ pub struct ControllersConfig {
     pub per_server: usize,
     /// Recorded by the agent as the installer of each service.
     pub installed_by: String,
-    /// Lifetime of generated server certificates; renewed when a third is left.
-    pub certificate_lifetime: Duration,
 }
 
 impl fmt::Debug for ControllersConfig {
@@ -77,7 +75,6 @@ impl fmt::Debug for ControllersConfig {
             .field("max_concurrent", &self.max_concurrent)
             .field("per_server", &self.per_server)
             .field("installed_by", &self.installed_by)
-            .field("certificate_lifetime", &self.certificate_lifetime)
             .finish_non_exhaustive()
     }
 }

@@ -358,7 +358,6 @@ pub(crate) fn fixture_with(servers: &[(&str, &[&str])], certificate: &str, dir: 
         max_concurrent: 8,
         per_server: 2,
         installed_by: "steward-test".into(),
-        certificate_lifetime: Duration::from_secs(90 * 24 * 3600),
     };
     let registry = Registry::new();
     let prober = Arc::new(FakeProber::default());

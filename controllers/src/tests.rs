@@ -294,7 +294,6 @@ fn construction_checks_roots_limits_and_single_registration() {
         max_concurrent: 4,
         per_server: 2,
         installed_by: "steward".into(),
-        certificate_lifetime: Duration::from_secs(86400),
     };
     let registry = prometheus::Registry::new();
     assert!(Controllers::new(config.clone(), &registry).is_ok());

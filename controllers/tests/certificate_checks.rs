@@ -289,7 +289,6 @@ async fn each_broken_certificate_stops_at_its_own_reason_and_good_ones_are_insta
             max_concurrent: 8,
             per_server: 2,
             installed_by: "steward-cert-test".into(),
-            certificate_lifetime: Duration::from_secs(86_400),
         },
         &registry,
     )

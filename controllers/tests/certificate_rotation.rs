@@ -275,7 +275,6 @@ async fn scenario() {
             per_server: 2,
             installed_by: "steward-rotation-test".into(),
             // Ignored: the lifetime comes from certificateAuthority.duration.
-            certificate_lifetime: Duration::from_secs(90 * 24 * 3600),
         },
         &registry,
     )

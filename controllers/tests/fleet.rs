@@ -312,7 +312,6 @@ async fn scenario() {
         max_concurrent: 8,
         per_server: 2,
         installed_by: "steward-fleet-test".into(),
-        certificate_lifetime: Duration::from_secs(30 * 24 * 3600),
     };
     let controllers = Controllers::new(config, &registry).unwrap();
     let store = controllers.store();

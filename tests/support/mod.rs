@@ -36,6 +36,38 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The binary the labs run: a hard link to [`BIN`] taken once per test process, so that
+/// a concurrent `cargo build` replacing `target/*/steward` cannot change (or briefly
+/// remove) the binary under a running test. Links of finished test processes are removed.
+pub fn binary() -> &'static Path {
+    static LINK: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LINK.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let _ = fs::create_dir_all(base);
+        for entry in fs::read_dir(base).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("steward-e2e-"))
+                .and_then(|p| p.parse::<i32>().ok());
+            if pid.is_some_and(|p| !alive(p)) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = base.join(format!("steward-e2e-{}", std::process::id()));
+        let _ = fs::create_dir_all(&dir);
+        let link = dir.join("steward");
+        let _ = fs::remove_file(&link);
+        for _ in 0..50 {
+            if fs::hard_link(BIN, &link).is_ok() || fs::copy(BIN, &link).is_ok() {
+                return link;
+            }
+            std::thread::sleep(Duration::from_millis(200)); // being rebuilt right now
+        }
+        PathBuf::from(BIN)
+    })
+}
+
 /// The repository's example deployment, which every lab starts from.
 pub fn example_desired_state() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../desired-state")
@@ -170,7 +202,21 @@ impl Lab {
         } else {
             (self.desired.clone(), self.state.clone())
         };
-        let child = Command::new(BIN)
+        // The addresses must be free: another process there would answer in our place
+        // (another run of the same test, or someone's lab on the same 127.0.N.x).
+        for addr in [
+            self.api,
+            SocketAddr::new(IpAddr::V4(self.address_of(1)), 7443),
+            SocketAddr::new(IpAddr::V4(self.address_of(2)), 7443),
+        ] {
+            if let Err(e) = std::net::TcpListener::bind(addr) {
+                panic!(
+                    "{addr} is taken by another process ({e}): lab {} cannot run",
+                    self.n
+                );
+            }
+        }
+        let child = Command::new(binary())
             .current_dir(self.root_path.as_path())
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
@@ -192,9 +238,27 @@ impl Lab {
             .spawn()
             .expect("cannot start steward run --lab");
         self.child = Some(child);
-        self.wait_until("the daemon's API to answer", DEADLINE, || {
-            self.try_get("/healthz").ok().filter(|(s, _)| *s == 200)
-        });
+        // Ours must be the daemon that answers: it is still running and its CA exists.
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("wait") {
+                self.child = None;
+                panic!(
+                    "steward run --lab exited with {status} before its API answered\n{}",
+                    self.log_tail(30)
+                );
+            }
+            let answered = self.try_get("/healthz").is_ok_and(|(s, _)| s == 200);
+            if answered && self.state.join("ca").join("ca.pem").exists() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon's API did not answer within {DEADLINE:?}\n{}",
+                self.log_tail(30)
+            );
+            std::thread::sleep(POLL);
+        }
     }
 
     pub fn daemon_pid(&self) -> Option<i32> {

@@ -236,6 +236,22 @@ impl LabService {
 /// Binds the ports from `args` and serves until `shutdown` resolves; the entry point of
 /// `steward lab-service`.
 pub async fn run(args: LabServiceArgs, shutdown: impl Future<Output = ()>) -> Result<(), LabError> {
+    // The agent sends SIGHUP after pushing new connection strings or a new certificate.
+    // SIGHUP's default action ends the process, so take it over before anything else, for
+    // every kind (HL7 has no certificate watcher that would otherwise claim it): connection
+    // strings are re-read on each request, and the certificate watcher reloads on its own.
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangup) => {
+            tokio::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    tracing::debug!("SIGHUP: configuration is re-read on use");
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; a reload signal would stop this service")
+        }
+    }
     LabService::bind(args).await?.serve(shutdown).await
 }
 

@@ -108,14 +108,13 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         ControllersConfig {
             ca: Some(Arc::clone(&ca)),
             agent_tls,
-            probe_roots: vec![ca.cert_pem().to_owned()],
+            probe_roots: probe_roots(&watch_handle, &ca).await,
             endpoints,
             resync: args.resync,
             agent_timeout: Duration::from_secs(5),
             max_concurrent: 16,
             per_server: 4,
             installed_by: "steward".to_owned(),
-            certificate_lifetime: Duration::from_secs(90 * 24 * 3600),
         },
         &registry,
     )?;
@@ -182,6 +181,34 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     let _ = http.await;
     let _ = watch_task.await;
     Ok(())
+}
+
+/// The CAs trusted when probing services: the steward CA, plus (from the first desired
+/// state) `certificateAuthority.certFile` and `trust`, which issued third-party server
+/// certificates. Read once at start: a change of these files needs a daemon restart.
+async fn probe_roots(watch: &WatchHandle, ca: &CertificateAuthority) -> Vec<String> {
+    let mut roots = vec![ca.cert_pem().to_owned()];
+    let mut status = watch.status();
+    let _ = status.wait_for(|s| s.attempts > 0).await;
+    let Some(desired) = watch.current() else {
+        return roots;
+    };
+    let dir = watch.current_status().directory;
+    let authority = &desired.snapshot.installation.certificate_authority;
+    for file in authority.cert_file.iter().chain(&authority.trust) {
+        let path = if file.is_absolute() {
+            file.clone()
+        } else {
+            dir.join(file)
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(pem) => roots.push(pem),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read a trusted CA; probes of certificates it issued will fail")
+            }
+        }
+    }
+    roots
 }
 
 /// The directory to watch: the one given, `./desired-state`, or the bundled example.

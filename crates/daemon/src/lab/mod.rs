@@ -191,12 +191,69 @@ impl LabFleet {
             }
         }
         self.agents.clear();
+        self.reap_orphans(grace).await;
+    }
+
+    /// Services whose agent died (killed, crashed) are nobody's children any more and
+    /// would outlive the lab. Find them by the lab's state directory on their command line
+    /// and stop them too.
+    async fn reap_orphans(&self, grace: Duration) {
+        let marker = self.state_dir.to_string_lossy().into_owned();
+        let orphans = processes_mentioning(&marker);
+        if orphans.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            count = orphans.len(),
+            "stopping lab services left behind by a dead agent"
+        );
+        for pid in &orphans {
+            signal_pid(*pid, Signal::TERM);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            if orphans.iter().all(|pid| !alive(*pid)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for pid in orphans {
+            signal_pid(pid, Signal::KILL);
+        }
     }
 }
 
 fn signal(child: &Child, sig: Signal) {
     if let Some(pid) = child.id().and_then(|p| Pid::from_raw(p as i32)) {
         let _ = kill_process_group(pid, sig);
+    }
+}
+
+/// Processes (other than this one) whose command line contains `marker`.
+fn processes_mentioning(marker: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(marker))
+        })
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still has a /proc entry; its state letter says it is gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !matches!(stat.rsplit(')').next().map(str::trim_start), Some(s) if s.starts_with('Z')))
+}
+
+fn signal_pid(pid: i32, sig: Signal) {
+    if let Some(pid) = Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, sig);
     }
 }
 
