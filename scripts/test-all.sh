@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine, then runs every test.
 # Usage: scripts/test-all.sh            (as root, or with sudo available)
-# CI=true makes a missing peer a failure instead of an attempted install.
+# Missing packages are installed first. Tests that need a peer fail (never skip) when it is
+# missing and CI=true; without CI they skip with a printed reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the test suite uses (peer servers and tools the tests start themselves).
 PACKAGES=(openssl ca-certificates
+  git                     # the end-to-end tests commit to a desired-state repository
   prometheus              # prometheus + promtool: alert rules, /metrics lint, dashboard PromQL
   chromium chromium-driver  # headless browser + chromedriver: the System Health page
 )

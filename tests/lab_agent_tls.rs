@@ -18,7 +18,7 @@ fn agent_refuses_clients_without_a_steward_certificate() {
     let ca_pem = lab.ca_pem();
 
     // No client certificate at all: the handshake or the first request fails.
-    let anonymous = Arc::new(steward_pki::client_config(&[ca_pem.clone()]).unwrap());
+    let anonymous = Arc::new(steward_pki::client_config(std::slice::from_ref(&ca_pem)).unwrap());
     match https_get(anonymous, addr, &name, "/v1/host") {
         Err(_) => {}
         Ok((code, body)) => panic!("served without a client certificate: {code} {body}"),

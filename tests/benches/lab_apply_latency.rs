@@ -9,8 +9,10 @@
 //!   and it is acting) — the figure the goal (p99 <= 1 s) is about;
 //! * `reinstalled`: the agent's log line `service installed service=EMPI ...
 //!   outcome=Reinstalled` (new process started on the new port).
+//!
 //! Both are time stamps written by the agent on this machine's clock. Between saves the
 //! bench waits for the daemon to report convergence, so each save starts from idle.
+//!
 //! Run: cargo bench -p steward-daemon --bench lab_apply_latency
 
 #[path = "../support/mod.rs"]

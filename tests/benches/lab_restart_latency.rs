@@ -8,6 +8,7 @@
 //! * `healthy`: the `lastTransitionTime` of the service's `Ready=True` condition in the
 //!   daemon's status (the daemon's health test passed again) — the figure the goal
 //!   (<= 5 s) is about.
+//!
 //! Both are time stamps taken by steward itself on this machine's clock, so polling
 //! granularity does not enter the figures. Run: cargo bench -p steward-daemon --bench
 //! lab_restart_latency

@@ -2,8 +2,11 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// A token cancelled on the first SIGINT or SIGTERM. A second signal exits at once, so a
-/// stuck shutdown can always be interrupted.
+/// A token cancelled on the first SIGINT or SIGTERM. Later signals are noted and
+/// otherwise ignored: every shutdown step has its own deadline, and exiting early would
+/// strand what the daemon started (lab agents and their services run in process groups of
+/// their own, which an abrupt exit does not reach). `timeout(1)` and service managers
+/// often send SIGTERM twice.
 pub fn shutdown_token() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
@@ -16,16 +19,16 @@ pub fn shutdown_token() -> CancellationToken {
                     return;
                 }
             };
-        for n in 0.. {
+        for n in 0u32.. {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
             if n == 0 {
-                tracing::info!("shutting down (signal received; send again to exit at once)");
+                tracing::info!("shutting down (signal received)");
                 trigger.cancel();
             } else {
-                std::process::exit(130);
+                tracing::info!("already shutting down; every step has a deadline");
             }
         }
     });

@@ -21,7 +21,11 @@ pub(super) fn compile(
     let installation = &inst.value;
     unique_hostnames(&drafts, report);
     placement(installation, &drafts, report);
-    prerequisites(&drafts, report);
+    // A Server that failed to parse may hold the prerequisite; claiming it missing would
+    // send the reader after the wrong problem.
+    if !servers_unparsed {
+        prerequisites(&drafts, report);
+    }
     certificates(installation, &drafts, report);
     install_type(inst, install_type_pos, &drafts, report);
     if drafts.is_empty() && !servers_unparsed {
