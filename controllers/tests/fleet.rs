@@ -16,7 +16,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use steward_agent::api::ServiceStatus;
 use steward_agent::{AgentClient, AgentConfig, AgentServer, DriverConfig};
 use steward_controllers::{
@@ -30,96 +29,14 @@ use steward_pki::CertificateAuthority;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+mod support;
+
 const TEST_NAME: &str = "fleet_converges_repairs_and_degrades";
 /// Generous: two cores shared with a parallel build.
 const PATIENCE: Duration = Duration::from_secs(90);
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("lab-service") {
-        return lab_service(&args[1..]);
-    }
-    if args.iter().any(|a| a == "--list") {
-        println!("{TEST_NAME}: test");
-        return ExitCode::SUCCESS;
-    }
-    // Like libtest: a name filter that does not match skips the test.
-    let filters: Vec<&String> = args[1..].iter().filter(|a| !a.starts_with('-')).collect();
-    if !filters.is_empty() && !filters.iter().any(|f| TEST_NAME.contains(f.as_str())) {
-        println!("\ntest result: ok. 0 passed; 0 failed; 1 filtered out\n");
-        return ExitCode::SUCCESS;
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "steward_controllers=info,warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    println!("\nrunning 1 test");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runtime.block_on(scenario());
-    }));
-    drop(runtime);
-    match outcome {
-        Ok(()) => {
-            println!("test {TEST_NAME} ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored\n");
-            ExitCode::SUCCESS
-        }
-        Err(_) => {
-            println!(
-                "test {TEST_NAME} ... FAILED\n\ntest result: FAILED. 0 passed; 1 failed; 0 ignored\n"
-            );
-            ExitCode::FAILURE
-        }
-    }
-}
-
-#[derive(Parser)]
-struct LabCli {
-    #[command(flatten)]
-    args: steward_lab::LabServiceArgs,
-}
-
-/// The lab service the agents start (`PROGRAM lab-service --kind K ...`).
-fn lab_service(args: &[String]) -> ExitCode {
-    let cli = LabCli::parse_from(args);
-    let parent = std::os::unix::process::parent_id();
-    std::thread::spawn(move || loop {
-        // Orphaned (the test process died): nobody will stop us, so stop.
-        if std::os::unix::process::parent_id() != parent {
-            std::process::exit(0);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let served = runtime.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        let stop = async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        };
-        steward_lab::run(cli.args, stop).await
-    });
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("lab service: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    support::harness::main(TEST_NAME, scenario)
 }
 
 struct Agent {
