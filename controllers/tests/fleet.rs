@@ -114,12 +114,8 @@ spec:
         .unwrap_or_else(|| panic!("invalid desired state: {:?}", compiled.diagnostics))
 }
 
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let started = tokio::time::Instant::now();
-    while !done() {
-        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn eventually(what: &str, done: impl FnMut() -> bool) {
+    support::harness::eventually(PATIENCE, what, done).await;
 }
 
 fn service<'a>(status: &'a FleetStatus, server: &str, kind: ServiceKind) -> &'a ServiceHealth {

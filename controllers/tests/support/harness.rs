@@ -97,3 +97,13 @@ fn lab_service(args: &[String]) -> ExitCode {
         }
     }
 }
+
+/// Poll `done` until it holds; a test fails only when the fleet never gets there within
+/// `patience` (generous: two cores shared with builds), never because it was slow.
+pub async fn eventually(patience: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = tokio::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < patience, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
