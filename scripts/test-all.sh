@@ -6,24 +6,35 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the test suite uses (peer servers and tools the tests start themselves).
-PACKAGES=(openssl ca-certificates
-  git                     # the end-to-end tests commit to a desired-state repository
-  prometheus              # prometheus + promtool: alert rules, /metrics lint, dashboard PromQL
-  chromium chromium-driver  # headless browser + chromedriver: the System Health page
+# Peers and tools the test suite uses, one group per peer: "name: packages". Each group is
+# installed (when missing) and timed on its own, so a slow install shows up by name.
+PEERS=(
+  "tools: openssl ca-certificates git"            # git: e2e tests commit to a desired-state repo
+  "prometheus: prometheus"                        # prometheus + promtool: rules, /metrics lint, PromQL
+  "chromium: chromium chromium-driver"            # headless browser + chromedriver: the System Health page
 )
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+updated=""
+for group in "${PEERS[@]}"; do
+  name=${group%%:*}
+  missing=()
+  for pkg in ${group#*:}; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "peer $name: already installed (0 s)"
+    continue
+  fi
+  started=$(date +%s)
+  if [ -z "$updated" ]; then
+    $SUDO apt-get update -qq
+    updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "peer $name: installed ${missing[*]} in $(( $(date +%s) - started )) s"
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
 
 export CARGO_TERM_COLOR=never
 log=$(mktemp)
