@@ -1,6 +1,10 @@
 //! The `steward` binary: one entry point for the validator, the planner, the daemon, the
 //! agent and the lab services. Each subcommand lives in its own module under `cmd/`; this
 //! file only parses arguments and maps results to exit codes.
+//!
+//! Exit codes of the short-lived commands are documented in their `--help`; every one of
+//! them ends with 141 (128 + SIGPIPE, as a shell reports `yes | head -1`) and prints
+//! nothing when the reader of its output goes away (`steward status | head -1`).
 
 mod api;
 mod cmd;
@@ -24,8 +28,14 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Log format of long-running commands.
-    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Human)]
+    /// Log format of long-running commands; the lab's agents and services inherit it.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = logging::LOG_FORMAT_ENV,
+        default_value_t = logging::LogFormat::Human
+    )]
     log_format: logging::LogFormat,
 }
 
@@ -37,7 +47,7 @@ enum Command {
     Plan(cmd::plan::Args),
     /// Run the daemon: watch the desired state and drive the fleet toward it.
     Run(cmd::run::Args),
-    /// Print the status of a running daemon.
+    /// Print the status of a running daemon; exit 0 healthy, 3 degraded, 1 unreachable.
     Status(cmd::status::Args),
     /// Print the JSON Schema of desired-state files (for editors and CI).
     Schema,
@@ -51,13 +61,23 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Child processes (the lab's agents, and their lab services) log the same way; set
+    // while this process is still single-threaded.
+    logging::pass_to_children(cli.log_format);
+    use cmd::console::exit_code;
     let code = match cli.command {
-        Command::Validate(args) => cmd::validate::run(&args),
-        Command::Plan(args) => cmd::plan::run(&args),
-        Command::Schema => cmd::schema::run(),
-        Command::Ca(args) => cmd::ca::run(&args),
+        Command::Validate(args) => exit_code("validate", cmd::validate::run(&args), 2),
+        Command::Plan(args) => exit_code("plan", cmd::plan::run(&args), 1),
+        Command::Schema => exit_code("schema", cmd::schema::run(), 1),
+        Command::Ca(args) => exit_code("ca", cmd::ca::run(&args), 1),
         Command::Run(args) => async_main(cli.log_format, cmd::run::run(args)),
-        Command::Status(args) => async_main(cli.log_format, cmd::status::run(args)),
+        Command::Status(args) => async_main(cli.log_format, async {
+            exit_code(
+                "status",
+                cmd::status::run(args).await,
+                cmd::status::UNREACHABLE,
+            )
+        }),
         Command::Agent(args) => async_main(cli.log_format, cmd::agent::run(args)),
         Command::LabService(args) => async_main(cli.log_format, cmd::lab_service::run(args)),
     };
@@ -73,7 +93,7 @@ fn async_main(
     match tokio::runtime::Runtime::new() {
         Ok(rt) => rt.block_on(command),
         Err(e) => {
-            eprintln!("steward: cannot start the async runtime: {e}");
+            tracing::error!("cannot start the async runtime: {e}");
             1
         }
     }

@@ -163,3 +163,320 @@ fn schema_is_json_schema_covering_every_kind() {
         "schema suspiciously small: {rendered} bytes"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Output, exit codes and logs: broken pipes, `steward status` against a real lab daemon,
+// log colours and formats. The daemon tests bind 127.0.202.x-127.0.204.x; run them in a
+// network namespace of their own (`unshare -n`) when others share the machine.
+mod output_and_logs {
+    use super::{bundled, copy_dir, steward, text};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Output, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// 128 + SIGPIPE, what a shell reports for `yes | head -1`.
+    const BROKEN_PIPE: i32 = 141;
+
+    /// Run steward with stdout a pipe whose reader is already gone, as in
+    /// `steward status | head -0`: the first write fails with EPIPE.
+    fn steward_into_closed_pipe(args: &[&str]) -> Output {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        Command::new(env!("CARGO_BIN_EXE_steward"))
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run steward")
+    }
+
+    fn assert_quiet_broken_pipe(out: &Output, what: &str) {
+        assert_eq!(
+            out.status.code(),
+            Some(BROKEN_PIPE),
+            "{what}: {}",
+            text(&out.stderr)
+        );
+        // Diagnostics written before the pipe broke may be there; no panic, no complaint.
+        let stderr = text(&out.stderr);
+        for noise in ["panicked", "Broken pipe", "os error 32", "backtrace"] {
+            assert!(!stderr.contains(noise), "{what}: {stderr}");
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_ends_validate_plan_schema_and_ca_quietly() {
+        let dir = bundled();
+        let dir = dir.to_str().unwrap();
+        for args in [
+            vec!["validate", dir],
+            vec!["validate", dir, "--format", "json"],
+            vec!["plan", dir],
+            vec!["plan", dir, "--json"],
+            vec!["schema"],
+        ] {
+            let out = steward_into_closed_pipe(&args);
+            assert_quiet_broken_pipe(&out, &args.join(" "));
+        }
+        let ca = tempfile::tempdir().unwrap();
+        let ca_dir = ca.path().join("ca");
+        let ca_dir = ca_dir.to_str().unwrap();
+        let init = steward(&["ca", "init", "--dir", ca_dir]);
+        assert_eq!(init.status.code(), Some(0), "{}", text(&init.stderr));
+        let out = steward_into_closed_pipe(&["ca", "export", "--dir", ca_dir]);
+        assert_quiet_broken_pipe(&out, "ca export");
+    }
+
+    #[test]
+    fn status_exits_1_when_the_daemon_cannot_be_reached() {
+        // Port 9 (discard) on loopback: nothing listens there.
+        let out = steward(&["status", "--url", "http://127.0.0.1:9"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("cannot connect"),
+            "{}",
+            text(&out.stderr)
+        );
+        let help = steward(&["status", "--help"]);
+        assert!(
+            text(&help.stdout).contains("Exit status: 0"),
+            "{}",
+            text(&help.stdout)
+        );
+    }
+
+    /// `steward run` with its stderr in a file; SIGTERM on drop.
+    struct Daemon {
+        child: Child,
+        log: PathBuf,
+    }
+
+    impl Daemon {
+        fn start(dir: &Path, tmp: &Path, extra: &[&str]) -> Self {
+            let log = tmp.join("daemon.log");
+            let child = Command::new(env!("CARGO_BIN_EXE_steward"))
+                .arg("run")
+                .args(extra)
+                .arg("--desired-state")
+                .arg(dir)
+                .arg("--state-dir")
+                .arg(tmp.join("state"))
+                .env_remove("NO_COLOR")
+                .env_remove("STEWARD_LOG_FORMAT")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("start steward run");
+            Self { child, log }
+        }
+
+        fn log(&self) -> String {
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        }
+
+        fn wait_log(&self, needle: &str) {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !self.log().contains(needle) {
+                assert!(
+                    Instant::now() < deadline,
+                    "no {needle:?} in the log:\n{}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+
+        /// SIGTERM, then the exit code.
+        fn stop(&mut self) -> Option<i32> {
+            let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            self.child.wait().ok()?.code()
+        }
+    }
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            if let Ok(None) = self.child.try_wait() {
+                self.stop();
+            }
+        }
+    }
+
+    /// Run `steward status` until `done` accepts its output, or fail after two minutes.
+    fn status_until(url: &str, daemon: &Daemon, done: impl Fn(&Output) -> bool) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let out = steward(&["status", "--url", url]);
+            if done(&out) {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "steward status never got there; last exit {:?}:\n{}{}\ndaemon log:\n{}",
+                out.status.code(),
+                text(&out.stdout),
+                text(&out.stderr),
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    #[test]
+    fn status_of_a_lab_daemon_shows_every_port_and_exits_3_when_degraded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("desired-state");
+        std::fs::create_dir_all(&dir).unwrap();
+        copy_dir(&bundled(), &dir);
+        let api = "127.0.202.1:9464";
+        let url = format!("http://{api}");
+        let daemon = Daemon::start(
+            &dir,
+            tmp.path(),
+            &[
+                "--lab",
+                "--listen",
+                api,
+                "--lab-first-address",
+                "127.0.202.11",
+            ],
+        );
+
+        // Converged: exit 0, every port of every service, aligned columns.
+        let out = status_until(&url, &daemon, |o| o.status.code() == Some(0));
+        let stdout = text(&out.stdout);
+        let line = |kind: &str| {
+            stdout
+                .lines()
+                .find(|l| l.split_whitespace().nth(1) == Some(kind))
+                .unwrap_or_else(|| panic!("no {kind} row in\n{stdout}"))
+        };
+        let admin = line("ADMIN");
+        assert!(
+            admin.contains("443, 80") && admin.contains("10443, 10080"),
+            "{stdout}"
+        );
+        assert!(line("EMERGENCY").contains("7005, 7006"), "{stdout}");
+        let header = stdout
+            .lines()
+            .find(|l| l.starts_with("SERVER") && l.contains("SERVICE"))
+            .unwrap();
+        let healthy = header.find("HEALTHY").unwrap();
+        for kind in ["PSIS", "ADMIN", "EMERGENCY", "HL7"] {
+            assert_eq!(line(kind).get(healthy..), Some("yes"), "{stdout}");
+        }
+        assert!(
+            stdout.ends_with("all 11 services installed and healthy\n"),
+            "{stdout}"
+        );
+
+        // `steward status | head -0`: quiet, 141.
+        let out = steward_into_closed_pipe(&["status", "--url", &url]);
+        assert_quiet_broken_pipe(&out, "status");
+
+        // A broken commit: the daemon keeps the last good generation, status says so and
+        // exits 3 (text and JSON alike).
+        std::fs::write(
+            dir.join("broken.yaml"),
+            "apiVersion: steward/v1\nkind: Server\n",
+        )
+        .unwrap();
+        let out = status_until(&url, &daemon, |o| o.status.code() == Some(3));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains("1 problem:\n  desired state invalid"),
+            "{stdout}"
+        );
+        let json = steward(&["status", "--url", &url, "--json"]);
+        assert_eq!(json.status.code(), Some(3));
+        let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        assert_eq!(doc["valid"], false);
+    }
+
+    #[test]
+    fn daemon_logs_to_a_file_without_colour_and_ends_with_a_readable_summary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut daemon = Daemon::start(
+            &bundled().canonicalize().unwrap(),
+            tmp.path(),
+            &["--listen", "127.0.203.1:9464"],
+        );
+        daemon.wait_log("API and dashboard on");
+        assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+        let log = daemon.log();
+        assert!(
+            !log.contains('\u{1b}'),
+            "ANSI escapes in a log file:\n{log}"
+        );
+        assert!(log.contains("controllers stopped"), "{log}");
+        assert!(
+            log.lines()
+                .any(|l| l.contains("controller stopped:") && l.contains("reconciles succeeded")),
+            "{log}"
+        );
+        for debug in ["RunReport {", "RunSummary {", "Shutdown }"] {
+            assert!(
+                !log.contains(debug),
+                "Rust Debug output {debug:?} in\n{log}"
+            );
+        }
+    }
+
+    /// Every line of the daemon, its lab agents and their lab services is one JSON object.
+    #[test]
+    fn json_log_format_covers_the_daemon_and_everything_the_lab_starts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let api = "127.0.204.1:9464";
+        let mut daemon = Daemon::start(
+            &bundled().canonicalize().unwrap(),
+            tmp.path(),
+            &[
+                "--log-format",
+                "json",
+                "--lab",
+                "--listen",
+                api,
+                "--lab-first-address",
+                "127.0.204.11",
+            ],
+        );
+        status_until(&format!("http://{api}"), &daemon, |o| {
+            o.status.code() == Some(0)
+        });
+        assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+
+        let mut logs = vec![(daemon.log.clone(), daemon.log())];
+        let lab = tmp.path().join("state/lab");
+        for server in std::fs::read_dir(&lab).unwrap() {
+            let server = server.unwrap().path();
+            let agent = server.join("agent.log");
+            logs.push((agent.clone(), std::fs::read_to_string(&agent).unwrap()));
+            for service in std::fs::read_dir(server.join("state/services")).unwrap() {
+                let path = service.unwrap().path().join("service.log");
+                // The agent's own notes about the process ([steward-agent ...]) are the
+                // service's install log, not log lines of a steward process.
+                let lines: String = std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .filter(|l| !l.starts_with("[steward-agent "))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                logs.push((path, lines));
+            }
+        }
+        assert!(logs.len() > 3, "no lab logs found under {}", lab.display());
+        for (path, content) in logs {
+            assert!(!content.is_empty(), "{} is empty", path.display());
+            for line in content.lines() {
+                let doc: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", path.display()));
+                assert!(
+                    doc["level"].is_string() && doc["message"].is_string(),
+                    "{}: {line}",
+                    path.display()
+                );
+            }
+        }
+    }
+}

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use steward_pki::CertificateAuthority;
 
+use super::console::{err_line, out, OutputError};
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -33,25 +35,44 @@ enum CaCommand {
     },
 }
 
-pub fn run(args: &Args) -> u8 {
+pub fn run(args: &Args) -> Result<u8, OutputError> {
     match execute(args) {
-        Ok(()) => 0,
+        Ok(Done { output, note }) => {
+            out(output)?;
+            if !note.is_empty() {
+                err_line(note)?;
+            }
+            Ok(0)
+        }
         Err(e) => {
-            eprintln!("steward ca: {e}");
-            1
+            err_line(format_args!("steward ca: {e}"))?;
+            Ok(1)
         }
     }
 }
 
-fn execute(args: &Args) -> Result<(), steward_pki::PkiError> {
+/// What a subcommand prints: its output (stdout) and a note about what it did (stderr).
+#[derive(Default)]
+struct Done {
+    output: String,
+    note: String,
+}
+
+fn execute(args: &Args) -> Result<Done, steward_pki::PkiError> {
     match &args.command {
         CaCommand::Init => {
             let ca = CertificateAuthority::init(&args.dir)?;
-            eprintln!("created the steward CA in {}", ca.dir().display());
+            Ok(Done {
+                note: format!("created the steward CA in {}", ca.dir().display()),
+                ..Done::default()
+            })
         }
         CaCommand::Export => {
             let ca = CertificateAuthority::load(&args.dir)?;
-            print!("{}", ca.cert_pem());
+            Ok(Done {
+                output: ca.cert_pem().to_owned(),
+                ..Done::default()
+            })
         }
         CaCommand::IssueAgent { hostname, ips, out } => {
             let ca = CertificateAuthority::load(&args.dir)?;
@@ -61,14 +82,16 @@ fn execute(args: &Args) -> Result<(), steward_pki::PkiError> {
             })?;
             let issued = ca.issue_agent(hostname, ips)?;
             let (cert, key) = issued.write_pair(out, "agent")?;
-            eprintln!(
-                "issued {} (thumbprint {}) -> {} and {}",
-                hostname,
-                issued.sha1_thumbprint,
-                cert.display(),
-                key.display()
-            );
+            Ok(Done {
+                note: format!(
+                    "issued {} (thumbprint {}) -> {} and {}",
+                    hostname,
+                    issued.sha1_thumbprint,
+                    cert.display(),
+                    key.display()
+                ),
+                ..Done::default()
+            })
         }
     }
-    Ok(())
 }

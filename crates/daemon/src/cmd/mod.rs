@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod ca;
+pub mod console;
 pub mod daemon_client;
 pub mod lab_service;
 pub mod plan;

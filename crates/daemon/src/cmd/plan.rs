@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use steward_model::plan::{plan, Observed};
 use steward_model::validate_dir;
 
+use super::console::{err_line, out, out_line, OutputError};
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The desired-state directory.
@@ -21,31 +23,31 @@ pub struct Args {
     url: String,
 }
 
-pub fn run(args: &Args) -> u8 {
+pub fn run(args: &Args) -> Result<u8, OutputError> {
     let dir = super::desired_state_dir(&args.dir);
     let compiled = match validate_dir(&dir) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("steward plan: {e}");
-            return 1;
+            err_line(format_args!("steward plan: {e}"))?;
+            return Ok(1);
         }
     };
     for d in &compiled.diagnostics {
-        eprintln!("{d}");
+        err_line(d)?;
     }
     let Some(snapshot) = compiled.snapshot else {
-        eprintln!(
+        err_line(format_args!(
             "steward plan: {} is invalid; fix the errors above (nothing planned)",
             dir.display()
-        );
-        return 1;
+        ))?;
+        return Ok(1);
     };
     let observed = if args.live {
         match live_observed(&args.url) {
             Ok(o) => o,
             Err(e) => {
-                eprintln!("steward plan --live: {e}");
-                return 1;
+                err_line(format_args!("steward plan --live: {e}"))?;
+                return Ok(1);
             }
         }
     } else {
@@ -54,20 +56,16 @@ pub fn run(args: &Args) -> u8 {
     let plan = plan(&snapshot, &observed);
     if args.json {
         match serde_json::to_string_pretty(&plan) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => out_line(s)?,
             Err(e) => {
-                eprintln!("steward plan: {e}");
-                return 1;
+                err_line(format_args!("steward plan: {e}"))?;
+                return Ok(1);
             }
         }
     } else {
-        print!("{}", plan.render_text());
+        out(plan.render_text())?;
     }
-    if plan.has_changes() {
-        2
-    } else {
-        0
-    }
+    Ok(if plan.has_changes() { 2 } else { 0 })
 }
 
 /// The fleet as the daemon last observed it (`GET /api/v1/observed`).

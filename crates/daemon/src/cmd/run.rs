@@ -173,7 +173,16 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     });
 
     let report = controllers.run(desired_rx, shutdown.clone()).await;
-    tracing::info!(?report, "controllers stopped");
+    // Each controller logged its own summary as it stopped; this is the total.
+    let all = [report.servers, report.certificates, report.services];
+    let failed: usize = all.iter().map(|s| s.failed).sum();
+    let abandoned: usize = all.iter().map(|s| s.abandoned).sum();
+    tracing::info!(
+        reconciles = all.iter().map(|s| s.finished()).sum::<usize>(),
+        failed,
+        abandoned,
+        "controllers stopped"
+    );
     if let Some(fleet) = lab_fleet {
         fleet.lock().await.shutdown(Duration::from_secs(8)).await;
         tracing::info!("lab stopped");

@@ -1,15 +1,17 @@
 //! `steward schema`: the JSON Schema of desired-state documents.
 
-pub fn run() -> u8 {
+use super::console::{err_line, out_line, OutputError};
+
+pub fn run() -> Result<u8, OutputError> {
     let schema = steward_model::schema::desired_state_schema();
     match serde_json::to_string_pretty(&schema) {
         Ok(s) => {
-            println!("{s}");
-            0
+            out_line(s)?;
+            Ok(0)
         }
         Err(e) => {
-            eprintln!("steward schema: {e}");
-            1
+            err_line(format_args!("steward schema: {e}"))?;
+            Ok(1)
         }
     }
 }

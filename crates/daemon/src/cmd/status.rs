@@ -1,31 +1,58 @@
 //! `steward status [--url URL] [--json]`: the status of a running daemon.
+//!
+//! The exit code answers "is everything as declared?" for scripts and monitoring, as
+//! `systemctl is-active` and Nagios plugins do: 0 when every declared service is installed
+//! and healthy on a reachable agent under a valid, applied desired state; 3 otherwise (the
+//! problems are listed); 1 when the daemon cannot be asked; 2 for usage errors.
+
+mod table;
 
 use serde_json::Value;
 
+use super::console::{err_line, out, out_line, OutputError};
+use table::Table;
+
+/// Everything declared is installed, healthy and applied.
+pub const HEALTHY: u8 = 0;
+/// The daemon could not be reached or gave no status document.
+pub const UNREACHABLE: u8 = 1;
+/// The daemon answered, and something is down, missing, invalid or not applied yet.
+pub const DEGRADED: u8 = 3;
+
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 everything declared is installed and healthy; \
+3 degraded (a service down or not installed, an agent unreachable, the desired state \
+invalid or not applied yet); 1 the daemon cannot be reached; 2 usage error."
+)]
 pub struct Args {
     /// The daemon's HTTP address.
     #[arg(long, default_value = super::daemon_client::DEFAULT_URL)]
     url: String,
-    /// Print the raw status document.
+    /// Print the raw status document (the exit status is the same).
     #[arg(long)]
     json: bool,
 }
 
-pub async fn run(args: Args) -> u8 {
+pub async fn run(args: Args) -> Result<u8, OutputError> {
     let doc: Value = match super::daemon_client::get_json(&args.url, "/api/v1/status").await {
         Ok(doc) => doc,
         Err(e) => {
-            eprintln!("steward status: {e}");
-            return 1;
+            err_line(format_args!("steward status: {e}"))?;
+            return Ok(UNREACHABLE);
         }
     };
+    let problems = problems(&doc);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        out_line(serde_json::to_string_pretty(&doc).unwrap_or_default())?;
     } else {
-        print!("{}", render(&doc));
+        out(render(&doc, &problems))?;
     }
-    0
+    Ok(if problems.is_empty() {
+        HEALTHY
+    } else {
+        DEGRADED
+    })
 }
 
 fn yes_no(v: &Value) -> &'static str {
@@ -36,36 +63,178 @@ fn yes_no(v: &Value) -> &'static str {
     }
 }
 
-/// A terminal summary: desired state, then one line per server and service.
-fn render(doc: &Value) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
+fn name(v: &Value) -> String {
+    printable(v.as_str().unwrap_or("?"))
+}
+
+/// Text from the daemon as it may be shown on a terminal: control characters (an escape
+/// sequence in an error message) become `?`.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// `443, 80`, or `-` for none.
+fn port_list(v: &Value) -> String {
+    let ports: Vec<String> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(Value::to_string)
+        .collect();
+    if ports.is_empty() {
+        "-".to_owned()
+    } else {
+        ports.join(", ")
+    }
+}
+
+/// A service's declared ports; older daemons sent only `port`.
+fn declared_ports(svc: &Value) -> String {
+    if svc["ports"].as_array().is_some_and(|p| !p.is_empty()) {
+        port_list(&svc["ports"])
+    } else if svc["port"].is_u64() {
+        svc["port"].to_string()
+    } else {
+        "-".to_owned()
+    }
+}
+
+/// The Ready condition's reason and message, for saying why a service is not healthy.
+fn ready_reason(svc: &Value) -> Option<String> {
+    let ready = svc["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?;
+    let reason = ready["reason"].as_str().unwrap_or_default();
+    let message = ready["message"].as_str().unwrap_or_default();
+    Some(printable(&match (reason.is_empty(), message.is_empty()) {
+        (true, _) => return None,
+        (false, true) => reason.to_owned(),
+        (false, false) => format!("{reason}: {message}"),
+    }))
+}
+
+/// Everything that keeps the fleet from being as declared, one line each. Services the
+/// files no longer declare (left installed because `prune` is off) are not problems.
+fn problems(doc: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if doc["valid"] != Value::Bool(true) {
+        let errors = doc["errors"].as_array().map_or(0, Vec::len);
+        out.push(format!(
+            "desired state invalid ({errors} error{}); generation {} stays live",
+            if errors == 1 { "" } else { "s" },
+            doc["generation"]
+        ));
+    }
+    if let (Some(observed), Some(generation)) = (
+        doc["observedGeneration"].as_u64(),
+        doc["generation"].as_u64(),
+    ) {
+        if observed < generation {
+            out.push(format!(
+                "generation {generation} not applied yet (controllers at {observed})"
+            ));
+        }
+    }
+    for server in doc["servers"].as_array().into_iter().flatten() {
+        let server_name = name(&server["name"]);
+        if server["agentUp"] != Value::Bool(true) {
+            out.push(format!("{server_name}: agent not reachable"));
+        }
+        for svc in server["services"].as_array().into_iter().flatten() {
+            if svc["desired"] == Value::Bool(false) {
+                continue;
+            }
+            let what = format!("{server_name} {}", name(&svc["kind"]));
+            let why = ready_reason(svc)
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            if svc["installed"] != Value::Bool(true) {
+                out.push(format!("{what}: not installed{why}"));
+            } else if svc["healthy"] != Value::Bool(true) {
+                out.push(format!("{what}: not healthy{why}"));
+            }
+        }
+    }
+    out
+}
+
+/// A terminal summary: desired state, servers, services (all their ports, declared and
+/// listened on), then the problems or the all-clear.
+fn render(doc: &Value, problems: &[String]) -> String {
+    let mut out = format!(
         "desired state: generation {} ({})\n",
         doc["generation"],
-        if doc["valid"].as_bool() == Some(true) {
+        if doc["valid"] == Value::Bool(true) {
             "valid"
         } else {
             "INVALID"
         }
-    ));
+    );
     for e in doc["errors"].as_array().into_iter().flatten() {
-        out.push_str(&format!("  {}\n", e.as_str().unwrap_or_default()));
-    }
-    for server in doc["servers"].as_array().into_iter().flatten() {
         out.push_str(&format!(
-            "server {} ({}): agent up {}\n",
-            server["name"].as_str().unwrap_or("?"),
-            server["hostname"].as_str().unwrap_or("?"),
-            yes_no(&server["agentUp"])
+            "  {}\n",
+            printable(e.as_str().unwrap_or_default())
         ));
+    }
+    let servers: Vec<&Value> = doc["servers"].as_array().into_iter().flatten().collect();
+    let mut agents = Table::new(&["SERVER", "HOSTNAME", "AGENT UP"]);
+    let mut services = Table::new(&[
+        "SERVER",
+        "SERVICE",
+        "PORTS",
+        "LISTENS ON",
+        "INSTALLED",
+        "HEALTHY",
+    ]);
+    let mut count = 0;
+    for server in &servers {
+        agents.row(vec![
+            name(&server["name"]),
+            name(&server["hostname"]),
+            yes_no(&server["agentUp"]).to_owned(),
+        ]);
         for svc in server["services"].as_array().into_iter().flatten() {
-            out.push_str(&format!(
-                "  {:<10} port {:<6} installed {:<7} healthy {}\n",
-                svc["kind"].as_str().unwrap_or("?"),
-                svc["port"],
-                yes_no(&svc["installed"]),
-                yes_no(&svc["healthy"])
-            ));
+            count += 1;
+            let kind = if svc["desired"] == Value::Bool(false) {
+                format!("{} (not declared)", name(&svc["kind"]))
+            } else {
+                name(&svc["kind"])
+            };
+            services.row(vec![
+                name(&server["name"]),
+                kind,
+                declared_ports(svc),
+                port_list(&svc["listenPorts"]),
+                yes_no(&svc["installed"]).to_owned(),
+                yes_no(&svc["healthy"]).to_owned(),
+            ]);
+        }
+    }
+    if !servers.is_empty() {
+        out.push('\n');
+        out.push_str(&agents.render());
+    }
+    if count > 0 {
+        out.push('\n');
+        out.push_str(&services.render());
+    }
+    out.push('\n');
+    if problems.is_empty() {
+        out.push_str(&format!(
+            "all {count} service{} installed and healthy\n",
+            if count == 1 { "" } else { "s" }
+        ));
+    } else {
+        out.push_str(&format!(
+            "{} problem{}:\n",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        ));
+        for p in problems {
+            out.push_str(&format!("  {p}\n"));
         }
     }
     out
@@ -74,17 +243,95 @@ fn render(doc: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn doc() -> Value {
+        json!({
+            "generation": 3, "observedGeneration": 3, "valid": true, "errors": [],
+            "servers": [
+                {"name": "app1", "hostname": "app1.example.eng", "agentUp": true, "services": [
+                    {"kind": "PSIS", "port": 7001, "ports": [7001], "listenPorts": [7001],
+                     "installed": true, "healthy": true, "desired": true},
+                    {"kind": "ADMIN", "port": 443, "ports": [443, 80], "listenPorts": [10443, 10080],
+                     "installed": true, "healthy": true, "desired": true}]},
+                {"name": "a-server-with-a-rather-long-name", "hostname": "long.example.eng",
+                 "agentUp": true, "services": [
+                    {"kind": "EMERGENCY", "port": 7005, "ports": [7005, 7006],
+                     "listenPorts": [7005, 7006], "installed": true, "healthy": true,
+                     "desired": true}]}]
+        })
+    }
 
     #[test]
-    fn renders_servers_and_services() {
-        let doc = serde_json::json!({
-            "generation": 3, "valid": true, "errors": [],
-            "servers": [{"name": "app1", "hostname": "app1.example.eng", "agentUp": true,
-                "services": [{"kind": "PSIS", "port": 7001, "installed": true, "healthy": false}]}]
-        });
-        let text = render(&doc);
-        assert!(text.contains("generation 3 (valid)"));
-        assert!(text.contains("server app1 (app1.example.eng): agent up yes"));
-        assert!(text.contains("PSIS") && text.contains("healthy NO"));
+    fn every_port_is_shown_declared_and_listened_on() {
+        let doc = doc();
+        let text = render(&doc, &problems(&doc));
+        let admin = text.lines().find(|l| l.contains("ADMIN")).unwrap();
+        assert!(
+            admin.contains("443, 80") && admin.contains("10443, 10080"),
+            "{admin}"
+        );
+        let emergency = text.lines().find(|l| l.contains("EMERGENCY")).unwrap();
+        assert!(emergency.contains("7005, 7006"), "{emergency}");
+        assert!(
+            text.ends_with("all 3 services installed and healthy\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn columns_stay_aligned_with_long_names() {
+        let doc = doc();
+        let text = render(&doc, &[]);
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines
+            .iter()
+            .find(|l| l.starts_with("SERVER") && l.contains("SERVICE"))
+            .unwrap();
+        let healthy_col = header.find("HEALTHY").unwrap();
+        let ports_col = header.find("PORTS").unwrap();
+        for kind in ["PSIS", "ADMIN", "EMERGENCY"] {
+            let line = lines.iter().find(|l| l.contains(kind)).unwrap();
+            assert_eq!(line.rfind("yes"), Some(healthy_col), "{text}");
+            assert_eq!(line.as_bytes()[ports_col - 1], b' ', "{text}");
+            assert!(
+                line[ports_col..].starts_with(|c: char| c.is_ascii_digit()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn down_missing_and_unapplied_things_are_problems() {
+        let mut doc = doc();
+        doc["servers"][0]["services"][0]["healthy"] = json!(false);
+        doc["servers"][0]["services"][0]["conditions"] = json!([{"type": "Ready",
+            "status": "False", "reason": "HealthCheckFailing", "message": "refused\u{1b}[31m"}]);
+        doc["servers"][1]["services"][0]["installed"] = json!(false);
+        doc["servers"][1]["agentUp"] = json!(null);
+        doc["valid"] = json!(false);
+        doc["errors"] = json!(["a.yaml:1:1: error[x]: y"]);
+        doc["generation"] = json!(4);
+        let found = problems(&doc);
+        assert_eq!(
+            found,
+            [
+                "desired state invalid (1 error); generation 4 stays live",
+                "generation 4 not applied yet (controllers at 3)",
+                "app1 PSIS: not healthy (HealthCheckFailing: refused?[31m)",
+                "a-server-with-a-rather-long-name: agent not reachable",
+                "a-server-with-a-rather-long-name EMERGENCY: not installed",
+            ]
+        );
+        assert!(render(&doc, &found).contains("5 problems:\n  desired state invalid"));
+    }
+
+    #[test]
+    fn services_no_longer_declared_are_shown_but_not_problems() {
+        let mut doc = doc();
+        doc["servers"][0]["services"][0]["desired"] = json!(false);
+        doc["servers"][0]["services"][0]["healthy"] = json!(false);
+        assert!(problems(&doc).is_empty());
+        assert!(render(&doc, &[]).contains("PSIS (not declared)"));
     }
 }

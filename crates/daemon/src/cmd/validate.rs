@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use serde_json::json;
 use steward_model::validate_dir;
 
+use super::console::{err_line, out_line, OutputError};
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The desired-state directory.
@@ -21,13 +23,13 @@ pub enum Format {
     Json,
 }
 
-pub fn run(args: &Args) -> u8 {
+pub fn run(args: &Args) -> Result<u8, OutputError> {
     let dir = super::desired_state_dir(&args.dir);
     let compiled = match validate_dir(&dir) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("steward validate: {e}");
-            return 2;
+            err_line(format_args!("steward validate: {e}"))?;
+            return Ok(2);
         }
     };
     let errors = compiled.errors().count();
@@ -35,21 +37,21 @@ pub fn run(args: &Args) -> u8 {
     match args.format {
         Format::Text => {
             for d in &compiled.diagnostics {
-                println!("{d}");
+                out_line(d)?;
             }
             if errors == 0 {
-                eprintln!(
+                err_line(format_args!(
                     "{}: valid ({warnings} warning{})",
                     dir.display(),
                     plural(warnings)
-                );
+                ))?;
             } else {
-                eprintln!(
+                err_line(format_args!(
                     "{}: invalid: {errors} error{}, {warnings} warning{}",
                     dir.display(),
                     plural(errors),
                     plural(warnings)
-                );
+                ))?;
             }
         }
         Format::Json => {
@@ -59,10 +61,10 @@ pub fn run(args: &Args) -> u8 {
                 "warnings": warnings,
                 "diagnostics": compiled.diagnostics,
             });
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            out_line(serde_json::to_string_pretty(&doc).unwrap_or_default())?;
         }
     }
-    u8::from(errors > 0)
+    Ok(u8::from(errors > 0))
 }
 
 fn plural(n: usize) -> &'static str {
