@@ -71,6 +71,25 @@ impl RunSummary {
     }
 }
 
+/// For the log line an operator reads at shutdown: what happened, in words.
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} reconciles succeeded, {} failed, {} abandoned at the deadline, {} queued \
+             not started ({})",
+            self.succeeded,
+            self.failed,
+            self.abandoned,
+            self.not_started,
+            match self.stop {
+                StopCause::Shutdown => "shut down",
+                StopCause::TriggersExhausted => "no work left",
+            }
+        )
+    }
+}
+
 /// Runs a controller until `shutdown` is cancelled or `triggers` ends with
 /// nothing left to do.
 ///
@@ -132,7 +151,14 @@ where
         not_started,
         stop,
     };
-    tracing::info!(controller = %lp.name, ?summary, "controller stopped");
+    tracing::info!(
+        controller = %lp.name,
+        succeeded = summary.succeeded,
+        failed = summary.failed,
+        abandoned = summary.abandoned,
+        not_started = summary.not_started,
+        "controller stopped: {summary}"
+    );
     summary
 }
 
@@ -927,5 +953,21 @@ mod tests {
         h.at_ms(10_000).await;
         h.stop().await;
         assert_eq!(recorder.max_depth.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn a_summary_reads_as_words_not_debug() {
+        let summary = RunSummary {
+            succeeded: 74,
+            failed: 1,
+            abandoned: 0,
+            not_started: 11,
+            stop: StopCause::Shutdown,
+        };
+        assert_eq!(
+            summary.to_string(),
+            "74 reconciles succeeded, 1 failed, 0 abandoned at the deadline, 11 queued not \
+             started (shut down)"
+        );
     }
 }
