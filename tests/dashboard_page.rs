@@ -1,13 +1,14 @@
 //! The System Health page (`GET /`) in a real headless Chromium, driven through
-//! chromedriver's WebDriver HTTP API: against a lab daemon, every installed service shows
-//! green "Healthy" (and every other catalog service grey "Not installed") with its port;
-//! SIGKILL one lab service and its indicator turns red "Down", then green again once
-//! steward has restarted it, without reloading the page. Screenshots of the three moments
-//! go to `target/test-artifacts/`.
+//! chromedriver's WebDriver HTTP API: against a lab daemon, every declared service shows
+//! green "Healthy" with its port, and the catalog's other kinds are folded away per server
+//! ("N other kinds not declared"); SIGKILL two lab services and their indicators turn red
+//! "Down", with both problems listed in the banner, then green again once steward has
+//! restarted them, without reloading the page. A broken commit whose error text carries
+//! HTML is shown as text, never as markup. Screenshots go to `target/test-artifacts/`.
 //!
 //! Steward restarts a killed service within a fraction of a second, faster than the page
 //! refreshes (every second), so the red state would only be seen by luck. The test
-//! therefore holds the killed service's port for a moment: steward's restarts fail
+//! therefore holds each killed service's port for a moment: steward's restarts fail
 //! ("port in use", a real failure mode) and the service stays down until the test lets go,
 //! after which steward's next restart brings it back.
 //!
@@ -29,8 +30,14 @@ use support::{
 
 const API: &str = "127.0.225.1:9464";
 const LAB: &str = "127.0.225.11";
-/// The victim: an ordinary HTTPS service with nothing else depending on it.
-const VICTIM: &str = "CLIENT";
+/// The victims: ordinary HTTPS services with nothing else depending on them, one on each
+/// server of the bundled desired state.
+const VICTIMS: [&str; 2] = ["CLIENT", "HEALTH"];
+/// Every catalog kind: each server shows some as tiles and folds the rest.
+const KINDS: usize = 11;
+/// Markup in user text (an unknown service kind is echoed in its error): it must appear
+/// as text, and its handler must never run.
+const PAYLOAD: &str = "<img src=x onerror=document.body.dataset.xss=1>";
 
 /// A WebDriver session in headless Chromium.
 struct Browser {
@@ -150,6 +157,19 @@ return {
   certificates: Array.from(document.querySelectorAll('[data-role=certificate]')).map((e) => e.innerText.trim()),
   agents: Array.from(document.querySelectorAll('[data-role=agent]')).map((e) => e.innerText.trim()),
   events: document.querySelectorAll('#events tbody tr').length,
+  banner: {
+    shown: getComputedStyle(document.getElementById('banner')).display !== 'none',
+    count: Number(document.getElementById('banner').dataset.count || 0),
+    title: text('#banner .banner-title'),
+    lines: Array.from(document.querySelectorAll('#banner li')).map((e) => e.textContent.trim()),
+  },
+  errors: Array.from(document.querySelectorAll('#desired-state-errors li')).map((e) => e.textContent.trim()),
+  folded: Array.from(document.querySelectorAll('details.other-kinds')).map((d) => ({
+    server: d.dataset.server, open: d.open, summary: d.querySelector('summary').textContent.trim(),
+    kinds: Array.from(d.querySelectorAll('li')).map((e) => e.dataset.kind),
+  })),
+  images: document.querySelectorAll('img').length,
+  xss: document.body.dataset.xss || null,
   tiles: Array.from(document.querySelectorAll('.svc')).map((e) => ({
     server: e.dataset.server, kind: e.dataset.kind, state: e.dataset.state,
     text: e.querySelector('.state-text').innerText.trim(),
@@ -170,46 +190,84 @@ fn tile<'a>(page: &'a Value, server: &str, kind: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no tile for {kind} on {server}: {page}"))
 }
 
-/// Whether every tile shows what the status document says: installed services "Healthy"
-/// except `down` ("Down"), the rest "Not installed"; `Err` says what differs.
-fn page_matches(page: &Value, status: &Value, down: Option<(&str, &str)>) -> Result<(), String> {
+/// Whether the page shows what the status document says: a tile per declared service,
+/// "Healthy" except those in `down` ("Down"), and each server's other catalog kinds folded
+/// into a closed "N other kinds not declared"; `Err` says what differs.
+fn page_matches(page: &Value, status: &Value, down: &[(String, &str)]) -> Result<(), String> {
     if page["updates"].as_u64().unwrap_or(0) == 0 || page["stale"] == true {
         return Err("no status rendered yet".into());
     }
     let servers = status["servers"].as_array().expect("servers");
     let tiles = page["tiles"].as_array().expect("tiles");
-    let kinds = 11;
-    if tiles.len() != servers.len() * kinds {
-        return Err(format!(
-            "{} tiles for {} servers",
-            tiles.len(),
-            servers.len()
-        ));
+    let declared: usize = servers
+        .iter()
+        .map(|s| s["services"].as_array().map_or(0, Vec::len))
+        .sum();
+    if tiles.len() != declared {
+        return Err(format!("{} tiles for {declared} services", tiles.len()));
     }
     for t in tiles {
         let server = t["server"].as_str().unwrap_or_default();
         let kind = t["kind"].as_str().unwrap_or_default();
-        let installed = servers
-            .iter()
-            .filter(|s| s["name"] == server)
-            .flat_map(|s| s["services"].as_array().cloned().unwrap_or_default())
-            .any(|s| s["kind"] == kind && s["installed"] == true);
-        let (state, words) = if down == Some((server, kind)) {
+        let (state, words) = if down.iter().any(|(s, k)| s == server && *k == kind) {
             ("down", "Down")
-        } else if installed {
-            ("healthy", "Healthy")
         } else {
-            ("not-installed", "Not installed")
+            ("healthy", "Healthy")
         };
         if t["state"] != state || t["text"] != words {
             return Err(format!("{kind} on {server}: {t}, expected {words}"));
         }
     }
+    let folded = page["folded"].as_array().expect("folded");
+    if folded.len() != servers.len() {
+        return Err(format!(
+            "{} folded lists for {} servers",
+            folded.len(),
+            servers.len()
+        ));
+    }
+    for (server, fold) in servers.iter().zip(folded) {
+        let services = server["services"].as_array().expect("services");
+        let others = KINDS - services.len();
+        let expected = format!(
+            "{others} other kind{} not declared",
+            if others == 1 { "" } else { "s" }
+        );
+        let kinds = fold["kinds"].as_array().expect("kinds");
+        let overlap = kinds
+            .iter()
+            .any(|k| services.iter().any(|s| s["kind"] == *k));
+        if fold["server"] != server["name"]
+            || fold["summary"] != expected.as_str()
+            || fold["open"] != false
+            || kinds.len() != others
+            || overlap
+        {
+            return Err(format!(
+                "folded kinds of {}: {fold}, expected {expected}",
+                server["name"]
+            ));
+        }
+    }
     Ok(())
 }
 
+/// Wait until the page matches the status with `down` services Down.
+fn wait_page(browser: &Browser, status: &Value, down: &[(String, &str)], what: &str) -> Value {
+    wait_for(what, Duration::from_secs(90), |last| {
+        let page = browser.execute(READ_PAGE);
+        match page_matches(&page, status, down) {
+            Ok(()) => Some(page),
+            Err(why) => {
+                *last = why;
+                None
+            }
+        }
+    })
+}
+
 #[test]
-fn dashboard_turns_red_when_a_service_dies_and_green_when_steward_restarts_it() {
+fn dashboard_lists_every_problem_folds_undeclared_kinds_and_shows_markup_as_text() {
     let (Some(chromium), Some(chromedriver)) = (
         require_tool("chromium", "chromium"),
         require_tool("chromedriver", "chromium-driver"),
@@ -234,21 +292,9 @@ fn dashboard_turns_red_when_a_service_dies_and_green_when_steward_restarts_it() 
     let url = format!("http://{API}/");
     browser.navigate(&url);
 
-    // 1. All green, in words too, with the ports; the other sections filled in.
-    let page = wait_for(
-        "every service Healthy on the page",
-        Duration::from_secs(30),
-        |last| {
-            let page = browser.execute(READ_PAGE);
-            match page_matches(&page, &status, None) {
-                Ok(()) => Some(page),
-                Err(why) => {
-                    *last = why;
-                    None
-                }
-            }
-        },
-    );
+    // 1. All green, in words too, with the ports; the other sections filled in; no
+    //    banner; each server's undeclared kinds folded away.
+    let page = wait_page(&browser, &status, &[], "every service Healthy on the page");
     let installed: usize = status["servers"]
         .as_array()
         .unwrap()
@@ -260,6 +306,8 @@ fn dashboard_turns_red_when_a_service_dies_and_green_when_steward_restarts_it() 
         format!("All {installed} services Healthy"),
         "{page}"
     );
+    assert_eq!(page["banner"]["shown"], false, "{page}");
+    assert_eq!(page["banner"]["count"], 0, "{page}");
     assert_eq!(page["validity"], "Valid");
     assert_eq!(
         page["generation"],
@@ -295,91 +343,152 @@ fn dashboard_turns_red_when_a_service_dies_and_green_when_steward_restarts_it() 
         let resource = resource.as_str().unwrap();
         assert!(resource.starts_with(origin), "the page loaded {resource}");
     }
-    let (victim_server, victim_port) = status["servers"]
-        .as_array()
-        .unwrap()
+    let victims: Vec<(String, &str)> = VICTIMS
         .iter()
-        .find_map(|s| {
-            s["services"]
-                .as_array()?
+        .map(|kind| {
+            let (server, port) = status["servers"]
+                .as_array()
+                .unwrap()
                 .iter()
-                .find(|v| v["kind"] == VICTIM)
-                .map(|v| (s["name"].as_str().unwrap().to_owned(), v["port"].clone()))
+                .find_map(|s| {
+                    s["services"]
+                        .as_array()?
+                        .iter()
+                        .find(|v| v["kind"] == *kind)
+                        .map(|v| (s["name"].as_str().unwrap().to_owned(), v["port"].clone()))
+                })
+                .unwrap_or_else(|| panic!("no server runs {kind}"));
+            let t = tile(&page, &server, kind);
+            assert_eq!(t["port"], format!("Port {port}"));
+            (server, *kind)
         })
-        .expect("a server with the victim service");
-    let t = tile(&page, &victim_server, VICTIM);
-    assert_eq!(t["port"], format!("Port {victim_port}"));
+        .collect();
     browser.screenshot("dashboard-healthy.png");
 
-    // 2. SIGKILL the victim's lab-service process (found in /proc: this daemon's state
+    // 2. SIGKILL each victim's lab-service process (found in /proc: this daemon's state
     //    directory and the service kind), and hold its port so steward's restarts fail.
     let state_dir = daemon.state_dir().display().to_string();
-    let kind_arg = format!("--kind {VICTIM} ");
-    let victims = processes_with(&["lab-service", &kind_arg, &state_dir]);
-    assert_eq!(victims.len(), 1, "{VICTIM} processes: {victims:?}");
-    let (old_pid, args) = victims.into_iter().next().unwrap();
-    let bind = arg_value(&args, "--bind").expect("--bind").to_owned();
-    let port: u16 = arg_value(&args, "--port").expect("--port").parse().unwrap();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(old_pid).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .expect("SIGKILL the lab service");
-    let killed_at = Instant::now();
-    let holder = loop {
-        match TcpListener::bind((bind.as_str(), port)) {
-            Ok(listener) => break listener,
-            Err(e) => assert!(
-                killed_at.elapsed() < Duration::from_secs(3),
-                "could not take {bind}:{port} after the kill: {e}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-
-    // 3. Red, "Down", on the open page; everything else still green.
-    let page = wait_for(
-        "the killed service Down on the page",
-        Duration::from_secs(30),
-        |last| {
-            let page = browser.execute(READ_PAGE);
-            match page_matches(&page, &status, Some((&victim_server, VICTIM))) {
-                Ok(()) => Some(page),
-                Err(why) => {
-                    *last = why;
-                    None
-                }
+    let mut holders = Vec::new();
+    let mut old_pids = Vec::new();
+    for kind in VICTIMS {
+        let kind_arg = format!("--kind {kind} ");
+        let found = processes_with(&["lab-service", &kind_arg, &state_dir]);
+        assert_eq!(found.len(), 1, "{kind} processes: {found:?}");
+        let (old_pid, args) = found.into_iter().next().unwrap();
+        let bind = arg_value(&args, "--bind").expect("--bind").to_owned();
+        let port: u16 = arg_value(&args, "--port").expect("--port").parse().unwrap();
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(old_pid).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .expect("SIGKILL the lab service");
+        let killed_at = Instant::now();
+        holders.push(loop {
+            match TcpListener::bind((bind.as_str(), port)) {
+                Ok(listener) => break listener,
+                Err(e) => assert!(
+                    killed_at.elapsed() < Duration::from_secs(3),
+                    "could not take {bind}:{port} after the kill: {e}"
+                ),
             }
-        },
+            std::thread::sleep(Duration::from_millis(2));
+        });
+        old_pids.push((kind, kind_arg, old_pid));
+    }
+
+    // 3. Both red, "Down", on the open page; everything else still green; the banner lists
+    //    both problems, not just the first.
+    let page = wait_page(
+        &browser,
+        &status,
+        &victims,
+        "the killed services Down on the page",
     );
     assert_eq!(
         page["summary"],
-        format!("1 of {installed} services Down"),
+        format!("{} of {installed} services Down", victims.len()),
         "{page}"
     );
-    browser.screenshot("dashboard-service-down.png");
-    drop(holder);
+    let banner = &page["banner"];
+    assert_eq!(banner["shown"], true, "{page}");
+    assert_eq!(banner["count"], 2, "{page}");
+    assert_eq!(banner["title"], "2 problems", "{page}");
+    let lines = banner["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 2, "{banner}");
+    for (server, kind) in &victims {
+        let prefix = format!("{kind} on {server} is Down");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.as_str().unwrap().starts_with(&prefix)),
+            "{prefix} missing from the banner: {banner}"
+        );
+    }
+    browser.screenshot("dashboard-services-down.png");
+    drop(holders);
 
-    // 4. Steward restarts it (a new process) and the page turns green again by itself.
-    wait_for(
-        "the service Healthy again on the page",
-        Duration::from_secs(90),
+    // 4. Steward restarts them (new processes) and the page turns green again by itself.
+    let page = wait_page(
+        &browser,
+        &status,
+        &[],
+        "the services Healthy again on the page",
+    );
+    assert_eq!(page["banner"]["shown"], false, "{page}");
+    for (kind, kind_arg, old_pid) in old_pids {
+        let restarted = processes_with(&["lab-service", &kind_arg, &state_dir]);
+        assert!(
+            restarted.len() == 1 && restarted[0].0 != old_pid,
+            "{kind} was not restarted as a new process: {restarted:?}"
+        );
+    }
+    let shot = browser.screenshot("dashboard-recovered.png");
+    assert!(std::fs::metadata(shot).unwrap().len() > 10_000);
+
+    // 5. A broken commit whose error echoes markup: shown as text in the banner and the
+    //    desired-state section; no element is created from it and its handler never runs.
+    let app2 = daemon.desired_state().join("servers/app2.yaml");
+    let original = std::fs::read_to_string(&app2).unwrap();
+    let broken = original.replacen("- kind: JOB ", &format!("- kind: \"{PAYLOAD}\" "), 1);
+    assert_ne!(broken, original, "no JOB service in {}", app2.display());
+    std::fs::write(&app2, broken).unwrap();
+    let page = wait_for(
+        "the broken commit on the page",
+        Duration::from_secs(60),
         |last| {
             let page = browser.execute(READ_PAGE);
-            match page_matches(&page, &status, None) {
-                Ok(()) => Some(()),
-                Err(why) => {
-                    *last = why;
-                    None
-                }
+            let shown = page["banner"]["lines"].as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|l| l.as_str().unwrap_or_default().contains(PAYLOAD))
+            });
+            if page["validity"] == "Invalid" && shown {
+                Some(page)
+            } else {
+                *last = page["banner"].to_string();
+                None
             }
         },
     );
-    let restarted = processes_with(&["lab-service", &kind_arg, &state_dir]);
+    let line = page["banner"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|l| l.as_str().filter(|l| l.contains(PAYLOAD)))
+        .unwrap();
     assert!(
-        restarted.len() == 1 && restarted[0].0 != old_pid,
-        "{VICTIM} was not restarted as a new process: {restarted:?}"
+        line.starts_with("Desired state invalid: servers/app2.yaml:"),
+        "{line}"
     );
-    let shot = browser.screenshot("dashboard-recovered.png");
-    assert!(std::fs::metadata(shot).unwrap().len() > 10_000);
+    assert!(
+        page["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_str().unwrap_or_default().contains(PAYLOAD)),
+        "{page}"
+    );
+    browser.screenshot("dashboard-invalid-commit.png");
+    // No element made from the text, so no handler that could have run.
+    assert_eq!(page["images"], 0, "markup became elements: {page}");
+    assert_eq!(page["xss"], Value::Null, "an injected handler ran: {page}");
 }

@@ -242,9 +242,12 @@ pub struct LabDaemon {
 }
 
 impl LabDaemon {
-    /// Start `steward run --lab` with the API on `api` and lab agents from `lab_first`.
+    /// Start `steward run --lab` with the API on `api` and lab agents from `lab_first`, on
+    /// a copy of `desired-state/` (tests may edit it: [`LabDaemon::desired_state`]).
     pub fn start(api: &str, lab_first: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        let desired = dir.path().join("desired-state");
+        copy_tree(&workspace_root().join("desired-state"), &desired);
         let log = std::fs::File::create(dir.path().join("daemon.log")).expect("daemon log");
         let child = Command::new(env!("CARGO_BIN_EXE_steward"))
             .args([
@@ -256,12 +259,7 @@ impl LabDaemon {
                 lab_first,
             ])
             .arg("--desired-state")
-            .arg(
-                workspace_root()
-                    .join("desired-state")
-                    .canonicalize()
-                    .expect("desired-state/"),
-            )
+            .arg(&desired)
             .arg("--state-dir")
             .arg(dir.path().join("state"))
             .stdin(Stdio::null())
@@ -274,6 +272,11 @@ impl LabDaemon {
             api: api.to_owned(),
             dir,
         }
+    }
+
+    /// The directory this daemon watches.
+    pub fn desired_state(&self) -> PathBuf {
+        self.dir.path().join("desired-state")
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -307,6 +310,20 @@ impl LabDaemon {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// Copy a directory tree (files and directories only).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create directory");
+    for entry in std::fs::read_dir(from).expect("read directory") {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy file");
         }
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! One self-contained HTML document (inline CSS and JavaScript; no CDN, web font or any
 //! other request beyond this daemon's own `/api/v1/status`), which polls the status
-//! document every second and redraws: desired state, database, servers with one indicator
-//! per catalog service (green/red/grey, always with its state in words), certificates, the
-//! HL7 active listener, Active Directory and recent events.
+//! document every second and redraws: a banner listing every current problem (the first
+//! few, then a count), desired state, database, servers with one indicator per declared
+//! service (green/red/grey, always with its state in words) and the catalog's other kinds
+//! folded into a closed list, certificates, the HL7 active listener, Active Directory and
+//! recent events.
 //!
 //! The service names and their order come from the model's catalog, injected into the page
 //! once, so the page repeats no catalog table. A Content-Security-Policy forbids the page
