@@ -97,6 +97,7 @@ pub fn store(snapshot: &Snapshot) -> Store {
                     pid: Some(4242),
                     exit_code: None,
                     message: None,
+                    last_failure: None,
                 });
                 r.verdict = Some(true);
                 r.last_probe = Some(last);

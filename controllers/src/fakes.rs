@@ -163,6 +163,7 @@ impl AgentApi for FakeAgent {
             pid,
             exit_code: None,
             message: None,
+            last_failure: None,
         };
         state.services.insert(kind, service.clone());
         Ok(InstallResponse { outcome, service })

@@ -63,6 +63,56 @@ pub struct ServiceInfo {
     pub exit_code: Option<i32>,
     /// Why the service is failed, when known.
     pub message: Option<String>,
+    /// The last time the service failed (exited with an error, or could not start) and
+    /// why; kept after it runs again, until it is reinstalled. Absent when it never failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<LastFailure>,
+}
+
+/// Why a service last failed, as far as the agent can tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastFailure {
+    pub reason: FailureReason,
+    /// One line for people: the cause, and the service's last log line when it exited.
+    pub message: String,
+    /// The port the service could not bind (`portInUse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The process holding that port, when the agent can see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_command: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The last lines of the service's log before it exited.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub log_tail: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// The kind of a [`LastFailure`]: a bounded set, usable as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FailureReason {
+    /// A port of the service is held by another process.
+    PortInUse,
+    /// The process exited with a non-zero code.
+    Exited,
+    /// The process could not be started at all.
+    StartFailed,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PortInUse => "portInUse",
+            Self::Exited => "exited",
+            Self::StartFailed => "startFailed",
+        }
+    }
 }
 
 /// `PUT /v1/services/{KIND}`.

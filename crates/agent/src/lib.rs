@@ -2,8 +2,10 @@
 //! over mutual TLS (only holders of a steward-CA client certificate get in) through which
 //! the daemon installs, uninstalls, restarts and inspects services, installs the server's
 //! TLS certificate and pushes connection strings. It persists what it installed and
-//! re-adopts running services after a restart. It never restarts a dead service on its
-//! own: the daemon's controller notices and decides.
+//! re-adopts running services after a restart. A service that exits with an error is
+//! started again by the agent (capped backoff) and the cause is kept as its `lastFailure`;
+//! one stopped or killed from outside is left to the daemon's controller, which notices
+//! and decides.
 //!
 //! [`AgentClient`] is the daemon's side of the same API.
 
@@ -21,7 +23,10 @@ mod state;
 
 pub use client::{AgentClient, ClientError};
 pub use config::{run, AgentArgs, AgentConfig};
-pub use driver::{Driver, DriverConfig, ProcessDriver, RunHandle, RunStatus, ServiceDefinition};
+pub use driver::{
+    find_running, minimal_environment, port_holder, Driver, DriverConfig, PortHolder,
+    ProcessDriver, RunHandle, RunStatus, ServiceDefinition, EXIT_PORT_IN_USE,
+};
 pub use error::{AgentError, DriverError};
 pub use layout::Layout;
 pub use server::{serve, AgentServer};

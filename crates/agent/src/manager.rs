@@ -198,6 +198,7 @@ impl ServiceManager {
             }
             RunStatus::NotStarted => (ServiceStatus::Stopped, None, None),
         };
+        let last_failure = self.driver.last_failure(kind);
         let listen_ports = self.driver.listen_ports(&record.ports);
         let is_https = matches!(kind.spec().health, HealthTest::Https { .. });
         ServiceInfo {
@@ -214,9 +215,13 @@ impl ServiceManager {
             pid,
             exit_code,
             message: match status {
-                ServiceStatus::Failed => record.last_error.clone(),
+                ServiceStatus::Failed => record
+                    .last_error
+                    .clone()
+                    .or_else(|| last_failure.as_ref().map(|f| f.message.clone())),
                 _ => None,
             },
+            last_failure,
         }
     }
 

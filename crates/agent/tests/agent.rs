@@ -410,3 +410,144 @@ async fn api_errors_are_json_with_stable_codes() {
 
     agent.shutdown().await;
 }
+
+/// Waits longer than `eventually`: the agent's restart backoff reaches 10 s.
+async fn within_30s<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_reported_and_the_service_runs_once_it_is_freed() {
+    use steward_agent::api::FailureReason;
+    let pki = Pki::new();
+    let agent = RunningAgent::start(pki.config(false, true)).await;
+    let client = pki.client(agent.addr);
+    // Another process (this test) holds the port; the service fails like a lab service
+    // that cannot bind.
+    let holder = std::net::TcpListener::bind((LOCALHOST, 0)).unwrap();
+    let port = holder.local_addr().unwrap().port();
+    std::fs::write(pki.state_dir().join("FAIL-WITH"), "98").unwrap();
+    client
+        .install(ServiceKind::Psis, &request(&[port]))
+        .await
+        .unwrap();
+
+    let failure = eventually("PSIS's last failure reported", || async {
+        let s = client.service(ServiceKind::Psis).await.ok()?;
+        s.last_failure
+    })
+    .await;
+    assert_eq!(failure.reason, FailureReason::PortInUse, "{failure:?}");
+    assert_eq!(failure.port, Some(port));
+    assert_eq!(failure.holder_pid, Some(std::process::id()));
+    assert!(
+        failure.log_tail.contains("address already in use"),
+        "{failure:?}"
+    );
+    assert_eq!(failure.exit_code, Some(98));
+    // The agent keeps trying on its own, with a backoff.
+    let log = eventually("two restarts by the agent", || async {
+        let log = client.logs(ServiceKind::Psis, 64 * 1024).await.ok()?.log;
+        (log.matches("starting again in").count() >= 2).then_some(log)
+    })
+    .await;
+    assert!(log.contains("starting again in 0.2 s"), "{log}");
+    assert!(log.contains("starting again in 0.4 s"), "{log}");
+
+    // The cause goes away: the agent's next attempt runs, no daemon involved.
+    std::fs::remove_file(pki.state_dir().join("FAIL-WITH")).unwrap();
+    drop(holder);
+    let running = within_30s("PSIS running after the port was freed", || async {
+        let s = client.service(ServiceKind::Psis).await.ok()?;
+        (s.status == ServiceStatus::Running).then_some(s)
+    })
+    .await;
+    assert!(alive(running.pid.unwrap()));
+    // The failure stays visible (until a reinstall) for whoever investigates.
+    assert_eq!(
+        running.last_failure.map(|f| f.reason),
+        Some(FailureReason::PortInUse)
+    );
+    // Not a stale instance: it stays up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        status_of(&client, ServiceKind::Psis).await,
+        Some((ServiceStatus::Running, running.pid))
+    );
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_service_failing_for_another_reason_shows_its_exit_code_and_log() {
+    use steward_agent::api::FailureReason;
+    let pki = Pki::new();
+    let agent = RunningAgent::start(pki.config(false, true)).await;
+    let client = pki.client(agent.addr);
+    std::fs::write(pki.state_dir().join("FAIL-WITH"), "3").unwrap();
+    client
+        .install(ServiceKind::Psis, &request(&[7001]))
+        .await
+        .unwrap();
+    let failed = eventually("PSIS failed with code 3", || async {
+        let s = client.service(ServiceKind::Psis).await.ok()?;
+        (s.status == ServiceStatus::Failed && s.last_failure.is_some()).then_some(s)
+    })
+    .await;
+    let failure = failed.last_failure.unwrap();
+    assert_eq!(failure.reason, FailureReason::Exited);
+    assert_eq!(failure.exit_code, Some(3));
+    assert_eq!(
+        failure.message,
+        "exited with code 3: fake service: cannot listen: address already in use"
+    );
+    assert_eq!(failed.message.as_deref(), Some(failure.message.as_str()));
+    // An uninstall stops the agent's retries for good.
+    client.uninstall(ServiceKind::Psis, false).await.unwrap();
+    std::fs::remove_file(pki.state_dir().join("FAIL-WITH")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(client.services().await.unwrap().is_empty());
+    let state = pki.state_dir().to_string_lossy().into_owned();
+    assert!(
+        processes_with(&[&state, "lab-service"]).is_empty(),
+        "nothing started after the uninstall"
+    );
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn services_get_a_minimal_environment() {
+    // cargo sets CARGO_MANIFEST_DIR for the test process; the agent must not pass it on.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let pki = Pki::new();
+    let agent = RunningAgent::start(pki.config(false, true)).await;
+    let client = pki.client(agent.addr);
+    client
+        .install(ServiceKind::Psis, &request(&[7001]))
+        .await
+        .unwrap();
+    let log = eventually("the service's environment in its log", || async {
+        let log = client.logs(ServiceKind::Psis, 64 * 1024).await.ok()?.log;
+        log.contains("fake service env: PATH").then_some(log)
+    })
+    .await;
+    let names: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("fake service env: "))
+        .collect();
+    assert!(!names.iter().any(|n| n.starts_with("CARGO")), "{names:?}");
+    agent.shutdown().await;
+}

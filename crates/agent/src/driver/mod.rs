@@ -3,18 +3,26 @@
 //! child process. A Windows driver (msiexec, IIS bindings, certificate store) would sit
 //! behind the same trait.
 
+mod environment;
+mod failure;
 mod process;
 mod procfs;
+mod restart;
+mod sockets;
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use steward_model::ServiceKind;
 
-use crate::api::{ConnectionStrings, RemnantCleanup};
+use crate::api::{ConnectionStrings, LastFailure, RemnantCleanup};
 use crate::error::DriverError;
 
+pub use environment::minimal_environment;
+pub use failure::EXIT_PORT_IN_USE;
 pub use process::{DriverConfig, ProcessDriver};
+pub use procfs::find_running;
+pub use sockets::{port_holder, PortHolder};
 
 /// What to install: the parts of an install request that shape the running service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +87,12 @@ pub trait Driver: Send + Sync + 'static {
     async fn reload(&self, kind: ServiceKind) -> Result<bool, DriverError>;
 
     async fn status(&self, kind: ServiceKind) -> RunStatus;
+
+    /// Why the service last failed (exited with an error, could not start), if it did
+    /// since it was installed.
+    fn last_failure(&self, _kind: ServiceKind) -> Option<LastFailure> {
+        None
+    }
 
     /// Stop the service and remove its files.
     async fn uninstall(&self, kind: ServiceKind) -> Result<(), DriverError>;

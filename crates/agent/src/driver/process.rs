@@ -1,11 +1,17 @@
 //! The `process` driver: each service is a child process of the agent, started as
 //! `{program} lab-service --kind KIND --bind IP --port P... --cert F --key F
-//! --connection-strings F --release R`, with stdout and stderr appended to its log file.
+//! --connection-strings F --release R`, with stdout and stderr appended to its log file
+//! and a minimal environment (never the agent's whole one).
 //!
 //! Services run in their own process group so that a Ctrl-C aimed at the agent, or the
 //! agent exiting, does not take them down: after a restart the agent re-adopts them
-//! instead of starting duplicates. The driver never restarts a dead service by itself;
-//! the daemon's controller sees it stopped and restarts it through the API.
+//! instead of starting duplicates.
+//!
+//! A service that exits with an error (a non-zero code) is started again by its
+//! supervisor, with a short capped backoff (`restart.rs`), and the cause is kept as its
+//! last failure (`failure.rs`). One that is stopped or killed from outside (a signal), or
+//! exits cleanly, is left alone: the daemon's controller sees it stopped, records the
+//! drift and restarts it through the API.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -14,8 +20,9 @@ use std::net::IpAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, kill_process_group, Pid, Signal};
 use serde::Serialize;
@@ -24,8 +31,11 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::environment::minimal_environment;
+use super::failure::{self, ServiceSite};
+use super::restart::RestartBackoff;
 use super::{procfs, Driver, RunHandle, RunStatus, ServiceDefinition};
-use crate::api::{ConnectionStrings, RemnantCleanup, RemnantFailure};
+use crate::api::{ConnectionStrings, LastFailure, RemnantCleanup, RemnantFailure};
 use crate::error::DriverError;
 use crate::layout::Layout;
 
@@ -70,11 +80,19 @@ struct Exit {
     signal: Option<i32>,
 }
 
+/// One start of a service (by the API) and the restarts its supervisor made since.
 struct Supervised {
+    /// Tells this supervision from a later one: a supervisor whose generation was
+    /// replaced (a new start, an uninstall) must not start anything any more.
+    generation: u64,
+    /// The current instance: the pid changes when the supervisor restarts it.
     handle: RunHandle,
+    /// `Some` while the current instance has exited (and not been replaced yet).
     exit: watch::Receiver<Option<Exit>>,
     watcher: JoinHandle<()>,
     adopted: bool,
+    /// Stopped on purpose: the supervisor must not start it again.
+    stopping: bool,
 }
 
 impl Supervised {
@@ -84,13 +102,105 @@ impl Supervised {
     }
 }
 
+/// What a supervisor needs to start its service again.
+#[derive(Clone)]
+struct Launch {
+    program: PathBuf,
+    argv: Vec<String>,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Launch {
+    fn spawn(&self) -> Result<tokio::process::Child, DriverError> {
+        fs::create_dir_all(&self.dir).map_err(|e| DriverError::io(&self.dir, e))?;
+        let log = open_log(&self.log)?;
+        let log_err = log.try_clone().map_err(|e| DriverError::io(&self.log, e))?;
+        note_in(&self.log, &format!("starting: {}", self.argv.join(" ")));
+        tokio::process::Command::new(&self.program)
+            .args(&self.argv[1..])
+            .current_dir(&self.dir)
+            .env_clear()
+            .envs(minimal_environment())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| {
+                let err = DriverError::Spawn {
+                    program: self.program.to_string_lossy().into_owned(),
+                    source,
+                };
+                note_in(&self.log, &err.to_string());
+                err
+            })
+    }
+}
+
+/// The driver's state, shared with the supervisor tasks.
+struct Shared {
+    procs: Mutex<HashMap<ServiceKind, Supervised>>,
+    failures: Mutex<HashMap<ServiceKind, LastFailure>>,
+    generations: AtomicU64,
+}
+
+impl Shared {
+    fn procs(&self) -> std::sync::MutexGuard<'_, HashMap<ServiceKind, Supervised>> {
+        // A panic while holding this lock leaves the map consistent (single inserts and
+        // removes), so a poisoned lock is still usable.
+        self.procs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ServiceKind, LastFailure>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start `kind` again for the supervisor of `generation`, unless it was stopped or
+    /// superseded meanwhile (checked and done under the lock, so a stop or a new start
+    /// cannot race with it).
+    fn respawn(
+        &self,
+        kind: ServiceKind,
+        generation: u64,
+        launch: &Launch,
+        exit: &watch::Sender<Option<Exit>>,
+    ) -> Respawn {
+        let mut procs = self.procs();
+        let Some(entry) = procs.get_mut(&kind) else {
+            return Respawn::Cancelled;
+        };
+        if entry.generation != generation || entry.stopping {
+            return Respawn::Cancelled;
+        }
+        match launch.spawn() {
+            Ok(child) => match child.id() {
+                Some(pid) => {
+                    entry.handle.pid = pid;
+                    exit.send_replace(None);
+                    tracing::info!(service = %kind, pid, "service restarted by the agent");
+                    Respawn::Started(child)
+                }
+                None => Respawn::Failed("the service exited at once".to_owned()),
+            },
+            Err(e) => Respawn::Failed(e.to_string()),
+        }
+    }
+}
+
+enum Respawn {
+    Started(tokio::process::Child),
+    Failed(String),
+    Cancelled,
+}
+
 pub struct ProcessDriver {
     program: PathBuf,
     lab: bool,
     bind: IpAddr,
     stop_timeout: Duration,
     layout: Layout,
-    procs: Mutex<HashMap<ServiceKind, Supervised>>,
+    shared: Arc<Shared>,
 }
 
 impl ProcessDriver {
@@ -112,7 +222,11 @@ impl ProcessDriver {
             bind: config.bind.unwrap_or(default_bind),
             stop_timeout: config.stop_timeout,
             layout,
-            procs: Mutex::new(HashMap::new()),
+            shared: Arc::new(Shared {
+                procs: Mutex::new(HashMap::new()),
+                failures: Mutex::new(HashMap::new()),
+                generations: AtomicU64::new(0),
+            }),
         })
     }
 
@@ -121,9 +235,7 @@ impl ProcessDriver {
     }
 
     fn procs(&self) -> std::sync::MutexGuard<'_, HashMap<ServiceKind, Supervised>> {
-        // A panic while holding this lock leaves the map consistent (single inserts and
-        // removes), so a poisoned lock is still usable.
-        self.procs.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared.procs()
     }
 
     fn argv(&self, def: &ServiceDefinition) -> Vec<String> {
@@ -153,16 +265,21 @@ impl ProcessDriver {
         argv
     }
 
-    fn open_log(&self, kind: ServiceKind) -> Result<File, DriverError> {
-        let path = self.layout.log_file(kind);
-        if fs::metadata(&path).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
-            let _ = fs::rename(&path, path.with_extension("log.1"));
+    fn launch(&self, def: &ServiceDefinition) -> Launch {
+        Launch {
+            program: self.program.clone(),
+            argv: self.argv(def),
+            dir: self.layout.service_dir(def.kind),
+            log: self.layout.log_file(def.kind),
         }
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| DriverError::io(path, e))
+    }
+
+    fn site(&self, def: &ServiceDefinition) -> ServiceSite {
+        ServiceSite {
+            bind: self.bind,
+            listen_ports: self.listen_ports(&def.ports),
+            log: self.layout.log_file(def.kind),
+        }
     }
 
     /// Agent lines in the service log make it double as the install log.
@@ -170,37 +287,8 @@ impl ProcessDriver {
         note_in(&self.layout.log_file(kind), message);
     }
 
-    fn supervise_child(
-        &self,
-        kind: ServiceKind,
-        mut child: tokio::process::Child,
-        handle: RunHandle,
-    ) {
-        let (tx, rx) = watch::channel(None);
-        let log = self.layout.log_file(kind);
-        let watcher = tokio::spawn(async move {
-            let exit = match child.wait().await {
-                Ok(status) => Exit {
-                    code: status.code(),
-                    signal: status.signal(),
-                },
-                Err(_) => Exit {
-                    code: None,
-                    signal: None,
-                },
-            };
-            note_in(&log, &describe_exit(exit));
-            let _ = tx.send(Some(exit));
-        });
-        self.replace(
-            kind,
-            Supervised {
-                handle,
-                exit: rx,
-                watcher,
-                adopted: false,
-            },
-        );
+    fn next_generation(&self) -> u64 {
+        self.shared.generations.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn supervise_adopted(&self, kind: ServiceKind, handle: RunHandle) {
@@ -220,13 +308,16 @@ impl ProcessDriver {
                 signal: None,
             }));
         });
+        let generation = self.next_generation();
         self.replace(
             kind,
             Supervised {
+                generation,
                 handle,
                 exit: rx,
                 watcher,
                 adopted: true,
+                stopping: false,
             },
         );
     }
@@ -237,15 +328,20 @@ impl ProcessDriver {
         }
     }
 
-    /// The running instance's pid and exit receiver, if it runs.
-    fn running(
-        &self,
-        kind: ServiceKind,
-    ) -> Option<(RunHandle, watch::Receiver<Option<Exit>>, bool)> {
-        let procs = self.procs();
-        let s = procs.get(&kind)?;
+    /// Mark `kind` as stopped on purpose; the running instance's pid and exit receiver,
+    /// if it runs.
+    fn halt(&self, kind: ServiceKind) -> Option<(RunHandle, watch::Receiver<Option<Exit>>, bool)> {
+        let mut procs = self.procs();
+        let s = procs.get_mut(&kind)?;
+        s.stopping = true;
         s.running()
             .then(|| (s.handle.clone(), s.exit.clone(), s.adopted))
+    }
+
+    fn running_handle(&self, kind: ServiceKind) -> Option<RunHandle> {
+        let procs = self.procs();
+        let s = procs.get(&kind)?;
+        s.running().then(|| s.handle.clone())
     }
 
     async fn wait_exit(
@@ -270,6 +366,78 @@ impl ProcessDriver {
         };
         tokio::time::timeout(limit, exited).await.is_ok()
     }
+}
+
+/// Wait for the service's instances one after another: note each exit, explain the
+/// failed ones, and start the service again after a failure until it is stopped or
+/// superseded.
+async fn supervise(
+    shared: Arc<Shared>,
+    kind: ServiceKind,
+    generation: u64,
+    launch: Launch,
+    site: ServiceSite,
+    mut child: tokio::process::Child,
+    tx: watch::Sender<Option<Exit>>,
+) {
+    let mut backoff = RestartBackoff::default();
+    loop {
+        let started = Instant::now();
+        let exit = match child.wait().await {
+            Ok(status) => Exit {
+                code: status.code(),
+                signal: status.signal(),
+            },
+            Err(_) => Exit {
+                code: None,
+                signal: None,
+            },
+        };
+        note_in(&launch.log, &describe_exit(exit));
+        let failed_code = exit.code.filter(|c| *c != 0);
+        if let Some(code) = failed_code {
+            let site = site.clone();
+            let failure = tokio::task::spawn_blocking(move || failure::diagnose(&site, code))
+                .await
+                .unwrap_or_else(|_| failure::start_failed(format!("exited with code {code}")));
+            note_in(&launch.log, &failure.message);
+            tracing::warn!(service = %kind, reason = failure.reason.as_str(), "{}", failure.message);
+            shared.failures().insert(kind, failure);
+        }
+        let _ = tx.send(Some(exit));
+        if failed_code.is_none() {
+            return;
+        }
+        let mut ran_for = Some(started.elapsed());
+        child = loop {
+            let delay = backoff.delay(ran_for.take());
+            note_in(
+                &launch.log,
+                &format!("starting again in {:.1} s", delay.as_secs_f64()),
+            );
+            tokio::time::sleep(delay).await;
+            match shared.respawn(kind, generation, &launch, &tx) {
+                Respawn::Started(child) => break child,
+                Respawn::Cancelled => return,
+                Respawn::Failed(message) => {
+                    shared
+                        .failures()
+                        .insert(kind, failure::start_failed(message));
+                }
+            }
+        };
+    }
+}
+
+fn open_log(path: &Path) -> Result<File, DriverError> {
+    if fs::metadata(path).is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+        let _ = fs::rename(path, path.with_extension("log.1"));
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| DriverError::io(path, e))
 }
 
 #[async_trait::async_trait]
@@ -312,6 +480,8 @@ impl Driver for ProcessDriver {
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
         let path = self.layout.manifest_file(def.kind);
         write_replacing(&path, &json)?;
+        // A new installation starts without the old one's failure.
+        self.shared.failures().remove(&def.kind);
         self.note(
             def.kind,
             &format!(
@@ -334,60 +504,85 @@ impl Driver for ProcessDriver {
     }
 
     async fn start(&self, def: &ServiceDefinition) -> Result<RunHandle, DriverError> {
-        if let Some((handle, _, _)) = self.running(def.kind) {
-            return Ok(handle);
-        }
-        let dir = self.layout.service_dir(def.kind);
-        fs::create_dir_all(&dir).map_err(|e| DriverError::io(&dir, e))?;
-        let argv = self.argv(def);
-        let log = self.open_log(def.kind)?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| DriverError::io(self.layout.log_file(def.kind), e))?;
-        let mut command = tokio::process::Command::new(&self.program);
-        command
-            .args(&argv[1..])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .process_group(0);
-        self.note(def.kind, &format!("starting: {}", argv.join(" ")));
-        let child = command.spawn().map_err(|source| {
-            let err = DriverError::Spawn {
-                program: self.program.to_string_lossy().into_owned(),
-                source,
+        let launch = self.launch(def);
+        let generation = self.next_generation();
+        let (tx, rx) = watch::channel(None);
+        // Checked and spawned under the lock: a supervisor restarting an older
+        // generation at this moment cannot start a second instance beside this one.
+        let handle = {
+            let mut procs = self.procs();
+            if let Some(s) = procs.get(&def.kind).filter(|s| s.running()) {
+                return Ok(s.handle.clone());
+            }
+            let child = match launch.spawn() {
+                Ok(child) => child,
+                Err(e) => {
+                    self.shared
+                        .failures()
+                        .insert(def.kind, failure::start_failed(e.to_string()));
+                    return Err(e);
+                }
             };
-            self.note(def.kind, &err.to_string());
-            err
-        })?;
-        let pid = child.id().ok_or_else(|| {
-            DriverError::io(&self.program, std::io::Error::other("exited at once"))
-        })?;
-        let handle = RunHandle { pid, argv };
-        self.supervise_child(def.kind, child, handle.clone());
-        tracing::info!(service = %def.kind, pid, "service started");
+            let pid = child.id().ok_or_else(|| {
+                DriverError::io(&self.program, std::io::Error::other("exited at once"))
+            })?;
+            let handle = RunHandle {
+                pid,
+                argv: launch.argv.clone(),
+            };
+            let watcher = tokio::spawn(supervise(
+                self.shared.clone(),
+                def.kind,
+                generation,
+                launch,
+                self.site(def),
+                child,
+                tx,
+            ));
+            // The old supervision (if any) ends here; its generation no longer matches.
+            let supervised = Supervised {
+                generation,
+                handle: handle.clone(),
+                exit: rx,
+                watcher,
+                adopted: false,
+                stopping: false,
+            };
+            if let Some(old) = procs.insert(def.kind, supervised) {
+                old.watcher.abort();
+            }
+            handle
+        };
+        tracing::info!(service = %def.kind, pid = handle.pid, "service started");
         Ok(handle)
     }
 
     async fn adopt(&self, def: &ServiceDefinition, handle: &RunHandle) -> bool {
-        if let Some((current, _, _)) = self.running(def.kind) {
+        if let Some(current) = self.running_handle(def.kind) {
             return current == *handle;
         }
-        if !procfs::runs(handle.pid, &handle.argv) {
-            return false;
-        }
-        self.supervise_adopted(def.kind, handle.clone());
-        self.note(
-            def.kind,
-            &format!("re-adopted running process {}", handle.pid),
-        );
-        tracing::info!(service = %def.kind, pid = handle.pid, "re-adopted running service");
+        let pid = if procfs::runs(handle.pid, &handle.argv) {
+            handle.pid
+        } else {
+            // Restarted by our supervisor under a pid the state file never saw (the agent
+            // died soon after): the same command line is the same service.
+            match procfs::find_running(&handle.argv) {
+                Some(pid) => pid,
+                None => return false,
+            }
+        };
+        let handle = RunHandle {
+            pid,
+            argv: handle.argv.clone(),
+        };
+        self.supervise_adopted(def.kind, handle);
+        self.note(def.kind, &format!("re-adopted running process {pid}"));
+        tracing::info!(service = %def.kind, pid, "re-adopted running service");
         true
     }
 
     async fn stop(&self, kind: ServiceKind) -> Result<(), DriverError> {
-        let Some((handle, mut rx, adopted)) = self.running(kind) else {
+        let Some((handle, mut rx, adopted)) = self.halt(kind) else {
             return Ok(());
         };
         self.note(kind, &format!("stopping process {}", handle.pid));
@@ -408,7 +603,7 @@ impl Driver for ProcessDriver {
     }
 
     async fn reload(&self, kind: ServiceKind) -> Result<bool, DriverError> {
-        let Some((handle, _, _)) = self.running(kind) else {
+        let Some(handle) = self.running_handle(kind) else {
             return Ok(false);
         };
         // Only the service itself: its own children may not expect SIGHUP.
@@ -444,11 +639,16 @@ impl Driver for ProcessDriver {
         }
     }
 
+    fn last_failure(&self, kind: ServiceKind) -> Option<LastFailure> {
+        self.shared.failures().get(&kind).cloned()
+    }
+
     async fn uninstall(&self, kind: ServiceKind) -> Result<(), DriverError> {
         self.stop(kind).await?;
         if let Some(old) = self.procs().remove(&kind) {
             old.watcher.abort();
         }
+        self.shared.failures().remove(&kind);
         let dir = self.layout.service_dir(kind);
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -529,6 +729,9 @@ impl Driver for ProcessDriver {
     }
 
     async fn detach(&self, stop_services: bool) {
+        for s in self.procs().values_mut() {
+            s.stopping = true;
+        }
         if stop_services {
             let kinds: Vec<ServiceKind> = self.procs().keys().copied().collect();
             for kind in kinds {

@@ -4,7 +4,7 @@
 use std::fs;
 
 /// The process's argv, or `None` if it is gone, a zombie, or unreadable.
-pub(crate) fn cmdline(pid: u32) -> Option<Vec<String>> {
+pub fn cmdline(pid: u32) -> Option<Vec<String>> {
     if is_zombie(pid) {
         return None;
     }
@@ -25,6 +25,19 @@ pub(crate) fn cmdline(pid: u32) -> Option<Vec<String>> {
 /// Whether `pid` is alive and still runs the command we started.
 pub(crate) fn runs(pid: u32, argv: &[String]) -> bool {
     cmdline(pid).is_some_and(|actual| command_matches(&actual, argv))
+}
+
+/// A live process running exactly `argv` (found by scanning `/proc`), for an instance the
+/// agent started but whose pid it no longer knows (restarted by the agent's supervisor
+/// just before the agent itself was killed).
+pub fn find_running(argv: &[String]) -> Option<u32> {
+    let me = std::process::id();
+    fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .find(|pid| runs(*pid, argv))
 }
 
 /// A script started through its `#!` line shows up as `interpreter [arg] script args...`,
@@ -90,5 +103,26 @@ mod tests {
         assert!(!runs(me, &words("/not/this")));
         // Pid numbers are bounded by pid_max (at most 2^22).
         assert!(cmdline(u32::MAX - 1).is_none());
+    }
+
+    #[test]
+    fn finds_a_child_by_its_command_line() {
+        let mut child = std::process::Command::new("sleep")
+            // Unlikely to be anyone else's command line.
+            .arg(format!("30.{}", std::process::id()))
+            .spawn()
+            .unwrap();
+        let expected = format!("30.{}", std::process::id());
+        // Until exec, the child shows this test binary's command line.
+        let argv = loop {
+            match cmdline(child.id()) {
+                Some(argv) if argv.last() == Some(&expected) => break argv,
+                _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        };
+        assert_eq!(find_running(&argv), Some(child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(find_running(&argv), None);
     }
 }
