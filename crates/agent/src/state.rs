@@ -9,8 +9,28 @@ use steward_model::ServiceKind;
 use time::OffsetDateTime;
 
 use crate::api::{ConnectionStrings, InstallRequest};
-use crate::driver::{RunHandle, ServiceDefinition};
+use crate::driver::{find_running, RunHandle, ServiceDefinition};
 use crate::error::AgentError;
+use crate::layout::Layout;
+
+/// The pid of `kind`'s running instance, read from an agent's state directory by a tool
+/// on the same machine (`steward lab kill`): the recorded pid while it still runs the
+/// recorded command, else the process running that command (the agent restarted it
+/// since). `Ok(None)`: installed but not running.
+pub fn running_service(state_dir: &Path, kind: ServiceKind) -> Result<Option<u32>, AgentError> {
+    let state = PersistedState::load(&Layout::new(state_dir).state_file())?;
+    let record = state
+        .services
+        .get(&kind)
+        .ok_or(AgentError::NotInstalled(kind))?;
+    Ok(record.handle.as_ref().and_then(|h| {
+        if crate::driver::procfs_runs(h.pid, &h.argv) {
+            Some(h.pid)
+        } else {
+            find_running(&h.argv)
+        }
+    }))
+}
 
 const VERSION: u32 = 1;
 

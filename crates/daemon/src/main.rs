@@ -57,6 +57,8 @@ enum Command {
     Agent(steward_agent::AgentArgs),
     /// Run one lab service (started by a lab agent's process driver).
     LabService(steward_lab::LabServiceArgs),
+    /// Act on a running lab: `steward lab kill SERVER KIND`.
+    Lab(cmd::lab::Args),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         }),
         Command::Agent(args) => async_main(cli.log_format, cmd::agent::run(args)),
         Command::LabService(args) => async_main(cli.log_format, cmd::lab_service::run(args)),
+        Command::Lab(args) => cmd::lab::run(&args),
     };
     ExitCode::from(code)
 }

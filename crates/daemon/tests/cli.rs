@@ -480,3 +480,37 @@ mod output_and_logs {
         }
     }
 }
+
+// ----- lab options (`steward run --lab`): refused before anything starts -----
+
+#[test]
+fn run_refuses_a_resync_below_100ms() {
+    for resync in ["0s", "50ms"] {
+        let out = steward(&["run", "--lab", "--resync", resync]);
+        assert_eq!(out.status.code(), Some(2), "--resync {resync}");
+        let err = text(&out.stderr);
+        assert!(err.contains("use at least 100ms"), "{err}");
+    }
+}
+
+#[test]
+fn run_refuses_a_lab_address_off_loopback() {
+    let out = steward(&["run", "--lab", "--lab-first-address", "10.1.2.3"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("10.1.2.3 is not a loopback address"), "{err}");
+    let out = steward(&["run", "--lab", "--lab-first-address", "127.0.5.255"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("ends in .0 or .255"));
+}
+
+#[test]
+fn lab_kill_needs_a_lab_server_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let out = steward(&["lab", "kill", "../x", "HEALTH", "--state-dir", state]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = steward(&["lab", "kill", "app2", "HEALTH", "--state-dir", state]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no lab server app2"), "{}", text(&out.stderr));
+}

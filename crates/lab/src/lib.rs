@@ -33,6 +33,11 @@ use serve::Drain;
 /// The port production serves plain HTTP on; in the catalog it marks a redirect port.
 const PLAIN_HTTP_PORT: u16 = 80;
 
+/// The exit code of `steward lab-service` when a port is held by another process
+/// (EADDRINUSE's number on Linux). The agent recognises it (and looks up the holder), so
+/// a service that cannot bind is reported as such instead of as a bare crash.
+pub const EXIT_PORT_IN_USE: u8 = 98;
+
 /// Why the lab service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -48,6 +53,8 @@ pub enum LabError {
     Certificate(#[from] CertError),
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("port-in-use: cannot listen on {addr}: another process holds the port")]
+    PortInUse { addr: SocketAddr },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -64,8 +71,26 @@ impl LabError {
             Self::MissingCertificate { .. } => "missing_certificate",
             Self::Certificate(_) => "certificate",
             Self::Tls(_) => "tls",
+            Self::PortInUse { .. } => "port_in_use",
             Self::Bind { .. } => "bind",
         }
+    }
+
+    /// The process exit code for this error: [`EXIT_PORT_IN_USE`] for a held port, 1
+    /// for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::PortInUse { .. } => EXIT_PORT_IN_USE,
+            _ => 1,
+        }
+    }
+}
+
+fn bind_error(addr: SocketAddr, source: std::io::Error) -> LabError {
+    if source.kind() == std::io::ErrorKind::AddrInUse {
+        LabError::PortInUse { addr }
+    } else {
+        LabError::Bind { addr, source }
     }
 }
 
@@ -133,7 +158,7 @@ impl LabService {
             let addr = SocketAddr::new(args.bind, *port);
             let listener = TcpListener::bind(addr)
                 .await
-                .map_err(|source| LabError::Bind { addr, source })?;
+                .map_err(|source| bind_error(addr, source))?;
             let local = listener
                 .local_addr()
                 .map_err(|source| LabError::Bind { addr, source })?;
@@ -288,5 +313,25 @@ mod tests {
         assert_eq!(roles(ServiceKind::Hl7), vec![Role::Mllp]);
         assert_eq!(roles(ServiceKind::Job), vec![Role::Https]);
         assert_eq!(roles(ServiceKind::Psis), vec![Role::Https]);
+    }
+
+    #[tokio::test]
+    async fn a_held_port_is_a_distinct_error_and_exit_code() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        let args = LabServiceArgs {
+            kind: ServiceKind::Hl7,
+            bind: addr.ip(),
+            ports: vec![addr.port()],
+            cert: None,
+            key: None,
+            connection_strings: None,
+            release: None,
+        };
+        let err = LabService::bind(args).await.err().expect("the port is held");
+        assert!(matches!(err, LabError::PortInUse { addr: a } if a == addr), "{err}");
+        assert_eq!(err.exit_code(), EXIT_PORT_IN_USE);
+        assert_eq!(err.metric_label(), "port_in_use");
+        assert!(err.to_string().starts_with("port-in-use: "), "{err}");
     }
 }

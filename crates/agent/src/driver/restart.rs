@@ -2,6 +2,7 @@
 //! (0.2 s), then ever more slowly up to 10 s, so a crash loop costs little and a fixed
 //! cause (a port freed) is noticed within seconds. A run that lasted a while starts the
 //! schedule over; so does a start the daemon asks for (a new supervisor, a new schedule).
+//! The lab uses the same schedule for its agents.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ pub(crate) const RESTART_MAX: Duration = Duration::from_secs(10);
 pub(crate) const STAYED_UP: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
-pub(crate) struct RestartBackoff {
+pub struct RestartBackoff {
     next: Duration,
 }
 

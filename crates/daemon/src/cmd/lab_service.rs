@@ -8,7 +8,19 @@ pub async fn run(args: LabServiceArgs) -> u8 {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(error = %e, "lab service stopped");
-            1
+            e.exit_code()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The agent recognises a port in use by this exit code.
+    #[test]
+    fn port_in_use_exit_code_is_the_one_the_agent_knows() {
+        assert_eq!(
+            i32::from(steward_lab::EXIT_PORT_IN_USE),
+            steward_agent::EXIT_PORT_IN_USE
+        );
     }
 }

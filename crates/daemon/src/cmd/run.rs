@@ -35,16 +35,43 @@ pub struct Args {
     /// Bearer token for POST /api/v1/reconcile (unset: the endpoint is disabled).
     #[arg(long, env = "STEWARD_RECONCILE_TOKEN", hide_env_values = true)]
     reconcile_token: Option<String>,
-    /// The lab's first server address; the others follow in the same /24.
-    #[arg(long, default_value_t = DEFAULT_FIRST_ADDRESS)]
+    /// The lab's first server address, a loopback address (127.x.y.z); the others
+    /// follow in the same /24.
+    #[arg(long, default_value_t = DEFAULT_FIRST_ADDRESS, value_parser = parse_lab_address)]
     lab_first_address: std::net::Ipv4Addr,
-    /// How often a Ready service is re-checked (e.g. 2s, 10s).
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    /// How often a Ready service is re-checked (e.g. 2s, 10s; at least 100ms).
+    #[arg(long, default_value = "2s", value_parser = parse_resync)]
     resync: Duration,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    steward_model::syntax::parse_duration(s).map_err(|e| e.to_string())
+/// Below this, re-checks are busy work (0s meant ~1,700 reconciles a second).
+const MIN_RESYNC: Duration = Duration::from_millis(100);
+
+fn parse_resync(s: &str) -> Result<Duration, String> {
+    let d = steward_model::syntax::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < MIN_RESYNC {
+        return Err(format!(
+            "{s} is too short: services would be re-checked continuously; use at least 100ms"
+        ));
+    }
+    Ok(d)
+}
+
+/// The lab's agents must live on this machine: a 127/8 address (not .0 or .255 of
+/// its /24), never a real host the daemon would then dial.
+fn parse_lab_address(s: &str) -> Result<std::net::Ipv4Addr, String> {
+    let ip: std::net::Ipv4Addr = s.parse().map_err(|e| format!("{s}: {e}"))?;
+    if !ip.is_loopback() {
+        return Err(format!(
+            "{ip} is not a loopback address: lab agents run on this machine, on 127.x.y.z"
+        ));
+    }
+    if matches!(ip.octets()[3], 0 | 255) {
+        return Err(format!(
+            "{ip} ends in .0 or .255: the lab numbers servers from it up to .254"
+        ));
+    }
+    Ok(ip)
 }
 
 pub async fn run(args: Args) -> u8 {
@@ -120,6 +147,15 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     )?;
     let store = controllers.store();
 
+    if args.lab {
+        // All or nothing: a half-started lab would leave the other servers unreachable.
+        if let Some(desired) = watch_handle.current() {
+            crate::lab::check_room(
+                &LabAddresses::starting_at(args.lab_first_address),
+                &desired.snapshot,
+            )?;
+        }
+    }
     let lab_fleet = if args.lab {
         let fleet = Arc::new(tokio::sync::Mutex::new(LabFleet::new(
             std::env::current_exe().context("cannot find the steward executable")?,
@@ -258,9 +294,10 @@ fn lab_endpoint(server: &Server, addresses: &RwLock<LabAddresses>) -> AgentEndpo
             base_url: format!("https://{ip}:{port}"),
             connect_ip: Some(ip),
         },
-        // Not yet placed: unreachable, which the server controller reports and retries.
+        // Not placed (yet, or no room): unreachable, which the server controller reports
+        // and retries. Never the real host of `agent_url` (.invalid never resolves).
         None => AgentEndpoint {
-            base_url: server.agent_url.clone(),
+            base_url: format!("https://{}.lab.invalid:{port}", server.name),
             connect_ip: None,
         },
     }

@@ -56,6 +56,27 @@ impl LabAddresses {
     pub fn get(&self, hostname: &str) -> Option<IpAddr> {
         self.by_host.get(hostname).copied()
     }
+
+    pub fn first(&self) -> Ipv4Addr {
+        self.first
+    }
+
+    /// How many servers fit: one per address from the first up to .254 of its /24.
+    pub fn room(&self) -> usize {
+        let last = self.first.octets()[3];
+        usize::from(255u8.saturating_sub(last.max(1)))
+    }
+
+    /// How many addresses placing `snapshot` would take in all: those given already
+    /// (their servers' agents keep running) and one per new server.
+    pub fn needed_for(&self, snapshot: &Snapshot) -> usize {
+        let new = snapshot
+            .servers
+            .values()
+            .filter(|s| !self.by_host.contains_key(&s.hostname))
+            .count();
+        self.by_host.len() + new
+    }
 }
 
 #[cfg(test)]
@@ -96,5 +117,25 @@ mod tests {
             addrs.get("app0.example.eng"),
             Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 13)))
         );
+    }
+
+    #[test]
+    fn room_counts_the_addresses_left_in_the_24() {
+        assert_eq!(LabAddresses::default().room(), 244);
+        let near_end = LabAddresses::starting_at(Ipv4Addr::new(127, 0, 0, 253));
+        assert_eq!(near_end.room(), 2);
+        let three = snapshot(&["app1", "app2", "app3"]);
+        assert_eq!(near_end.needed_for(&three), 3);
+        let err = crate::lab::check_room(&near_end, &three).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the lab has room for 2 server(s) from 127.0.0.253 (up to .254 of its /24), \
+             but the desired state declares 3; choose a lower --lab-first-address"
+        );
+        let mut placed = near_end.clone();
+        placed.extend_for(&snapshot(&["app1", "app2"]));
+        assert!(crate::lab::check_room(&placed, &snapshot(&["app1", "app2"])).is_ok());
+        // A server placed before counts even after it left the files: its agent runs.
+        assert_eq!(placed.needed_for(&snapshot(&["app1", "app3"])), 3);
     }
 }

@@ -7,19 +7,26 @@
 //! steward's own logic: the lab only supplies the machines.
 
 mod addresses;
+mod orphans;
+mod supervise;
 
 pub use addresses::{LabAddresses, DEFAULT_FIRST_ADDRESS};
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rustix::process::{kill_process_group, Pid, Signal};
+use rustix::process::Signal;
 use steward_model::Snapshot;
 use steward_pki::CertificateAuthority;
-use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use orphans::{alive, processes_mentioning, signal_group, signal_pid};
+use supervise::{supervise, AgentSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -36,8 +43,20 @@ pub enum LabError {
         #[source]
         source: std::io::Error,
     },
-    #[error("no loopback address left for {0}")]
-    NoAddress(String),
+    #[error("lab agent for {host} cannot listen on {addr}: it is taken by {who}, which is not part of this lab; stop it or choose another --lab-first-address")]
+    AddressTaken {
+        host: String,
+        addr: SocketAddr,
+        who: String,
+    },
+    #[error("lab agent for {host}: the agent a previous daemon left running (pid {pid}) does not stop")]
+    LeftoverAgent { host: String, pid: i32 },
+    #[error("the lab has room for {room} server(s) from {first} (up to .254 of its /24), but the desired state declares {servers}; choose a lower --lab-first-address")]
+    NoRoom {
+        servers: usize,
+        room: usize,
+        first: Ipv4Addr,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -46,11 +65,12 @@ pub enum LabError {
     },
 }
 
-/// One running lab agent.
+/// One supervised lab agent.
 #[derive(Debug)]
 struct LabAgent {
-    child: Child,
-    addr: IpAddr,
+    /// The running agent's pid, 0 while there is none.
+    pid: Arc<AtomicI32>,
+    task: JoinHandle<()>,
 }
 
 /// The lab agents, by server host name.
@@ -60,6 +80,7 @@ pub struct LabFleet {
     state_dir: PathBuf,
     addresses: LabAddresses,
     agents: BTreeMap<String, LabAgent>,
+    stop: CancellationToken,
 }
 
 impl LabFleet {
@@ -70,6 +91,7 @@ impl LabFleet {
             state_dir,
             addresses,
             agents: BTreeMap::new(),
+            stop: CancellationToken::new(),
         }
     }
 
@@ -77,120 +99,79 @@ impl LabFleet {
         &self.addresses
     }
 
-    /// Start an agent for every server of `snapshot` that has none yet. Agents of servers
-    /// that left the desired state keep running: the service controller decides (prune)
-    /// what happens to their services, and it needs the agent for that.
+    /// Supervise an agent for every server of `snapshot` that has none yet: each is
+    /// started at once and restarted whenever it dies. Agents of servers that left the
+    /// desired state keep running: the service controller decides (prune) what happens to
+    /// their services, and it needs the agent for that.
     pub fn ensure(
         &mut self,
         snapshot: &Snapshot,
         ca: &CertificateAuthority,
     ) -> Result<(), LabError> {
+        check_room(&self.addresses, snapshot)?;
         self.addresses.extend_for(snapshot);
         for server in snapshot.servers.values() {
-            let running = self
-                .agents
-                .get_mut(&server.hostname)
-                .is_some_and(|a| matches!(a.child.try_wait(), Ok(None)));
-            if running {
+            if self.agents.contains_key(&server.hostname) {
                 continue;
             }
-            let addr = self
-                .addresses
-                .get(&server.hostname)
-                .ok_or_else(|| LabError::NoAddress(server.hostname.clone()))?;
-            let port = agent_port(&server.agent_url);
-            let agent = self.start_agent(&server.name, &server.hostname, addr, port, ca)?;
-            tracing::info!(server = %server.name, hostname = %server.hostname, %addr, port, "lab agent started");
-            self.agents.insert(server.hostname.clone(), agent);
+            let Some(addr) = self.addresses.get(&server.hostname) else {
+                // check_room counted it in; unreachable unless the two disagree.
+                return Err(LabError::NoRoom {
+                    servers: snapshot.servers.len(),
+                    room: self.addresses.room(),
+                    first: self.addresses.first(),
+                });
+            };
+            let dir = self.state_dir.join(&server.name);
+            std::fs::create_dir_all(&dir).map_err(|source| LabError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let pki = |source| LabError::Pki {
+                host: server.hostname.clone(),
+                source,
+            };
+            let issued = ca.issue_agent(&server.hostname, &[addr]).map_err(pki)?;
+            let (cert, key) = issued.write_pair(&dir, "agent").map_err(pki)?;
+            let spec = AgentSpec {
+                name: server.name.clone(),
+                hostname: server.hostname.clone(),
+                addr,
+                port: agent_port(&server.agent_url),
+                dir,
+                program: self.program.clone(),
+                ca: ca.cert_path(),
+                cert,
+                key,
+            };
+            let pid = Arc::new(AtomicI32::new(0));
+            let task = tokio::spawn(supervise(spec, pid.clone(), self.stop.child_token()));
+            self.agents
+                .insert(server.hostname.clone(), LabAgent { pid, task });
         }
         Ok(())
     }
 
-    fn start_agent(
-        &self,
-        name: &str,
-        hostname: &str,
-        addr: IpAddr,
-        port: u16,
-        ca: &CertificateAuthority,
-    ) -> Result<LabAgent, LabError> {
-        let dir = self.state_dir.join(name);
-        std::fs::create_dir_all(&dir).map_err(|source| LabError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let pki = |source| LabError::Pki {
-            host: hostname.to_owned(),
-            source,
-        };
-        let issued = ca.issue_agent(hostname, &[addr]).map_err(pki)?;
-        let (cert, key) = issued.write_pair(&dir, "agent").map_err(pki)?;
-        let log_path = dir.join("agent.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|source| LabError::Io {
-                path: log_path.clone(),
-                source,
-            })?;
-        let log_err = log.try_clone().map_err(|source| LabError::Io {
-            path: log_path,
-            source,
-        })?;
-        let child = Command::new(&self.program)
-            .arg("agent")
-            .arg("--listen")
-            .arg(format!("{}:{port}", bracket(addr)))
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--ca")
-            .arg(ca.cert_path())
-            .arg("--cert")
-            .arg(&cert)
-            .arg("--key")
-            .arg(&key)
-            .arg("--hostname")
-            .arg(hostname)
-            .arg("--service-program")
-            .arg(&self.program)
-            .arg("--lab")
-            .arg("--stop-services-on-exit")
-            .arg("--stop-timeout-secs")
-            .arg("3")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            // Its own process group, so stopping the lab reaches the agent and anything
-            // it started even if it cannot clean up itself.
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| LabError::Spawn {
-                host: hostname.to_owned(),
-                program: self.program.clone(),
-                source,
-            })?;
-        Ok(LabAgent { child, addr })
-    }
-
     /// Stop every agent (which stops its services), SIGKILL after `grace`.
     pub async fn shutdown(&mut self, grace: Duration) {
-        for agent in self.agents.values() {
-            signal(&agent.child, Signal::TERM);
-        }
-        let deadline = tokio::time::Instant::now() + grace;
-        for (host, agent) in &mut self.agents {
-            match tokio::time::timeout_at(deadline, agent.child.wait()).await {
-                Ok(_) => tracing::debug!(%host, addr = %agent.addr, "lab agent stopped"),
-                Err(_) => {
-                    tracing::warn!(%host, "lab agent did not stop in time; killing it");
-                    signal(&agent.child, Signal::KILL);
-                    let _ = agent.child.wait().await;
+        self.stop.cancel();
+        let agents = std::mem::take(&mut self.agents);
+        let pids: Vec<(String, Arc<AtomicI32>)> = agents
+            .iter()
+            .map(|(host, a)| (host.clone(), a.pid.clone()))
+            .collect();
+        let mut tasks: Vec<JoinHandle<()>> = agents.into_values().map(|a| a.task).collect();
+        let all = futures_join(&mut tasks);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            for (host, pid) in &pids {
+                let pid = pid.load(Ordering::SeqCst);
+                if pid != 0 {
+                    tracing::warn!(%host, pid, "lab agent did not stop in time; killing it");
+                    signal_group(pid, Signal::KILL);
                 }
             }
+            futures_join(&mut tasks).await;
         }
-        self.agents.clear();
         self.reap_orphans(grace).await;
     }
 
@@ -223,38 +204,28 @@ impl LabFleet {
     }
 }
 
-fn signal(child: &Child, sig: Signal) {
-    if let Some(pid) = child.id().and_then(|p| Pid::from_raw(p as i32)) {
-        let _ = kill_process_group(pid, sig);
+/// Wait for every task (finished ones are skipped on a second call).
+async fn futures_join(tasks: &mut [JoinHandle<()>]) {
+    for task in tasks.iter_mut() {
+        if !task.is_finished() {
+            let _ = task.await;
+        }
     }
 }
 
-/// Processes (other than this one) whose command line contains `marker`.
-fn processes_mentioning(marker: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains(marker))
-        })
-        .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie still has a /proc entry; its state letter says it is gone.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| !matches!(stat.rsplit(')').next().map(str::trim_start), Some(s) if s.starts_with('Z')))
-}
-
-fn signal_pid(pid: i32, sig: Signal) {
-    if let Some(pid) = Pid::from_raw(pid) {
-        let _ = rustix::process::kill_process(pid, sig);
+/// Refuse a desired state with more servers than the lab has addresses for, naming how
+/// many fit, instead of starting some and leaving the others to a DNS lookup.
+pub fn check_room(addresses: &LabAddresses, snapshot: &Snapshot) -> Result<(), LabError> {
+    let servers = addresses.needed_for(snapshot);
+    let room = addresses.room();
+    if servers > room {
+        return Err(LabError::NoRoom {
+            servers,
+            room,
+            first: addresses.first(),
+        });
     }
+    Ok(())
 }
 
 fn agent_port(agent_url: &str) -> u16 {
@@ -262,13 +233,6 @@ fn agent_port(agent_url: &str) -> u16 {
         .rsplit_once(':')
         .and_then(|(_, p)| p.trim_end_matches('/').parse().ok())
         .unwrap_or(steward_model::catalog::DEFAULT_AGENT_PORT)
-}
-
-fn bracket(addr: IpAddr) -> String {
-    match addr {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    }
 }
 
 /// The lab's state lives beside the daemon's.
