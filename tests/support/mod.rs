@@ -80,6 +80,8 @@ pub struct Options {
     /// directory (the lab's root) instead of absolute.
     pub relative_paths: bool,
     pub resync: &'static str,
+    /// Extra environment variables of the daemon.
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -87,6 +89,7 @@ impl Default for Options {
         Self {
             relative_paths: false,
             resync: "2s",
+            env: Vec::new(),
         }
     }
 }
@@ -191,17 +194,6 @@ impl Lab {
     /// Start (or start again) the daemon on this lab's state directory.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "daemon already running");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("daemon log");
-        self.log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let (desired, state) = if self.options.relative_paths {
-            (PathBuf::from("desired-state"), PathBuf::from("state"))
-        } else {
-            (self.desired.clone(), self.state.clone())
-        };
         // The addresses must be free: another process there would answer in our place
         // (another run of the same test, or someone's lab on the same 127.0.N.x).
         for addr in [
@@ -216,10 +208,40 @@ impl Lab {
                 );
             }
         }
+        self.launch();
+    }
+
+    /// Start the daemon again after it was SIGKILLed ([`Lab::kill_daemon`]): its agents
+    /// may still hold their addresses, which the new daemon has to deal with.
+    pub fn respawn_after_crash(&mut self) {
+        assert!(self.child.is_none(), "daemon already running");
+        self.launch();
+    }
+
+    /// SIGKILL the daemon (no clean-up of its own) and reap it.
+    pub fn kill_daemon(&mut self) {
+        let mut child = self.child.take().expect("daemon not running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    fn launch(&mut self) {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("daemon log");
+        self.log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let (desired, state) = if self.options.relative_paths {
+            (PathBuf::from("desired-state"), PathBuf::from("state"))
+        } else {
+            (self.desired.clone(), self.state.clone())
+        };
         let child = Command::new(binary())
             .current_dir(self.root_path.as_path())
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
+            .envs(self.options.env.iter().copied())
             .arg("run")
             .arg("--lab")
             .arg("--desired-state")

@@ -24,10 +24,11 @@ mod state;
 pub use client::{AgentClient, ClientError};
 pub use config::{run, AgentArgs, AgentConfig};
 pub use driver::{
-    find_running, minimal_environment, port_holder, process_command_line, Driver, DriverConfig, PortHolder,
-    ProcessDriver, RestartBackoff, RunHandle, RunStatus, ServiceDefinition, EXIT_PORT_IN_USE,
+    find_running, minimal_environment, port_holder, process_command_line, Driver, DriverConfig,
+    PortHolder, ProcessDriver, RestartBackoff, RunHandle, RunStatus, ServiceDefinition,
+    EXIT_PORT_IN_USE,
 };
 pub use error::{AgentError, DriverError};
 pub use layout::Layout;
-pub use state::running_service;
 pub use server::{serve, AgentServer};
+pub use state::running_service;

@@ -512,5 +512,9 @@ fn lab_kill_needs_a_lab_server_name() {
     assert_eq!(out.status.code(), Some(2));
     let out = steward(&["lab", "kill", "app2", "HEALTH", "--state-dir", state]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("no lab server app2"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no lab server app2"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -328,8 +328,14 @@ mod tests {
             connection_strings: None,
             release: None,
         };
-        let err = LabService::bind(args).await.err().expect("the port is held");
-        assert!(matches!(err, LabError::PortInUse { addr: a } if a == addr), "{err}");
+        let err = LabService::bind(args)
+            .await
+            .err()
+            .expect("the port is held");
+        assert!(
+            matches!(err, LabError::PortInUse { addr: a } if a == addr),
+            "{err}"
+        );
         assert_eq!(err.exit_code(), EXIT_PORT_IN_USE);
         assert_eq!(err.metric_label(), "port_in_use");
         assert!(err.to_string().starts_with("port-in-use: "), "{err}");

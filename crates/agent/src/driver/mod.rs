@@ -21,9 +21,9 @@ use crate::error::DriverError;
 pub use environment::minimal_environment;
 pub use failure::EXIT_PORT_IN_USE;
 pub use process::{DriverConfig, ProcessDriver};
-pub use restart::RestartBackoff;
-pub use procfs::{cmdline as process_command_line, find_running};
 pub(crate) use procfs::runs as procfs_runs;
+pub use procfs::{cmdline as process_command_line, find_running};
+pub use restart::RestartBackoff;
 pub use sockets::{port_holder, PortHolder};
 
 /// What to install: the parts of an install request that shape the running service.

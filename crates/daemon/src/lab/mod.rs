@@ -49,7 +49,9 @@ pub enum LabError {
         addr: SocketAddr,
         who: String,
     },
-    #[error("lab agent for {host}: the agent a previous daemon left running (pid {pid}) does not stop")]
+    #[error(
+        "lab agent for {host}: the agent a previous daemon left running (pid {pid}) does not stop"
+    )]
     LeftoverAgent { host: String, pid: i32 },
     #[error("the lab has room for {room} server(s) from {first} (up to .254 of its /24), but the desired state declares {servers}; choose a lower --lab-first-address")]
     NoRoom {

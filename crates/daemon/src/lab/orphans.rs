@@ -25,7 +25,9 @@ pub(super) fn occupant(addr: std::net::IpAddr, port: u16, agent_state: &Path) ->
         return Occupant::Free;
     };
     match holder.pid {
-        Some(pid) if runs_agent_on(pid as i32, agent_state) => Occupant::OurAgent { pid: pid as i32 },
+        Some(pid) if runs_agent_on(pid as i32, agent_state) => {
+            Occupant::OurAgent { pid: pid as i32 }
+        }
         Some(pid) => Occupant::Foreign {
             who: format!(
                 "process {pid} ({})",
@@ -40,7 +42,10 @@ pub(super) fn occupant(addr: std::net::IpAddr, port: u16, agent_state: &Path) ->
 
 /// Whether `pid` is a live `steward agent` whose `--state-dir` is `agent_state`.
 pub(super) fn runs_agent_on(pid: i32, agent_state: &Path) -> bool {
-    let Some(args) = u32::try_from(pid).ok().and_then(steward_agent::process_command_line) else {
+    let Some(args) = u32::try_from(pid)
+        .ok()
+        .and_then(steward_agent::process_command_line)
+    else {
         return false;
     };
     let state = agent_state.to_string_lossy();
@@ -125,7 +130,10 @@ mod tests {
         let addr = held.local_addr().unwrap();
         match occupant(addr.ip(), addr.port(), dir.path()) {
             Occupant::Foreign { who } => {
-                assert!(who.starts_with(&format!("process {} (", std::process::id())), "{who}")
+                assert!(
+                    who.starts_with(&format!("process {} (", std::process::id())),
+                    "{who}"
+                )
             }
             other => panic!("expected a foreign occupant, got {other:?}"),
         }

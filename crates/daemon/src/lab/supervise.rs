@@ -134,7 +134,11 @@ enum Start {
 }
 
 /// One life of the agent. How long it ran; `None` when it did not start.
-async fn live_once(spec: &AgentSpec, pid_slot: &AtomicI32, cancel: &CancellationToken) -> Option<Duration> {
+async fn live_once(
+    spec: &AgentSpec,
+    pid_slot: &AtomicI32,
+    cancel: &CancellationToken,
+) -> Option<Duration> {
     if let Err(e) = clear_address(spec).await {
         tracing::error!(server = %spec.name, "{e}");
         return None;
