@@ -225,5 +225,7 @@ async fn arguments_that_do_not_fit_the_catalog_are_refused() {
     let mut a = args(ServiceKind::Client, Some(&files));
     a.ports = vec![taken.local_addr().unwrap().port()];
     let err = LabService::bind(a).await.err().unwrap();
-    assert_eq!(err.metric_label(), "bind", "{err}");
+    // A taken port is its own error (and exit code), so the agent can say why.
+    assert_eq!(err.metric_label(), "port_in_use", "{err}");
+    assert_eq!(err.exit_code(), steward_lab::EXIT_PORT_IN_USE);
 }

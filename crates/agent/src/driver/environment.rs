@@ -17,6 +17,8 @@ const PASSED: &[&str] = &[
     "RUST_LOG",
     "RUST_BACKTRACE",
     "NO_COLOR",
+    // `steward --log-format`, which the daemon hands down to the lab's agents and services.
+    "STEWARD_LOG_FORMAT",
 ];
 
 /// The variables of this process a child may inherit; use with `env_clear()`.
