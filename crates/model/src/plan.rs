@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::ServiceKind;
@@ -15,7 +16,7 @@ use crate::resource::{CaMode, Mode};
 use crate::snapshot::{CertificateSource, ConnectionStrings, PlacedService, Server, Snapshot};
 
 /// What is running now, as far as steward knows (empty for a fresh fleet).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Observed {
     /// By server name.
@@ -24,7 +25,7 @@ pub struct Observed {
     pub ca_exists: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObservedServer {
     pub services: BTreeMap<ServiceKind, ObservedService>,
@@ -32,7 +33,7 @@ pub struct ObservedServer {
     pub certificate_thumbprint: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObservedService {
     pub ports: Vec<u16>,
@@ -41,8 +42,10 @@ pub struct ObservedService {
     pub running: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase", tag = "action")]
+/// One action, tagged by `action`; the fields are camelCase like every other JSON steward
+/// emits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "action")]
 pub enum Step {
     InitCertificateAuthority,
     IssueCertificate {
@@ -115,7 +118,7 @@ impl Step {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub add: usize,
@@ -123,7 +126,9 @@ pub struct Summary {
     pub remove: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The ordered actions from the observed fleet to the desired state, as `steward plan`
+/// prints them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub installation: String,
@@ -389,5 +394,92 @@ fn describe(step: &Step) -> String {
         Step::Orphaned { server, service } => format!(
             "{server}: {service} is installed but no longer declared; left running (prune is false)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One step of every kind, so the wire names of all variants are covered.
+    pub(crate) fn every_step() -> Vec<Step> {
+        let (server, service) = (String::from("app1"), ServiceKind::Psis);
+        vec![
+            Step::InitCertificateAuthority,
+            Step::IssueCertificate {
+                server: server.clone(),
+                subject_alt_names: vec!["app1.example.eng".into()],
+            },
+            Step::InstallCertificate {
+                server: server.clone(),
+                from: "certs/app1.pem".into(),
+            },
+            Step::CheckDatabase {
+                server: "sql1:1433".into(),
+                database: "PatientSecure".into(),
+                create: true,
+            },
+            Step::CheckDirectory {
+                directory: "corp".into(),
+                server: "dc1".into(),
+                groups: vec!["PS-Admins".into()],
+                manage_members: true,
+            },
+            Step::Install {
+                server: server.clone(),
+                service,
+                ports: vec![7001],
+                drive: "C:".into(),
+                release: "6.12.1".into(),
+            },
+            Step::Reinstall {
+                server: server.clone(),
+                service,
+                ports: vec![7001],
+                drive: "C:".into(),
+                release: "6.12.1".into(),
+                because: "release 6.12.0 -> 6.12.1".into(),
+            },
+            Step::Start {
+                server: server.clone(),
+                service,
+            },
+            Step::Uninstall {
+                server: server.clone(),
+                service,
+            },
+            Step::Orphaned { server, service },
+        ]
+    }
+
+    fn keys(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    out.push(k.clone());
+                    keys(v, out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn plan_json_is_camel_case_throughout() {
+        let plan = Plan {
+            installation: "hospital".into(),
+            release: "6.12.1".into(),
+            mode: Mode::AutoCorrect,
+            steps: every_step(),
+            connection_strings: ConnectionStrings::default(),
+            summary: Summary::default(),
+        };
+        let mut names = Vec::new();
+        keys(&serde_json::to_value(&plan).unwrap(), &mut names);
+        let snake: Vec<&String> = names.iter().filter(|k| k.contains('_')).collect();
+        assert!(snake.is_empty(), "snake_case keys in the plan JSON: {snake:?}");
+        assert!(names.iter().any(|k| k == "subjectAltNames"));
+        assert!(names.iter().any(|k| k == "manageMembers"));
     }
 }

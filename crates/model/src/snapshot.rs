@@ -101,7 +101,7 @@ impl Server {
 
 /// Where a server's TLS certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase", tag = "source")]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "source")]
 pub enum CertificateSource {
     /// Issued by the steward CA.
     Generate,
@@ -242,7 +242,7 @@ mod duration_ms {
 /// The URLs every service is handed as connection strings (the console's "Update Service
 /// Connection Strings"): at the load balancer when there is one, else at the server that
 /// runs the service.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionStrings {
     pub identity_server: Option<String>,
@@ -299,5 +299,23 @@ impl Snapshot {
             .collect();
         all.sort_by_key(|(s, p)| (p.kind.install_rank().min(2), s.name.as_str(), p.kind));
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_source_fields_are_camel_case() {
+        let pem = CertificateSource::Pem {
+            cert_file: "certs/app1.pem".into(),
+            key_file: "certs/app1.key".into(),
+        };
+        let json = serde_json::to_value(&pem).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"source": "pem", "certFile": "certs/app1.pem", "keyFile": "certs/app1.key"})
+        );
     }
 }
