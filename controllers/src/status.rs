@@ -65,7 +65,6 @@ pub struct ServerStatus {
     /// pruned).
     pub desired: bool,
     pub observed_generation: Option<u64>,
-    #[schemars(schema_with = "crate::schema::host_info")]
     pub host: Option<HostInfo>,
     pub certificate: CertificateSummary,
     pub conditions: Vec<Condition>,
@@ -100,7 +99,6 @@ pub struct ServiceHealth {
     pub installed: bool,
     /// `null` while no verdict has been reached.
     pub healthy: Option<bool>,
-    #[schemars(schema_with = "crate::schema::agent_service_status")]
     pub status: Option<AgentServiceStatus>,
     /// The installed release.
     pub release: Option<String>,

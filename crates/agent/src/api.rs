@@ -1,13 +1,14 @@
 //! The agent's JSON API under `/v1`: the wire types shared by the server and
 //! [`AgentClient`](crate::AgentClient). Field names are camelCase on the wire.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use steward_model::ServiceKind;
 use steward_pki::PrivateKeyPem;
 use time::OffsetDateTime;
 
-/// `GET /v1/host`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What the agent reports about its host (`GET /v1/host`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HostInfo {
     pub hostname: String,
@@ -17,7 +18,8 @@ pub struct HostInfo {
     pub agent_version: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The agent's view of a service process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceStatus {
     Running,
@@ -40,7 +42,7 @@ impl ServiceStatus {
 }
 
 /// One installed service, as `GET /v1/services` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceInfo {
     pub kind: ServiceKind,
@@ -52,6 +54,7 @@ pub struct ServiceInfo {
     pub release: String,
     pub installed_by: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub installed_at: OffsetDateTime,
     pub status: ServiceStatus,
     /// The SHA-1 thumbprint of the certificate the service serves (HTTPS services only).
@@ -116,7 +119,7 @@ impl FailureReason {
 }
 
 /// `PUT /v1/services/{KIND}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstallRequest {
     pub ports: Vec<u16>,
@@ -130,7 +133,7 @@ fn default_drive() -> String {
     "C:".to_owned()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InstallOutcome {
     /// Newly installed and started (HTTP 201).
@@ -143,14 +146,14 @@ pub enum InstallOutcome {
     Unchanged,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstallResponse {
     pub outcome: InstallOutcome,
     pub service: ServiceInfo,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UninstallOutcome {
     /// Stopped and its files removed.
@@ -159,7 +162,7 @@ pub enum UninstallOutcome {
     Forgotten,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UninstallResponse {
     pub kind: ServiceKind,
@@ -169,7 +172,7 @@ pub struct UninstallResponse {
 }
 
 /// `GET /v1/services/{KIND}/logs`: the tail of the captured stdout/stderr.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceLogs {
     pub kind: ServiceKind,
@@ -179,19 +182,22 @@ pub struct ServiceLogs {
 }
 
 /// `PUT /v1/certificate`: the server's TLS certificate (PEM chain, leaf first) and key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertificateRequest {
     pub cert_pem: String,
+    /// PEM (PKCS#8); never logged or echoed back.
+    #[schemars(with = "String")]
     pub key_pem: PrivateKeyPem,
 }
 
 /// The installed server certificate (`PUT` and `GET /v1/certificate`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateStatus {
     pub thumbprint: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub not_after: OffsetDateTime,
     pub subject: String,
     /// Services told to reload (by `PUT`); empty for `GET`.
@@ -200,7 +206,7 @@ pub struct CertificateStatus {
 }
 
 /// The service URLs every service is configured with (`GET`/`PUT /v1/connection-strings`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectionStrings {
     pub identity_server: String,
@@ -209,7 +215,7 @@ pub struct ConnectionStrings {
     pub api: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionStringsUpdate {
     pub connection_strings: ConnectionStrings,
@@ -218,14 +224,14 @@ pub struct ConnectionStringsUpdate {
 }
 
 /// `POST /v1/remnants/cleanup`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RemnantCleanup {
     pub removed: Vec<String>,
     pub failed: Vec<RemnantFailure>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RemnantFailure {
     pub path: String,
@@ -233,7 +239,7 @@ pub struct RemnantFailure {
 }
 
 /// Every error response: a stable machine code and a human message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     pub error: String,

@@ -46,6 +46,7 @@ pub struct ObservedService {
 /// emits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "action")]
+#[schemars(rename = "PlanStep")]
 pub enum Step {
     InitCertificateAuthority,
     IssueCertificate {

@@ -1,9 +1,9 @@
 //! `GET /api/v1/openapi.json`: an OpenAPI 3.1 description of every route.
 //!
-//! The status and resource schemas are derived (schemars) from the very types the
-//! handlers serialize; the plan and observed-fleet schemas, whose types live in the model
-//! crate, are written here. A test runs a lab daemon and validates its real responses
-//! against this document, so neither kind can drift unnoticed.
+//! Every response schema is derived (schemars) from the very type the handler serializes:
+//! the status document, a resource, the observed fleet and the plan. A test runs a lab
+//! daemon and validates its real responses against this document strictly, so the two
+//! cannot drift unnoticed.
 
 use std::sync::OnceLock;
 
@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use schemars::generate::SchemaSettings;
 use serde_json::{json, Map, Value};
 use steward_controllers::ResourceStatus;
+use steward_model::plan::{Observed, Plan};
 
 use super::status::StatusDocument;
 
@@ -40,8 +41,9 @@ pub fn document() -> Value {
         .into_generator();
     let status = generator.subschema_for::<StatusDocument>();
     let resource = generator.subschema_for::<ResourceStatus>();
+    let observed = generator.subschema_for::<Observed>();
+    let plan = generator.subschema_for::<Plan>();
     let mut schemas: Map<String, Value> = generator.take_definitions(true);
-    schemas.extend(model_schemas());
     schemas.insert(
         "Error".into(),
         json!({
@@ -102,13 +104,13 @@ pub fn document() -> Value {
             "/api/v1/observed": {"get": {
                 "summary": "What the agents reported, in the planner's terms (the input of `steward plan --live`).",
                 "operationId": "observed",
-                "responses": {"200": json_body("the observed fleet", schema_ref("Observed"))}
+                "responses": {"200": json_body("the observed fleet", observed.to_value())}
             }},
             "/api/v1/plan": {"get": {
                 "summary": "What the daemon would still do for the live desired state (nothing once converged).",
                 "operationId": "plan",
                 "responses": {
-                    "200": json_body("the plan", schema_ref("Plan")),
+                    "200": json_body("the plan", plan.to_value()),
                     "503": json_body("no valid desired state loaded yet", schema_ref("Error"))
                 }
             }},
@@ -148,118 +150,6 @@ pub fn document() -> Value {
     })
 }
 
-/// Schemas of the model crate's plan and observed types (serde without schemars).
-fn model_schemas() -> Map<String, Value> {
-    let string = json!({"type": "string"});
-    let strings = json!({"type": "array", "items": {"type": "string"}});
-    let ports =
-        json!({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 65535}});
-    let kind = schema_ref("ServiceKind");
-    let step = |action: &str, fields: Value| {
-        let mut properties = Map::new();
-        properties.insert("action".into(), json!({"const": action}));
-        let mut required = vec![Value::from("action")];
-        for (name, schema) in fields.as_object().into_iter().flatten() {
-            properties.insert(name.clone(), schema.clone());
-            required.push(Value::from(name.as_str()));
-        }
-        json!({"type": "object", "required": required, "properties": properties})
-    };
-    let steps = vec![
-        step("initCertificateAuthority", json!({})),
-        step(
-            "issueCertificate",
-            json!({"server": string, "subject_alt_names": strings}),
-        ),
-        step(
-            "installCertificate",
-            json!({"server": string, "from": string}),
-        ),
-        step(
-            "checkDatabase",
-            json!({"server": string, "database": string, "create": {"type": "boolean"}}),
-        ),
-        step(
-            "checkDirectory",
-            json!({"directory": string, "server": string, "groups": strings, "manage_members": {"type": "boolean"}}),
-        ),
-        step(
-            "install",
-            json!({"server": string, "service": kind, "ports": ports, "drive": string, "release": string}),
-        ),
-        step(
-            "reinstall",
-            json!({"server": string, "service": kind, "ports": ports, "drive": string, "release": string, "because": string}),
-        ),
-        step("start", json!({"server": string, "service": kind})),
-        step("uninstall", json!({"server": string, "service": kind})),
-        step("orphaned", json!({"server": string, "service": kind})),
-    ];
-    let nullable = json!({"type": ["string", "null"]});
-    let count = json!({"type": "integer", "minimum": 0});
-    let mut schemas = Map::new();
-    schemas.insert(
-        "Observed".into(),
-        json!({
-            "description": "The fleet as the agents reported it.",
-            "type": "object",
-            "required": ["servers", "caExists"],
-            "properties": {
-                "servers": {"type": "object", "additionalProperties": schema_ref("ObservedServer")},
-                "caExists": {"type": "boolean"}
-            }
-        }),
-    );
-    schemas.insert(
-        "ObservedServer".into(),
-        json!({
-            "type": "object",
-            "required": ["services", "certificateThumbprint"],
-            "properties": {
-                "services": {"type": "object", "propertyNames": kind, "additionalProperties": schema_ref("ObservedService")},
-                "certificateThumbprint": nullable
-            }
-        }),
-    );
-    schemas.insert(
-        "ObservedService".into(),
-        json!({
-            "type": "object",
-            "required": ["ports", "drive", "release", "running"],
-            "properties": {"ports": ports, "drive": string, "release": string, "running": {"type": "boolean"}}
-        }),
-    );
-    schemas.insert(
-        "PlanStep".into(),
-        json!({"description": "One action, tagged by `action`.", "oneOf": steps}),
-    );
-    schemas.insert(
-        "Plan".into(),
-        json!({
-            "description": "The ordered actions from the observed fleet to the desired state, as `steward plan` prints them.",
-            "type": "object",
-            "required": ["installation", "release", "mode", "steps", "connectionStrings", "summary"],
-            "properties": {
-                "installation": string,
-                "release": string,
-                "mode": schema_ref("Mode"),
-                "steps": {"type": "array", "items": schema_ref("PlanStep")},
-                "connectionStrings": {
-                    "type": "object",
-                    "required": ["identityServer", "psws", "client", "api"],
-                    "properties": {"identityServer": nullable, "psws": nullable, "client": nullable, "api": nullable}
-                },
-                "summary": {
-                    "type": "object",
-                    "required": ["add", "change", "remove"],
-                    "properties": {"add": count, "change": count, "remove": count}
-                }
-            }
-        }),
-    );
-    schemas
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,7 +185,9 @@ mod tests {
             "StatusDocument",
             "ResourceStatus",
             "ServerStatus",
+            "HostInfo",
             "Plan",
+            "PlanStep",
             "Observed",
         ] {
             assert!(schemas.contains_key(name), "{name} missing");
@@ -315,5 +207,151 @@ mod tests {
                 "status has no {field}: {status}"
             );
         }
+    }
+
+    /// `schema` (a response schema of the document) with the document's components, every
+    /// object closed: a field the document does not name fails, as in the e2e test.
+    fn strict_validator(doc: &Value, schema: &Value) -> jsonschema::Validator {
+        fn close(v: &mut Value) {
+            match v {
+                Value::Object(map) => {
+                    if map.contains_key("properties") && !map.contains_key("additionalProperties") {
+                        map.insert("additionalProperties".into(), Value::Bool(false));
+                    }
+                    map.values_mut().for_each(close);
+                }
+                Value::Array(items) => items.iter_mut().for_each(close),
+                _ => {}
+            }
+        }
+        let mut schema = schema.clone();
+        schema["components"] = doc["components"].clone();
+        close(&mut schema);
+        jsonschema::validator_for(&schema).expect("the schema compiles")
+    }
+
+    fn response_schema(doc: &Value, path: &str) -> Value {
+        doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+            .clone()
+    }
+
+    /// A plan with one step of every action, as the planner serializes it.
+    fn plan_with_every_step() -> Value {
+        use steward_model::plan::{Step, Summary};
+        use steward_model::resource::Mode;
+        use steward_model::snapshot::ConnectionStrings;
+        use steward_model::ServiceKind;
+        let (server, service) = (String::from("app1"), ServiceKind::Psis);
+        let install = |because: Option<&str>| {
+            let (ports, drive, release) = (vec![7001], "C:".into(), "6.12.1".into());
+            match because {
+                None => Step::Install {
+                    server: server.clone(),
+                    service,
+                    ports,
+                    drive,
+                    release,
+                },
+                Some(b) => Step::Reinstall {
+                    server: server.clone(),
+                    service,
+                    ports,
+                    drive,
+                    release,
+                    because: b.into(),
+                },
+            }
+        };
+        let steps = vec![
+            Step::InitCertificateAuthority,
+            Step::IssueCertificate {
+                server: server.clone(),
+                subject_alt_names: vec!["app1.example.eng".into()],
+            },
+            Step::InstallCertificate {
+                server: server.clone(),
+                from: "certs/app1.pem".into(),
+            },
+            Step::CheckDatabase {
+                server: "sql1:1433".into(),
+                database: "PatientSecure".into(),
+                create: true,
+            },
+            Step::CheckDirectory {
+                directory: "corp".into(),
+                server: "dc1.corp.example".into(),
+                groups: vec!["PS-Admins".into()],
+                manage_members: true,
+            },
+            install(None),
+            install(Some("release 6.12.0 -> 6.12.1")),
+            Step::Start {
+                server: server.clone(),
+                service,
+            },
+            Step::Uninstall {
+                server: server.clone(),
+                service,
+            },
+            Step::Orphaned { server, service },
+        ];
+        serde_json::to_value(Plan {
+            installation: "hospital".into(),
+            release: "6.12.1".into(),
+            mode: Mode::AutoCorrect,
+            steps,
+            connection_strings: ConnectionStrings {
+                identity_server: Some("https://app1.example.eng:7001/identityserver".into()),
+                ..ConnectionStrings::default()
+            },
+            summary: Summary {
+                add: 5,
+                change: 2,
+                remove: 1,
+            },
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn plan_schema_is_derived_and_admits_every_step_in_camel_case_only() {
+        let doc = document();
+        let validator = strict_validator(&doc, &response_schema(&doc, "/api/v1/plan"));
+        let plan = plan_with_every_step();
+        let errors: Vec<String> = validator
+            .iter_errors(&plan)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        // The old snake_case field names are not part of the contract.
+        let mut snake = plan.clone();
+        let issue = snake["steps"][1].as_object_mut().unwrap();
+        let sans = issue.remove("subjectAltNames").unwrap();
+        issue.insert("subject_alt_names".into(), sans);
+        assert!(!validator.is_valid(&snake), "a snake_case field passed");
+        let mut unknown = plan;
+        unknown["steps"][0]["action"] = json!("reboot");
+        assert!(!validator.is_valid(&unknown), "an unknown action passed");
+    }
+
+    #[test]
+    fn observed_schema_is_derived_from_the_planner_type() {
+        let doc = document();
+        let validator = strict_validator(&doc, &response_schema(&doc, "/api/v1/observed"));
+        let observed = json!({
+            "caExists": true,
+            "servers": {"app1": {
+                "certificateThumbprint": "AB12",
+                "services": {"PSIS": {"ports": [7001], "drive": "C:", "release": "6.12.1", "running": true}}
+            }}
+        });
+        // What the planner reads back is what the document admits.
+        let parsed: Observed = serde_json::from_value(observed.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), observed);
+        assert!(validator.is_valid(&observed));
+        let mut bad = observed;
+        bad["servers"]["app1"]["services"]["NOPE"] =
+            bad["servers"]["app1"]["services"]["PSIS"].clone();
+        assert!(!validator.is_valid(&bad), "an unknown service kind passed");
     }
 }
