@@ -3,7 +3,7 @@
 //! document's schema, strictly (a field the document does not name is a failure). Also
 //! the dashboard model once converged: a standby server (`monitor: false`) is left off
 //! `servers[]` but has its resource, every service kind meets `minimumHealthy`, and the
-//! probe metrics are there.
+//! probe metrics are there, and docs/metrics.md lists exactly the metrics served.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,6 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+#[path = "openapi/metrics_doc.rs"]
+mod metrics_doc;
 
 const API: &str = "127.0.212.1:9464";
 const LAB: &str = "127.0.212.11";
@@ -200,6 +203,35 @@ impl Checker {
             .unwrap_or_else(|e| panic!("{what}: schema does not compile: {e}"))
     }
 
+    /// `steward plan --json` (the CLI) prints what `GET /api/v1/plan` serves: the same
+    /// documented, camelCase schema, here with steps to take (a fresh fleet, or one only
+    /// partly converged).
+    fn check_cli_plan(&mut self, extra: &[&str], dir: &Path) -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_steward"))
+            .arg("plan")
+            .args(extra)
+            .arg("--json")
+            .arg(dir)
+            .output()
+            .unwrap();
+        let what = format!("steward plan {} --json", extra.join(" "));
+        assert!(
+            out.status.code().is_some_and(|c| c == 0 || c == 2),
+            "{what}: {out:?}"
+        );
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let schema = &self.doc["paths"]["/api/v1/plan"]["get"]["responses"]["200"]["content"]
+            ["application/json"]["schema"];
+        let validator = self.validator(schema, &what);
+        let errors: Vec<String> = validator
+            .iter_errors(&plan)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{what}: {}\n{plan:#}", errors.join("\n"));
+        self.checked.push(what);
+        plan
+    }
+
     /// The checks bite: a field the document does not name, or a wrong type, fails.
     fn rejects_drift(&self, status: &Value) {
         let schema = &self.doc["paths"]["/api/v1/status"]["get"]["responses"]["200"]["content"]
@@ -270,6 +302,15 @@ fn the_openapi_document_describes_every_real_response() {
         checked: Vec::new(),
     };
     checker.check("get", "/api/v1/openapi.json", &openapi);
+    // A fresh fleet: every kind of first step (CA, certificates, database, installs).
+    let fresh = checker.check_cli_plan(&[], &dir);
+    let issue = fresh["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["action"] == "issueCertificate")
+        .expect("a fresh fleet's plan issues certificates");
+    assert!(issue["subjectAltNames"].is_array(), "{issue}");
     // Possibly before the first load (503), certainly a documented answer.
     checker.check("get", "/readyz", &get("/readyz"));
     checker.check("get", "/api/v1/status", &get("/api/v1/status"));
@@ -352,6 +393,8 @@ fn the_openapi_document_describes_every_real_response() {
     ] {
         checker.check("get", path, &get(path));
     }
+    let live = checker.check_cli_plan(&["--live", "--url", &format!("http://{API}")], &dir);
+    assert_eq!(live["summary"], json!({"add": 0, "change": 0, "remove": 0}));
     let metrics = get("/metrics");
     checker.check("get", "/metrics", &metrics);
     let metrics = String::from_utf8(metrics.body).unwrap();
@@ -366,6 +409,16 @@ fn the_openapi_document_describes_every_real_response() {
     ] {
         assert!(metrics.contains(line), "no `{line}` in /metrics");
     }
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md"),
+    )
+    .unwrap();
+    let problems = metrics_doc::differences(&metrics, &doc);
+    assert!(
+        problems.is_empty(),
+        "docs/metrics.md vs /metrics:\n{}",
+        problems.join("\n")
+    );
 
     let denied = request("POST", "/api/v1/reconcile", None).unwrap();
     assert_eq!(denied.status, 401);

@@ -152,6 +152,8 @@ pub fn document() -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
     use super::*;
 
     #[test]
@@ -353,5 +355,60 @@ mod tests {
         bad["servers"]["app1"]["services"]["NOPE"] =
             bad["servers"]["app1"]["services"]["PSIS"].clone();
         assert!(!validator.is_valid(&bad), "an unknown service kind passed");
+    }
+
+    /// `(METHOD, path) -> (auth, statuses)` of the route table of docs/http-api.md.
+    fn documented_routes(doc: &str) -> BTreeMap<(String, String), (String, BTreeSet<String>)> {
+        let mut routes = BTreeMap::new();
+        for line in doc
+            .lines()
+            .filter(|l| l.starts_with("| GET ") || l.starts_with("| POST "))
+        {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let statuses = cells[4]
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|w| w.len() == 3)
+                .map(str::to_owned)
+                .collect();
+            let key = (cells[1].to_owned(), cells[2].trim_matches('`').to_owned());
+            routes.insert(key, (cells[3].to_owned(), statuses));
+        }
+        routes
+    }
+
+    /// The same from the OpenAPI document.
+    fn openapi_routes(doc: &Value) -> BTreeMap<(String, String), (String, BTreeSet<String>)> {
+        let mut routes = BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let auth = if op.get("security").is_some() {
+                    "bearer"
+                } else {
+                    "none"
+                };
+                let statuses = op["responses"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect();
+                routes.insert(
+                    (method.to_uppercase(), path.clone()),
+                    (auth.to_owned(), statuses),
+                );
+            }
+        }
+        routes
+    }
+
+    #[test]
+    fn docs_http_api_lists_exactly_the_documented_routes() {
+        let docs = documented_routes(include_str!("../../../../docs/http-api.md"));
+        let openapi = openapi_routes(&document());
+        assert!(openapi.len() >= 11, "{openapi:?}");
+        assert_eq!(
+            docs, openapi,
+            "docs/http-api.md differs from the OpenAPI document"
+        );
     }
 }
