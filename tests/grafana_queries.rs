@@ -1,7 +1,7 @@
 //! The Grafana dashboards in `dashboards/` (there is no Grafana package here, so their
 //! PromQL is run on a real Prometheus instead):
 //! - both dashboards are well-formed Grafana JSON and use only the metric names of the
-//!   contract (DESIGN §10);
+//!   contract (docs/metrics.md);
 //! - a real Prometheus scrapes a lab daemon every second, loads `dashboards/alerts.yml`, and
 //!   every expression of every panel runs through its HTTP API without error and, for the
 //!   panels whose metrics the daemon exports, with a non-empty result; the scrape is clean,
@@ -25,7 +25,7 @@ const PROMETHEUS: &str = "127.0.227.2:9090";
 
 const DASHBOARDS: [&str; 2] = ["system-health.json", "reconciler.json"];
 
-/// The metric names of the contract (DESIGN §10), as they appear in PromQL.
+/// The metric names of the contract (docs/metrics.md), as they appear in PromQL.
 const CONTRACT: [&str; 18] = [
     "steward_desired_state_valid",
     "steward_desired_state_generation",

@@ -18,7 +18,7 @@ use support::{require_tool, workspace_root, LabDaemon};
 const API: &str = "127.0.226.1:9464";
 const LAB: &str = "127.0.226.11";
 
-/// The alerts the contract promises (DESIGN §10 metrics; the list).
+/// The alerts the contract promises (docs/metrics.md; the list).
 const REQUIRED_ALERTS: [&str; 8] = [
     "ServiceDown",
     "AgentDown",

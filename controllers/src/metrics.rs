@@ -1,4 +1,4 @@
-//! Prometheus metrics of the controllers (DESIGN §10), registered once into the daemon's
+//! Prometheus metrics of the controllers (docs/metrics.md), registered once into the daemon's
 //! registry. Label values come from the desired state's names, the catalog and fixed enums
 //! only, never from error text; series of servers and services that leave the fleet are
 //! removed so that the label sets stay bounded.

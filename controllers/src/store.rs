@@ -235,7 +235,7 @@ impl Store {
 
     // ---- public: what the daemon reads ----
 
-    /// The status document (DESIGN §9, without the loader's generation/valid/errors).
+    /// The status document (docs/http-api.md, without the loader's generation/valid/errors).
     pub fn status(&self) -> FleetStatus {
         let state = self.lock();
         // Standby servers (`monitor: false`) are reconciled and visible as resources,

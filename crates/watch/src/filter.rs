@@ -1,6 +1,6 @@
 //! Which file-system events can change the desired state.
 //!
-//! The same rule as the loader's (DESIGN §3): `*.yaml`/`*.yml` below the directory, and
+//! The same rule as the loader's (docs/desired-state.md): `*.yaml`/`*.yml` below the directory, and
 //! nothing under a name starting with `.`, so `.git/` churn during a commit or fetch,
 //! editor swap files and backups never cause a reload.
 

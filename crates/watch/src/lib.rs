@@ -1,4 +1,4 @@
-//! Steward's desired-state watcher (DESIGN §2, §7).
+//! Steward's desired-state watcher (ARCHITECTURE.md, `crates/watch`).
 //!
 //! ```text
 //! desired-state/ --notify--> filter --> debounce --> load + validate (spawn_blocking)

@@ -1,7 +1,7 @@
 //! What the watcher publishes, and the generation bookkeeping behind it.
 //!
-//! Generations (DESIGN §7, "status shows lastAppliedGeneration vs lastAttemptedGeneration
-//! and every error"):
+//! Generations (the status document's `lastAppliedGeneration` vs
+//! `lastAttemptedGeneration` and every error; docs/http-api.md):
 //!
 //! * A **generation** numbers a distinct valid desired state. The first valid snapshot is
 //!   generation 1; each later valid snapshot that differs by value from the last good one

@@ -1,4 +1,4 @@
-//! `GET /api/v1/status`: the dashboard model (DESIGN §9). The controllers' fleet status,
+//! `GET /api/v1/status`: the dashboard model (docs/http-api.md). The controllers' fleet status,
 //! plus what the watcher knows about the desired state. Typed (and so described by the
 //! OpenAPI document from the same types) rather than assembled as loose JSON.
 

@@ -1,4 +1,4 @@
-//! `GET /`: the System Health dashboard page (DESIGN §9).
+//! `GET /`: the System Health dashboard page (docs/http-api.md).
 //!
 //! One self-contained HTML document (inline CSS and JavaScript; no CDN, web font or any
 //! other request beyond this daemon's own `/api/v1/status`), which polls the status
