@@ -101,3 +101,17 @@ fn async_main(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reconcile_token_never_shows_in_debug() {
+        let cli =
+            Cli::try_parse_from(["steward", "run", "--reconcile-token", "Sup3rS3cret"]).unwrap();
+        let debug = format!("{cli:?}");
+        assert!(!debug.contains("Sup3rS3cret"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+}

@@ -409,11 +409,11 @@ fn the_openapi_document_describes_every_real_response() {
     ] {
         assert!(metrics.contains(line), "no `{line}` in /metrics");
     }
-    let doc = std::fs::read_to_string(
+    let metrics_md = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md"),
     )
     .unwrap();
-    let problems = metrics_doc::differences(&metrics, &doc);
+    let problems = metrics_doc::differences(&metrics, &metrics_md);
     assert!(
         problems.is_empty(),
         "docs/metrics.md vs /metrics:\n{}",

@@ -45,7 +45,11 @@ pub struct ObservedService {
 /// One action, tagged by `action`; the fields are camelCase like every other JSON steward
 /// emits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "action")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "action"
+)]
 #[schemars(rename = "PlanStep")]
 pub enum Step {
     InitCertificateAuthority,
@@ -479,7 +483,10 @@ mod tests {
         let mut names = Vec::new();
         keys(&serde_json::to_value(&plan).unwrap(), &mut names);
         let snake: Vec<&String> = names.iter().filter(|k| k.contains('_')).collect();
-        assert!(snake.is_empty(), "snake_case keys in the plan JSON: {snake:?}");
+        assert!(
+            snake.is_empty(),
+            "snake_case keys in the plan JSON: {snake:?}"
+        );
         assert!(names.iter().any(|k| k == "subjectAltNames"));
         assert!(names.iter().any(|k| k == "manageMembers"));
     }

@@ -2,14 +2,16 @@
 //!
 //! Desired-state files are committed to git, so they may only *name* a secret
 //! (`env:NAME` or `file:PATH`). The resolved value lives in [`SecretValue`], which has no
-//! `Display`, redacts itself in `Debug` and `Serialize`, and can only be read through
-//! [`SecretValue::expose`], so printing one by accident does not compile or shows nothing.
+//! `Display`, redacts itself in `Debug` and `Serialize`, can only be read through
+//! [`SecretValue::expose`] (so printing one by accident does not compile or shows nothing),
+//! and wipes its memory when dropped (`zeroize`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
+use zeroize::Zeroizing;
 
 /// Where a secret comes from. Displays as the reference, never as the value.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -67,9 +69,12 @@ impl SecretRef {
                 } else {
                     base.join(path)
                 };
-                std::fs::read_to_string(&full)
-                    .map(|s| SecretValue::new(s.trim_end_matches(['\r', '\n']).to_owned()))
-                    .map_err(|e| SecretResolveError::File(path.clone(), e.kind()))
+                let mut value = std::fs::read_to_string(&full)
+                    .map_err(|e| SecretResolveError::File(path.clone(), e.kind()))?;
+                // Trim in place: a trimmed copy would leave the original unwiped.
+                let len = value.trim_end_matches(['\r', '\n']).len();
+                value.truncate(len);
+                Ok(SecretValue::new(value))
             }
         }
     }
@@ -157,13 +162,14 @@ impl SecretResolveError {
     }
 }
 
-/// A resolved secret. Never printed: `Debug` and `Serialize` redact it.
+/// A resolved secret. Never printed: `Debug` and `Serialize` redact it; its bytes are
+/// overwritten when it is dropped.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SecretValue(String);
+pub struct SecretValue(Zeroizing<String>);
 
 impl SecretValue {
     pub fn new(value: String) -> Self {
-        Self(value)
+        Self(Zeroizing::new(value))
     }
 
     /// The secret itself, for handing to a client library. The name makes every use
@@ -176,6 +182,14 @@ impl SecretValue {
 impl fmt::Debug for SecretValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretValue(<redacted>)")
+    }
+}
+
+/// For command-line arguments and environment variables (`--reconcile-token`).
+impl std::str::FromStr for SecretValue {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s.to_owned()))
     }
 }
 
@@ -212,6 +226,15 @@ mod tests {
     fn errors_never_echo_the_input() {
         let err = SecretRef::parse("Sup3rS3cret!").unwrap_err().to_string();
         assert!(!err.contains("Sup3rS3cret"), "{err}");
+    }
+
+    #[test]
+    fn values_are_wiped_on_drop() {
+        // Compiles only while the value sits in a type that zeroes it when dropped.
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let v: SecretValue = "Sup3rS3cret!".parse().unwrap();
+        wiped_on_drop(&v.0);
+        assert_eq!(format!("{v:?}"), "SecretValue(<redacted>)");
     }
 
     #[test]

@@ -101,7 +101,11 @@ impl Server {
 
 /// Where a server's TLS certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "source")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "source"
+)]
 pub enum CertificateSource {
     /// Issued by the steward CA.
     Generate,

@@ -7,6 +7,7 @@ use rcgen::{
     SignatureAlgorithm,
 };
 use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
 
 use crate::files::{write_new_private_file, write_new_public_file};
 use crate::PkiError;
@@ -103,7 +104,8 @@ impl CertificateAuthority {
 
         // The key goes first: if anything fails after it, `init` keeps refusing (no
         // half-CA is silently completed with a different key).
-        write_new_private_file(&key_path, key.serialize_pem().as_bytes())?;
+        let key_pem = Zeroizing::new(key.serialize_pem());
+        write_new_private_file(&key_path, key_pem.as_bytes())?;
         write_new_public_file(&cert_path, cert_pem.as_bytes())?;
 
         Ok(Self {
@@ -130,7 +132,8 @@ impl CertificateAuthority {
                 });
             }
         }
-        let key_pem = fs::read_to_string(&key_path).map_err(|e| PkiError::io(&key_path, e))?;
+        let key_pem =
+            Zeroizing::new(fs::read_to_string(&key_path).map_err(|e| PkiError::io(&key_path, e))?);
         let key = KeyPair::from_pem(&key_pem).map_err(|_| PkiError::InvalidPem {
             what: "the CA private key",
         })?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyUsagePurpose, SanType};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
 use crate::files::{replace_private_file, replace_public_file};
 use crate::{thumbprint_sha1, CertificateAuthority, PkiError};
@@ -17,15 +18,16 @@ const CLIENT_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Tolerate clocks that run a little behind the CA's.
 const BACKDATE: time::Duration = time::Duration::minutes(5);
 
-/// A PEM-encoded private key. `Debug` and `Display` never show it; read it with
-/// [`PrivateKeyPem::expose`] only where it is written or sent.
+/// A PEM-encoded private key. `Debug` never shows it; read it with
+/// [`PrivateKeyPem::expose`] only where it is written or sent (it serializes as itself:
+/// the agent API carries it to the server that installs it). Wiped when dropped.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct PrivateKeyPem(String);
+pub struct PrivateKeyPem(Zeroizing<String>);
 
 impl PrivateKeyPem {
     pub fn new(pem: String) -> Self {
-        Self(pem)
+        Self(Zeroizing::new(pem))
     }
 
     pub fn expose(&self) -> &str {
@@ -36,15 +38,6 @@ impl PrivateKeyPem {
 impl fmt::Debug for PrivateKeyPem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
-    }
-}
-
-impl Drop for PrivateKeyPem {
-    fn drop(&mut self) {
-        // Best effort: do not leave the key in freed heap memory.
-        let mut bytes = std::mem::take(&mut self.0).into_bytes();
-        bytes.iter_mut().for_each(|b| *b = 0);
-        std::hint::black_box(&bytes);
     }
 }
 
@@ -230,6 +223,18 @@ mod tests {
         assert!(debug.contains("<redacted>"), "{debug}");
         assert!(!debug.contains("PRIVATE KEY"), "{debug}");
         assert!(issued.key_pem.expose().contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn key_pem_is_wiped_on_drop_and_serializes_as_itself() {
+        // Compiles only while the key sits in a type that zeroes it when dropped.
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let key = PrivateKeyPem::new("-----BEGIN PRIVATE KEY-----".into());
+        wiped_on_drop(&key.0);
+        // The agent API carries the key to the server that installs it.
+        let json = serde_json::to_string(&key).unwrap();
+        assert_eq!(json, "\"-----BEGIN PRIVATE KEY-----\"");
+        assert_eq!(serde_json::from_str::<PrivateKeyPem>(&json).unwrap(), key);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus::Registry;
 use steward_controllers::Store;
+use steward_model::SecretValue;
 use steward_watch::{WatchHandle, WatchStatus};
 
 /// What the handlers read.
@@ -28,7 +29,8 @@ pub struct AppState {
     pub registry: Registry,
     pub ca_pem: Option<Arc<str>>,
     /// `POST /api/v1/reconcile` requires `Authorization: Bearer <token>`; `None` disables it.
-    pub reconcile_token: Option<Arc<str>>,
+    /// Redacted in `Debug`, wiped when dropped.
+    pub reconcile_token: Option<SecretValue>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -120,7 +122,7 @@ async fn reconcile(State(state): State<AppState>, headers: HeaderMap) -> Respons
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+    if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.expose().as_bytes())) {
         return (StatusCode::UNAUTHORIZED, "bearer token required\n").into_response();
     }
     state.watch.reload();

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use steward_controllers::{AgentEndpoint, Controllers, ControllersConfig, Desired};
 use steward_model::snapshot::Server;
+use steward_model::SecretValue;
 use steward_pki::CertificateAuthority;
 use steward_watch::{WatchConfig, WatchHandle};
 use tokio::sync::watch;
@@ -34,7 +35,7 @@ pub struct Args {
     state_dir: PathBuf,
     /// Bearer token for POST /api/v1/reconcile (unset: the endpoint is disabled).
     #[arg(long, env = "STEWARD_RECONCILE_TOKEN", hide_env_values = true)]
-    reconcile_token: Option<String>,
+    reconcile_token: Option<SecretValue>,
     /// The lab's first server address, a loopback address (127.x.y.z); the others
     /// follow in the same /24.
     #[arg(long, default_value_t = DEFAULT_FIRST_ADDRESS, value_parser = parse_lab_address)]
@@ -193,7 +194,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         watch: watch_handle.clone(),
         registry,
         ca_pem: Some(Arc::from(ca.cert_pem())),
-        reconcile_token: args.reconcile_token.map(Arc::from),
+        reconcile_token: args.reconcile_token.take(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
