@@ -149,6 +149,10 @@ pub struct DurationError(pub String);
 
 /// Durations as in Prometheus and Go: integers with units ms, s, m, h, concatenated; also
 /// `d` (24h, as Prometheus allows), since certificate lifetimes are counted in days.
+///
+/// Not `humantime`: it accepts far more (`10 s`, `2 hours`, `1.5h`, `1w`, and `1M`/`1y` as
+/// 30.44/365.25 days), so files valid here would mean other things elsewhere, and its
+/// printer writes `90d` as `2months 29days 2h 52m 48s`. The format stays this grammar.
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let err = || DurationError(s.to_owned());
     let mut rest = s.trim();
@@ -176,6 +180,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         rest = &rest[unit_len..];
     }
     Ok(total)
+}
+
+/// A duration as the files write it (`90d`, `1m40s`, `250ms`): `parse_duration` reads it
+/// back to the same value, to the millisecond.
+pub fn format_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    let millis = d.subsec_millis();
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if millis > 0 || out.is_empty() {
+        out.push_str(&format!("{millis}ms"));
+    }
+    out
 }
 
 /// A Windows drive: one letter and a colon.
@@ -239,6 +261,19 @@ mod tests {
     }
 
     #[test]
+    fn durations_print_as_the_files_write_them() {
+        for (d, text) in [
+            (Duration::from_secs(90 * 86_400), "90d"),
+            (Duration::from_secs(100), "1m40s"),
+            (Duration::from_millis(1_250), "1s250ms"),
+            (Duration::ZERO, "0ms"),
+        ] {
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text), Ok(d));
+        }
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
@@ -248,6 +283,10 @@ mod tests {
         assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
         assert_eq!(parse_duration("1d12h"), Ok(Duration::from_secs(36 * 3600)));
         assert!(parse_duration("1w").is_err());
+        // What humantime would accept, and the format does not.
+        for other in ["10 s", "10sec", "2 hours", "1.5h", "1M", "1y", "1h 30m"] {
+            assert!(parse_duration(other).is_err(), "{other}");
+        }
         assert!(parse_duration("d").is_err());
     }
 

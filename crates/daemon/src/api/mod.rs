@@ -30,7 +30,7 @@ pub struct AppState {
     pub ca_pem: Option<Arc<str>>,
     /// `POST /api/v1/reconcile` requires `Authorization: Bearer <token>`; `None` disables it.
     /// Redacted in `Debug`, wiped when dropped.
-    pub reconcile_token: Option<SecretValue>,
+    pub reconcile_token: Option<Arc<SecretValue>>,
 }
 
 pub fn router(state: AppState) -> Router {

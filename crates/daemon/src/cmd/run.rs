@@ -194,7 +194,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         watch: watch_handle.clone(),
         registry,
         ca_pem: Some(Arc::from(ca.cert_pem())),
-        reconcile_token: args.reconcile_token.take(),
+        reconcile_token: args.reconcile_token.take().map(Arc::new),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

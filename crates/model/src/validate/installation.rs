@@ -7,7 +7,9 @@ use crate::snapshot::{
     CertificateAuthority, Database, Installation, DEFAULT_CERTIFICATE_DURATION,
     MIN_CERTIFICATE_DURATION,
 };
-use crate::syntax::{check_fqdn, is_valid_release, is_valid_sql_server, parse_duration};
+use crate::syntax::{
+    check_fqdn, format_duration, is_valid_release, is_valid_sql_server, parse_duration,
+};
 use crate::Located;
 
 /// The console limits these fields to 50 characters.
@@ -144,7 +146,7 @@ fn certificate_timing(
                 let min = if min <= Duration::from_millis(1) {
                     "longer than 0".to_owned()
                 } else {
-                    format!("at least {}", human(min))
+                    format!("at least {}", format_duration(min))
                 };
                 report.error(
                     file,
@@ -191,8 +193,8 @@ fn certificate_timing(
                     "renew-before-not-below-duration",
                     format!(
                         "renewBefore ({}) must be shorter than {whose} ({}): the certificate would be renewed as soon as it is issued",
-                        human(r),
-                        human(lifetime)
+                        format_duration(r),
+                        format_duration(lifetime)
                     ),
                 );
             }
@@ -201,23 +203,6 @@ fn certificate_timing(
         _ => CertificateAuthority::default_renew_before(lifetime),
     };
     (lifetime, renew)
-}
-
-/// `90d`, `2m`, `1m40s`: a duration as the files write it.
-fn human(d: Duration) -> String {
-    let mut secs = d.as_secs();
-    let millis = d.subsec_millis();
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    if millis > 0 || out.is_empty() {
-        out.push_str(&format!("{millis}ms"));
-    }
-    out
 }
 
 #[cfg(test)]
