@@ -22,7 +22,7 @@ mod server;
 mod state;
 
 pub use client::{AgentClient, ClientError};
-pub use config::{run, AgentArgs, AgentConfig};
+pub use config::AgentConfig;
 pub use driver::{
     find_running, minimal_environment, port_holder, process_command_line, Driver, DriverConfig,
     PortHolder, ProcessDriver, RestartBackoff, RunHandle, RunStatus, ServiceDefinition,

@@ -54,7 +54,7 @@ enum Command {
     /// The steward certificate authority: init, export, issue-agent.
     Ca(cmd::ca::Args),
     /// Run the agent on an application server (HTTPS with mutual TLS).
-    Agent(steward_agent::AgentArgs),
+    Agent(cmd::agent::Args),
     /// Run one lab service (started by a lab agent's process driver).
     LabService(steward_lab::LabServiceArgs),
     /// Act on a running lab: `steward lab kill SERVER KIND`.
