@@ -73,7 +73,7 @@ pub struct ServiceInfo {
 }
 
 /// Why a service last failed, as far as the agent can tell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LastFailure {
     pub reason: FailureReason,
@@ -93,11 +93,12 @@ pub struct LastFailure {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub log_tail: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub at: OffsetDateTime,
 }
 
 /// The kind of a [`LastFailure`]: a bounded set, usable as a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum FailureReason {
     /// A port of the service is held by another process.
