@@ -147,6 +147,22 @@ impl Session {
         Ok(DirectoryKind::from_root_dse(root.first()))
     }
 
+    /// Reads `attrs` of one entry (a base-scope search).
+    pub async fn read_attributes(
+        &mut self,
+        dn: &str,
+        attrs: &[&str],
+    ) -> Result<Entry, DirectoryError> {
+        const DURING: &str = "reading an entry";
+        let entries = self
+            .search(DURING, dn, Scope::Base, "(objectClass=*)", attrs, false)
+            .await?;
+        entries
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.protocol(DURING, format!("`{dn}` was not returned")))
+    }
+
     /// A bounded search: at most `max_entries` entries (more is a `Protocol` error and the
     /// search is abandoned), continuation references skipped (AD answers subtree searches
     /// at the domain root with references to other partitions), paged when `paged`.

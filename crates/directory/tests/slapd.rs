@@ -1,0 +1,385 @@
+//! The generic-LDAP paths and the TLS/bind failure classes against real OpenLDAP slapd
+//! instances (one per test, on loopback).
+
+mod support;
+
+use steward_directory::{
+    Created, DirectoryConfig, DirectoryKind, Lookup, MemberChanges, MembersPolicy, Password,
+    Session,
+};
+use support::slapd::{groups_ldif, users_ldif, Slapd, ADMIN_DN, ADMIN_PASSWORD, SUFFIX};
+
+fn config(slapd: &Slapd, url: &str) -> DirectoryConfig {
+    let mut config =
+        DirectoryConfig::new(url, "example.eng", ADMIN_DN, Password::new(ADMIN_PASSWORD));
+    config.trust = vec![slapd.ca.clone()];
+    config
+}
+
+fn ldaps(slapd: &Slapd) -> String {
+    format!("ldaps://127.0.0.1:{}", slapd.ldaps_port)
+}
+
+fn starttls(slapd: &Slapd) -> String {
+    format!("ldap://127.0.0.1:{}", slapd.ldap_port)
+}
+
+#[tokio::test]
+async fn starttls_and_ldaps_binds_succeed_and_detect_generic_ldap() {
+    let Some(slapd) = Slapd::start("") else {
+        return;
+    };
+    for url in [
+        ldaps(&slapd),
+        starttls(&slapd),
+        format!("ldap://localhost:{}", slapd.ldap_port),
+    ] {
+        let session = Session::connect(&config(&slapd, &url))
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(session.kind(), DirectoryKind::Generic, "{url}");
+        session.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_from_an_unknown_ca_is_tls_untrusted_on_both_transports() {
+    let Some(slapd) = Slapd::start("") else {
+        return;
+    };
+    for url in [ldaps(&slapd), starttls(&slapd)] {
+        let mut config = config(&slapd, &url);
+        config.trust.clear();
+        let err = Session::connect(&config).await.unwrap_err();
+        assert_eq!(err.label(), "TlsUntrusted", "{url}: {err}");
+        assert!(
+            err.to_string()
+                .contains("neither a system root nor in the trust files"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_host_is_tls_host_mismatch() {
+    let cert = |dir: &std::path::Path, ca: &support::pki::TestCa| {
+        ca.server(dir, "other", &["ldap.other.eng"], &[])
+    };
+    let Some(slapd) = Slapd::start_with("", cert, "") else {
+        return;
+    };
+    for url in [ldaps(&slapd), starttls(&slapd)] {
+        let err = Session::connect(&config(&slapd, &url)).await.unwrap_err();
+        assert_eq!(err.label(), "TlsHostMismatch", "{url}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("127.0.0.1") && text.contains("ldap.other.eng"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_bind_failed_and_never_shown() {
+    let Some(slapd) = Slapd::start("") else {
+        return;
+    };
+    let secret = "Wrong-Secret-9f3a";
+    let mut config = config(&slapd, &ldaps(&slapd));
+    config.password = Password::new(secret);
+    let err = Session::connect(&config).await.unwrap_err();
+    assert_eq!(err.label(), "BindFailed", "{err}");
+    assert!(err.to_string().contains("invalidCredentials (49)"), "{err}");
+    for shown in [err.to_string(), format!("{err:?}"), format!("{config:?}")] {
+        assert!(!shown.contains(secret), "password leaked: {shown}");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_password_is_refused_before_an_anonymous_bind_could_succeed() {
+    let Some(slapd) = Slapd::start("") else {
+        return;
+    };
+    let mut config = config(&slapd, &ldaps(&slapd));
+    config.password = Password::new("");
+    let err = Session::connect(&config).await.unwrap_err();
+    assert_eq!(err.label(), "BindFailed", "{err}");
+    assert!(err.to_string().contains("refused before sending"), "{err}");
+}
+
+#[tokio::test]
+async fn groups_are_reported_present_missing_and_created_as_group_of_names() {
+    let seed = groups_ldif("PS-", 3);
+    let Some(slapd) = Slapd::start(&seed) else {
+        return;
+    };
+    let mut session = Session::connect(&config(&slapd, &ldaps(&slapd)))
+        .await
+        .unwrap();
+    let report = session
+        .find_groups(&["PS-0", "ps-1", "PS-Missing"])
+        .await
+        .unwrap();
+    assert!(
+        matches!(report.get("PS-0"), Some(Lookup::Present(g)) if g.dn == format!("cn=PS-0,{SUFFIX}"))
+    );
+    assert!(
+        matches!(report.get("ps-1"), Some(Lookup::Present(_))),
+        "case-insensitive like the server"
+    );
+    assert_eq!(report.missing(), ["PS-Missing"]);
+
+    let created = session.create_group("PS-Missing").await.unwrap();
+    assert_eq!(
+        created,
+        Created::Created {
+            dn: "CN=PS-Missing,DC=example,DC=eng".into()
+        }
+    );
+    assert!(matches!(
+        session
+            .find_groups(&["PS-Missing"])
+            .await
+            .unwrap()
+            .get("PS-Missing"),
+        Some(Lookup::Present(_))
+    ));
+    // Creating it again is reported, not an error: someone may have been quicker.
+    assert!(matches!(
+        session.create_group("PS-Missing").await.unwrap(),
+        Created::AlreadyExists { .. }
+    ));
+    // The placeholder member the schema requires is not a member.
+    assert!(session
+        .read_members(&format!("CN=PS-Missing,{SUFFIX}"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn one_group_reached_under_two_names_is_reported_as_shared() {
+    let seed = format!(
+        "dn: cn=PS-Admins,{SUFFIX}\nobjectClass: groupOfNames\ncn: PS-Admins\ncn: Admins-Old\nmember:\n\n{}",
+        groups_ldif("PS-Users", 1)
+    );
+    let Some(slapd) = Slapd::start(&seed) else {
+        return;
+    };
+    let mut session = Session::connect(&config(&slapd, &ldaps(&slapd)))
+        .await
+        .unwrap();
+    let report = session
+        .find_groups(&["PS-Admins", "Admins-Old", "PS-Users0"])
+        .await
+        .unwrap();
+    let shared = report.shared();
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    assert_eq!(shared[0].names, ["Admins-Old", "PS-Admins"]);
+    assert_eq!(shared[0].dn, format!("cn=PS-Admins,{SUFFIX}"));
+}
+
+#[tokio::test]
+async fn a_group_deleted_behind_our_back_is_reported_missing() {
+    let Some(slapd) = Slapd::start(&groups_ldif("PS-", 2)) else {
+        return;
+    };
+    let mut steward = Session::connect(&config(&slapd, &ldaps(&slapd)))
+        .await
+        .unwrap();
+    assert!(steward
+        .find_groups(&["PS-1"])
+        .await
+        .unwrap()
+        .missing()
+        .is_empty());
+    let mut admin = Session::connect(&config(&slapd, &starttls(&slapd)))
+        .await
+        .unwrap();
+    admin
+        .delete_entry(&format!("cn=PS-1,{SUFFIX}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        steward
+            .find_groups(&["PS-0", "PS-1"])
+            .await
+            .unwrap()
+            .missing(),
+        ["PS-1"]
+    );
+}
+
+#[tokio::test]
+async fn additive_membership_adds_and_keeps_others_exact_removes_them() {
+    let users = users_ldif(&["alice", "bob", "carol", "mallory"]);
+    let group = format!(
+        "dn: cn=PS-Users,{SUFFIX}\nobjectClass: groupOfNames\ncn: PS-Users\nmember:\nmember: uid=mallory,{SUFFIX}\n\n"
+    );
+    let Some(slapd) = Slapd::start(&format!("{users}{group}")) else {
+        return;
+    };
+    let group_dn = format!("cn=PS-Users,{SUFFIX}");
+    let mut session = Session::connect(&config(&slapd, &ldaps(&slapd)))
+        .await
+        .unwrap();
+
+    let plan = session
+        .plan_members(
+            &group_dn,
+            &["alice", "bob", "nobody"],
+            MembersPolicy::Additive,
+        )
+        .await
+        .unwrap();
+    assert_eq!(plan.unknown, ["nobody"]);
+    assert_eq!(
+        plan.changes.add,
+        [format!("uid=alice,{SUFFIX}"), format!("uid=bob,{SUFFIX}")]
+    );
+    assert!(plan.changes.remove.is_empty());
+    let applied = session
+        .apply_members(&group_dn, &plan.changes)
+        .await
+        .unwrap();
+    assert_eq!((applied.added, applied.removed), (2, 0));
+    let members = steward_directory::sorted(&session.read_members(&group_dn).await.unwrap());
+    assert_eq!(members.len(), 3, "mallory kept: {members:?}");
+
+    // Applying the same adds again (a concurrent change) converges instead of failing.
+    let again = session
+        .apply_members(&group_dn, &plan.changes)
+        .await
+        .unwrap();
+    assert_eq!((again.added, again.already_member), (0, 2));
+
+    let exact = session
+        .plan_members(&group_dn, &["alice", "carol"], MembersPolicy::Exact)
+        .await
+        .unwrap();
+    assert_eq!(exact.changes.add, [format!("uid=carol,{SUFFIX}")]);
+    assert_eq!(
+        steward_directory::sorted(&exact.changes.remove),
+        steward_directory::sorted(&[format!("uid=bob,{SUFFIX}"), format!("uid=mallory,{SUFFIX}")])
+    );
+    session
+        .apply_members(&group_dn, &exact.changes)
+        .await
+        .unwrap();
+    let members = steward_directory::sorted(&session.read_members(&group_dn).await.unwrap());
+    let expected =
+        steward_directory::sorted(&[format!("uid=alice,{SUFFIX}"), format!("uid=carol,{SUFFIX}")]);
+    assert_eq!(members, expected);
+    // Removing someone no longer there counts as converged.
+    let gone = MemberChanges {
+        add: vec![],
+        remove: vec![format!("uid=bob,{SUFFIX}")],
+    };
+    assert_eq!(
+        session
+            .apply_members(&group_dn, &gone)
+            .await
+            .unwrap()
+            .not_member,
+        1
+    );
+}
+
+#[tokio::test]
+async fn exact_never_removes_while_a_listed_account_is_unknown() {
+    let users = users_ldif(&["alice", "mallory"]);
+    let group = format!(
+        "dn: cn=G,{SUFFIX}\nobjectClass: groupOfNames\ncn: G\nmember: uid=mallory,{SUFFIX}\n\n"
+    );
+    let Some(slapd) = Slapd::start(&format!("{users}{group}")) else {
+        return;
+    };
+    let mut session = Session::connect(&config(&slapd, &ldaps(&slapd)))
+        .await
+        .unwrap();
+    let plan = session
+        .plan_members(
+            &format!("cn=G,{SUFFIX}"),
+            &["alice", "typo-mallory"],
+            MembersPolicy::Exact,
+        )
+        .await
+        .unwrap();
+    assert_eq!(plan.unknown, ["typo-mallory"]);
+    assert!(plan.changes.remove.is_empty(), "{plan:?}");
+}
+
+#[tokio::test]
+async fn a_search_over_the_entry_bound_is_cut_off_and_reported() {
+    let Some(slapd) = Slapd::start(&groups_ldif("G", 30)) else {
+        return;
+    };
+    let mut config = config(&slapd, &ldaps(&slapd));
+    config.max_entries = 10;
+    let mut session = Session::connect(&config).await.unwrap();
+    let names: Vec<String> = (0..30).map(|i| format!("G{i}")).collect();
+    let err = session.find_groups(&names).await.unwrap_err();
+    assert_eq!(err.label(), "Protocol", "{err}");
+    assert!(err.to_string().contains("more than 10 entries"), "{err}");
+    // The connection stays usable for bounded work.
+    assert!(session
+        .find_groups(&["G1"])
+        .await
+        .unwrap()
+        .missing()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_referral_for_a_container_the_server_does_not_hold_is_a_protocol_error() {
+    let Some(slapd) = Slapd::start_with(
+        "",
+        |d, ca| ca.server(d, "s", &["localhost"], &["127.0.0.1"]),
+        "referral ldap://elsewhere.example.eng/",
+    ) else {
+        return;
+    };
+    let mut config = config(&slapd, &ldaps(&slapd));
+    config.container = Some("OU=Elsewhere,DC=other,DC=eng".into());
+    let mut session = Session::connect(&config).await.unwrap();
+    let err = session.find_groups(&["PS-Users"]).await.unwrap_err();
+    assert_eq!(err.label(), "Protocol", "{err}");
+    assert!(
+        err.to_string()
+            .contains("referral to ldap://elsewhere.example.eng"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_container_is_rejected_with_no_such_object() {
+    let Some(slapd) = Slapd::start("") else {
+        return;
+    };
+    let mut config = config(&slapd, &ldaps(&slapd));
+    config.container = Some(format!("ou=Nowhere,{SUFFIX}"));
+    let mut session = Session::connect(&config).await.unwrap();
+    let err = session.find_groups(&["PS-Users"]).await.unwrap_err();
+    assert_eq!(err.label(), "Rejected", "{err}");
+    assert!(err.to_string().contains("noSuchObject"), "{err}");
+}
+
+#[tokio::test]
+async fn a_stopped_server_is_unreachable_for_the_session_and_new_connections() {
+    let Some(slapd) = Slapd::start("") else {
+        return;
+    };
+    let mut config = config(&slapd, &ldaps(&slapd));
+    // The CA file goes with slapd's directory; keep a copy for the reconnect.
+    let keep = tempfile::tempdir().unwrap();
+    let ca = keep.path().join("ca.pem");
+    std::fs::copy(&slapd.ca, &ca).unwrap();
+    config.trust = vec![ca];
+    let mut session = Session::connect(&config).await.unwrap();
+    drop(slapd);
+    let err = session.find_groups(&["x"]).await.unwrap_err();
+    assert_eq!(err.label(), "Unreachable", "{err}");
+    let err = Session::connect(&config).await.unwrap_err();
+    assert_eq!(err.label(), "Unreachable", "{err}");
+    assert!(err.to_string().contains("TCP connect"), "{err}");
+}

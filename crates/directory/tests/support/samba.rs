@@ -1,0 +1,245 @@
+//! One Samba AD DC per test binary (its ports are fixed): provisioned into a temp
+//! directory (~10 s), given our own CA and server certificate (Samba's self-made one has no
+//! subjectAltName), started in the foreground in its own process group, stopped on drop.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use steward_directory::{DirectoryConfig, Password, Session};
+
+use super::pki::TestCa;
+use super::{require_tool, skip};
+
+pub const DOMAIN: &str = "example.eng";
+pub const BASE: &str = "DC=example,DC=eng";
+pub const ADMIN_DN: &str = "CN=Administrator,CN=Users,DC=example,DC=eng";
+pub const ADMIN_PASSWORD: &str = "Adm1n-Samba-Pw-42!";
+/// The service account steward binds as: a member of Account Operators, which may create
+/// groups and change their members, as the install guide's account would.
+pub const SERVICE_DN: &str = "CN=svc-steward,CN=Users,DC=example,DC=eng";
+pub const SERVICE_PASSWORD: &str = "Svc-Steward-Pw-77!";
+pub const CONTAINER: &str = "OU=PatientSecure,DC=example,DC=eng";
+
+pub struct Samba {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    ldapmodify: PathBuf,
+}
+
+impl Drop for Samba {
+    fn drop(&mut self) {
+        // samba forks workers into its process group: signal the whole group.
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Samba {
+    /// Provisions and starts the DC, creates the service account and the container.
+    /// `None` when samba is missing (or we are not root) and not under CI.
+    pub async fn start() -> Option<Self> {
+        let samba = require_tool("samba", "samba-ad-dc")?;
+        let samba_tool = require_tool("samba-tool", "samba-ad-dc")?;
+        let ldapmodify = require_tool("ldapmodify", "ldap-utils")?;
+        if !rustix::process::getuid().is_root() {
+            skip("the Samba AD DC needs root (ports 389/636 and its database permissions)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        let ca = TestCa::new(&path, "samba");
+        let cert = ca.server(
+            &path,
+            "dc1",
+            &["dc1.example.eng", "localhost"],
+            &["127.0.0.1"],
+        );
+        let target = path.join("dc");
+        let started = Instant::now();
+        let options = [
+            "interfaces=lo".to_string(),
+            "bind interfaces only=yes".to_string(),
+            "server services=ldap".to_string(),
+            "tls enabled=yes".to_string(),
+            format!("tls certfile={}", cert.cert.display()),
+            format!("tls keyfile={}", cert.key.display()),
+            format!("tls cafile={}", ca.cert_pem.display()),
+            format!("log file={}/samba.log", path.display()),
+        ];
+        let mut provision = Command::new(&samba_tool);
+        provision.args([
+            "domain",
+            "provision",
+            "--realm=EXAMPLE.ENG",
+            "--domain=EXAMPLE",
+            "--server-role=dc",
+            "--dns-backend=NONE",
+            "--use-rfc2307",
+            "--host-name=dc1",
+        ]);
+        provision.arg(format!("--adminpass={ADMIN_PASSWORD}"));
+        provision.arg(format!("--targetdir={}", target.display()));
+        for option in &options {
+            provision.arg(format!("--option={option}"));
+        }
+        run(&mut provision, &path.join("provision.log"));
+        let conf = target.join("etc/smb.conf");
+        run(
+            Command::new(&samba_tool)
+                .args(["user", "add", "svc-steward", SERVICE_PASSWORD, "-s"])
+                .arg(&conf),
+            &path.join("user-add.log"),
+        );
+        run(
+            Command::new(&samba_tool)
+                .args([
+                    "group",
+                    "addmembers",
+                    "Account Operators",
+                    "svc-steward",
+                    "-s",
+                ])
+                .arg(&conf),
+            &path.join("addmembers.log"),
+        );
+        eprintln!(
+            "samba: provisioned in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let log = std::fs::File::create(path.join("samba.out")).expect("samba.out");
+        let child = Command::new(samba)
+            .args(["-i", "-s"])
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start samba");
+        let samba = Self {
+            child,
+            ca: ca.cert_pem.clone(),
+            dir,
+            ldapmodify,
+        };
+        samba.wait_ready().await;
+        eprintln!(
+            "samba: answering LDAPS {:.1} s after start of provisioning",
+            started.elapsed().as_secs_f64()
+        );
+        samba.ldif(&format!(
+            "dn: {CONTAINER}\nobjectClass: organizationalUnit\nou: PatientSecure\n"
+        ));
+        Some(samba)
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let config = self.admin_config("ldaps://127.0.0.1:636");
+        loop {
+            match Session::connect(&config).await {
+                Ok(session) => return session.close().await,
+                Err(e) => assert!(Instant::now() < deadline, "samba never answered LDAPS: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn config(&self, url: &str, bind_dn: &str, password: &str) -> DirectoryConfig {
+        let mut config = DirectoryConfig::new(url, DOMAIN, bind_dn, Password::new(password));
+        config.trust = vec![self.ca.clone()];
+        config.container = Some(CONTAINER.to_string());
+        config
+    }
+
+    /// The service account's configuration (what the controller would build).
+    pub fn service_config(&self, url: &str) -> DirectoryConfig {
+        self.config(url, SERVICE_DN, SERVICE_PASSWORD)
+    }
+
+    pub fn admin_config(&self, url: &str) -> DirectoryConfig {
+        self.config(url, ADMIN_DN, ADMIN_PASSWORD)
+    }
+
+    /// Applies LDIF changes as Administrator with ldapmodify over LDAPS (`-a`: records
+    /// without a changetype are adds). Used to arrange what an administrator would do by
+    /// hand, behind steward's back.
+    pub fn ldif(&self, ldif: &str) {
+        let file = self.dir.path().join("change.ldif");
+        std::fs::File::create(&file)
+            .and_then(|mut f| f.write_all(ldif.as_bytes()))
+            .expect("write ldif");
+        let output = Command::new(&self.ldapmodify)
+            .args([
+                "-x",
+                "-a",
+                "-H",
+                "ldaps://127.0.0.1:636",
+                "-D",
+                ADMIN_DN,
+                "-w",
+                ADMIN_PASSWORD,
+                "-f",
+            ])
+            .arg(&file)
+            .env("LDAPTLS_CACERT", &self.ca)
+            .output()
+            .expect("run ldapmodify");
+        assert!(
+            output.status.success(),
+            "ldapmodify failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+fn run(command: &mut Command, log: &Path) {
+    let output = command.output().expect("run samba-tool");
+    std::fs::write(log, [&output.stdout[..], &output.stderr[..]].concat()).ok();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Creates `n` users and a global security group `name` holding all of them (below the
+/// container), as an administrator would with LDIF; returns the group's DN.
+pub fn big_group(samba: &Samba, name: &str, n: usize) -> String {
+    let users: Vec<String> = (0..n)
+        .map(|i| format!("CN={name}-m{i:05},CN=Users,{BASE}"))
+        .collect();
+    let started = Instant::now();
+    let ldif: String = users
+        .iter()
+        .enumerate()
+        .map(|(i, dn)| format!("dn: {dn}\nobjectClass: user\nsAMAccountName: {name}-m{i:05}\n\n"))
+        .collect();
+    samba.ldif(&ldif);
+    let group = format!("CN={name},{CONTAINER}");
+    let mut ldif = format!(
+        "dn: {group}\nobjectClass: group\nsAMAccountName: {name}\ngroupType: -2147483646\n"
+    );
+    for dn in &users {
+        ldif.push_str(&format!("member: {dn}\n"));
+    }
+    samba.ldif(&ldif);
+    eprintln!(
+        "samba: {n} users and a group of them created in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    group
+}
