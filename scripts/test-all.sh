@@ -12,11 +12,16 @@ PEERS=(
   "tools: openssl ca-certificates git"            # git: e2e tests commit to a desired-state repo
   "prometheus: prometheus"                        # prometheus + promtool: rules, /metrics lint, PromQL
   "chromium: chromium chromium-driver"            # headless browser + chromedriver: the System Health page
+  "ldap: slapd ldap-utils"                        # OpenLDAP slapd + ldapmodify: generic LDAP, directory seeding
+  "samba: samba-ad-dc samba-ad-provision"         # a real Active Directory domain controller
 )
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 updated=""
+# Without this preseed slapd's package creates a default database and wants an admin
+# password; the tests write their own slapd.conf instead.
+echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 for group in "${PEERS[@]}"; do
   name=${group%%:*}
   missing=()

@@ -1,1 +1,124 @@
-fn main() {}
+//! Figures for the directory goals, against real peers started here (run inside a private
+//! network namespace when others share the machine):
+//!
+//! - checking 1,000 role groups over one connection (goal <= 1 s),
+//! - reading a 5,000-member group (goal <= 1 s),
+//! - creating 1,000 groups against Samba (goal <= 10 s).
+//!
+//! `cargo bench -p steward-directory --bench directory`. Prints one line per figure; a peer
+//! that is missing is reported as skipped. Timings are printed, never asserted.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use steward_directory::{DirectoryConfig, Password, Session};
+use support::samba::Samba;
+use support::slapd::{self, Slapd};
+
+const GROUPS: usize = 1_000;
+const MEMBERS: usize = 5_000;
+const RUNS: usize = 5;
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        slapd_figures().await;
+        samba_figures().await;
+    });
+}
+
+fn report(peer: &str, what: &str, goal: Duration, runs: &mut [Duration]) {
+    runs.sort();
+    let median = runs[runs.len() / 2];
+    let verdict = if median <= goal { "within" } else { "OVER" };
+    println!(
+        "{peer}: {what}: median {:.1} ms over {} runs (min {:.1} ms, max {:.1} ms), {verdict} the {} s goal",
+        ms(median),
+        runs.len(),
+        ms(runs[0]),
+        ms(runs[runs.len() - 1]),
+        goal.as_secs()
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+async fn timed<F: std::future::Future<Output = T>, T>(f: F) -> (Duration, T) {
+    let started = Instant::now();
+    let out = f.await;
+    (started.elapsed(), out)
+}
+
+fn names(prefix: &str) -> Vec<String> {
+    (0..GROUPS).map(|i| format!("{prefix}{i}")).collect()
+}
+
+async fn slapd_figures() {
+    let users: Vec<String> = (0..MEMBERS).map(|i| format!("m{i:05}")).collect();
+    let user_refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let mut seed = slapd::groups_ldif("PS-", GROUPS);
+    seed.push_str(&slapd::users_ldif(&user_refs));
+    seed.push_str(&format!("dn: cn=Big,{}\nobjectClass: groupOfNames\ncn: Big\n", slapd::SUFFIX));
+    for u in &users {
+        seed.push_str(&format!("member: uid={u},{}\n", slapd::SUFFIX));
+    }
+    let Some(server) = Slapd::start(&seed) else { return };
+    let mut config = DirectoryConfig::new(
+        format!("ldaps://127.0.0.1:{}", server.ldaps_port),
+        "example.eng",
+        slapd::ADMIN_DN,
+        Password::new(slapd::ADMIN_PASSWORD),
+    );
+    config.trust = vec![server.ca.clone()];
+    let mut session = Session::connect(&config).await.expect("bind slapd");
+    let wanted = names("PS-");
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        let (took, report) = timed(session.find_groups(&wanted)).await;
+        assert!(report.expect("lookup").missing().is_empty());
+        runs.push(took);
+    }
+    report("slapd", "check 1,000 role groups", Duration::from_secs(1), &mut runs);
+    let big = format!("cn=Big,{}", slapd::SUFFIX);
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        let (took, members) = timed(session.read_members(&big)).await;
+        assert_eq!(members.expect("members").len(), MEMBERS);
+        runs.push(took);
+    }
+    report("slapd", "read a 5,000-member group", Duration::from_secs(1), &mut runs);
+}
+
+async fn samba_figures() {
+    let Some(samba) = Samba::start().await else { return };
+    let url = "ldaps://127.0.0.1:636";
+    let mut session = Session::connect(&samba.service_config(url)).await.expect("bind samba");
+    let wanted = names("PS-Bench-");
+    let (took, ()) = timed(async {
+        for name in &wanted {
+            session.create_group(name).await.expect("create group");
+        }
+    })
+    .await;
+    report("samba", "create 1,000 groups", Duration::from_secs(10), &mut [took]);
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        let (took, report) = timed(session.find_groups(&wanted)).await;
+        assert!(report.expect("lookup").missing().is_empty());
+        runs.push(took);
+    }
+    report("samba", "check 1,000 role groups", Duration::from_secs(1), &mut runs);
+    let big = support::samba::big_group(&samba, "PS-Bench-Big", MEMBERS);
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        let (took, members) = timed(session.read_members(&big)).await;
+        assert_eq!(members.expect("members").len(), MEMBERS);
+        runs.push(took);
+    }
+    report("samba", "read a 5,000-member group (4 ranges)", Duration::from_secs(1), &mut runs);
+}

@@ -13,6 +13,7 @@ mod groups;
 mod kind;
 mod members;
 mod session;
+mod starttls;
 mod tls;
 
 pub use config::{DirectoryConfig, Endpoint, Password, Transport};

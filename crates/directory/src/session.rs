@@ -15,6 +15,7 @@ use crate::config::{DirectoryConfig, Endpoint, Transport};
 use crate::entry::Entry;
 use crate::error::{result_name, DirectoryError};
 use crate::kind::DirectoryKind;
+use crate::starttls::{self, StartTlsFailure};
 use crate::tls::{self, TlsFailure};
 
 /// Entries per page of a paged search (AD's MaxPageSize is 1,000).
@@ -389,7 +390,7 @@ fn io_failure(url: &str, during: &'static str, err: &io::Error) -> DirectoryErro
 async fn tcp_connect(
     config: &DirectoryConfig,
     endpoint: &Endpoint,
-) -> Result<std::net::TcpStream, DirectoryError> {
+) -> Result<TcpStream, DirectoryError> {
     let url = config.url.clone();
     let address = (endpoint.host.as_str(), endpoint.port);
     let tcp = match timeout(config.connect_timeout, TcpStream::connect(address)).await {
@@ -409,92 +410,93 @@ async fn tcp_connect(
     };
     // Many small request/response pairs: Nagle plus delayed ACKs would add ~40 ms to each.
     let _ = tcp.set_nodelay(true);
-    tcp.into_std().map_err(|e| DirectoryError::Unreachable {
-        url,
-        reason: e.to_string(),
-    })
+    Ok(tcp)
 }
 
-/// TLS (LDAPS) or StartTLS, bounded by the connect timeout, then the connection task.
+/// StartTLS when asked for, then the TLS handshake (each bounded by the connect timeout),
+/// then the connection task.
 async fn secure(
     config: &DirectoryConfig,
     endpoint: &Endpoint,
-    tcp: std::net::TcpStream,
+    mut tcp: TcpStream,
     tls: std::sync::Arc<rustls::ClientConfig>,
 ) -> Result<(Ldap, JoinHandle<ldap3::result::Result<()>>), DirectoryError> {
     let url = config.url.clone();
-    let (scheme, during) = match endpoint.transport {
-        Transport::Ldaps => ("ldaps", "TLS handshake"),
-        Transport::StartTls => ("ldap", "StartTLS"),
-    };
+    let limit = config.connect_timeout;
+    if endpoint.transport == Transport::StartTls {
+        const DURING: &str = "StartTLS";
+        let failure = match timeout(limit, starttls::negotiate(&mut tcp)).await {
+            Ok(Ok(())) => None,
+            Err(_) => Some(DirectoryError::Timeout {
+                url: url.clone(),
+                during: DURING,
+                timeout: limit,
+            }),
+            Ok(Err(StartTlsFailure::Closed)) => Some(DirectoryError::Unreachable {
+                url: url.clone(),
+                reason: format!("the server closed the connection during {DURING}"),
+            }),
+            Ok(Err(StartTlsFailure::Refused(reason))) => Some(DirectoryError::Protocol {
+                url: url.clone(),
+                during: DURING,
+                reason: format!(
+                    "the server refused StartTLS ({reason}); the bind is not sent without TLS"
+                ),
+            }),
+            Ok(Err(StartTlsFailure::Garbage(reason))) => Some(DirectoryError::Protocol {
+                url: url.clone(),
+                during: DURING,
+                reason: format!("{reason}; the bind is not sent without TLS"),
+            }),
+        };
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+    }
+    const DURING: &str = "TLS handshake";
     let host = if endpoint.host.contains(':') {
         format!("[{}]", endpoint.host)
     } else {
         endpoint.host.clone()
     };
-    let ldap_url = url::Url::parse(&format!("{scheme}://{host}:{}", endpoint.port))
+    // From here on the socket speaks TLS whichever way we got here: ldap3 is told LDAPS.
+    let ldap_url = url::Url::parse(&format!("ldaps://{host}:{}", endpoint.port))
         .map_err(|e| DirectoryError::Config(format!("server URL `{url}`: {e}")))?;
-    // On a timeout ldap3 may leave a task reading this socket; shutting our duplicate of it
-    // down ends that task instead of leaking it.
-    let spare = tcp.try_clone().ok();
+    let tcp = tcp.into_std().map_err(|e| DirectoryError::Unreachable {
+        url: url.clone(),
+        reason: e.to_string(),
+    })?;
     let settings = LdapConnSettings::new()
         .set_config(tls)
-        .set_starttls(endpoint.transport == Transport::StartTls)
         .set_std_stream(StdStream::Tcp(tcp));
     let connecting = LdapConnAsync::from_url_with_settings(settings, &ldap_url);
-    let outcome = guarded(config.connect_timeout, connecting).await;
-    let (conn, ldap) = match outcome {
+    let (conn, ldap) = match guarded(limit, connecting).await {
         Ok(pair) => pair,
         Err(failure) => {
-            if let Some(spare) = spare {
-                let _ = spare.shutdown(std::net::Shutdown::Both);
-            }
             return Err(match failure {
                 Failure::Deadline | Failure::Ldap(LdapError::Timeout { .. }) => {
                     DirectoryError::Timeout {
                         url,
-                        during,
-                        timeout: config.connect_timeout,
+                        during: DURING,
+                        timeout: limit,
                     }
                 }
-                Failure::Ldap(LdapError::LdapResult { result }) => DirectoryError::Protocol {
-                    url,
-                    during,
-                    reason: format!(
-                        "the server refused StartTLS ({} ({}){}); the bind is not sent without TLS",
-                        result_name(result.rc),
-                        result.rc,
-                        if result.text.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", result.text)
-                        }
-                    ),
-                },
-                Failure::Ldap(LdapError::Io { source }) => io_failure(&url, during, &source),
+                Failure::Ldap(LdapError::Io { source }) => io_failure(&url, DURING, &source),
                 Failure::Ldap(LdapError::Rustls { source }) => {
-                    io_failure(&url, during, &io::Error::other(source))
+                    io_failure(&url, DURING, &io::Error::other(source))
                 }
                 Failure::Ldap(LdapError::DNSName { .. }) => DirectoryError::Config(format!(
                     "server URL `{url}`: the host is not a valid TLS server name"
                 )),
-                Failure::Ldap(
-                    LdapError::ResultRecv { .. }
-                    | LdapError::OpSend { .. }
-                    | LdapError::EndOfStream,
-                ) => DirectoryError::Unreachable {
-                    url,
-                    reason: format!("the server closed the connection during {during}"),
-                },
                 Failure::Ldap(other) => DirectoryError::Protocol {
                     url,
-                    during,
+                    during: DURING,
                     reason: other.to_string(),
                 },
                 Failure::Panicked | Failure::Malformed(_) | Failure::TooMany(_) => {
                     DirectoryError::Protocol {
                         url,
-                        during,
+                        during: DURING,
                         reason: "malformed response from the server".into(),
                     }
                 }
