@@ -8,10 +8,14 @@ use ldap3::{ldap_escape, Mod, Scope};
 
 use crate::entry::Entry;
 use crate::error::DirectoryError;
+use crate::kind::DirectoryKind;
 use crate::session::Session;
 
 /// Names per account search filter.
 const ACCOUNTS_PER_SEARCH: usize = 200;
+
+/// Values asked for per ranged read: AD's default MaxValRange.
+const RANGE_SIZE: usize = 1500;
 
 /// How listed members relate to the members a group already has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -93,16 +97,24 @@ pub struct Applied {
 }
 
 impl Session {
-    /// Every member DN of the group. AD returns at most 1,500 values per read
-    /// (`member;range=0-1499`); the following ranges are requested until the server marks
-    /// the last one (`member;range=N-*`). Empty values (a `groupOfNames` placeholder) are
-    /// skipped.
+    /// Every member DN of the group. On AD the values are read in explicit ranges
+    /// (`member;range=0-1499`, then from one past the high end the server answered) until
+    /// the server marks the last one (`member;range=N-*`): Windows caps a plain read at
+    /// 1,500 values and Samba answers explicit ranges, so both are read the same way.
+    /// Generic LDAP has no ranges: one plain read. Empty values (a `groupOfNames`
+    /// placeholder) are skipped.
     pub async fn read_members(&mut self, group_dn: &str) -> Result<Vec<String>, DirectoryError> {
         const DURING: &str = "reading group members";
         let max = self.config.max_members;
+        let ranged = self.kind() == DirectoryKind::ActiveDirectory;
         let mut members = Vec::new();
-        let mut request = "member".to_string();
         let mut next_low = 0usize;
+        let range = |low: usize| format!("member;range={low}-{}", low + RANGE_SIZE - 1);
+        let mut request = if ranged {
+            range(0)
+        } else {
+            "member".to_string()
+        };
         loop {
             let entries = self
                 .search(
@@ -137,7 +149,7 @@ impl Session {
             match page.range {
                 Some((_, Some(high))) if high >= next_low => {
                     next_low = high + 1;
-                    request = format!("member;range={next_low}-*");
+                    request = range(next_low);
                 }
                 Some((_, Some(_))) => {
                     return Err(
