@@ -21,6 +21,7 @@
 //! fixed set of condition names; no error, `Debug` output or log line holds the password.
 
 mod config;
+mod connect;
 mod entry;
 mod error;
 mod groups;
