@@ -4,16 +4,18 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
 use crate::error::DirectoryError;
 
-/// The bind password. Its `Debug` never shows the value, and nothing in this crate copies
-/// it into an error, a log line or a `Display`.
+/// The bind password. Its `Debug` never shows the value, nothing in this crate copies it
+/// into an error, a log line or a `Display`, and its memory is wiped on drop.
 #[derive(Clone)]
-pub struct Password(String);
+pub struct Password(Zeroizing<String>);
 
 impl Password {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(Zeroizing::new(value.into()))
     }
 
     pub(crate) fn expose(&self) -> &str {

@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{CertificateError, ClientConfig, RootCertStore};
 
@@ -35,10 +36,8 @@ pub(crate) fn client_config(trust: &[PathBuf]) -> Result<Arc<ClientConfig>, Dire
 
 fn read_pem_certificates(path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, DirectoryError> {
     let shown = path.display();
-    let file = std::fs::File::open(path)
-        .map_err(|e| DirectoryError::Config(format!("trust file {shown}: {e}")))?;
-    let certs = rustls_pemfile::certs(&mut io::BufReader::new(file))
-        .collect::<Result<Vec<_>, _>>()
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| DirectoryError::Config(format!("trust file {shown}: {e}")))?;
     if certs.is_empty() {
         return Err(DirectoryError::Config(format!(
