@@ -86,3 +86,22 @@ fn describe_certificate_error(err: &CertificateError) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trust_file_that_cannot_add_trust_is_a_configuration_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (path, says) in [(&empty, "no PEM certificate"), (&missing, "missing.pem")] {
+            let err = client_config(std::slice::from_ref(path)).unwrap_err();
+            assert_eq!(err.label(), "Config", "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        client_config(&[]).expect("system roots alone are a valid configuration");
+    }
+}
