@@ -41,6 +41,36 @@ for group in "${PEERS[@]}"; do
   echo "peer $name: installed ${missing[*]} in $(( $(date +%s) - started )) s"
 done
 
+# Python peers, one group per line, pinned: "name: package==version ...".
+PIP_PEERS=(
+  "sqlfluff: sqlfluff==4.5.0 sqlglot==30.30.0"     # two independent T-SQL parsers: the database crate's generated statements
+)
+for group in "${PIP_PEERS[@]}"; do
+  name=${group%%:*}
+  missing=()
+  for pin in ${group#*:}; do
+    [ "$(python3 -m pip show "${pin%%==*}" 2>/dev/null | awk '/^Version:/ { print $2 }')" = "${pin#*==}" ] || missing+=("$pin")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "peer $name: already installed (0 s)"
+    continue
+  fi
+  started=$(date +%s)
+  python3 -m pip install -q --disable-pip-version-check "${missing[@]}" >/dev/null
+  echo "peer $name: installed ${missing[*]} in $(( $(date +%s) - started )) s"
+done
+
+# iridium_server: a real TDS (SQL Server wire protocol) server for the database tests. It is
+# built from crates.io into target/peers, which CI keeps with target/, so only the first run
+# pays the build (minutes on two cores).
+if [ -x target/peers/bin/iridium-server ]; then
+  echo "peer iridium: already installed (0 s)"
+else
+  started=$(date +%s)
+  cargo install iridium_server --version 0.1.13 --locked --root target/peers --quiet
+  echo "peer iridium: installed in $(( $(date +%s) - started )) s"
+fi
+
 export CARGO_TERM_COLOR=never
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

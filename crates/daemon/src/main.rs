@@ -53,6 +53,8 @@ enum Command {
     Schema,
     /// The steward certificate authority: init, export, issue-agent.
     Ca(cmd::ca::Args),
+    /// The Installation's SQL Server database: `script` prints the provisioning T-SQL.
+    Db(cmd::db::Args),
     /// Run the agent on an application server (HTTPS with mutual TLS).
     Agent(cmd::agent::Args),
     /// Run one lab service (started by a lab agent's process driver).
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => exit_code("plan", cmd::plan::run(&args), 1),
         Command::Schema => exit_code("schema", cmd::schema::run(), 1),
         Command::Ca(args) => exit_code("ca", cmd::ca::run(&args), 1),
+        Command::Db(args) => exit_code("db", cmd::db::run(&args), 2),
         Command::Run(args) => async_main(cli.log_format, cmd::run::run(args)),
         Command::Status(args) => async_main(cli.log_format, async {
             exit_code(

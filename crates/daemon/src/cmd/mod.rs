@@ -4,6 +4,7 @@ pub mod agent;
 pub mod ca;
 pub mod console;
 pub mod daemon_client;
+pub mod db;
 pub mod lab;
 pub mod lab_service;
 pub mod plan;
