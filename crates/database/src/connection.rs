@@ -177,6 +177,8 @@ fn tds_config(config: &DatabaseConfig) -> Result<tiberius::Config, Error> {
             tds.trust_cert_ca_bundle(pem);
         }
     } else {
+        // Plain TDS. A server that insists on TLS anyway still has its certificate
+        // verified: steward never accepts an unverified certificate.
         tds.encryption(EncryptionLevel::NotSupported);
     }
     let t = config.timeouts;

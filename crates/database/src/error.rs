@@ -90,6 +90,23 @@ impl Error {
         use tiberius::error::Error as Tds;
         let address = address.to_owned();
         match e {
+            // tiberius reports some TLS failures as I/O errors of whatever kind the
+            // transport ended with (a corrupt record shows up as BrokenPipe): the text
+            // says what happened.
+            Tds::Io { message, .. } if message.contains("invalid peer certificate") => {
+                Self::TlsUntrusted {
+                    address,
+                    reason: message,
+                }
+            }
+            Tds::Io { message, .. }
+                if message.contains("corrupt message") || message.contains("alert") =>
+            {
+                Self::Protocol {
+                    address,
+                    reason: format!("TLS during {stage}: {message}"),
+                }
+            }
             Tds::Io { kind, message } => match kind {
                 io::ErrorKind::TimedOut => Self::Timeout {
                     address,
@@ -204,5 +221,23 @@ mod tests {
             "unreachable"
         );
         assert_eq!(class(io::ErrorKind::InvalidData, Stage::Login), "protocol");
+    }
+
+    #[test]
+    fn tls_failures_reported_as_io_are_classified_by_their_text() {
+        let io = |message: &str| tiberius::error::Error::Io {
+            kind: io::ErrorKind::BrokenPipe,
+            message: message.into(),
+        };
+        let class = |m| Error::from_tds("a", "u", Stage::Login, io(m)).label();
+        assert_eq!(
+            class("received corrupt message of type InvalidContentType"),
+            "protocol"
+        );
+        assert_eq!(
+            class("invalid peer certificate: UnknownIssuer"),
+            "tls_untrusted"
+        );
+        assert_eq!(class("Broken pipe (os error 32)"), "unreachable");
     }
 }

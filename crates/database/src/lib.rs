@@ -28,4 +28,4 @@ pub use config::{
 pub use connection::Connection;
 pub use error::{Error, Stage};
 pub use pool::{Pool, Pooled};
-pub use verify::{verify, Missing, ServerVersion, Verification};
+pub use verify::{server_version, verify, Missing, ServerVersion, Verification};

@@ -300,7 +300,8 @@ async fn database_grants(
     Ok(strings(&rows, 0))
 }
 
-async fn server_version(conn: &mut Connection) -> Result<ServerVersion, Error> {
+/// `@@VERSION` (first line) and `SERVERPROPERTY('ProductVersion'/'Edition')`.
+pub async fn server_version(conn: &mut Connection) -> Result<ServerVersion, Error> {
     let rows = conn
         .rows(
             "SELECT @@VERSION, CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)), \

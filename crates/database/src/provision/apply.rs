@@ -52,12 +52,17 @@ impl<'a> TdsExecutor<'a> {
 
 impl Execute for TdsExecutor<'_> {
     async fn execute(&mut self, statement: &Statement) -> Result<(), Error> {
-        let sql = statement.render(|| tsql::literal(self.password.expose()));
+        let sql = wire_text(statement, self.password);
         self.connection
             .batch(&sql)
             .await
             .map_err(|e| scrub(e, self.password))
     }
+}
+
+/// The statement as sent: the password slot becomes an `N'...'` literal with `'` doubled.
+fn wire_text(statement: &Statement, password: &Password) -> String {
+    statement.render(|| tsql::literal(password.expose()))
 }
 
 /// Replaces the password wherever a server message repeated it (a server may quote the
@@ -112,4 +117,50 @@ pub async fn provision(config: &DatabaseConfig) -> Result<usize, ProvisionError>
         &statements,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provision::Step;
+
+    const PW: &str = "p'w; DROP LOGIN sa; --";
+
+    fn create_login() -> Statement {
+        plan("PS", "svc")
+            .unwrap()
+            .into_iter()
+            .find(|s| s.step() == Step::CreateLogin)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_password_is_sent_only_as_an_escaped_literal() {
+        let statement = create_login();
+        let sent = wire_text(&statement, &Password::new(PW));
+        assert!(
+            sent.ends_with("WITH PASSWORD = N'p''w; DROP LOGIN sa; --';"),
+            "{sent}"
+        );
+        for shown in [
+            statement.to_string(),
+            format!("{statement:?}"),
+            statement.sqlcmd(),
+        ] {
+            assert!(!shown.contains("p'w"), "{shown}");
+            assert!(shown.contains("N'$(ServicePassword)'"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn server_messages_quoting_the_password_are_scrubbed() {
+        let e = Error::Rejected {
+            address: "db:1433".into(),
+            code: 102,
+            message: format!("Incorrect syntax near 'p''w; DROP LOGIN sa; --' ({PW})"),
+        };
+        let clean = scrub(e, &Password::new(PW)).to_string();
+        assert!(!clean.contains("p'w") && !clean.contains("p''w"), "{clean}");
+        assert!(clean.contains("<redacted>"), "{clean}");
+    }
 }
