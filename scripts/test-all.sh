@@ -61,7 +61,7 @@ for group in "${PIP_PEERS[@]}"; do
 done
 
 # iridium_server: a real TDS (SQL Server wire protocol) server for the database tests. It is
-# built from crates.io into target/peers, which CI keeps with target/, so only the first run
+# built with `cargo install` into target/peers, which CI keeps with target/, so only the first run
 # pays the build (minutes on two cores).
 if [ -x target/peers/bin/iridium-server ]; then
   echo "peer iridium: already installed (0 s)"

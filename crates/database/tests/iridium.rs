@@ -3,7 +3,7 @@
 //! bounded results, and the pool after a restart.
 //!
 //! Run inside a private network namespace when other builds share the machine
-//! (`/work/.../isolated cargo test -p steward-database --test iridium` or any `unshare -n`).
+//! (for example under `unshare -n`), so test ports never collide with other builds.
 
 mod support;
 
