@@ -113,6 +113,12 @@ impl Error {
                     stage,
                     after: Duration::ZERO,
                 },
+                // Before a byte was exchanged, every failure (name resolution
+                // included) means the server cannot be reached.
+                _ if stage == Stage::Connect => Self::Unreachable {
+                    address,
+                    reason: message,
+                },
                 kind if is_connection_loss(kind) => Self::Unreachable {
                     address,
                     reason: format!("connection lost during {stage}: {message}"),
@@ -221,6 +227,8 @@ mod tests {
             "unreachable"
         );
         assert_eq!(class(io::ErrorKind::InvalidData, Stage::Login), "protocol");
+        // A name that does not resolve fails with an uncategorized error at connect.
+        assert_eq!(class(io::ErrorKind::Other, Stage::Connect), "unreachable");
     }
 
     #[test]

@@ -121,3 +121,15 @@ async fn a_missing_trust_file_is_named() {
     assert_eq!(err.label(), "trust_file", "{err}");
     assert!(err.to_string().contains("/nonexistent/sql-ca.pem"));
 }
+
+#[tokio::test]
+async fn a_name_that_does_not_resolve_is_unreachable() {
+    let mut c = config(1433);
+    c.server = steward_database::ServerName::parse("no-such-host.invalid");
+    let err = Connection::open(&c).await.err().unwrap();
+    assert_eq!(err.label(), "unreachable", "{err}");
+    assert!(
+        err.to_string().contains("no-such-host.invalid:1433"),
+        "{err}"
+    );
+}
