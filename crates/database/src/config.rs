@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
 /// SQL Server's default TCP port.
 pub const DEFAULT_PORT: u16 = 1433;
 
@@ -12,14 +14,15 @@ pub fn default_service_login(database: &str) -> String {
     format!("ImprivataPatientSecureServices_{database}")
 }
 
-/// A password. It has no `Display`, redacts itself in `Debug`, and is read only through
-/// [`Password::expose`], so it cannot reach a log, an error or a status by accident.
+/// A password. It has no `Display`, redacts itself in `Debug`, is read only through
+/// [`Password::expose`] (so it cannot reach a log, an error or a status by accident), and
+/// its bytes are overwritten when it is dropped.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
+pub struct Password(Zeroizing<String>);
 
 impl Password {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(Zeroizing::new(value.into()))
     }
 
     pub fn expose(&self) -> &str {
@@ -195,5 +198,12 @@ mod tests {
         let debug = format!("{c:?}");
         assert!(!debug.contains("s3cr3t"), "{debug}");
         assert!(debug.contains("<redacted>"));
+    }
+
+    #[test]
+    fn passwords_are_wiped_on_drop() {
+        // Compiles only while the value sits in a type that zeroes it when dropped.
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        wiped_on_drop(&Password::new("pw").0);
     }
 }
