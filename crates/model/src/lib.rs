@@ -20,7 +20,7 @@ pub mod syntax;
 pub mod validate;
 
 pub use catalog::{HealthTest, InstallType, PortRule, ServiceKind, ServiceSpec};
-pub use diagnostic::{Diagnostic, Severity};
+pub use diagnostic::{Code, Diagnostic, Severity};
 pub use located::{Located, Pos};
 pub use secret::{SecretRef, SecretValue};
 pub use snapshot::Snapshot;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::diagnostic::quote;
+
 /// `metadata.name`: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters (DNS label).
 pub fn is_valid_name(s: &str) -> bool {
     !s.is_empty()
@@ -17,17 +19,31 @@ pub fn is_valid_name(s: &str) -> bool {
 pub enum FqdnError {
     #[error("must have at least two labels, like app1.example.eng")]
     NotQualified,
-    #[error("label `{0}` must be 1-63 letters, digits or `-`, not starting or ending with `-`")]
+    #[error("label {} must be 1-63 letters, digits or `-`, not starting or ending with `-`", quote(.0))]
     BadLabel(String),
+    #[error("is an IP address; a fully qualified host name is required (certificates and service URLs name hosts)")]
+    IpAddress,
+    #[error("ends in an all-numeric label; no top-level domain is all digits")]
+    NumericTopLevel,
 }
 
+/// A fully qualified host name: two or more DNS labels, not an address. One trailing dot
+/// (the DNS root) is allowed; see [`normalize_host`] for comparing names.
 pub fn check_fqdn(s: &str) -> Result<(), FqdnError> {
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(s);
+    let bare = bare.strip_suffix('.').unwrap_or(bare);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return Err(FqdnError::IpAddress);
+    }
     let s = s.strip_suffix('.').unwrap_or(s);
     let labels: Vec<&str> = s.split('.').collect();
     if labels.len() < 2 {
         return Err(FqdnError::NotQualified);
     }
-    for label in labels {
+    for label in &labels {
         let ok = !label.is_empty()
             && label.len() <= 63
             && label
@@ -36,10 +52,22 @@ pub fn check_fqdn(s: &str) -> Result<(), FqdnError> {
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
-            return Err(FqdnError::BadLabel(label.to_owned()));
+            return Err(FqdnError::BadLabel((*label).to_owned()));
         }
     }
+    if labels
+        .last()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(FqdnError::NumericTopLevel);
+    }
     Ok(())
+}
+
+/// A host name as compared and used: lowercase, without the DNS root's trailing dot, so
+/// `App2.Example.eng.` and `app2.example.eng` are one host.
+pub fn normalize_host(s: &str) -> String {
+    s.strip_suffix('.').unwrap_or(s).to_ascii_lowercase()
 }
 
 /// A host that is a name (one or more labels) or an IPv4/IPv6 address.
@@ -88,9 +116,9 @@ pub enum UrlError {
     Scheme(&'static str),
     #[error("has no host")]
     NoHost,
-    #[error("host `{0}` is not a valid host name or address")]
+    #[error("host {} is not a valid host name or address", quote(.0))]
     BadHost(String),
-    #[error("port `{0}` is not a number from 1 to 65535")]
+    #[error("port {} is not a whole number from 1 to 65535", quote(.0))]
     BadPort(String),
     #[error("must not have a path, query or credentials")]
     Extra,
@@ -144,7 +172,7 @@ pub fn parse_host_url(
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a duration like 500ms, 10s, 1m30s or 90d")]
+#[error("{} is not a duration like 500ms, 10s, 1m30s or 90d", quote(.0))]
 pub struct DurationError(pub String);
 
 /// Durations as in Prometheus and Go: integers with units ms, s, m, h, concatenated; also
@@ -238,6 +266,24 @@ mod tests {
             Err(FqdnError::BadLabel(_))
         ));
         assert!(matches!(check_fqdn("a..b"), Err(FqdnError::BadLabel(_))));
+        assert!(check_fqdn("app2.example.eng.").is_ok());
+        assert_eq!(normalize_host("App2.Example.ENG."), "app2.example.eng");
+    }
+
+    #[test]
+    fn an_address_is_not_a_host_name() {
+        for ip in ["10.0.0.5", "10.0.0.5.", "::1", "[::1]", "fe80::1"] {
+            assert_eq!(check_fqdn(ip), Err(FqdnError::IpAddress), "{ip}");
+        }
+        assert_eq!(check_fqdn("1.2.3"), Err(FqdnError::NumericTopLevel));
+        assert_eq!(
+            check_fqdn("app1.example.123"),
+            Err(FqdnError::NumericTopLevel)
+        );
+        assert!(
+            check_fqdn("10.example.eng").is_ok(),
+            "numeric labels below the top are fine"
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::installation::CONSOLE_MAX_LEN;
-use super::Report;
+use super::{max_len, normalize_host, Report};
+use crate::diagnostic::{quote, Code};
 use crate::load::Sourced;
 use crate::resource::{ActiveDirectorySpec, Document};
 use crate::snapshot::{ActiveDirectory, Role};
@@ -15,45 +15,49 @@ pub(super) fn compile(
     report: &mut Report,
 ) -> Option<ActiveDirectory> {
     let spec = &doc.spec;
-    let len = spec.display_name.chars().count();
-    if len > CONSOLE_MAX_LEN {
-        report.error(
-            file,
-            spec.display_name.pos,
-            "too-long",
-            format!("displayName is {len} characters; at most {CONSOLE_MAX_LEN} are allowed"),
-        );
-    }
-    if let Err(e) = check_fqdn(&spec.domain) {
-        report.error(
-            file,
-            spec.domain.pos,
-            "invalid-fqdn",
-            format!("domain `{}` {e}", spec.domain.value),
-        );
-    }
-    let server = match parse_host_url(&spec.server, &["ldap", "ldaps"], "ldap:// or ldaps://") {
-        Ok(u) => {
-            let port = u
-                .port
-                .unwrap_or(if u.scheme == "ldaps" { 636 } else { 389 });
-            Some(format!("{}://{}:{port}", u.scheme, u.host))
-        }
-        Err(e) => {
+    report.within_length(file, "displayName", &spec.display_name, max_len::CONSOLE);
+    if report.within_length(file, "domain", &spec.domain, max_len::FQDN) {
+        if let Err(e) = check_fqdn(&spec.domain) {
             report.error(
                 file,
-                spec.server.pos,
-                "invalid-url",
-                format!("server `{}` {e}", spec.server.value),
+                spec.domain.pos,
+                Code::InvalidFqdn,
+                format!("domain {} {e}", quote(&spec.domain)),
             );
-            None
+        }
+    }
+    report.secret_ref_within_length(file, "passwordRef", &spec.password_ref);
+    if let Some(container) = &spec.container {
+        report.within_length(file, "container", container, max_len::DN);
+    }
+    let server = if !report.within_length(file, "server", &spec.server, max_len::URL) {
+        None
+    } else {
+        match parse_host_url(&spec.server, &["ldap", "ldaps"], "ldap:// or ldaps://") {
+            Ok(u) => {
+                let port = u
+                    .port
+                    .unwrap_or(if u.scheme == "ldaps" { 636 } else { 389 });
+                Some(format!("{}://{}:{port}", u.scheme, u.host))
+            }
+            Err(e) => {
+                report.error(
+                    file,
+                    spec.server.pos,
+                    Code::InvalidUrl,
+                    format!("server {} {e}", quote(&spec.server)),
+                );
+                None
+            }
         }
     };
-    if spec.account.trim().is_empty() {
+    if report.within_length(file, "account", &spec.account, max_len::DN)
+        && spec.account.trim().is_empty()
+    {
         report.error(
             file,
             spec.account.pos,
-            "empty-value",
+            Code::EmptyValue,
             "account must not be empty",
         );
     }
@@ -67,11 +71,14 @@ pub(super) fn compile(
     ];
     for (role, groups) in declared {
         for group in groups {
+            if !report.within_length(file, "group name", group, max_len::ACCOUNT) {
+                continue;
+            }
             if group.trim().is_empty() {
                 report.error(
                     file,
                     group.pos,
-                    "empty-value",
+                    Code::EmptyValue,
                     "group name must not be empty",
                 );
                 continue;
@@ -82,10 +89,10 @@ pub(super) fn compile(
                 report.error(
                     file,
                     group.pos,
-                    "group-in-two-roles",
+                    Code::GroupInTwoRoles,
                     format!(
-                        "group `{}` already holds the {} role; a group may hold only one role",
-                        group.value,
+                        "group {} already holds the {} role; a group may hold only one role",
+                        quote(group),
                         other.as_str()
                     ),
                 );
@@ -98,6 +105,9 @@ pub(super) fn compile(
     let members = spec.members.as_ref().map(|m| {
         m.iter()
             .map(|(group, users)| {
+                for user in users {
+                    report.within_length(file, "member", user, max_len::ACCOUNT);
+                }
                 if !group_role.contains_key(&group.to_lowercase()) {
                     let pos = users
                         .first()
@@ -105,8 +115,11 @@ pub(super) fn compile(
                     report.warning(
                         file,
                         pos,
-                        "unmapped-group-members",
-                        format!("members are listed for `{group}`, which holds no role in `roles`"),
+                        Code::UnmappedGroupMembers,
+                        format!(
+                            "members are listed for {}, which holds no role in `roles`",
+                            quote(group)
+                        ),
                     );
                 }
                 (
@@ -134,15 +147,16 @@ pub(super) fn check_across(documents: &[Sourced], report: &mut Report) {
     let mut domains: BTreeMap<String, &str> = BTreeMap::new();
     for doc in documents {
         if let crate::resource::Resource::ActiveDirectory(d) = &doc.resource {
-            let key = d.spec.domain.to_lowercase();
+            let key = normalize_host(&d.spec.domain);
             if let Some(other) = domains.get(&key) {
                 report.error(
                     &doc.file,
                     d.spec.domain.pos,
-                    "duplicate-domain",
+                    Code::DuplicateDomain,
                     format!(
-                        "domain `{}` is already managed by ActiveDirectory `{other}`",
-                        d.spec.domain.value
+                        "domain {} is already managed by ActiveDirectory {}",
+                        quote(&d.spec.domain),
+                        quote(other)
                     ),
                 );
             } else {

@@ -5,15 +5,24 @@ use std::path::Path;
 
 use super::server::ServerDraft;
 use super::{Placed, Report};
-use crate::catalog::ServiceKind;
+use crate::catalog::{PortRule, ServiceKind};
+use crate::diagnostic::{display_path, quote, Code};
 use crate::ports::{allocate, PortRequest};
 use crate::resource::{CaMode, Environment};
 use crate::snapshot::{CertificateSource, Installation, PlacedService, Server};
 use crate::Pos;
 
+/// Where in the Installation document fleet-wide problems are shown.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct At {
+    /// Its `kind:`, for problems of the installation as a whole.
+    pub kind: Pos,
+    pub install_type: Pos,
+}
+
 pub(super) fn compile(
     inst: &Placed<Installation>,
-    install_type_pos: Pos,
+    at: At,
     drafts: Vec<ServerDraft<'_>>,
     servers_unparsed: bool,
     report: &mut Report,
@@ -27,19 +36,18 @@ pub(super) fn compile(
         prerequisites(&drafts, report);
     }
     certificates(installation, &drafts, report);
-    install_type(inst, install_type_pos, &drafts, report);
+    install_type(inst, at.install_type, &drafts, report);
     if drafts.is_empty() && !servers_unparsed {
         report.warning(
             &inst.file,
-            Pos::new(1, 1),
-            "no-servers",
+            at.kind,
+            Code::NoServers,
             "the installation has no Server documents; nothing will be installed",
         );
     }
     drafts
         .into_iter()
         .filter_map(|d| {
-            let certificate = d.certificate.clone()?;
             let requests: Vec<PortRequest> = d
                 .services
                 .iter()
@@ -49,6 +57,8 @@ pub(super) fn compile(
                 })
                 .collect();
             let ports = allocate(&requests, &[d.agent_port]);
+            displaced_defaults(&d, &ports, report);
+            let certificate = d.certificate.clone()?;
             let mut services: Vec<PlacedService> = d
                 .services
                 .iter()
@@ -68,7 +78,7 @@ pub(super) fn compile(
                 name.clone(),
                 Server {
                     name,
-                    hostname: d.doc.spec.hostname.value.to_ascii_lowercase(),
+                    hostname: d.hostname,
                     agent_url: d.agent_url,
                     monitor: d.doc.spec.monitor.as_ref().is_none_or(|m| m.value),
                     certificate,
@@ -79,22 +89,68 @@ pub(super) fn compile(
         .collect()
 }
 
+/// An explicit port equal to another service's catalog default on the same server moves
+/// that service (allocation gives it the next free port), which changes its URL for every
+/// service that calls it. Allowed, since the allocation rule says so, but never silent:
+/// the warning stands at the explicit port that caused the move (or, when the move is a
+/// knock-on effect of another, at the moved service).
+fn displaced_defaults(d: &ServerDraft<'_>, ports: &[Vec<u16>], report: &mut Report) {
+    for (i, (kind, svc)) in d.services.iter().enumerate() {
+        let PortRule::Default(defaults) = kind.spec().ports else {
+            continue;
+        };
+        for (slot, default) in defaults.iter().enumerate().take(kind.port_count()) {
+            let got = ports[i].get(slot).copied();
+            // A port the service chose itself is not a displacement.
+            if got == Some(*default) || (slot == 0 && svc.port.is_some()) {
+                continue;
+            }
+            let holder = d
+                .services
+                .iter()
+                .zip(ports)
+                .enumerate()
+                .find(|(j, (_, p))| *j != i && p.contains(default));
+            let (by, at) = match holder {
+                Some((_, ((other, other_svc), _))) => match &other_svc.port {
+                    Some(p) if p.value == *default => (other.to_string(), p.pos),
+                    _ => (format!("{other} (itself moved)"), svc.kind.pos),
+                },
+                None if *default == d.agent_port => (
+                    "the steward agent".to_owned(),
+                    d.doc.spec.agent.as_ref().map_or(svc.kind.pos, |a| a.pos),
+                ),
+                None => continue,
+            };
+            let moved = got.map_or_else(|| "another port".to_owned(), |p| format!("port {p}"));
+            report.warning(
+                d.file,
+                at,
+                Code::PortDisplacesDefault,
+                format!(
+                    "port {default} is {kind}'s default and {by} takes it, so {kind} moves to {moved}, changing {kind}'s URL for every service; give one of them another port"
+                ),
+            );
+        }
+    }
+}
+
 fn unique_hostnames(drafts: &[ServerDraft<'_>], report: &mut Report) {
-    let mut seen: BTreeMap<String, &ServerDraft<'_>> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, &ServerDraft<'_>> = BTreeMap::new();
     for d in drafts {
-        let host = d.doc.spec.hostname.value.to_ascii_lowercase();
-        if let Some(first) = seen.get(&host) {
+        if let Some(first) = seen.get(d.hostname.as_str()) {
             report.error(
                 d.file,
                 d.doc.spec.hostname.pos,
-                "duplicate-hostname",
+                Code::DuplicateHostname,
                 format!(
-                    "hostname `{host}` is already used by server `{}`",
-                    first.name()
+                    "hostname {} is already used by server {} (names are compared without case or a trailing dot)",
+                    quote(&d.doc.spec.hostname),
+                    quote(first.name())
                 ),
             );
         } else {
-            seen.insert(host, d);
+            seen.insert(&d.hostname, d);
         }
     }
 }
@@ -111,9 +167,10 @@ fn placement(installation: &Installation, drafts: &[ServerDraft<'_>], report: &m
                 report.error(
                     d.file,
                     svc.kind.pos,
-                    "service-placement",
+                    Code::ServicePlacement,
                     format!(
-                        "{kind} already runs on server `{other}`; a kind may run on several servers only behind a loadBalancer"
+                        "{kind} already runs on server {}; a kind may run on several servers only behind a loadBalancer",
+                        quote(other)
                     ),
                 );
             } else {
@@ -145,7 +202,7 @@ fn prerequisites(drafts: &[ServerDraft<'_>], report: &mut Report) {
                     report.error(
                         d.file,
                         svc.kind.pos,
-                        "missing-prerequisite",
+                        Code::MissingPrerequisite,
                         format!(
                             "{kind} needs {} in the installation (installed first, on any server)",
                             missing.join(" and ")
@@ -159,7 +216,7 @@ fn prerequisites(drafts: &[ServerDraft<'_>], report: &mut Report) {
                     report.error(
                         d.file,
                         svc.kind.pos,
-                        "paired-service",
+                        Code::PairedService,
                         format!("{kind} requires {companion}: both must exist in the installation"),
                     );
                 }
@@ -179,7 +236,7 @@ fn certificates(installation: &Installation, drafts: &[ServerDraft<'_>], report:
                     report.error(
                         d.file,
                         generate_pos,
-                        "generated-certificate-in-production",
+                        Code::GeneratedCertificateInProduction,
                         "generated certificates are for test environments; production servers need a third-party certificate (certFile + keyFile, or pfxFile)",
                     );
                 }
@@ -187,7 +244,7 @@ fn certificates(installation: &Installation, drafts: &[ServerDraft<'_>], report:
                     report.error(
                         d.file,
                         generate_pos,
-                        "generated-certificate-without-ca",
+                        Code::GeneratedCertificateWithoutCa,
                         "certificateAuthority.mode is `existing`, so steward issues no certificates; give this server certFile + keyFile or pfxFile",
                     );
                 }
@@ -196,7 +253,7 @@ fn certificates(installation: &Installation, drafts: &[ServerDraft<'_>], report:
                         report.warning(
                             d.file,
                             svc.kind.pos,
-                            "optional-service-certificate",
+                            Code::OptionalServiceCertificate,
                             format!("{kind} is meant to run with a third-party certificate; this server's is generated"),
                         );
                     }
@@ -220,8 +277,12 @@ fn certificates(installation: &Installation, drafts: &[ServerDraft<'_>], report:
                     report.error(
                         d.file,
                         pos,
-                        "shared-certificate",
-                        format!("certificate file `{}` is already used by server `{other}`; one certificate may serve one server", cert_file.display()),
+                        Code::SharedCertificate,
+                        format!(
+                            "certificate file {} is already used by server {}; one certificate may serve one server",
+                            quote(&display_path(cert_file)),
+                            quote(other)
+                        ),
                     );
                 } else {
                     files.insert(key, d.name());
@@ -254,7 +315,7 @@ fn install_type(
         report.error(
             file,
             pos,
-            "install-type-mismatch",
+            Code::InstallTypeMismatch,
             format!(
                 "installType `{}` is a single-server install, but {} servers are declared; use `advanced`",
                 it.as_str(),
@@ -286,7 +347,7 @@ fn install_type(
         report.error(
             file,
             pos,
-            "install-type-mismatch",
+            Code::InstallTypeMismatch,
             format!(
                 "installType `{}` has a fixed service set ({}); use `advanced` for any other set",
                 it.as_str(),
@@ -298,7 +359,7 @@ fn install_type(
         report.error(
             file,
             pos,
-            "install-type-mismatch",
+            Code::InstallTypeMismatch,
             format!("installType `{}` uses a generated certificate; use `advanced` for third-party certificates", it.as_str()),
         );
     }

@@ -1,8 +1,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{Placed, Report};
+use super::{max_len, Placed, Report};
 use crate::catalog::{HealthTest, ServiceKind};
+use crate::diagnostic::{quote, Code};
 use crate::resource::{Document, HealthCheckSpec};
 use crate::snapshot::HealthCheck;
 use crate::syntax::parse_duration;
@@ -19,18 +20,7 @@ pub(super) fn compile(
     report: &mut Report,
 ) -> Option<Compiled> {
     let spec = &doc.spec;
-    let kind = match spec.service.parse::<ServiceKind>() {
-        Ok(k) => k,
-        Err(e) => {
-            report.error(
-                file,
-                spec.service.pos,
-                "unknown-service-kind",
-                e.to_string(),
-            );
-            return None;
-        }
-    };
+    let kind = super::server::service_kind(file, &spec.service, report)?;
     let mut check = HealthCheck::catalog_default(kind);
     let mut ok = true;
     let is_http = matches!(kind.spec().health, HealthTest::Https { .. });
@@ -44,7 +34,7 @@ pub(super) fn compile(
                 report.error(
                     file,
                     pos,
-                    "not-http",
+                    Code::NotHttp,
                     format!("{kind} is tested over MLLP (HL7 ACK), so `{field}` does not apply"),
                 );
                 ok = false;
@@ -52,32 +42,44 @@ pub(super) fn compile(
         }
     }
     if let Some(path) = &spec.path {
-        if !path.starts_with('/') {
+        if !report.within_length(file, "path", path, max_len::HTTP_PATH) {
+            ok = false;
+        } else if !path.starts_with('/') || path.chars().any(char::is_whitespace) {
             report.error(
                 file,
                 path.pos,
-                "invalid-path",
-                format!("path `{}` must start with /", path.value),
+                Code::InvalidPath,
+                format!(
+                    "path {} must start with / and hold no spaces or control characters",
+                    quote(path)
+                ),
             );
             ok = false;
         }
         check.path = Some(path.value.clone());
     }
     if let Some(accept) = &spec.accept_status {
-        match StatusRanges::parse(accept) {
-            Ok(r) => check.accept_status = Some(r),
-            Err(e) => {
-                report.error(
-                    file,
-                    accept.pos,
-                    "invalid-status-range",
-                    format!("acceptStatus: {e}"),
-                );
-                ok = false;
+        if !report.within_length(file, "acceptStatus", accept, max_len::SHORT) {
+            ok = false;
+        } else {
+            match StatusRanges::parse(accept) {
+                Ok(r) => check.accept_status = Some(r),
+                Err(e) => {
+                    report.error(
+                        file,
+                        accept.pos,
+                        Code::InvalidStatusRange,
+                        format!("acceptStatus: {e}"),
+                    );
+                    ok = false;
+                }
             }
         }
     }
     if let Some(m) = &spec.response_match {
+        if !report.within_length(file, "responseMatch", m, max_len::RESPONSE_MATCH) {
+            ok = false;
+        }
         check.response_match = Some(m.value.clone());
     }
     for (field, value, target) in [
@@ -85,19 +87,23 @@ pub(super) fn compile(
         ("timeout", &spec.timeout, &mut check.timeout),
     ] {
         if let Some(v) = value {
+            if !report.within_length(file, field, v, max_len::SHORT) {
+                ok = false;
+                continue;
+            }
             match parse_duration(v) {
                 Ok(d) if d.is_zero() => {
                     report.error(
                         file,
                         v.pos,
-                        "invalid-duration",
+                        Code::InvalidDuration,
                         format!("{field} must be longer than 0"),
                     );
                     ok = false;
                 }
                 Ok(d) => *target = d,
                 Err(e) => {
-                    report.error(file, v.pos, "invalid-duration", format!("{field}: {e}"));
+                    report.error(file, v.pos, Code::InvalidDuration, format!("{field}: {e}"));
                     ok = false;
                 }
             }
@@ -112,7 +118,7 @@ pub(super) fn compile(
         report.error(
             file,
             pos,
-            "timeout-not-below-interval",
+            Code::TimeoutNotBelowInterval,
             format!(
                 "timeout ({:?}) must be shorter than interval ({:?})",
                 check.timeout, check.interval
@@ -133,7 +139,7 @@ pub(super) fn compile(
                 report.error(
                     file,
                     v.pos,
-                    "invalid-count",
+                    Code::InvalidCount,
                     format!("{field} must be at least 1"),
                 );
             }
@@ -162,7 +168,7 @@ pub(super) fn index(
             report.error(
                 &c.placed.file,
                 c.service_pos,
-                "duplicate-health-check",
+                Code::DuplicateHealthCheck,
                 format!("{kind} already has a HealthCheck (in {})", file.display()),
             );
             continue;

@@ -1,7 +1,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Placed, Report};
+use super::{max_len, normalize_host, Placed, Report};
+use crate::diagnostic::{quote, Code};
+use crate::load::PORT_RANGE;
 use crate::resource::{CaMode, Document, InstallationSpec};
 use crate::snapshot::{
     CertificateAuthority, Database, Installation, DEFAULT_CERTIFICATE_DURATION,
@@ -12,55 +14,48 @@ use crate::syntax::{
 };
 use crate::Located;
 
-/// The console limits these fields to 50 characters.
-pub(crate) const CONSOLE_MAX_LEN: usize = 50;
-
 pub(super) fn compile(
     file: &Path,
     doc: &Document<InstallationSpec>,
     report: &mut Report,
 ) -> Option<Placed<Installation>> {
     let spec = &doc.spec;
-    if !is_valid_release(&spec.release) {
+    if report.within_length(file, "release", &spec.release, max_len::SHORT)
+        && !is_valid_release(&spec.release)
+    {
         report.error(
             file,
             spec.release.pos,
-            "invalid-release",
+            Code::InvalidRelease,
             format!(
-                "release `{}` must be a version like 6.12.1",
-                spec.release.value
+                "release {} must be a version like 6.12.1",
+                quote(&spec.release)
             ),
         );
     }
     if let Some(lb) = &spec.load_balancer {
-        if let Err(e) = check_fqdn(&lb.fqdn) {
-            report.error(
-                file,
-                lb.fqdn.pos,
-                "invalid-fqdn",
-                format!("loadBalancer.fqdn `{}` {e}", lb.fqdn.value),
-            );
+        if report.within_length(file, "loadBalancer.fqdn", &lb.fqdn, max_len::FQDN) {
+            if let Err(e) = check_fqdn(&lb.fqdn) {
+                report.error(
+                    file,
+                    lb.fqdn.pos,
+                    Code::InvalidFqdn,
+                    format!("loadBalancer.fqdn {} {e}", quote(&lb.fqdn)),
+                );
+            }
         }
     }
     let db = &spec.database;
-    if db.server.chars().count() > CONSOLE_MAX_LEN {
+    if report.within_length(file, "database.server", &db.server, max_len::CONSOLE)
+        && !is_valid_sql_server(&db.server)
+    {
         report.error(
             file,
             db.server.pos,
-            "too-long",
+            Code::InvalidHost,
             format!(
-                "database.server is {} characters; at most {CONSOLE_MAX_LEN} are allowed",
-                db.server.chars().count()
-            ),
-        );
-    } else if !is_valid_sql_server(&db.server) {
-        report.error(
-            file,
-            db.server.pos,
-            "invalid-host",
-            format!(
-                "database.server `{}` must be a host name or IP address, optionally followed by \\INSTANCE",
-                db.server.value
+                "database.server {} must be a host name or IP address, optionally followed by \\INSTANCE",
+                quote(&db.server)
             ),
         );
     }
@@ -69,18 +64,23 @@ pub(super) fn compile(
             report.error(
                 file,
                 port.pos,
-                "invalid-port",
-                "database.port must be 1-65535",
+                Code::InvalidPort,
+                format!("database.{PORT_RANGE}"),
             );
         }
     }
+    report.secret_ref_within_length(file, "database.passwordRef", &db.password_ref);
     for (field, value) in [("name", &db.name), ("user", &db.user)] {
+        let field = format!("database.{field}");
+        if !report.within_length(file, &field, value, max_len::SQL_NAME) {
+            continue;
+        }
         if value.trim().is_empty() {
             report.error(
                 file,
                 value.pos,
-                "empty-value",
-                format!("database.{field} must not be empty"),
+                Code::EmptyValue,
+                format!("{field} must not be empty"),
             );
         }
     }
@@ -89,16 +89,24 @@ pub(super) fn compile(
         (CaMode::Existing, None) => report.error(
             file,
             ca.mode.pos,
-            "ca-cert-file",
+            Code::CaCertFile,
             "certificateAuthority.mode `existing` needs certFile: the CA that issued the servers' certificates",
         ),
         (CaMode::Generated, Some(f)) => report.warning(
             file,
             f.pos,
-            "ca-cert-file",
+            Code::CaCertFile,
             "certFile is ignored when certificateAuthority.mode is `generated`",
         ),
         _ => {}
+    }
+    for (field, path) in ca
+        .cert_file
+        .iter()
+        .map(|f| ("certificateAuthority.certFile", f))
+        .chain(ca.trust.iter().map(|t| ("certificateAuthority.trust", t)))
+    {
+        report.within_length(file, field, path, max_len::PATH);
     }
     let (duration, renew_before) = certificate_timing(file, ca, report);
     Some(Placed {
@@ -110,7 +118,10 @@ pub(super) fn compile(
             release: spec.release.value.clone(),
             mode: spec.mode.as_ref().map(|m| m.value).unwrap_or_default(),
             prune: spec.prune.as_ref().is_some_and(|p| p.value),
-            load_balancer: spec.load_balancer.as_ref().map(|lb| lb.fqdn.value.clone()),
+            load_balancer: spec
+                .load_balancer
+                .as_ref()
+                .map(|lb| normalize_host(&lb.fqdn)),
             database: Database {
                 server: db.server.value.clone(),
                 port: db.port.as_ref().map_or(1433, |p| p.value),
@@ -140,8 +151,12 @@ fn certificate_timing(
     ca: &crate::resource::CertificateAuthoritySpec,
     report: &mut Report,
 ) -> (Duration, Duration) {
-    let mut parse =
-        |field: &str, value: &Located<String>, min: Duration| match parse_duration(value) {
+    let mut parse = |field: &str, value: &Located<String>, min: Duration| {
+        let field = format!("certificateAuthority.{field}");
+        if !report.within_length(file, &field, value, max_len::SHORT) {
+            return None;
+        }
+        match parse_duration(value) {
             Ok(d) if d < min => {
                 let min = if min <= Duration::from_millis(1) {
                     "longer than 0".to_owned()
@@ -151,8 +166,8 @@ fn certificate_timing(
                 report.error(
                     file,
                     value.pos,
-                    "invalid-duration",
-                    format!("certificateAuthority.{field} must be {min}"),
+                    Code::InvalidDuration,
+                    format!("{field} must be {min}"),
                 );
                 None
             }
@@ -161,12 +176,13 @@ fn certificate_timing(
                 report.error(
                     file,
                     value.pos,
-                    "invalid-duration",
-                    format!("certificateAuthority.{field}: {e}"),
+                    Code::InvalidDuration,
+                    format!("{field}: {e}"),
                 );
                 None
             }
-        };
+        }
+    };
     let duration = ca
         .duration
         .as_ref()
@@ -190,7 +206,7 @@ fn certificate_timing(
                 report.error(
                     file,
                     pos,
-                    "renew-before-not-below-duration",
+                    Code::RenewBeforeNotBelowDuration,
                     format!(
                         "renewBefore ({}) must be shorter than {whose} ({}): the certificate would be renewed as soon as it is issued",
                         format_duration(r),
@@ -211,6 +227,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::load::{load_text, Loaded};
+    use crate::Code;
 
     fn compile(ca: &str) -> crate::Compiled {
         let text = format!(
@@ -221,7 +238,7 @@ mod tests {
         crate::validate::compile(loaded)
     }
 
-    fn codes(c: &crate::Compiled) -> Vec<&str> {
+    fn codes(c: &crate::Compiled) -> Vec<Code> {
         c.diagnostics.iter().map(|d| d.code).collect()
     }
 
@@ -248,15 +265,15 @@ mod tests {
     #[test]
     fn renew_before_is_compared_with_the_default_duration() {
         let c = compile("{mode: generated, renewBefore: 90d}");
-        assert_eq!(codes(&c), ["renew-before-not-below-duration"]);
+        assert_eq!(codes(&c), [Code::RenewBeforeNotBelowDuration]);
         assert!(c.diagnostics[0]
             .message
             .contains("the default duration (90d)"));
         // An unusable duration is reported once, not again as a comparison.
         let c = compile("{mode: generated, duration: soon, renewBefore: 1h}");
-        assert_eq!(codes(&c), ["invalid-duration"]);
+        assert_eq!(codes(&c), [Code::InvalidDuration]);
         let c = compile("{mode: generated, duration: 0s}");
-        assert_eq!(codes(&c), ["invalid-duration"]);
+        assert_eq!(codes(&c), [Code::InvalidDuration]);
         assert!(
             c.diagnostics[0].message.contains("at least 1m"),
             "{}",

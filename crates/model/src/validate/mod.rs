@@ -14,12 +14,13 @@ mod server;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::diagnostic::{self, Code, Diagnostic};
+use crate::diagnostic::{self, display_path, quote, Code, Diagnostic};
 use crate::load::{Loaded, Sourced};
 use crate::resource::Resource;
 use crate::snapshot::Snapshot;
 use crate::syntax::is_valid_name;
-use crate::Pos;
+pub(crate) use crate::syntax::normalize_host;
+use crate::{Located, Pos};
 
 /// The outcome of validating a directory.
 #[derive(Debug)]
@@ -60,6 +61,83 @@ impl Report {
     fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
+
+    /// Free text is bounded: report `field` when it is over `max` characters. Returns
+    /// whether it is within bounds, so callers skip checks that would quote it again.
+    pub fn within_length(
+        &mut self,
+        file: &Path,
+        field: &str,
+        value: &Located<String>,
+        max: usize,
+    ) -> bool {
+        // Counting stops just past the bound: a 50 MB value costs no more than a short one.
+        let len = value.chars().take(max + 1).count();
+        if len <= max {
+            return true;
+        }
+        self.error(
+            file,
+            value.pos,
+            Code::TooLong,
+            format!(
+                "{field} is {} characters; at most {max} are allowed",
+                value.chars().count()
+            ),
+        );
+        false
+    }
+}
+
+impl Report {
+    /// A secret reference's name or path is bounded like any other text (it is shown in
+    /// plans and conditions; the secret itself never is).
+    pub fn secret_ref_within_length(
+        &mut self,
+        file: &Path,
+        field: &str,
+        value: &Located<crate::SecretRef>,
+    ) -> bool {
+        let (len, max) = match &value.value {
+            crate::SecretRef::Env(name) => (name.chars().count(), max_len::ACCOUNT),
+            crate::SecretRef::File(path) => (path.as_os_str().len(), max_len::PATH),
+        };
+        if len <= max {
+            return true;
+        }
+        self.error(
+            file,
+            value.pos,
+            Code::TooLong,
+            format!("{field} names a secret in {len} characters; at most {max} are allowed"),
+        );
+        false
+    }
+}
+
+/// Longest values of free-text fields (characters). Names, ports, durations and the like
+/// have grammars of their own; these bound what a grammar does not.
+pub(crate) mod max_len {
+    /// Fields the PatientSecure console limits: hostname, displayName, database.server.
+    pub const CONSOLE: usize = 50;
+    /// A DNS name (RFC 1035).
+    pub const FQDN: usize = 253;
+    /// SQL Server identifiers (`sysname`): database name and login.
+    pub const SQL_NAME: usize = 128;
+    /// URLs of agents and directory servers.
+    pub const URL: usize = 2048;
+    /// File paths (PATH_MAX).
+    pub const PATH: usize = 4096;
+    /// LDAP distinguished names: account, container.
+    pub const DN: usize = 1024;
+    /// AD group and account names.
+    pub const ACCOUNT: usize = 256;
+    /// A health check's HTTP path.
+    pub const HTTP_PATH: usize = 2048;
+    /// A health check's `responseMatch` substring.
+    pub const RESPONSE_MATCH: usize = 1024;
+    /// Short grammars: durations, status ranges, releases, drives.
+    pub const SHORT: usize = 64;
 }
 
 /// Load and validate a directory: the one call the CLI and the daemon make.
@@ -108,7 +186,7 @@ pub fn compile(loaded: Loaded) -> Compiled {
             report.error(
                 Path::new("."),
                 Pos::new(1, 1),
-                "installation-count",
+                Code::InstallationCount,
                 "no Installation document: exactly one is required",
             );
             None
@@ -118,27 +196,28 @@ pub fn compile(loaded: Loaded) -> Compiled {
                 report.error(
                     other,
                     d.kind.pos,
-                    "installation-count",
+                    Code::InstallationCount,
                     format!(
                         "a second Installation; exactly one is allowed (the first is in {})",
                         file.display()
                     ),
                 );
             }
-            installation::compile(file, doc, &mut report)
-                .map(|inst| (inst, doc.spec.install_type.pos))
+            installation::compile(file, doc, &mut report).map(|inst| {
+                (
+                    inst,
+                    fleet::At {
+                        kind: doc.kind.pos,
+                        install_type: doc.spec.install_type.pos,
+                    },
+                )
+            })
         }
     };
 
     let health_checks = health_check::index(health_checks, &mut report);
     let servers = match &installation {
-        Some((inst, install_type_pos)) => fleet::compile(
-            inst,
-            *install_type_pos,
-            servers,
-            servers_unparsed,
-            &mut report,
-        ),
+        Some((inst, at)) => fleet::compile(inst, *at, servers, servers_unparsed, &mut report),
         None => BTreeMap::new(),
     };
 
@@ -169,10 +248,10 @@ fn check_names(documents: &[Sourced], report: &mut Report) {
             report.error(
                 &doc.file,
                 name.pos,
-                "invalid-name",
+                Code::InvalidName,
                 format!(
-                    "name `{}` must be lowercase letters, digits and `-`, start and end alphanumeric, at most 63 characters",
-                    name.value
+                    "name {} must be lowercase letters, digits and `-`, start and end alphanumeric, at most 63 characters",
+                    quote(&name.value)
                 ),
             );
         }
@@ -181,12 +260,12 @@ fn check_names(documents: &[Sourced], report: &mut Report) {
             report.error(
                 &doc.file,
                 name.pos,
-                "duplicate-name",
+                Code::DuplicateName,
                 format!(
-                    "{} `{}` is already defined at {}:{}",
+                    "{} {} is already defined at {}:{}",
                     key.0,
-                    key.1,
-                    file.display(),
+                    quote(key.1),
+                    display_path(file),
                     pos
                 ),
             );

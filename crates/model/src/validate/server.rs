@@ -1,9 +1,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::installation::CONSOLE_MAX_LEN;
-use super::Report;
+use super::{max_len, normalize_host, Report};
 use crate::catalog::{PortRule, ServiceKind, DEFAULT_AGENT_PORT};
+use crate::diagnostic::{quote, Code};
+use crate::load::PORT_RANGE;
 use crate::resource::{Document, ServerServiceSpec, ServerSpec};
 use crate::snapshot::CertificateSource;
 use crate::syntax::{check_fqdn, is_valid_drive, parse_host_url};
@@ -14,6 +15,8 @@ use crate::Pos;
 pub(super) struct ServerDraft<'a> {
     pub file: &'a Path,
     pub doc: &'a Document<ServerSpec>,
+    /// Lowercase, without a trailing dot: what uniqueness is checked on and agents use.
+    pub hostname: String,
     pub agent_url: String,
     pub agent_port: u16,
     pub certificate: Option<CertificateSource>,
@@ -34,26 +37,22 @@ pub(super) fn compile<'a>(
 ) -> Option<ServerDraft<'a>> {
     let spec = &doc.spec;
     let host = &spec.hostname;
-    if host.chars().count() > CONSOLE_MAX_LEN {
-        report.error(
-            file,
-            host.pos,
-            "too-long",
-            format!(
-                "hostname is {} characters; at most {CONSOLE_MAX_LEN} are allowed",
-                host.chars().count()
-            ),
-        );
-    } else if let Err(e) = check_fqdn(host) {
-        report.error(
-            file,
-            host.pos,
-            "invalid-fqdn",
-            format!("hostname `{}` {e}", host.value),
-        );
+    if report.within_length(file, "hostname", host, max_len::CONSOLE) {
+        if let Err(e) = check_fqdn(host) {
+            report.error(
+                file,
+                host.pos,
+                Code::InvalidFqdn,
+                format!("hostname {} {e}", quote(host)),
+            );
+        }
     }
+    let hostname = normalize_host(host);
 
     let (agent_url, agent_port) = match &spec.agent {
+        Some(url) if !report.within_length(file, "agent", url, max_len::URL) => {
+            (String::new(), DEFAULT_AGENT_PORT)
+        }
         Some(url) => match parse_host_url(url, &["https"], "https:// (agents speak TLS only)") {
             Ok(u) => {
                 let port = u.port.unwrap_or(443);
@@ -63,14 +62,14 @@ pub(super) fn compile<'a>(
                 report.error(
                     file,
                     url.pos,
-                    "invalid-url",
-                    format!("agent URL `{}` {e}", url.value),
+                    Code::InvalidUrl,
+                    format!("agent URL {} {e}", quote(url)),
                 );
                 (String::new(), DEFAULT_AGENT_PORT)
             }
         },
         None => (
-            format!("https://{}:{DEFAULT_AGENT_PORT}", host.value),
+            format!("https://{hostname}:{DEFAULT_AGENT_PORT}"),
             DEFAULT_AGENT_PORT,
         ),
     };
@@ -80,6 +79,7 @@ pub(super) fn compile<'a>(
     Some(ServerDraft {
         file,
         doc,
+        hostname,
         agent_url,
         agent_port,
         certificate,
@@ -102,8 +102,24 @@ fn certificate_source(
 ) -> Option<CertificateSource> {
     let c = &spec.certificate.value;
     let at = spec.certificate.pos;
+    for (field, path) in [
+        ("certificate.certFile", &c.cert_file),
+        ("certificate.keyFile", &c.key_file),
+        ("certificate.pfxFile", &c.pfx_file),
+    ] {
+        if let Some(path) = path {
+            if !report.within_length(file, field, path, max_len::PATH) {
+                return None;
+            }
+        }
+    }
     let generate = c.generate.as_ref().is_some_and(|g| g.value);
     let pem = c.cert_file.is_some() || c.key_file.is_some();
+    if let Some(pw) = &c.password_ref {
+        if !report.secret_ref_within_length(file, "certificate.passwordRef", pw) {
+            return None;
+        }
+    }
     let pfx = c.pfx_file.is_some() || c.password_ref.is_some();
     let chosen = [generate, pem, pfx].iter().filter(|b| **b).count();
     if chosen != 1 {
@@ -112,7 +128,7 @@ fn certificate_source(
         } else {
             "certificate sets more than one source; choose one of `generate: true`, `certFile` + `keyFile`, or `pfxFile` + `passwordRef`"
         };
-        report.error(file, at, "certificate-source", why);
+        report.error(file, at, Code::CertificateSource, why);
         return None;
     }
     if generate {
@@ -128,7 +144,7 @@ fn certificate_source(
                 report.error(
                     file,
                     cert.pos,
-                    "certificate-source",
+                    Code::CertificateSource,
                     "certFile needs keyFile (the certificate's private key)",
                 );
                 None
@@ -137,7 +153,7 @@ fn certificate_source(
                 report.error(
                     file,
                     key.pos,
-                    "certificate-source",
+                    Code::CertificateSource,
                     "keyFile needs certFile (the certificate chain)",
                 );
                 None
@@ -154,7 +170,7 @@ fn certificate_source(
             report.error(
                 file,
                 pfx.pos,
-                "certificate-source",
+                Code::CertificateSource,
                 "pfxFile needs passwordRef (env:NAME or file:PATH)",
             );
             None
@@ -163,7 +179,7 @@ fn certificate_source(
             report.error(
                 file,
                 pw.pos,
-                "certificate-source",
+                Code::CertificateSource,
                 "passwordRef is only used with pfxFile",
             );
             None
@@ -181,18 +197,14 @@ fn services<'a>(
     let mut known: Vec<(ServiceKind, &ServerServiceSpec)> = Vec::new();
     let mut first_of_kind: BTreeMap<ServiceKind, Pos> = BTreeMap::new();
     for svc in &spec.services {
-        let kind = match svc.kind.parse::<ServiceKind>() {
-            Ok(k) => k,
-            Err(e) => {
-                report.error(file, svc.kind.pos, "unknown-service-kind", e.to_string());
-                continue;
-            }
+        let Some(kind) = service_kind(file, &svc.kind, report) else {
+            continue;
         };
         if let Some(first) = first_of_kind.get(&kind) {
             report.error(
                 file,
                 svc.kind.pos,
-                "duplicate-service",
+                Code::DuplicateService,
                 format!("{kind} is already on this server (line {})", first.line),
             );
             continue;
@@ -202,7 +214,7 @@ fn services<'a>(
             report.error(
                 file,
                 port.pos,
-                "fixed-port",
+                Code::FixedPort,
                 format!(
                     "{kind}'s port is fixed ({}); remove `port`",
                     ports
@@ -215,7 +227,7 @@ fn services<'a>(
         }
         if let Some(port) = &svc.port {
             if port.value == 0 {
-                report.error(file, port.pos, "invalid-port", "port must be 1-65535");
+                report.error(file, port.pos, Code::InvalidPort, PORT_RANGE);
             }
         }
         if let Some(drive) = &svc.drive {
@@ -223,10 +235,10 @@ fn services<'a>(
                 report.error(
                     file,
                     drive.pos,
-                    "invalid-drive",
+                    Code::InvalidDrive,
                     format!(
-                        "drive `{}` must be a letter and a colon, like \"D:\"",
-                        drive.value
+                        "drive {} must be a letter and a colon, like \"D:\"",
+                        quote(drive)
                     ),
                 );
             }
@@ -253,7 +265,7 @@ fn check_explicit_ports(
                     report.error(
                         file,
                         svc.kind.pos,
-                        "duplicate-port",
+                        Code::DuplicatePort,
                         format!("{kind} needs port {p}, already used by {owner}"),
                     );
                 } else {
@@ -271,7 +283,7 @@ fn check_explicit_ports(
                 report.error(
                     file,
                     port.pos,
-                    "duplicate-port",
+                    Code::DuplicatePort,
                     format!(
                         "port {} is already used on this server by {owner}",
                         port.value
@@ -282,4 +294,26 @@ fn check_explicit_ports(
             }
         }
     }
+}
+
+/// A service kind from the catalog, or an error quoting what was written.
+pub(super) fn service_kind(
+    file: &Path,
+    kind: &crate::Located<String>,
+    report: &mut Report,
+) -> Option<ServiceKind> {
+    let parsed = kind.parse::<ServiceKind>().ok();
+    if parsed.is_none() {
+        report.error(
+            file,
+            kind.pos,
+            Code::UnknownServiceKind,
+            format!(
+                "unknown service kind {}; expected one of {}",
+                quote(kind),
+                ServiceKind::ALL.map(ServiceKind::as_str).join(", ")
+            ),
+        );
+    }
+    parsed
 }

@@ -1,166 +1,29 @@
-//! Reading a desired-state directory into raw, located documents.
-//!
-//! Every `*.yaml`/`*.yml` file below the directory is read (names starting with `.` are
-//! skipped, so `.git/` is); each file may hold several documents. A document that does
-//! not parse yields a located diagnostic and the others are still read, so one run
-//! reports every broken document.
+//! One file's text into documents: split at markers, parse each on its own, and turn
+//! parser errors into located diagnostics.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use crate::diagnostic::Diagnostic;
+use super::Loaded;
+use crate::diagnostic::{quote, Code, Diagnostic};
+use crate::load::Sourced;
 use crate::located::with_line_offset;
 use crate::resource::{Document, Header, Resource, API_VERSION, KINDS};
 use crate::{Located, Pos};
-
-/// A document and the file it came from (relative to the directory).
-#[derive(Debug, Clone)]
-pub struct Sourced {
-    pub file: PathBuf,
-    pub resource: Resource,
-}
-
-/// What a directory holds: the documents that parsed and the problems of those that did not.
-#[derive(Debug, Default)]
-pub struct Loaded {
-    pub documents: Vec<Sourced>,
-    pub diagnostics: Vec<Diagnostic>,
-    /// How many files were read.
-    pub files: usize,
-    /// Kinds of documents that were present but did not parse. Rules about a kind's count
-    /// ("exactly one Installation") stay quiet for these, rather than pile a misleading
-    /// second error on the real one. `?` stands for a document whose kind is unreadable.
-    pub unparsed_kinds: Vec<String>,
-}
-
-impl Loaded {
-    /// Whether a document of `kind` (or of unreadable kind) failed to parse.
-    pub fn may_have_lost(&self, kind: &str) -> bool {
-        self.unparsed_kinds.iter().any(|k| k == kind || k == "?")
-    }
-}
-
-/// The directory itself could not be read: a usage or I/O problem, not invalid content.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{}: not a directory", .0.display())]
-    NotADirectory(PathBuf),
-}
-
-/// Read every desired-state file below `dir`.
-pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
-    let meta = std::fs::metadata(dir).map_err(|source| LoadError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    if !meta.is_dir() {
-        return Err(LoadError::NotADirectory(dir.to_owned()));
-    }
-    let mut files = Vec::new();
-    collect_files(dir, dir, &mut files)?;
-    files.sort();
-    // Files parse independently; split them into contiguous runs, one per core, and
-    // concatenate the results in order so output stays deterministic.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let run = files.len().div_ceil(workers).max(1);
-    let parts: Vec<Result<Loaded, LoadError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(run)
-            .map(|chunk| scope.spawn(move || load_files(dir, chunk)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
-    });
-    let mut loaded = Loaded::default();
-    for part in parts {
-        let part = part?;
-        loaded.documents.extend(part.documents);
-        loaded.diagnostics.extend(part.diagnostics);
-        loaded.unparsed_kinds.extend(part.unparsed_kinds);
-        loaded.files += part.files;
-    }
-    Ok(loaded)
-}
-
-fn load_files(dir: &Path, files: &[PathBuf]) -> Result<Loaded, LoadError> {
-    let mut loaded = Loaded::default();
-    for rel in files {
-        let path = dir.join(rel);
-        let bytes = std::fs::read(&path).map_err(|source| LoadError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        loaded.files += 1;
-        match String::from_utf8(bytes) {
-            Ok(text) => load_text(rel, &text, &mut loaded),
-            Err(_) => loaded.diagnostics.push(Diagnostic::error(
-                rel,
-                Pos::new(1, 1),
-                "encoding",
-                "file is not valid UTF-8",
-            )),
-        }
-    }
-    Ok(loaded)
-}
-
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Io {
-        path: dir.to_owned(),
-        source,
-    })?;
-    for entry in entries {
-        let entry = entry.map_err(|source| LoadError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        // Follows symlinks on purpose: a desired-state directory assembled with links
-        // should behave as if the files were there.
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            collect_files(root, &path, out)?;
-        } else if is_yaml(&path) {
-            out.push(path.strip_prefix(root).unwrap_or(&path).to_owned());
-        }
-    }
-    Ok(())
-}
-
-fn is_yaml(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    )
-}
 
 /// Parse the documents of one file's text into `loaded`.
 pub fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
     for chunk in split_documents(text) {
         if let Some(result) = load_document(file, chunk.text, chunk.first_line) {
             match result {
-                Ok(resource) => loaded.documents.push(Sourced {
-                    file: file.to_owned(),
-                    resource,
-                }),
+                Ok(resource) => {
+                    check_plain_integers(file, &resource, &chunk, &mut loaded.diagnostics);
+                    loaded.documents.push(Sourced {
+                        file: file.to_owned(),
+                        resource,
+                    });
+                }
                 Err((diagnostic, kind)) => {
                     loaded.diagnostics.push(diagnostic);
                     // A document too broken to show its kind might have been of any kind.
@@ -171,6 +34,35 @@ pub fn load_text(file: &Path, text: &str, loaded: &mut Loaded) {
             }
         }
     }
+}
+
+/// Parse one file's bytes: text must be UTF-8; the error points at the first bad byte.
+pub fn load_bytes(file: &Path, bytes: &[u8], loaded: &mut Loaded) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => load_text(file, text, loaded),
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            // The valid prefix is UTF-8, so its characters can be counted.
+            let col =
+                std::str::from_utf8(&valid[line_start..]).map_or(1, |s| s.chars().count() + 1);
+            loaded.diagnostics.push(Diagnostic::error(
+                file,
+                Pos::new(saturate(line), saturate(col)),
+                Code::Encoding,
+                format!(
+                    "file is not valid UTF-8 (byte 0x{:02x}); save it as UTF-8",
+                    bytes[e.valid_up_to()]
+                ),
+            ));
+            loaded.unparsed_kinds.push("?".to_owned());
+        }
+    }
+}
+
+fn saturate(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// One YAML document's text and the 0-based line it starts at in its file.
@@ -225,9 +117,10 @@ fn is_marker(line: &str, marker: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
 }
 
-/// Whether a chunk holds anything but markers, comments and blank lines.
-fn has_content(text: &str) -> bool {
-    text.lines().any(|l| {
+/// The 0-based line (within the chunk) of its first line holding anything but markers,
+/// comments and blank lines; `None` for a chunk without content.
+fn first_content_line(text: &str) -> Option<usize> {
+    text.lines().position(|l| {
         let t = l.trim();
         !(t.is_empty() || t.starts_with('#') || t == "---" || t == "...")
     })
@@ -252,9 +145,7 @@ fn parse_document(
     text: &str,
     first_line: u32,
 ) -> Option<Result<Resource, Diagnostic>> {
-    if !has_content(text) {
-        return None;
-    }
+    let content_line = first_content_line(text)?;
     let header = match quick_header(text) {
         Some(h) => h,
         None => match with_line_offset(first_line, || serde_saphyr::from_str(text)) {
@@ -262,12 +153,13 @@ fn parse_document(
             Err(e) => return Some(Err(parse_diagnostic(file, &e, first_line))),
         },
     };
-    let doc_start = Pos::new(first_line + 1, 1);
+    // Where a problem of the whole document is shown: its first line of content.
+    let doc_start = Pos::new(first_line + 1 + saturate(content_line), 1);
     let Some(kind) = header.kind else {
         return Some(Err(Diagnostic::error(
             file,
             doc_start,
-            "missing-field",
+            Code::MissingField,
             "document has no `kind` (one of Installation, Server, ActiveDirectory, HealthCheck)",
         )));
     };
@@ -277,10 +169,10 @@ fn parse_document(
             return Some(Err(Diagnostic::error(
                 file,
                 v.pos,
-                "api-version",
+                Code::ApiVersion,
                 format!(
-                    "unsupported apiVersion `{}`; this release reads `{API_VERSION}`",
-                    v.value
+                    "unsupported apiVersion {}; this release reads `{API_VERSION}`",
+                    quote(&v.value)
                 ),
             )))
         }
@@ -288,7 +180,7 @@ fn parse_document(
             return Some(Err(Diagnostic::error(
                 file,
                 doc_start,
-                "missing-field",
+                Code::MissingField,
                 format!("document has no `apiVersion` (expected `{API_VERSION}`)"),
             )))
         }
@@ -301,9 +193,10 @@ fn parse_document(
         other => Ok(Err(Diagnostic::error(
             file,
             kind.pos,
-            "unknown-kind",
+            Code::UnknownKind,
             format!(
-                "unknown kind `{other}`; expected one of {}",
+                "unknown kind {}; expected one of {}",
+                quote(other),
                 KINDS.join(", ")
             ),
         ))),
@@ -363,17 +256,38 @@ fn parse_diagnostic(file: &Path, err: &serde_saphyr::Error, first_line: u32) -> 
         .format_message(inner)
         .into_owned();
     let message = strip_location_prefix(&message);
-    let code = classify(message);
-    Diagnostic::error(file, pos, code, plain_words(message))
+    let (code, message) = match message {
+        // Ports are the only `u16` fields and counts the only `u32` ones.
+        "invalid u16" => (Code::InvalidPort, PORT_RANGE.to_owned()),
+        "invalid u32" => (
+            Code::InvalidCount,
+            "must be a whole number from 1 to 4294967295".to_owned(),
+        ),
+        other => (classify(other), shorten_quoted(other)),
+    };
+    Diagnostic::error(file, pos, code, message)
 }
 
-/// Say what a number field wants instead of naming a Rust type.
-fn plain_words(message: &str) -> String {
-    match message {
-        "invalid u16" => "expected a whole number from 0 to 65535".to_owned(),
-        "invalid u32" => "expected a whole number from 0 to 4294967295".to_owned(),
-        other => other.to_owned(),
-    }
+/// The one wording of a port's range, wherever a port is checked.
+pub(crate) const PORT_RANGE: &str = "port must be a whole number from 1 to 65535";
+
+/// Parser messages quote user text in backticks (an unknown field's name, an unknown
+/// variant): shorten and escape each quoted part like any other user value.
+fn shorten_quoted(message: &str) -> String {
+    message
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                // `quote` brings its own backticks.
+                let q = quote(part);
+                q[1..q.len() - 1].to_owned()
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("`")
 }
 
 /// The parser prefixes some messages with "line N column M: "; we print our own.
@@ -388,25 +302,91 @@ fn strip_location_prefix(message: &str) -> &str {
     m
 }
 
-fn classify(message: &str) -> &'static str {
+fn classify(message: &str) -> Code {
     if message.starts_with("unknown field") {
-        "unknown-field"
+        Code::UnknownField
     } else if message.starts_with("missing field") {
-        "missing-field"
+        Code::MissingField
     } else if message.starts_with("unknown variant") {
-        "invalid-value"
+        Code::InvalidValue
     } else if message.starts_with("duplicate mapping key") {
-        "duplicate-key"
+        Code::DuplicateKey
     } else if message.contains("must be a reference")
         || message.starts_with("`env:")
         || message.starts_with("`file:")
     {
-        "secret-reference"
+        Code::SecretReference
     } else if message.starts_with("invalid") || message.starts_with("expected") {
-        "invalid-type"
+        Code::InvalidType
     } else {
-        "yaml-syntax"
+        Code::YamlSyntax
     }
+}
+
+/// Integer fields must be written as plain decimal numbers. The parser also turns
+/// `"7001"` (a string), `0x1b59`, `0o15531` and `7_001` into an integer, which hides a
+/// typo or makes a port hard to review, so the text as written is checked.
+fn check_plain_integers(
+    file: &Path,
+    resource: &Resource,
+    chunk: &Chunk<'_>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mut check = |field: &str, pos: Option<Pos>, code: Code| {
+        let Some(raw) = pos.and_then(|pos| raw_scalar(chunk, pos)) else {
+            return;
+        };
+        if !is_plain_decimal(raw) {
+            out.push(Diagnostic::error(
+                file,
+                pos.unwrap_or_default(),
+                code,
+                format!(
+                    "{field} must be written as a plain whole number (like 7001), not {}",
+                    quote(raw)
+                ),
+            ));
+        }
+    };
+    match resource {
+        Resource::Installation(d) => check(
+            "database.port",
+            d.spec.database.port.as_ref().map(|p| p.pos),
+            Code::InvalidPort,
+        ),
+        Resource::Server(d) => {
+            for svc in &d.spec.services {
+                check("port", svc.port.as_ref().map(|p| p.pos), Code::InvalidPort);
+            }
+        }
+        Resource::HealthCheck(d) => {
+            for (field, value) in [
+                ("rise", &d.spec.rise),
+                ("fall", &d.spec.fall),
+                ("minimumHealthy", &d.spec.minimum_healthy),
+            ] {
+                check(field, value.as_ref().map(|v| v.pos), Code::InvalidCount);
+            }
+        }
+        Resource::ActiveDirectory(_) => {}
+    }
+}
+
+/// The scalar written at `pos` (a file position inside `chunk`), up to the next flow
+/// delimiter, blank or comment.
+fn raw_scalar<'a>(chunk: &Chunk<'a>, pos: Pos) -> Option<&'a str> {
+    let line = pos.line.checked_sub(chunk.first_line + 1)?;
+    let text = chunk.text.lines().nth(usize::try_from(line).ok()?)?;
+    let col = usize::try_from(pos.col.checked_sub(1)?).ok()?;
+    let (start, _) = text.char_indices().nth(col)?;
+    let rest = &text[start..];
+    let end = rest.find([',', '}', ']', ' ', '\t']).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// `7001`, but not `07001`, `+7001`, `7_001`, `0x1b59` or `"7001"`.
+fn is_plain_decimal(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
 }
 
 #[cfg(test)]
