@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use steward_model::load::Limits;
+
 use crate::WatchError;
 
 /// Timing of reloads. The defaults keep "file saved → snapshot published" well under the
@@ -16,9 +18,17 @@ pub struct WatchConfig {
     /// goes quiet (a script rewriting a file in a loop) still gets reloaded. Default 1 s.
     pub max_delay: Duration,
     /// A full re-read even without events: inotify drops events when its queue overflows,
-    /// network shares send none, and edits to symlink targets outside the directory are
-    /// invisible. Default 60 s.
+    /// network shares send none, and an edit to a linked file kept under a dot-directory
+    /// raises only ignored events. Default 60 s.
     pub rescan_interval: Duration,
+    /// A load running longer than this is logged as a warning and shown in the status
+    /// (`loadingSince`) while it runs. Default 5 s.
+    pub slow_load: Duration,
+    /// First wait before retrying a load that could not judge the files (the process ran
+    /// out of file descriptors); doubled per failure up to 32 times this. Default 1 s.
+    pub retry_after: Duration,
+    /// Bounds on what one load reads.
+    pub limits: Limits,
 }
 
 impl Default for WatchConfig {
@@ -27,6 +37,9 @@ impl Default for WatchConfig {
             debounce: Duration::from_millis(150),
             max_delay: Duration::from_secs(1),
             rescan_interval: Duration::from_secs(60),
+            slow_load: Duration::from_secs(5),
+            retry_after: Duration::from_secs(1),
+            limits: Limits::default(),
         }
     }
 }
@@ -37,6 +50,11 @@ impl WatchConfig {
         if self.rescan_interval.is_zero() {
             return Err(WatchError::InvalidConfig(
                 "rescan_interval must be greater than zero",
+            ));
+        }
+        if self.retry_after.is_zero() {
+            return Err(WatchError::InvalidConfig(
+                "retry_after must be greater than zero",
             ));
         }
         if self.max_delay < self.debounce {

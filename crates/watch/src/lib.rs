@@ -15,12 +15,17 @@
 //! * Events under dot-names (`.git/`) and non-YAML files are ignored; bursts are coalesced
 //!   into one load after a quiet period, capped so a constant stream cannot starve loads;
 //!   a periodic rescan covers events the OS dropped.
+//! * Loads run one at a time on a thread of their own: a slow one is logged and shown in
+//!   the status while it runs, shutdown never waits for one, and a load that could not
+//!   judge the files (the process ran out of file descriptors) keeps the last verdict and
+//!   is retried.
 
 mod config;
 mod debounce;
 mod error;
 mod filter;
 mod reload;
+mod report;
 pub mod status;
 mod watcher;
 
@@ -29,7 +34,7 @@ use std::sync::Arc;
 
 pub use config::WatchConfig;
 pub use error::WatchError;
-pub use status::{DesiredState, Trigger, WatchStatus};
+pub use status::{DesiredState, LoadOutcome, Trigger, WatchStatus};
 pub use watcher::{watch, WatchHandle};
 
 use steward_model::diff::diff;
@@ -39,7 +44,7 @@ use time::OffsetDateTime;
 /// starts watching). The result is generation 1 with an all-added diff; an invalid
 /// directory is [`WatchError::Invalid`] carrying every error.
 pub fn load_once(dir: &Path) -> Result<DesiredState, WatchError> {
-    let loaded = reload::load(dir)?;
+    let loaded = reload::load(dir, &steward_model::load::Limits::default())?;
     let snapshot = loaded
         .snapshot
         .map_err(|errors| WatchError::Invalid { errors })?;

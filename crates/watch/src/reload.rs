@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use steward_model::diff::{diff, SnapshotDiff};
+use steward_model::load::Limits;
 use steward_model::{load, validate, Diagnostic, Snapshot};
 
 use crate::WatchError;
@@ -44,10 +45,13 @@ pub(crate) enum Found {
     },
     /// The directory could not be read at all.
     Failed(WatchError),
+    /// Nothing is known about the files: the process ran out of file descriptors, or the
+    /// file system was too slow. The last verdict stands; the load is retried.
+    Deferred(WatchError),
 }
 
-pub(crate) fn load(dir: &Path) -> Result<Loaded, WatchError> {
-    let loaded = load::load_dir(dir).map_err(|e| WatchError::from_load(dir, e))?;
+pub(crate) fn load(dir: &Path, limits: &Limits) -> Result<Loaded, WatchError> {
+    let loaded = load::load_dir_with(dir, limits).map_err(|e| WatchError::from_load(dir, e))?;
     let files = loaded.files;
     let compiled = validate::compile(loaded);
     let (errors, warnings): (Vec<_>, Vec<_>) = compiled
@@ -61,9 +65,10 @@ pub(crate) fn load(dir: &Path) -> Result<Loaded, WatchError> {
     })
 }
 
-pub(crate) fn look(dir: &Path, last_good: Option<&Snapshot>) -> Found {
-    let loaded = match load(dir) {
+pub(crate) fn look(dir: &Path, last_good: Option<&Snapshot>, limits: &Limits) -> Found {
+    let loaded = match load(dir, limits) {
         Ok(loaded) => loaded,
+        Err(err) if err.is_transient() => return Found::Deferred(err),
         Err(err) => return Found::Failed(err),
     };
     let Loaded {

@@ -53,6 +53,8 @@ pub enum Trigger {
     Rescan,
     /// [`crate::WatchHandle::reload`] (an operator's refresh, SIGHUP).
     Manual,
+    /// A retry after a load that could not judge the files (outcome `deferred`).
+    Retry,
 }
 
 impl Trigger {
@@ -63,9 +65,52 @@ impl Trigger {
             Self::Change => "change",
             Self::Rescan => "rescan",
             Self::Manual => "manual",
+            Self::Retry => "retry",
         }
     }
 }
+
+/// What the last finished load found. Bounded: safe as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LoadOutcome {
+    /// Valid and different: published as a new generation.
+    Applied,
+    /// Valid and equal to what is live.
+    Unchanged,
+    /// Read, but not a valid desired state.
+    Invalid,
+    /// The directory could not be read (missing, not a directory, unreadable).
+    Failed,
+    /// Nothing could be judged (the process ran out of file descriptors, the file system
+    /// was too slow): the previous verdict stands and the load is retried.
+    Deferred,
+}
+
+impl LoadOutcome {
+    pub const ALL: [LoadOutcome; 5] = [
+        Self::Applied,
+        Self::Unchanged,
+        Self::Invalid,
+        Self::Failed,
+        Self::Deferred,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Unchanged => "unchanged",
+            Self::Invalid => "invalid",
+            Self::Failed => "failed",
+            Self::Deferred => "deferred",
+        }
+    }
+}
+
+/// How many errors (and, separately, warnings) the status lists; the counts say how many
+/// there are in all. A directory can hold a million broken documents, and the status is
+/// served on every dashboard refresh.
+pub const MAX_LISTED: usize = 100;
 
 /// The watcher's status: what is live, what the directory holds, and every problem.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -77,11 +122,14 @@ pub struct WatchStatus {
     pub last_attempted_generation: u64,
     /// Whether the last load produced a snapshot (false before the first load).
     pub valid: bool,
-    /// Errors of the last load: validation errors, located, or one for a directory that
-    /// is missing or unreadable. Empty when valid.
+    /// Errors of the last load that judged the files: validation errors, located, or one
+    /// for a directory that is missing or unreadable. Empty when valid. At most
+    /// [`MAX_LISTED`]; `error_count` has them all.
     pub errors: Vec<Diagnostic>,
-    /// Warnings of the last load that could read the files.
+    pub error_count: usize,
+    /// Warnings of the last load that could read the files (at most [`MAX_LISTED`]).
     pub warnings: Vec<Diagnostic>,
+    pub warning_count: usize,
     /// Desired-state files read by the last load.
     pub files: usize,
     pub attempts: u64,
@@ -95,6 +143,16 @@ pub struct WatchStatus {
     /// How long the last load (read + validate + compare) took.
     #[serde(serialize_with = "seconds")]
     pub last_load_duration: Duration,
+    /// When the last finished load started.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_load_started_at: Option<OffsetDateTime>,
+    pub last_outcome: Option<LoadOutcome>,
+    /// Why the last load could not judge the files (outcome `deferred`); empty otherwise.
+    pub last_load_error: Option<String>,
+    /// Set while a load has been running for longer than the slow-load bound: when it
+    /// started. A load that never ends (a hung network share) shows here.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub loading_since: Option<OffsetDateTime>,
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -109,14 +167,32 @@ impl WatchStatus {
             last_attempted_generation: 0,
             valid: false,
             errors: Vec::new(),
+            error_count: 0,
             warnings: Vec::new(),
+            warning_count: 0,
             files: 0,
             attempts: 0,
             last_trigger: None,
             last_loaded_at: None,
             last_applied_at: None,
             last_load_duration: Duration::ZERO,
+            last_load_started_at: None,
+            last_outcome: None,
+            last_load_error: None,
+            loading_since: None,
         }
+    }
+
+    fn set_errors(&mut self, mut errors: Vec<Diagnostic>) {
+        self.error_count = errors.len();
+        errors.truncate(MAX_LISTED);
+        self.errors = errors;
+    }
+
+    fn set_warnings(&mut self, mut warnings: Vec<Diagnostic>) {
+        self.warning_count = warnings.len();
+        warnings.truncate(MAX_LISTED);
+        self.warnings = warnings;
     }
 }
 
@@ -143,7 +219,13 @@ impl Tracker {
         &self.status
     }
 
-    /// Record one load. Returns the new desired state when it is a new generation.
+    /// A load has been running for longer than the slow-load bound, since `since`.
+    pub fn loading(&mut self, since: OffsetDateTime) {
+        self.status.loading_since = Some(since);
+    }
+
+    /// Record one load that finished at `at` after `took`. Returns the new desired state
+    /// when it is a new generation.
     pub fn record(
         &mut self,
         found: Found,
@@ -155,16 +237,20 @@ impl Tracker {
         s.attempts += 1;
         s.last_trigger = Some(trigger);
         s.last_loaded_at = Some(at);
+        s.last_load_started_at = Some(at - took);
         s.last_load_duration = took;
+        s.loading_since = None;
+        s.last_load_error = None;
         let applied = s.last_applied_generation;
         let mut published = None;
-        match found {
+        let outcome = match found {
             Found::Unchanged { warnings, files } => {
                 s.valid = true;
-                s.errors.clear();
-                s.warnings = warnings;
+                s.set_errors(Vec::new());
+                s.set_warnings(warnings);
                 s.files = files;
                 s.last_attempted_generation = applied;
+                LoadOutcome::Unchanged
             }
             Found::Changed {
                 snapshot,
@@ -180,14 +266,15 @@ impl Tracker {
                     loaded_at: at,
                 };
                 s.valid = true;
-                s.errors.clear();
-                s.warnings = warnings;
+                s.set_errors(Vec::new());
+                s.set_warnings(warnings);
                 s.files = files;
                 s.last_applied_generation = state.generation;
                 s.last_attempted_generation = state.generation;
                 s.last_applied_at = Some(at);
                 self.current = Some(state.clone());
                 published = Some(state);
+                LoadOutcome::Applied
             }
             Found::Invalid {
                 errors,
@@ -195,19 +282,28 @@ impl Tracker {
                 files,
             } => {
                 s.valid = false;
-                s.errors = errors;
-                s.warnings = warnings;
+                s.set_errors(errors);
+                s.set_warnings(warnings);
                 s.files = files;
                 s.last_attempted_generation = applied + 1;
+                LoadOutcome::Invalid
             }
             Found::Failed(err) => {
                 s.valid = false;
-                s.errors = err.diagnostics(&s.directory);
-                s.warnings.clear();
+                s.set_errors(err.diagnostics(&s.directory));
+                s.set_warnings(Vec::new());
                 s.files = 0;
                 s.last_attempted_generation = applied + 1;
+                LoadOutcome::Failed
             }
-        }
+            Found::Deferred(err) => {
+                // Validity, errors and generations describe the files, and nothing new is
+                // known about them.
+                s.last_load_error = Some(err.to_string());
+                LoadOutcome::Deferred
+            }
+        };
+        s.last_outcome = Some(outcome);
         published
     }
 }
@@ -268,7 +364,7 @@ spec:
             errors: vec![Diagnostic::error(
                 "installation.yaml",
                 Pos::new(7, 12),
-                "type",
+                steward_model::Code::InvalidType,
                 "expected a string",
             )],
             warnings: Vec::new(),
@@ -341,7 +437,10 @@ spec:
         let gone = Found::Failed(WatchError::DirectoryMissing("/d".into()));
         assert_eq!(record(&mut t, gone), None);
         assert_eq!(generations(&t), (1, 2, false));
-        assert_eq!(t.status().errors[0].code, "directory-missing");
+        assert_eq!(
+            t.status().errors[0].code,
+            steward_model::Code::DirectoryMissing
+        );
         assert_eq!(t.status().files, 0);
         // Restored with the same content: valid again, same generation.
         let same = Found::Unchanged {
@@ -351,6 +450,81 @@ spec:
         assert_eq!(record(&mut t, same), None);
         assert_eq!(generations(&t), (1, 1, true));
         assert!(t.status().errors.is_empty());
+    }
+
+    #[test]
+    fn a_deferred_load_keeps_the_verdict_on_the_files() {
+        let mut t = Tracker::new("/d".into());
+        let first = changed(&t, "1.0.0");
+        record(&mut t, first);
+        let emfile = Found::Deferred(WatchError::Exhausted("too many open files".into()));
+        assert_eq!(record(&mut t, emfile), None);
+        let s = t.status();
+        assert_eq!(
+            generations(&t),
+            (1, 1, true),
+            "still valid, nothing attempted"
+        );
+        assert!(s.errors.is_empty());
+        assert_eq!(s.last_outcome, Some(LoadOutcome::Deferred));
+        assert!(s.last_load_error.as_deref().unwrap().contains("open files"));
+        assert_eq!(s.attempts, 2);
+
+        // Broken files stay reported as broken through a deferred load, too.
+        record(&mut t, invalid());
+        let emfile = Found::Deferred(WatchError::Exhausted("too many open files".into()));
+        record(&mut t, emfile);
+        assert_eq!(generations(&t), (1, 2, false));
+        assert_eq!(t.status().error_count, 1);
+        // The next real load clears the load error.
+        let same = Found::Unchanged {
+            warnings: Vec::new(),
+            files: 1,
+        };
+        record(&mut t, same);
+        assert_eq!(t.status().last_load_error, None);
+        assert_eq!(t.status().last_outcome, Some(LoadOutcome::Unchanged));
+    }
+
+    #[test]
+    fn a_flood_of_errors_is_counted_but_listed_only_in_part() {
+        let mut t = Tracker::new("/d".into());
+        let errors: Vec<Diagnostic> = (0..10_000)
+            .map(|i| {
+                Diagnostic::error(
+                    "flood.yaml",
+                    Pos::new(i + 1, 1),
+                    steward_model::Code::MissingField,
+                    "document has no `kind`",
+                )
+            })
+            .collect();
+        let flood = Found::Invalid {
+            errors,
+            warnings: Vec::new(),
+            files: 1,
+        };
+        record(&mut t, flood);
+        assert_eq!(t.status().error_count, 10_000);
+        assert_eq!(t.status().errors.len(), MAX_LISTED);
+    }
+
+    #[test]
+    fn a_slow_load_shows_until_it_finishes() {
+        let mut t = Tracker::new("/d".into());
+        t.loading(OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(t.status().loading_since, Some(OffsetDateTime::UNIX_EPOCH));
+        let first = changed(&t, "1.0.0");
+        t.record(
+            first,
+            Trigger::Initial,
+            OffsetDateTime::UNIX_EPOCH + Duration::from_secs(7),
+            Duration::from_secs(7),
+        );
+        let s = t.status();
+        assert_eq!(s.loading_since, None);
+        assert_eq!(s.last_load_started_at, Some(OffsetDateTime::UNIX_EPOCH));
+        assert_eq!(s.last_load_duration, Duration::from_secs(7));
     }
 
     #[test]

@@ -1,4 +1,10 @@
-//! The watch loop: file-system events → debounce → load on a blocking thread → publish.
+//! The watch loop: file-system events → debounce → load on a thread of its own → publish.
+//!
+//! Each load runs on a dedicated OS thread, one at a time. A load that takes longer than
+//! `slow_load` is logged and shown in the status while it runs; shutdown never waits for
+//! one (a `spawn_blocking` task would be waited for when the runtime drops, so a load
+//! stuck on a hung network share would keep the daemon from exiting). A load that could
+//! not judge the files (out of file descriptors) is retried with a growing delay.
 //!
 //! Watches are armed before the first load, so no change made after `watch` returns can
 //! be missed: either the load reads it or an event for it arrives afterwards. The
@@ -12,9 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use steward_model::Diagnostic;
+use steward_model::load::Limits;
+use steward_model::Snapshot;
 use time::OffsetDateTime;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -22,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use crate::debounce::Debounce;
 use crate::filter::{classify, Relevance};
 use crate::reload::{look, Found};
-use crate::status::{DesiredState, Tracker, Trigger, WatchStatus};
+use crate::report::log_outcome;
+use crate::status::{DesiredState, LoadOutcome, Tracker, Trigger, WatchStatus};
 use crate::{WatchConfig, WatchError};
 
 /// The receiving side of a running watcher. Cheap to clone.
@@ -72,6 +80,18 @@ pub fn watch(
     config: WatchConfig,
     shutdown: CancellationToken,
 ) -> Result<(WatchHandle, JoinHandle<()>), WatchError> {
+    watch_with(dir, config, shutdown, Arc::new(look))
+}
+
+/// One look at the directory; [`look`] except in tests that need a load to hang.
+type Loader = Arc<dyn Fn(&Path, Option<&Snapshot>, &Limits) -> Found + Send + Sync>;
+
+fn watch_with(
+    dir: PathBuf,
+    config: WatchConfig,
+    shutdown: CancellationToken,
+    loader: Loader,
+) -> Result<(WatchHandle, JoinHandle<()>), WatchError> {
     config.check()?;
     // Absolute so that event paths (built from the watched path) compare with it, but not
     // canonical: a symlinked directory that is swapped must keep being looked up by name.
@@ -83,9 +103,12 @@ pub fn watch(
     let watcher = {
         let wake = Arc::clone(&wake);
         let dir = dir.clone();
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            wake.on_event(event, &dir);
-        })?
+        // Not following links, like the loader: a link to `/` would otherwise put a watch
+        // on every directory of the machine (and a loop on the same ones over and over).
+        RecommendedWatcher::new(
+            move |event: notify::Result<notify::Event>| wake.on_event(event, &dir),
+            notify::Config::default().with_follow_symlinks(false),
+        )?
     };
     let mut arming = Arming {
         watcher,
@@ -112,6 +135,10 @@ pub fn watch(
         desired: desired_tx,
         status: status_tx,
         rescan_interval: config.rescan_interval,
+        slow_load: config.slow_load,
+        retry: Retry::new(config.retry_after),
+        limits: config.limits,
+        loader,
     };
     let join = tokio::spawn(task.run(shutdown));
     Ok((handle, join))
@@ -191,6 +218,41 @@ struct Task {
     desired: watch::Sender<Option<DesiredState>>,
     status: watch::Sender<WatchStatus>,
     rescan_interval: Duration,
+    slow_load: Duration,
+    retry: Retry,
+    limits: Limits,
+    loader: Loader,
+}
+
+/// When to retry a load that could not judge the files: doubling delays, reset by any
+/// load that did.
+#[derive(Debug)]
+struct Retry {
+    first: Duration,
+    next: Duration,
+    at: Option<Instant>,
+}
+
+impl Retry {
+    fn new(first: Duration) -> Self {
+        Self {
+            first,
+            next: first,
+            at: None,
+        }
+    }
+
+    fn schedule(&mut self) -> Duration {
+        let delay = self.next;
+        self.at = Some(Instant::now() + delay);
+        self.next = (self.next * 2).min(self.first * 32);
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.next = self.first;
+        self.at = None;
+    }
 }
 
 impl Task {
@@ -202,6 +264,7 @@ impl Task {
         rescan.set_missed_tick_behavior(MissedTickBehavior::Delay);
         while !shutdown.is_cancelled() {
             let deadline = self.debounce.deadline();
+            let retry_at = self.retry.at;
             // Biased, with the deadline ahead of new events: under a constant stream of
             // events a wake-up is always ready, and it must not starve the reload.
             tokio::select! {
@@ -212,6 +275,9 @@ impl Task {
                 }
                 () = self.wake.notify.notified() => self.debounce.event(Instant::now()),
                 () = self.manual.notified() => self.reload(Trigger::Manual, &shutdown).await,
+                () = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                    self.reload(Trigger::Retry, &shutdown).await;
+                }
                 _ = rescan.tick() => self.reload(Trigger::Rescan, &shutdown).await,
             }
         }
@@ -221,77 +287,204 @@ impl Task {
     async fn reload(&mut self, trigger: Trigger, shutdown: &CancellationToken) {
         // Whatever was pending is read by this load; events from here on start a new burst.
         self.debounce.clear();
+        self.retry.at = None;
         // A rescan re-arms unconditionally: it is the safety net for watches lost silently.
         let rearm = self.wake.rearm.swap(false, Ordering::SeqCst) || trigger == Trigger::Rescan;
-        let arming = Arc::clone(&self.arming);
-        let dir = self.dir.clone();
-        let last_good = self.tracker.last_good();
         let started = Instant::now();
-        let job = tokio::task::spawn_blocking(move || {
-            {
-                let mut arming = arming.lock().unwrap_or_else(|e| e.into_inner());
-                if rearm || !arming.dir_armed {
-                    arming.arm();
+        let started_at = OffsetDateTime::now_utc();
+        let mut result = self.spawn_load(rearm);
+        let mut slow = std::pin::pin!(tokio::time::sleep(self.slow_load));
+        let mut was_slow = false;
+        let found = loop {
+            tokio::select! {
+                biased;
+                // A load stuck on a hung network share must not hold up shutdown: its
+                // thread is left behind and ends with the process.
+                () = shutdown.cancelled() => return,
+                joined = &mut result => break joined.unwrap_or_else(|_| {
+                    Found::Failed(WatchError::Loader(
+                        "the load ended without a result (it panicked)".to_owned(),
+                    ))
+                }),
+                () = &mut slow, if !was_slow => {
+                    was_slow = true;
+                    tracing::warn!(
+                        dir = %self.dir.display(),
+                        trigger = trigger.as_str(),
+                        after_s = self.slow_load.as_secs_f64(),
+                        "desired-state load is still running; the live generation stays as it is meanwhile"
+                    );
+                    self.tracker.loading(started_at);
+                    self.status.send_replace(self.tracker.status().clone());
                 }
             }
-            look(&dir, last_good.as_deref())
-        });
-        let found = tokio::select! {
-            joined = job => joined.unwrap_or_else(|e| Found::Failed(WatchError::Loader(e.to_string()))),
-            // A load stuck on a hung network share must not hold up shutdown.
-            () = shutdown.cancelled() => return,
         };
         let took = started.elapsed();
-        let previous_errors = self.tracker.status().errors.clone();
+        let before = self.tracker.status().clone();
         let published = self
             .tracker
             .record(found, trigger, OffsetDateTime::now_utc(), took);
         let status = self.tracker.status().clone();
-        log_outcome(&status, published.as_ref(), &previous_errors);
+        log_outcome(&before, &status, published.as_ref(), was_slow);
+        if status.last_outcome == Some(LoadOutcome::Deferred) {
+            let delay = self.retry.schedule();
+            tracing::debug!(
+                retry_in_ms = delay.as_millis(),
+                "desired-state load deferred"
+            );
+        } else {
+            self.retry.reset();
+        }
         if let Some(state) = published {
             self.desired.send_replace(Some(state));
         }
         self.status.send_replace(status);
     }
+
+    /// Start one load on a thread of its own; its result arrives on the receiver.
+    fn spawn_load(&self, rearm: bool) -> oneshot::Receiver<Found> {
+        let (tx, rx) = oneshot::channel();
+        let arming = Arc::clone(&self.arming);
+        let dir = self.dir.clone();
+        let last_good = self.tracker.last_good();
+        let limits = self.limits.clone();
+        let loader = Arc::clone(&self.loader);
+        let spawned = std::thread::Builder::new()
+            .name("desired-state-load".to_owned())
+            .spawn(move || {
+                {
+                    let mut arming = arming.lock().unwrap_or_else(|e| e.into_inner());
+                    if rearm || !arming.dir_armed {
+                        arming.arm();
+                    }
+                }
+                let _ = tx.send(loader(&dir, last_good.as_deref(), &limits));
+            });
+        match spawned {
+            Ok(_) => rx,
+            Err(e) => {
+                // The process's thread limit: like running out of file descriptors, this
+                // says nothing about the files.
+                let (tx, rx) = oneshot::channel();
+                let _ = tx.send(Found::Deferred(WatchError::Exhausted(format!(
+                    "cannot start a thread to load the files: {e}"
+                ))));
+                rx
+            }
+        }
+    }
 }
 
-/// One line per new generation at info; errors at warn when they differ from last time;
-/// an unchanged reload (every rescan) only at debug.
-fn log_outcome(
-    status: &WatchStatus,
-    published: Option<&DesiredState>,
-    previous_errors: &[Diagnostic],
-) {
-    let trigger = status.last_trigger.map_or("", |t| t.as_str());
-    let took_ms = status.last_load_duration.as_secs_f64() * 1000.0;
-    if let Some(state) = published {
-        tracing::info!(
-            generation = state.generation,
-            changes = %state.diff,
-            files = status.files,
-            warnings = status.warnings.len(),
-            trigger,
-            took_ms,
-            "desired state loaded"
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+
+    use super::*;
+
+    const PATIENCE: Duration = Duration::from_secs(30);
+    const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../desired-state");
+
+    async fn wait_status(handle: &WatchHandle, what: &str, pred: impl Fn(&WatchStatus) -> bool) {
+        let mut rx = handle.status();
+        tokio::time::timeout(PATIENCE, rx.wait_for(|s| pred(s)))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "timed out waiting for {what}: {:#?}",
+                    handle.current_status()
+                )
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_hung_load_shows_in_the_status_and_shutdown_does_not_wait_for_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (release, hang) = mpsc::channel::<()>();
+        let hang = Mutex::new(hang);
+        // A load that blocks like a read from a hung network share, until released.
+        let loader: Loader = Arc::new(move |_: &Path, _: Option<&Snapshot>, _: &Limits| {
+            let _ = hang.lock().unwrap().recv();
+            Found::Failed(WatchError::Loader("released".to_owned()))
+        });
+        let config = WatchConfig {
+            slow_load: Duration::from_millis(50),
+            ..WatchConfig::default()
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        runtime.block_on(async {
+            let (handle, task) =
+                watch_with(tmp.path().to_owned(), config, shutdown.clone(), loader).unwrap();
+            wait_status(&handle, "the slow load in the status", |s| {
+                s.loading_since.is_some()
+            })
+            .await;
+            assert_eq!(handle.current_status().attempts, 0, "still running");
+            shutdown.cancel();
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("the watch task ends on shutdown with the load still hung")
+                .unwrap();
+        });
+        // The daemon's runtime is dropped when `main` returns; it waits for its blocking
+        // tasks, so the load must not be one of them.
+        let (dropped_tx, dropped) = mpsc::channel();
+        std::thread::spawn(move || {
+            drop(runtime);
+            let _ = dropped_tx.send(());
+        });
+        dropped
+            .recv_timeout(PATIENCE)
+            .expect("the runtime shuts down while the load is still hung");
+        drop(release);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_load_that_could_not_judge_the_files_is_retried() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        // The second load runs out of file descriptors; the others read the bundled state.
+        let loader: Loader = Arc::new(
+            move |dir: &Path, last: Option<&Snapshot>, limits: &Limits| {
+                if counted.fetch_add(1, Ordering::SeqCst) == 1 {
+                    Found::Deferred(WatchError::Exhausted(
+                        "Too many open files (os error 24)".to_owned(),
+                    ))
+                } else {
+                    look(dir, last, limits)
+                }
+            },
         );
-    } else if !status.valid {
-        if status.errors != previous_errors {
-            for error in &status.errors {
-                tracing::warn!(%error, "desired state rejected");
-            }
-            tracing::warn!(
-                errors = status.errors.len(),
-                live_generation = status.last_applied_generation,
-                trigger,
-                "desired state is invalid; keeping the last good snapshot"
-            );
-        }
-    } else {
-        tracing::debug!(
-            generation = status.last_applied_generation,
-            trigger,
-            took_ms,
-            "desired state unchanged"
+        let config = WatchConfig {
+            retry_after: Duration::from_millis(20),
+            ..WatchConfig::default()
+        };
+        let shutdown = CancellationToken::new();
+        let (handle, task) =
+            watch_with(PathBuf::from(FIXTURE), config, shutdown.clone(), loader).unwrap();
+        wait_status(&handle, "generation 1", |s| s.last_applied_generation == 1).await;
+        handle.reload();
+        wait_status(&handle, "the retry", |s| {
+            s.last_trigger == Some(Trigger::Retry)
+        })
+        .await;
+        let s = handle.current_status();
+        assert!(s.valid, "never judged invalid: {s:#?}");
+        assert_eq!(s.last_outcome, Some(LoadOutcome::Unchanged));
+        assert_eq!(
+            (s.last_applied_generation, s.last_attempted_generation),
+            (1, 1)
         );
+        assert_eq!(s.last_load_error, None);
+        assert_eq!(handle.current().unwrap().generation, 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        shutdown.cancel();
+        tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
     }
 }

@@ -4,136 +4,17 @@
 //! how fast a reload happens, only on what ends up published.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use steward_model::diff::{ObjectRef, ServiceRef};
 use steward_model::ServiceKind;
-use steward_watch::{watch, DesiredState, Trigger, WatchConfig, WatchHandle, WatchStatus};
-use tempfile::TempDir;
-use tokio::task::JoinHandle;
+use steward_watch::{watch, Trigger, WatchConfig};
 use tokio_util::sync::CancellationToken;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../desired-state");
-const PATIENCE: Duration = Duration::from_secs(30);
-const APP1: &str = "servers/app1.yaml";
+mod support;
 
-struct Watched {
-    _tmp: TempDir,
-    dir: PathBuf,
-    handle: WatchHandle,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Watched {
-    /// A copy of the bundled desired state, watched, with generation 1 loaded.
-    async fn start(config: WatchConfig) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("desired-state");
-        copy_dir(Path::new(FIXTURE), &dir);
-        Self::start_in(tmp, dir, config).await
-    }
-
-    async fn start_in(tmp: TempDir, dir: PathBuf, config: WatchConfig) -> Self {
-        let shutdown = CancellationToken::new();
-        let (handle, task) = watch(dir.clone(), config, shutdown.clone()).unwrap();
-        let w = Self {
-            _tmp: tmp,
-            dir,
-            handle,
-            shutdown,
-            task: Some(task),
-        };
-        w.desired("generation 1", |d| d.generation == 1).await;
-        w
-    }
-
-    fn read(&self, rel: &str) -> String {
-        fs::read_to_string(self.dir.join(rel)).unwrap()
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        fs::write(self.dir.join(rel), text).unwrap();
-    }
-
-    async fn status(&self, what: &str, mut pred: impl FnMut(&WatchStatus) -> bool) -> WatchStatus {
-        let mut rx = self.handle.status();
-        let got = match tokio::time::timeout(PATIENCE, rx.wait_for(|s| pred(s))).await {
-            Ok(Ok(s)) => Some(s.clone()),
-            _ => None,
-        };
-        got.unwrap_or_else(|| {
-            panic!(
-                "timed out waiting for {what}; status: {:#?}",
-                self.handle.current_status()
-            )
-        })
-    }
-
-    async fn desired(
-        &self,
-        what: &str,
-        mut pred: impl FnMut(&DesiredState) -> bool,
-    ) -> DesiredState {
-        let mut rx = self.handle.desired();
-        let waited =
-            tokio::time::timeout(PATIENCE, rx.wait_for(|d| d.as_ref().is_some_and(&mut pred)));
-        let got = match waited.await {
-            Ok(Ok(d)) => d.clone(),
-            _ => None,
-        };
-        got.unwrap_or_else(|| {
-            panic!(
-                "timed out waiting for {what}; status: {:#?}",
-                self.handle.current_status()
-            )
-        })
-    }
-
-    fn generation(&self) -> u64 {
-        self.handle.current().map_or(0, |d| d.generation)
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        let task = self.task.take().unwrap();
-        tokio::time::timeout(PATIENCE, task)
-            .await
-            .expect("the watch task stops on shutdown")
-            .unwrap();
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-fn psws_port(d: &DesiredState) -> u16 {
-    d.snapshot.servers["app1"]
-        .service(ServiceKind::Psws)
-        .unwrap()
-        .ports[0]
-}
-
-fn with_psws_port(app1: &str, port: u16) -> String {
-    app1.replace("- kind: PSWS", &format!("- kind: PSWS\n      port: {port}"))
-}
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn initial_load_is_generation_one() {
@@ -378,21 +259,23 @@ async fn changes_under_dot_names_and_to_other_files_cause_no_reload() {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_periodic_rescan_sees_changes_that_raise_no_event() {
-    // A file symlinked from outside the directory: editing the target raises no event in
-    // the watched tree, like an event lost to an inotify overflow.
+    // A file linked from a dot-directory inside the desired state: editing the target
+    // raises only events the filter ignores (dot-names), like an event lost to an inotify
+    // overflow.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("desired-state");
     copy_dir(Path::new(FIXTURE), &dir);
-    let outside = tmp.path().join("outside-app1.yaml");
-    fs::rename(dir.join(APP1), &outside).unwrap();
-    std::os::unix::fs::symlink(&outside, dir.join(APP1)).unwrap();
+    let hidden = dir.join(".shared/app1.yaml");
+    fs::create_dir(dir.join(".shared")).unwrap();
+    fs::rename(dir.join(APP1), &hidden).unwrap();
+    std::os::unix::fs::symlink("../.shared/app1.yaml", dir.join(APP1)).unwrap();
     let config = WatchConfig {
         rescan_interval: Duration::from_millis(500),
         ..WatchConfig::default()
     };
     let w = Watched::start_in(tmp, dir, config).await;
-    let text = fs::read_to_string(&outside).unwrap();
-    fs::write(&outside, with_psws_port(&text, 7102)).unwrap();
+    let text = fs::read_to_string(&hidden).unwrap();
+    fs::write(&hidden, with_psws_port(&text, 7102)).unwrap();
     let d = w.desired("generation 2", |d| d.generation == 2).await;
     assert_eq!(psws_port(&d), 7102);
     let s = w
