@@ -372,22 +372,12 @@ async fn forward_desired(
     }
 }
 
-/// Keep the desired-state metrics current, and say in the log when a commit is broken.
+/// Keep the desired-state metrics current. (The watcher logs rejections and recoveries,
+/// once each; logging here too repeated every error on every status update.)
 async fn report_desired_state(watch: WatchHandle, metrics: DesiredStateMetrics) {
     let mut status = watch.status();
     loop {
-        let s = status.borrow_and_update().clone();
-        metrics.observe(&s);
-        if !s.valid && s.attempts > 0 {
-            tracing::warn!(
-                errors = s.errors.len(),
-                last_applied_generation = s.last_applied_generation,
-                "desired state is invalid; the last good generation stays live"
-            );
-            for e in &s.errors {
-                tracing::warn!("{e}");
-            }
-        }
+        metrics.observe(&status.borrow_and_update());
         if status.changed().await.is_err() {
             return;
         }
