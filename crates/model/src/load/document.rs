@@ -403,6 +403,28 @@ mod tests {
     }
 
     #[test]
+    fn a_document_problem_points_at_its_first_line_of_content() {
+        let mut loaded = Loaded::default();
+        let text = "kind: Installation\n---\n# a comment\n\nkind: Server\nmetadata: {name: a}\n";
+        load_text(Path::new("x.yaml"), text, &mut loaded);
+        let missing: Vec<_> = loaded.diagnostics.iter().map(|d| d.pos()).collect();
+        assert_eq!(missing, [Pos::new(1, 1), Pos::new(5, 1)]);
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_located_at_the_first_bad_byte() {
+        let mut loaded = Loaded::default();
+        load_bytes(
+            Path::new("x.yaml"),
+            b"kind: Server\nname: Caf\xe9\n",
+            &mut loaded,
+        );
+        let d = &loaded.diagnostics[0];
+        assert_eq!((d.code, d.pos()), (Code::Encoding, Pos::new(2, 10)));
+        assert!(loaded.may_have_lost("Installation"));
+    }
+
+    #[test]
     fn blank_and_comment_documents_are_skipped() {
         let mut loaded = Loaded::default();
         load_text(

@@ -123,12 +123,17 @@ fn displaced_defaults(d: &ServerDraft<'_>, ports: &[Vec<u16>], report: &mut Repo
                 None => continue,
             };
             let moved = got.map_or_else(|| "another port".to_owned(), |p| format!("port {p}"));
+            let effect = if *kind == ServiceKind::Hl7 {
+                "where HL7 senders connect".to_owned()
+            } else {
+                format!("{kind}'s URL for every service")
+            };
             report.warning(
                 d.file,
                 at,
                 Code::PortDisplacesDefault,
                 format!(
-                    "port {default} is {kind}'s default and {by} takes it, so {kind} moves to {moved}, changing {kind}'s URL for every service; give one of them another port"
+                    "port {default} is {kind}'s default and {by} takes it, so {kind} moves to {moved}, changing {effect}; give one of them another port"
                 ),
             );
         }
@@ -362,5 +367,81 @@ fn install_type(
             Code::InstallTypeMismatch,
             format!("installType `{}` uses a generated certificate; use `advanced` for third-party certificates", it.as_str()),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::load::{load_text, Loaded};
+    use crate::{Code, Compiled};
+
+    fn server(spec: &str) -> Compiled {
+        let text = format!(
+            "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {{mode: generated}}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app1}}\nspec:\n  hostname: app1.example.eng\n  certificate: {{generate: true}}\n{spec}"
+        );
+        let mut loaded = Loaded::default();
+        load_text(Path::new("s.yaml"), &text, &mut loaded);
+        crate::validate::compile(loaded)
+    }
+
+    fn displaced(c: &Compiled) -> Vec<String> {
+        c.diagnostics
+            .iter()
+            .filter(|d| d.code == Code::PortDisplacesDefault)
+            .map(|d| format!("{}:{} {}", d.line, d.column, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn taking_hl7_s_mllp_port_is_warned_like_any_default() {
+        let c = server("  services:\n    - kind: PSIS\n    - kind: PSWS\n    - kind: HL7\n    - kind: JOB\n      port: 2244\n");
+        let w = displaced(&c);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("22:13 port 2244 is HL7's default and JOB takes it, so HL7 moves to port 7000, changing where HL7 senders connect"), "{w:?}");
+        assert!(c.snapshot.is_some(), "a warning, not an error");
+    }
+
+    #[test]
+    fn the_agent_s_port_and_a_second_port_displace_too() {
+        let c = server("  agent: https://app1.example.eng:7001\n  services:\n    - kind: PSIS\n    - kind: PSWS\n    - kind: EMERGENCY\n    - kind: CLIENT\n      port: 7006\n");
+        let w = displaced(&c);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w.iter().any(|m| m
+                .starts_with("17:10 port 7001 is PSIS's default and the steward agent takes it")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|m| m.contains("port 7006 is EMERGENCY's default and CLIENT takes it")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn a_knock_on_move_is_warned_at_the_moved_service() {
+        // CLIENT takes 7001, so PSIS moves; 7000 is taken, so PSIS lands on PSWS's 7002.
+        let c = server("  services:\n    - kind: PSIS\n    - kind: PSWS\n    - kind: CLIENT\n      port: 7001\n    - kind: REPORT\n      port: 7000\n    - kind: ADMIN\n");
+        let w = displaced(&c);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w.iter()
+                .any(|m| m
+                    .contains("PSIS's default and CLIENT takes it, so PSIS moves to port 7002")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|m| m
+                .starts_with("19:13 port 7002 is PSWS's default and PSIS (itself moved) takes it")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn no_warning_when_the_default_s_owner_is_elsewhere_or_keeps_it() {
+        let c = server("  services:\n    - kind: PSIS\n    - kind: PSWS\n    - kind: CLIENT\n      port: 7009\n    - kind: HEALTH\n      port: 7007\n");
+        assert!(displaced(&c).is_empty(), "{:?}", displaced(&c));
     }
 }
