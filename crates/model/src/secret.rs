@@ -69,8 +69,13 @@ impl SecretRef {
                 } else {
                     base.join(path)
                 };
-                let mut value = std::fs::read_to_string(&full)
+                // Bounded and non-blocking: `file:` may name a FIFO or `/dev/zero`.
+                let bytes = crate::load::read_regular_file(&full, MAX_SECRET_BYTES)
                     .map_err(|e| SecretResolveError::File(path.clone(), e.kind()))?;
+                let mut value = String::from_utf8(bytes).map_err(|e| {
+                    zeroize::Zeroize::zeroize(&mut e.into_bytes());
+                    SecretResolveError::File(path.clone(), std::io::ErrorKind::InvalidData)
+                })?;
                 // Trim in place: a trimmed copy would leave the original unwiped.
                 let len = value.trim_end_matches(['\r', '\n']).len();
                 value.truncate(len);
@@ -142,6 +147,9 @@ impl schemars::JsonSchema for SecretRef {
         })
     }
 }
+
+/// Largest secret file read: passwords and keys, not data.
+const MAX_SECRET_BYTES: u64 = 64 << 10;
 
 /// Why a reference could not be resolved. Names the reference only.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -243,6 +251,33 @@ mod tests {
         assert_eq!(format!("{v:?}"), "SecretValue(<redacted>)");
         assert_eq!(serde_json::to_string(&v).unwrap(), "\"<redacted>\"");
         assert_eq!(v.expose(), "Sup3rS3cret!");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_that_is_a_fifo_or_huge_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pw");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // On another thread, so that a read that blocks fails the test instead of hanging it.
+        let base = dir.path().to_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(SecretRef::File("pw".into()).resolve(&base)));
+        let err = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("reading a FIFO blocked")
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SecretResolveError::File("pw".into(), std::io::ErrorKind::InvalidInput)
+        );
+        std::fs::write(dir.path().join("big"), vec![b'x'; 1 << 20]).unwrap();
+        let err = SecretRef::File("big".into())
+            .resolve(dir.path())
+            .unwrap_err();
+        assert_eq!(err.metric_label(), "secret_file_unreadable");
     }
 
     #[test]

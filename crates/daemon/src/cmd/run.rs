@@ -247,8 +247,12 @@ async fn probe_roots(watch: &WatchHandle, ca: &CertificateAuthority) -> Vec<Stri
         } else {
             dir.join(file)
         };
-        match std::fs::read_to_string(&path) {
-            Ok(pem) => roots.push(pem),
+        // Bounded, and refusing a FIFO (which would block the daemon's start for good).
+        match steward_model::load::read_regular_file(&path, 1 << 20).map(String::from_utf8) {
+            Ok(Ok(pem)) => roots.push(pem),
+            Ok(Err(e)) => {
+                tracing::warn!(file = %path.display(), error = %e, "a trusted CA is not UTF-8 PEM; probes of certificates it issued will fail")
+            }
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "cannot read a trusted CA; probes of certificates it issued will fail")
             }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) use document::PORT_RANGE;
 pub use document::{load_bytes, load_text};
+pub use read::read_regular_file;
 
 use crate::diagnostic::Diagnostic;
 use crate::resource::Resource;

@@ -2,6 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
+use std::path::Path;
 
 use super::walk::FileEntry;
 use super::{human_size, is_exhaustion, is_loop, Limits, LoadError};
@@ -94,4 +95,32 @@ fn open(file: &FileEntry) -> std::io::Result<File> {
         options.custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
     }
     options.open(&file.open)
+}
+
+/// Read a file named by the desired state but outside the walk (a `file:` secret): like
+/// the loader's reads, only a regular file, opened without blocking (a FIFO there would
+/// hang the reader) and at most `max` bytes. Links are followed: secret mounts are links.
+pub fn read_regular_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind};
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    // Sized up front, so that reading does not leave copies behind in reallocated memory
+    // (secrets are read through here and wiped by their owner).
+    let expected = meta.len().min(max).saturating_add(1);
+    let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(Error::new(ErrorKind::FileTooLarge, "file too large"));
+    }
+    Ok(bytes)
 }
