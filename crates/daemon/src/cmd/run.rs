@@ -412,3 +412,42 @@ async fn report_convergence(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trusted_ca_file_that_is_a_fifo_does_not_block_the_start() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("desired-state");
+        crate::embedded::write_if_absent(&dir).unwrap();
+        let installation = std::fs::read_to_string(dir.join("installation.yaml")).unwrap();
+        let trusting =
+            installation.replace("# trust: [certs/corp-root.pem]", "trust: [corp-root.pem]");
+        assert_ne!(trusting, installation);
+        std::fs::write(dir.join("installation.yaml"), trusting).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(dir.join("corp-root.pem"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let ca = CertificateAuthority::init(tmp.path().join("ca")).unwrap();
+        // On a thread of its own: a blocked read fails the test instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                let shutdown = CancellationToken::new();
+                let (handle, _task) =
+                    steward_watch::watch(dir, WatchConfig::default(), shutdown.clone()).unwrap();
+                let _ = tx.send(probe_roots(&handle, &ca).await);
+                shutdown.cancel();
+            });
+        });
+        let roots = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("reading the trusted CA blocked");
+        assert_eq!(roots.len(), 1, "only the steward CA");
+    }
+}
