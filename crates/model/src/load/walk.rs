@@ -93,15 +93,12 @@ impl Walker<'_> {
             }
             Err(e) => return self.failed(path, rel, e, "cannot list the directory"),
         };
-        let mut entries = Vec::new();
+        // In listing order: files are sorted once at the end, problems with every diagnostic.
         for entry in listing {
-            match entry {
-                Ok(entry) => entries.push(entry),
+            let entry = match entry {
+                Ok(entry) => entry,
                 Err(e) => return self.failed(path, rel, e, "cannot list the directory"),
-            }
-        }
-        entries.sort_by_key(fs::DirEntry::file_name);
-        for entry in entries {
+            };
             let name = entry.file_name();
             if name.to_string_lossy().starts_with('.') {
                 continue;
