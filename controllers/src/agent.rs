@@ -154,29 +154,3 @@ impl Agents {
             .remove(server);
     }
 }
-
-/// The condition reason for an agent call that failed: what a person should look at.
-pub(crate) fn failure_reason(error: &ClientError) -> &'static str {
-    match error {
-        ClientError::ConnectRefused => "AgentConnectionRefused",
-        ClientError::Connect(_) | ClientError::Transport(_) => "AgentUnreachable",
-        ClientError::Tls(_) => "AgentTlsFailure",
-        ClientError::Timeout(_) => "AgentTimeout",
-        ClientError::Status { .. } => "AgentError",
-        ClientError::Protocol(_) | ClientError::InvalidBody(_) => "AgentBadResponse",
-        ClientError::InvalidUrl(_) => "InvalidAgentUrl",
-    }
-}
-
-/// The bounded metric label of a failed agent call.
-pub(crate) fn failure_label(error: &ClientError) -> &'static str {
-    match error {
-        ClientError::ConnectRefused => "agent_connect_refused",
-        ClientError::Connect(_) | ClientError::Transport(_) => "agent_unreachable",
-        ClientError::Tls(_) => "agent_tls",
-        ClientError::Timeout(_) => "agent_timeout",
-        ClientError::Status { .. } => "agent_http_status",
-        ClientError::Protocol(_) | ClientError::InvalidBody(_) => "agent_bad_response",
-        ClientError::InvalidUrl(_) => "agent_invalid_url",
-    }
-}

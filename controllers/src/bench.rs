@@ -13,8 +13,9 @@ use time::OffsetDateTime;
 
 use crate::metrics::Metrics;
 use crate::prober::{ProbeError, ProbeResult};
+use crate::service_key::ServiceKey;
 use crate::status::{EventType, Phase};
-use crate::store::{ServiceKey, Store};
+use crate::store::Store;
 
 /// `servers` servers named `app0001`..., each with every catalog kind.
 pub fn snapshot(servers: usize) -> Snapshot {
@@ -81,7 +82,7 @@ pub fn store(snapshot: &Snapshot) -> Store {
         });
         for placed in &server.services {
             let key = ServiceKey::new(&server.name, placed.kind);
-            let last = crate::context::last_probe(&probe(true));
+            let last = crate::probes::last_probe(&probe(true));
             store.with_service(&key, |r| {
                 r.observed = Some(ServiceInfo {
                     kind: placed.kind,
@@ -126,13 +127,13 @@ pub fn store(snapshot: &Snapshot) -> Store {
 
 /// Every controllers' series for `snapshot`'s fleet, registered into `registry`.
 pub fn metrics(registry: &Registry, snapshot: &Snapshot) -> Result<(), prometheus::Error> {
-    let metrics = Metrics::register(registry)?;
+    let metrics = Metrics::register(registry, &["server", "certificate", "service"])?;
     let expiry = OffsetDateTime::now_utc().unix_timestamp() + 60 * 86400;
     for server in snapshot.servers.values() {
         metrics.agent_up(&server.name, true);
         metrics.certificate_expiry(&server.name, expiry);
         for placed in &server.services {
-            metrics.service(&server.name, placed.kind, true, true);
+            metrics.service(&server.name, placed.kind, true, Some(true));
             metrics.probe(&server.name, placed.kind, &probe(true));
             if placed.kind == ServiceKind::Hl7 {
                 metrics.hl7_active(&server.name, server.name == "app0001");

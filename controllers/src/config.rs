@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use steward_model::diff::SnapshotDiff;
 use steward_model::snapshot::Server;
 use steward_model::Snapshot;
 use steward_pki::CertificateAuthority;
@@ -18,6 +19,10 @@ pub struct Desired {
     /// The desired-state directory: `file:` references and certificate files resolve
     /// against it.
     pub dir: PathBuf,
+    /// What changed from `generation - 1`, as the loader computed it: taken as it is when
+    /// the controllers accepted that generation, so the diff is computed once; `None` (or
+    /// a gap in generations) and the controllers compute it against what is in force.
+    pub diff: Option<Arc<SnapshotDiff>>,
 }
 
 /// Where a server's agent answers, and where its services are probed.
@@ -63,6 +68,9 @@ pub struct ControllersConfig {
     pub per_server: usize,
     /// Recorded by the agent as the installer of each service.
     pub installed_by: String,
+    /// Where the controllers keep what must survive a restart (which certificates steward
+    /// issued); `None`: memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for ControllersConfig {
@@ -75,6 +83,7 @@ impl fmt::Debug for ControllersConfig {
             .field("max_concurrent", &self.max_concurrent)
             .field("per_server", &self.per_server)
             .field("installed_by", &self.installed_by)
+            .field("state_dir", &self.state_dir)
             .finish_non_exhaustive()
     }
 }

@@ -24,6 +24,7 @@ use crate::agent::{AgentApi, Connector};
 use crate::config::{AgentEndpoint, ControllersConfig, Desired};
 use crate::context::Context;
 use crate::prober::{ProbeError, ProbeResult, ProbeTarget, Prober};
+use crate::reconciler::{reconcile_and_record, Reconciler};
 use crate::{triggers, Controllers};
 
 #[derive(Debug, Default)]
@@ -266,6 +267,8 @@ impl Connector for FakeConnector {
 pub(crate) struct FakeProber {
     failing: Mutex<BTreeMap<(String, ServiceKind), bool>>,
     probes: Mutex<Vec<(String, ServiceKind, u16)>>,
+    /// Every set of CAs it was told to trust, oldest first.
+    pub trusted: Mutex<Vec<Vec<String>>>,
 }
 
 impl FakeProber {
@@ -288,6 +291,11 @@ impl FakeProber {
 
 #[async_trait]
 impl Prober for FakeProber {
+    fn trust(&self, roots: &[String]) -> Result<(), steward_pki::PkiError> {
+        self.trusted.lock().unwrap().push(roots.to_vec());
+        Ok(())
+    }
+
     async fn probe(&self, target: &ProbeTarget) -> ProbeResult {
         self.probes
             .lock()
@@ -325,7 +333,7 @@ pub(crate) struct Fixture {
     agents: BTreeMap<String, Arc<FakeAgent>>,
     dir: PathBuf,
     generation: AtomicU64,
-    _ca_dir: tempfile::TempDir,
+    _ca_dir: Arc<tempfile::TempDir>,
 }
 
 /// A fleet of servers `(name, [KIND, ...])` with generated certificates.
@@ -336,6 +344,26 @@ pub(crate) fn fixture(servers: &[(&str, &[&str])]) -> Fixture {
 
 /// The same with another certificate line and desired-state directory.
 pub(crate) fn fixture_with(servers: &[(&str, &[&str])], certificate: &str, dir: &Path) -> Fixture {
+    build(servers, certificate, dir, None)
+}
+
+/// A fleet whose controllers keep their state under `state_dir` (see [`Fixture::restart`]).
+pub(crate) fn fixture_in_state_dir(servers: &[(&str, &[&str])], state_dir: &Path) -> Fixture {
+    let dir = std::env::temp_dir();
+    build(
+        servers,
+        "certificate: {generate: true}",
+        &dir,
+        Some(state_dir.to_owned()),
+    )
+}
+
+fn build(
+    servers: &[(&str, &[&str])],
+    certificate: &str,
+    dir: &Path,
+    state_dir: Option<PathBuf>,
+) -> Fixture {
     let ca_dir = tempfile::tempdir().unwrap();
     let ca = CertificateAuthority::init(ca_dir.path()).unwrap();
     let ca_pem = ca.cert_pem().to_owned();
@@ -359,7 +387,19 @@ pub(crate) fn fixture_with(servers: &[(&str, &[&str])], certificate: &str, dir: 
         max_concurrent: 8,
         per_server: 2,
         installed_by: "steward-test".into(),
+        state_dir,
     };
+    let fx = start(config, agents, dir, Arc::new(ca_dir));
+    fx.apply(snapshot(servers, certificate, Mode::AutoCorrect, false));
+    fx
+}
+
+fn start(
+    config: ControllersConfig,
+    agents: BTreeMap<String, Arc<FakeAgent>>,
+    dir: &Path,
+    ca_dir: Arc<tempfile::TempDir>,
+) -> Fixture {
     let registry = Registry::new();
     let prober = Arc::new(FakeProber::default());
     let connector = Arc::new(FakeConnector {
@@ -367,7 +407,7 @@ pub(crate) fn fixture_with(servers: &[(&str, &[&str])], certificate: &str, dir: 
     });
     let controllers =
         Controllers::with_parts(config, &registry, connector, prober.clone()).unwrap();
-    let fx = Fixture {
+    Fixture {
         ctx: controllers.ctx.clone(),
         registry,
         prober,
@@ -376,9 +416,7 @@ pub(crate) fn fixture_with(servers: &[(&str, &[&str])], certificate: &str, dir: 
         dir: dir.to_path_buf(),
         generation: AtomicU64::new(0),
         _ca_dir: ca_dir,
-    };
-    fx.apply(snapshot(servers, certificate, Mode::AutoCorrect, false));
-    fx
+    }
 }
 
 /// A valid snapshot, compiled from YAML like the daemon's.
@@ -431,11 +469,41 @@ impl Fixture {
             generation,
             snapshot: Arc::new(snapshot),
             dir: self.dir.clone(),
+            diff: None,
         }
     }
 
     pub(crate) fn current(&self) -> Snapshot {
-        self.ctx.desired().unwrap().snapshot.as_ref().clone()
+        self.ctx
+            .desired
+            .current()
+            .unwrap()
+            .desired
+            .snapshot
+            .as_ref()
+            .clone()
+    }
+
+    /// The same fleet (agents, CA, state directory) under a new set of controllers, as
+    /// after a daemon restart, with the current desired state as its generation 1.
+    pub(crate) fn restart(&self) -> Fixture {
+        let snapshot = self.current();
+        let fx = start(
+            self.ctx.config.clone(),
+            self.agents.clone(),
+            &self.dir,
+            Arc::clone(&self._ca_dir),
+        );
+        fx.apply(snapshot);
+        fx
+    }
+
+    /// One run of controller `R` as the runtime makes it: reconcile, then error policy.
+    pub(crate) async fn run<R: Reconciler>(
+        &self,
+        key: R::Key,
+    ) -> Result<steward_runtime::Action, crate::error::ControllerError> {
+        reconcile_and_record::<R>(key, steward_runtime::Reason::Resync, self.ctx.clone()).await
     }
 
     pub(crate) fn set_mode(&self, mode: Mode) {
@@ -447,8 +515,13 @@ impl Fixture {
     /// One probe of `server/kind` now, as the monitor would run it; `None` if the
     /// service is not being probed (not running, or not seen running yet).
     pub(crate) async fn probe(&self, server: &str, kind: ServiceKind) -> Option<bool> {
-        let key = crate::store::ServiceKey::new(server, kind);
-        let result = self.ctx.monitor.probe_now(&key, self.ctx.as_ref()).await?;
+        let key = crate::service_key::ServiceKey::new(server, kind);
+        let result = self
+            .ctx
+            .probes
+            .monitor
+            .probe_now(&key, self.ctx.as_ref())
+            .await?;
         Some(result.success())
     }
 

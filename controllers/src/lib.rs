@@ -1,6 +1,7 @@
 //! Steward's controllers: servers, certificates and services, each reconciled by the
 //! runtime's loop through the agents, with the status document and Prometheus metrics the
-//! daemon serves.
+//! daemon serves. Every controller has one shape ([`reconciler::Reconciler`]) and is
+//! registered once ([`register`]).
 //!
 //! ```text
 //! Desired (watch) ──> triggers ──> server controller      (agent up? host, inventory, connection strings)
@@ -24,40 +25,65 @@ mod certificate;
 mod config;
 mod context;
 mod drift;
+mod error;
+mod hl7;
+mod in_force;
 mod metrics;
 pub mod prober;
+mod probes;
+mod reconciler;
 mod rfc3339;
 mod schema;
 mod server;
 mod service;
+mod service_key;
 mod status;
 mod store;
 mod triggers;
+mod trust;
 
 #[cfg(test)]
 mod fakes;
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use steward_runtime::{BackoffConfig, ControllerConfig, ControllerObserver, Jitter, RunSummary};
+use steward_runtime::{ControllerObserver, RunSummary};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{AgentEndpoint, ControllersConfig, Desired, EndpointFn};
+pub use in_force::{Accepted, DesiredInForce};
 pub use metrics::encode as encode_metrics;
+pub use service_key::ServiceKey;
 pub use status::{
     CertificateSummary, Condition, ConditionStatus, ConditionType, DatabaseStatus, DirectoryStatus,
     Event, EventType, FleetStatus, GroupStatus, Hl7Status, InstallationStatus, LastProbe,
     ResourceDetail, ResourceStatus, ServerStatus, ServiceHealth, ServiceKindStatus,
 };
-pub use store::{ServiceKey, Store};
+pub use store::Store;
 
 use crate::agent::{Agents, ClientConnector, Connector};
-use crate::context::{Context, TriggerStreams};
+use crate::certificate::IssuedMemos;
+use crate::context::{Context, Pace};
+use crate::in_force::InForce;
 use crate::metrics::Metrics;
-use crate::prober::{MonitorSettings, NetworkProber, ProbeSink, Prober};
+use crate::prober::{Monitor, MonitorSettings, NetworkProber, ProbeSink, Prober};
+use crate::probes::Probes;
+use crate::reconciler::{Registered, Shared, TriggerBus};
+
+/// Every controller, in start order. Adding a resource kind adds its line here (and its
+/// module); nothing else in this crate lists controllers.
+fn register(bus: &mut TriggerBus) -> Vec<Box<dyn Registered>> {
+    vec![
+        bus.register::<server::Servers>(),
+        bus.register::<certificate::Certificates>(),
+        bus.register::<service::Services>(),
+    ]
+}
 
 /// Why the controllers cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -80,18 +106,49 @@ impl ControllersError {
     }
 }
 
-/// What each controller loop did, when they stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunReport {
-    pub servers: RunSummary,
-    pub certificates: RunSummary,
-    pub services: RunSummary,
+/// What each controller loop did, by controller name, when they stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport(BTreeMap<&'static str, RunSummary>);
+
+impl RunReport {
+    pub fn get(&self, controller: &str) -> Option<&RunSummary> {
+        self.0.get(controller)
+    }
 }
 
-/// The server, certificate and service controllers, ready to run.
+impl std::ops::Index<&str> for RunReport {
+    type Output = RunSummary;
+
+    fn index(&self, controller: &str) -> &RunSummary {
+        self.0
+            .get(controller)
+            .unwrap_or_else(|| panic!("no controller named {controller}"))
+    }
+}
+
+/// `server: 12 ok, 1 failed; service: ...` — for the shutdown log.
+impl fmt::Display for RunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, s)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{name}: {} ok, {} failed", s.succeeded, s.failed)?;
+            if s.abandoned > 0 {
+                write!(f, ", {} abandoned", s.abandoned)?;
+            }
+            if s.not_started > 0 {
+                write!(f, ", {} not started", s.not_started)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The controllers, ready to run.
 pub struct Controllers {
     ctx: Arc<Context>,
-    streams: TriggerStreams,
+    registered: Vec<Box<dyn Registered>>,
 }
 
 impl std::fmt::Debug for Controllers {
@@ -99,6 +156,35 @@ impl std::fmt::Debug for Controllers {
         f.debug_struct("Controllers")
             .field("config", &self.ctx.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// What the daemon's API may ask of running controllers. Cheap to clone.
+#[derive(Clone)]
+pub struct ControllersHandle {
+    ctx: Arc<Context>,
+}
+
+impl fmt::Debug for ControllersHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControllersHandle").finish_non_exhaustive()
+    }
+}
+
+impl ControllersHandle {
+    /// Reconcile every object of every controller now (an operator's "reconcile"): each
+    /// re-reads what its agent reports, whether or not the desired state changed.
+    pub fn resync_all(&self) {
+        self.ctx.triggers.resync_all(&self.ctx);
+    }
+
+    /// The desired state the controllers accepted (not merely what the watcher loaded).
+    pub fn desired(&self) -> DesiredInForce {
+        self.ctx.desired.reader()
+    }
+
+    pub fn store(&self) -> Arc<Store> {
+        Arc::clone(&self.ctx.store)
     }
 }
 
@@ -130,18 +216,40 @@ impl Controllers {
         if config.per_server == 0 {
             return Err(ControllersError::Limit("per_server"));
         }
-        let metrics = Metrics::register(registry)?;
-        let agents = Agents::new(connector, config.endpoints.clone());
-        let (ctx, streams) =
-            Context::new(config, metrics, agents, prober, MonitorSettings::default());
+        let mut triggers = TriggerBus::default();
+        let registered = register(&mut triggers);
+        let names: Vec<&str> = registered.iter().map(|r| r.name()).collect();
+        let metrics = Metrics::register(registry, &names)?;
+        let store = Arc::new(Store::with_gauges(metrics.clone()));
+        let monitor = Monitor::new(prober, MonitorSettings::default());
+        let ctx = Context {
+            agents: Agents::new(connector, config.endpoints.clone()),
+            desired: InForce::default(),
+            probes: Probes::new(monitor, Arc::clone(&store)),
+            store,
+            metrics,
+            triggers,
+            pace: Pace {
+                resync: config.resync,
+            },
+            issued: IssuedMemos::load(config.state_dir.as_deref()),
+            trust: trust::TrustRoots::new(config.probe_roots.clone()),
+            config,
+        };
         Ok(Self {
             ctx: Arc::new(ctx),
-            streams,
+            registered,
         })
     }
 
     pub fn store(&self) -> Arc<Store> {
         self.ctx.store.clone()
+    }
+
+    pub fn handle(&self) -> ControllersHandle {
+        ControllersHandle {
+            ctx: Arc::clone(&self.ctx),
+        }
     }
 
     /// Run until `shutdown`: every new value of `desired` is put in force (or refused),
@@ -152,66 +260,45 @@ impl Controllers {
         desired: watch::Receiver<Option<Desired>>,
         shutdown: CancellationToken,
     ) -> RunReport {
-        let Self { ctx, streams } = self;
-        let config = &ctx.config;
-        let max = NonZeroUsize::new(config.max_concurrent).unwrap_or(NonZeroUsize::MIN);
-        let per_server = NonZeroUsize::new(config.per_server).unwrap_or(NonZeroUsize::MIN);
-        let grace = config.agent_timeout + Duration::from_secs(1);
-        let observer: Arc<dyn ControllerObserver> = Arc::new(ctx.metrics.clone());
-        // An agent that comes back must be noticed within half a minute, not after a
-        // five-minute backoff; its services are woken by the server controller then.
-        let agent_backoff = BackoffConfig::new(
-            Duration::from_secs(1),
-            2.0,
-            Duration::from_secs(30).max(config.resync),
-            Jitter::Full,
-        )
-        .unwrap_or_default();
-        let servers = ControllerConfig::new(server::CONTROLLER)
-            .max_concurrent(max)
-            .backoff(agent_backoff)
-            .shutdown_grace(grace)
-            .observer(observer.clone());
-        let certificates = ControllerConfig::new(certificate::CONTROLLER)
-            .max_concurrent(max)
-            .shutdown_grace(grace)
-            .observer(observer.clone());
-        let services = ControllerConfig::new(service::CONTROLLER)
-            .max_concurrent(max)
-            .shutdown_grace(grace)
-            .observer(observer)
-            .group_limit(per_server, |key: &ServiceKey| Some(key.server.clone()));
+        let Self { ctx, registered } = self;
+        let shared = Shared {
+            max_concurrent: NonZeroUsize::new(ctx.config.max_concurrent)
+                .unwrap_or(NonZeroUsize::MIN),
+            shutdown_grace: ctx.config.agent_timeout + Duration::from_secs(1),
+            observer: Arc::new(ctx.metrics.clone()) as Arc<dyn ControllerObserver>,
+        };
+        let loops = registered.into_iter().map(|r| {
+            let name = r.name();
+            let running = r.run(Arc::clone(&ctx), &shared, shutdown.clone());
+            async move { (name, running.await) }
+        });
         let sink: Arc<dyn ProbeSink> = ctx.clone();
-        let (servers, certificates, services, (), ()) = tokio::join!(
-            steward_runtime::run(
-                server::reconcile,
-                ctx.clone(),
-                streams.servers,
-                shutdown.clone(),
-                servers
-            ),
-            steward_runtime::run(
-                certificate::reconcile,
-                ctx.clone(),
-                streams.certificates,
-                shutdown.clone(),
-                certificates
-            ),
-            steward_runtime::run(
-                service::reconcile,
-                ctx.clone(),
-                streams.services,
-                shutdown.clone(),
-                services
-            ),
+        let (summaries, (), (), ()) = tokio::join!(
+            futures::future::join_all(loops),
             watch_desired(ctx.clone(), desired, shutdown.clone()),
-            ctx.monitor.run(sink, shutdown.clone()),
+            ctx.probes.monitor.run(sink, shutdown.clone()),
+            poll_trust(ctx.clone(), shutdown.clone()),
         );
-        RunReport {
-            servers,
-            certificates,
-            services,
-        }
+        RunReport(summaries.into_iter().collect())
+    }
+
+    /// The trigger receiver of controller `R`, taken out of its loop (tests watch who
+    /// wakes whom).
+    #[cfg(test)]
+    pub(crate) fn triggers<R: reconciler::Reconciler>(
+        &mut self,
+    ) -> futures::channel::mpsc::UnboundedReceiver<reconciler::Trigger<R::Key>> {
+        let at = self
+            .registered
+            .iter()
+            .position(|r| r.name() == R::NAME)
+            .unwrap_or_else(|| panic!("{} is not registered", R::NAME));
+        self.registered
+            .remove(at)
+            .into_any()
+            .downcast()
+            .map(|rx| *rx)
+            .unwrap_or_else(|_| panic!("{} has another key type", R::NAME))
     }
 }
 
@@ -234,6 +321,17 @@ async fn watch_desired(
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Trusted CA files change without a commit: read them again now and then.
+async fn poll_trust(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let every = ctx.pace.resync.min(certificate::FILE_POLL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => ctx.refresh_trust(),
         }
     }
 }

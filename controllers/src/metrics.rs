@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramTimer, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
-    Registry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 use steward_model::ServiceKind;
 use steward_runtime::observer::RESULT_OK;
@@ -20,9 +19,6 @@ mod fleet;
 
 pub use fleet::encode;
 use fleet::{FleetSeries, Value};
-
-/// The controller names: the `controller` label.
-pub(crate) const CONTROLLERS: [&str; 3] = ["server", "certificate", "service"];
 
 const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -43,9 +39,13 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// Create and register every metric. Fails if they are registered already: two sets
-    /// of controllers writing one registry would report each other's numbers.
-    pub(crate) fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    /// Create and register every metric, with the series of each of `controllers` (the
+    /// `controller` label) starting at zero. Fails if they are registered already: two
+    /// sets of controllers writing one registry would report each other's numbers.
+    pub(crate) fn register(
+        registry: &Registry,
+        controllers: &[&str],
+    ) -> Result<Self, prometheus::Error> {
         let counter = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels)
         };
@@ -68,7 +68,7 @@ impl Metrics {
             )?,
             queue_depth: gauge(
                 "steward_reconcile_queue_depth",
-                "Objects waiting to be reconciled, by controller.",
+                "Objects due to be reconciled and not yet running, by controller (a settled object waiting for its next periodic check is not counted).",
                 &["controller"],
             )?,
             drift_detected: counter(
@@ -99,7 +99,7 @@ impl Metrics {
             registry.register(collector)?;
         }
         // Known label values start at zero, so that rate() and alerts see the first event.
-        for controller in CONTROLLERS {
+        for controller in controllers.iter().copied() {
             for result in ["success", "error"] {
                 metrics
                     .reconcile_total
@@ -127,14 +127,6 @@ impl Metrics {
         ]
     }
 
-    /// Observes the reconcile's duration when dropped, however the reconcile ends
-    /// (early return, error, panic).
-    pub(crate) fn reconcile_timer(&self, controller: &'static str) -> HistogramTimer {
-        self.reconcile_duration
-            .with_label_values(&[controller])
-            .start_timer()
-    }
-
     pub(crate) fn drift_detected(&self, kind: DriftKind) {
         self.drift_detected
             .with_label_values(&[kind.as_str()])
@@ -152,13 +144,20 @@ impl Metrics {
             .set_server(server, fleet::AGENT_UP, Some(Value::Int(i64::from(up))));
     }
 
-    pub(crate) fn service(&self, server: &str, kind: ServiceKind, installed: bool, healthy: bool) {
+    /// `healthy: None`: unknown, so no `steward_service_healthy` series (see the store).
+    pub(crate) fn service(
+        &self,
+        server: &str,
+        kind: ServiceKind,
+        installed: bool,
+        healthy: Option<bool>,
+    ) {
         self.fleet.set_service(
             server,
             kind,
             &[
                 (fleet::INSTALLED, Some(Value::Int(i64::from(installed)))),
-                (fleet::HEALTHY, Some(Value::Int(i64::from(healthy)))),
+                (fleet::HEALTHY, healthy.map(|h| Value::Int(i64::from(h)))),
             ],
         );
     }
@@ -240,8 +239,12 @@ impl Metrics {
 
 /// The runtime reports outcomes through this; `ok` becomes `success`, every error label
 /// (and a panic) becomes `error`, keeping the result label to the two values users alert on.
+/// The duration is the runtime's: the one measurement of a reconcile, however it ended.
 impl ControllerObserver for Metrics {
-    fn on_reconcile_end(&self, controller: &str, _reason: Reason, _took: Duration, result: &str) {
+    fn on_reconcile_end(&self, controller: &str, _reason: Reason, took: Duration, result: &str) {
+        self.reconcile_duration
+            .with_label_values(&[controller])
+            .observe(took.as_secs_f64());
         let result = if result == RESULT_OK {
             "success"
         } else {
@@ -264,6 +267,8 @@ mod tests {
     use super::*;
     use prometheus::Encoder;
 
+    const NAMES: [&str; 3] = ["server", "certificate", "service"];
+
     fn text(registry: &Registry) -> String {
         let mut out = Vec::new();
         prometheus::TextEncoder::new()
@@ -275,13 +280,13 @@ mod tests {
     #[test]
     fn registered_once_with_the_contract_names() {
         let registry = Registry::new();
-        let metrics = Metrics::register(&registry).unwrap();
+        let metrics = Metrics::register(&registry, &NAMES).unwrap();
         assert!(
-            Metrics::register(&registry).is_err(),
+            Metrics::register(&registry, &NAMES).is_err(),
             "a second registration must fail"
         );
         metrics.agent_up("app1", true);
-        metrics.service("app1", ServiceKind::Psis, true, false);
+        metrics.service("app1", ServiceKind::Psis, true, Some(false));
         metrics.probe(
             "app1",
             ServiceKind::Psis,
@@ -302,7 +307,6 @@ mod tests {
         metrics.certificate_expiry("app1", 1_900_000_000);
         metrics.certificate_renewal("app1", 1_897_408_000);
         metrics.hl7_active("app2", true);
-        drop(metrics.reconcile_timer("service"));
         metrics.on_reconcile_end("service", Reason::Resync, Duration::ZERO, RESULT_OK);
         metrics.on_reconcile_end("service", Reason::Resync, Duration::ZERO, "agent_timeout");
         let text = text(&registry);
@@ -310,7 +314,7 @@ mod tests {
             "steward_reconcile_total{controller=\"service\",result=\"success\"} 1",
             "steward_reconcile_total{controller=\"service\",result=\"error\"} 1",
             "steward_reconcile_total{controller=\"server\",result=\"error\"} 0",
-            "steward_reconcile_duration_seconds_count{controller=\"service\"} 1",
+            "steward_reconcile_duration_seconds_count{controller=\"service\"} 2",
             "steward_reconcile_queue_depth{controller=\"certificate\"} 0",
             "steward_drift_detected_total{kind=\"service_stopped\"} 0",
             "steward_drift_corrected_total{kind=\"connection_strings\"} 0",
@@ -338,12 +342,12 @@ mod tests {
     #[test]
     fn the_fast_text_is_what_the_prometheus_encoder_writes() {
         let registry = Registry::new();
-        let metrics = Metrics::register(&registry).unwrap();
+        let metrics = Metrics::register(&registry, &NAMES).unwrap();
         for server in ["app1", "app2", "app10"] {
             metrics.agent_up(server, server != "app2");
             metrics.certificate_expiry(server, 1_900_000_000);
             for kind in [ServiceKind::Psis, ServiceKind::Hl7, ServiceKind::Client] {
-                metrics.service(server, kind, true, kind != ServiceKind::Hl7);
+                metrics.service(server, kind, true, Some(kind != ServiceKind::Hl7));
                 metrics.probe(
                     server,
                     kind,
@@ -378,9 +382,9 @@ mod tests {
     #[test]
     fn forgotten_objects_lose_their_series() {
         let registry = Registry::new();
-        let metrics = Metrics::register(&registry).unwrap();
+        let metrics = Metrics::register(&registry, &NAMES).unwrap();
         metrics.agent_up("app3", false);
-        metrics.service("app3", ServiceKind::Hl7, true, true);
+        metrics.service("app3", ServiceKind::Hl7, true, Some(true));
         metrics.hl7_active("app3", true);
         metrics.certificate_expiry("app3", 1);
         metrics.certificate_renewal("app3", 1);

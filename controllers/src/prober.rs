@@ -90,4 +90,11 @@ impl ProbeResult {
 pub trait Prober: Send + Sync {
     /// Never fails: a failure is a result. Ends within `target.check.timeout`.
     async fn probe(&self, target: &ProbeTarget) -> ProbeResult;
+
+    /// From now on, trust exactly these CA certificates (PEM). Refused (and the old set
+    /// kept) when one is unusable.
+    fn trust(&self, roots: &[String]) -> Result<(), steward_pki::PkiError> {
+        let _ = roots;
+        Ok(())
+    }
 }

@@ -6,57 +6,81 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use steward_agent::api::ConnectionStrings;
 use steward_agent::ClientError;
 use steward_model::resource::Mode;
 use steward_model::snapshot::Server;
 use steward_model::{ServiceKind, Snapshot};
-use steward_runtime::{Action, Reason, ReconcileError};
+use steward_runtime::{Action, BackoffConfig, ControllerConfig, Jitter, Reason};
 
-use crate::agent::{failure_label, failure_reason, AgentApi};
+use crate::agent::AgentApi;
+use crate::certificate::Certificates;
 use crate::context::Context;
 use crate::drift::DriftKind;
+use crate::error::ControllerError;
+use crate::reconciler::Reconciler;
+use crate::service::Services;
+use crate::service_key::ServiceKey;
 use crate::status::{EventType, Phase};
-use crate::store::ServiceKey;
 
-pub(crate) const CONTROLLER: &str = "server";
+/// The server controller (key: server name).
+pub(crate) struct Servers;
 
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ServerError {
-    #[error("agent of {server}: {source}")]
-    Agent {
-        server: String,
-        #[source]
-        source: ClientError,
-    },
-}
+impl Reconciler for Servers {
+    type Key = String;
+    type Group = ();
+    const NAME: &'static str = "server";
 
-impl ReconcileError for ServerError {
-    fn metric_label(&self) -> &'static str {
-        match self {
-            Self::Agent { source, .. } => failure_label(source),
+    async fn reconcile(
+        name: String,
+        _reason: Reason,
+        ctx: Arc<Context>,
+    ) -> Result<Action, ControllerError> {
+        reconcile(name, ctx).await
+    }
+
+    fn error_policy(name: &String, error: &ControllerError, ctx: &Context) {
+        match error {
+            ControllerError::AgentDown { .. } => mark_down(ctx, name, error),
+            ControllerError::AgentCall { .. } => set_conditions(
+                ctx,
+                name,
+                Phase::Degraded,
+                error.reason(),
+                error.to_string(),
+            ),
         }
+    }
+
+    fn keys(ctx: &Context) -> Vec<String> {
+        ctx.desired.known_servers()
+    }
+
+    fn configure(base: ControllerConfig<String>, ctx: &Context) -> ControllerConfig<String> {
+        // An agent that comes back must be noticed within half a minute, not after a
+        // five-minute backoff; its services are woken by this controller then.
+        let agent_backoff = BackoffConfig::new(
+            Duration::from_secs(1),
+            2.0,
+            Duration::from_secs(30).max(ctx.pace.resync),
+            Jitter::Full,
+        )
+        .unwrap_or_default();
+        base.backoff(agent_backoff)
     }
 }
 
-pub(crate) async fn reconcile(
-    name: String,
-    _reason: Reason,
-    ctx: Arc<Context>,
-) -> Result<Action, ServerError> {
-    let _timer = ctx.metrics.reconcile_timer(CONTROLLER);
-    let Some(desired) = ctx.desired() else {
+async fn reconcile(name: String, ctx: Arc<Context>) -> Result<Action, ControllerError> {
+    let Some(accepted) = ctx.desired.current() else {
         return Ok(Action::await_change());
     };
-    let Some((server, declared)) = ctx.server(&desired, &name) else {
+    let desired = &accepted.desired;
+    let Some((server, declared)) = ctx.desired.server(&accepted, &name) else {
         return Ok(Action::await_change());
     };
     let generation = desired.generation;
-    let agent_error = |source| ServerError::Agent {
-        server: name.clone(),
-        source,
-    };
 
     let observed = async {
         let agent = ctx.agents.get(&server)?;
@@ -65,13 +89,8 @@ pub(crate) async fn reconcile(
         Ok::<_, ClientError>((agent, host, listed))
     }
     .await;
-    let (agent, host, listed) = match observed {
-        Ok(v) => v,
-        Err(e) => {
-            mark_down(&ctx, &server, generation, &e);
-            return Err(agent_error(e));
-        }
-    };
+    let (agent, host, listed) =
+        observed.map_err(|e| ControllerError::down(ctx.agents.endpoint(&server).base_url, e))?;
 
     let inventory: BTreeSet<ServiceKind> = listed.iter().map(|s| s.kind).collect();
     let (was_up, previous_inventory) = ctx
@@ -93,9 +112,10 @@ pub(crate) async fn reconcile(
             host.agent_version
         );
         // Whatever waited for this agent can go now, without waiting out its backoff.
-        ctx.trigger_certificate(&name, Reason::ObservedChanged);
+        ctx.triggers
+            .wake::<Certificates>(name.clone(), Reason::ObservedChanged);
         for key in ctx.store.service_keys_on(&name) {
-            ctx.trigger_service(key, Reason::ObservedChanged);
+            ctx.triggers.wake::<Services>(key, Reason::ObservedChanged);
         }
     }
     // Services nobody declared: the service controller reports or prunes them.
@@ -105,7 +125,8 @@ pub(crate) async fn reconcile(
             .as_ref()
             .is_none_or(|p| !p.contains(kind));
         if !declared_here && (new || was_up != Some(true)) {
-            ctx.trigger_service(ServiceKey::new(&name, *kind), Reason::ObservedChanged);
+            ctx.triggers
+                .wake::<Services>(ServiceKey::new(&name, *kind), Reason::ObservedChanged);
         }
     }
 
@@ -121,23 +142,12 @@ pub(crate) async fn reconcile(
             server.hostname
         );
         set_conditions(&ctx, &name, Phase::Degraded, "HostnameMismatch", message);
-        return Ok(Action::requeue(ctx.config.resync));
+        return Ok(Action::requeue(ctx.pace.resync));
     }
 
-    let strings =
-        match sync_connection_strings(&ctx, &server, agent.as_ref(), &desired.snapshot).await {
-            Ok(s) => s,
-            Err(e) => {
-                set_conditions(
-                    &ctx,
-                    &name,
-                    Phase::Degraded,
-                    failure_reason(&e),
-                    format!("cannot read or set connection strings: {e}"),
-                );
-                return Err(agent_error(e));
-            }
-        };
+    let strings = sync_connection_strings(&ctx, &server, agent.as_ref(), &desired.snapshot)
+        .await
+        .map_err(|e| ControllerError::call("reading or setting the connection strings", e))?;
     let message = format!(
         "agent answers ({}, {} services installed); {strings}",
         host.os,
@@ -154,7 +164,7 @@ pub(crate) async fn reconcile(
         "AgentReady"
     };
     set_conditions(&ctx, &name, phase, reason, message);
-    Ok(Action::requeue(ctx.config.resync))
+    Ok(Action::requeue(ctx.pace.resync))
 }
 
 fn set_conditions(ctx: &Context, name: &str, phase: Phase, reason: &str, message: String) {
@@ -162,23 +172,21 @@ fn set_conditions(ctx: &Context, name: &str, phase: Phase, reason: &str, message
         .with_server(name, |r| r.conditions.set(phase, reason, message));
 }
 
-fn mark_down(ctx: &Context, server: &Server, generation: u64, error: &ClientError) {
-    let reason = failure_reason(error);
-    let url = ctx.agents.endpoint(server).base_url;
-    let was_up = ctx.store.with_server(&server.name, |r| {
+fn mark_down(ctx: &Context, name: &str, error: &ControllerError) {
+    let generation = ctx.desired.current().map(|a| a.generation());
+    let was_up = ctx.store.with_server(name, |r| {
         let was = r.agent_up;
         r.agent_up = Some(false);
-        r.observed_generation = Some(generation);
-        r.conditions.set(
-            Phase::Degraded,
-            reason,
-            format!("agent {url} does not answer: {error}"),
-        );
+        if generation.is_some() {
+            r.observed_generation = generation;
+        }
+        r.conditions
+            .set(Phase::Degraded, error.reason(), error.to_string());
         was
     });
-    ctx.metrics.agent_up(&server.name, false);
+    ctx.metrics.agent_up(name, false);
     if was_up.flatten() != Some(false) {
-        tracing::warn!("{}: agent {url} does not answer: {error}", server.name);
+        tracing::warn!("{name}: {error}");
     }
 }
 
@@ -207,21 +215,21 @@ impl std::fmt::Display for Strings {
             ),
             Self::Incomplete(missing) => write!(
                 f,
-                "connection strings not pushed: no {missing} is declared, and the agent requires all four URLs"
+                "connection strings not pushed: no {missing} is declared, and every service needs its URL"
             ),
         }
     }
 }
 
-/// The agent wants all four URLs; an installation without CLIENT or REPORT has none to
-/// give for them.
+/// Every service needs PSIS's and PSWS's URLs; CLIENT's and REPORT's are given when the
+/// installation has them.
 fn desired_strings(snapshot: &Snapshot) -> Result<ConnectionStrings, &'static str> {
     let s = snapshot.connection_strings();
     Ok(ConnectionStrings {
         identity_server: s.identity_server.ok_or("PSIS")?,
         psws: s.psws.ok_or("PSWS")?,
-        client: s.client.ok_or("CLIENT")?,
-        api: s.api.ok_or("REPORT")?,
+        client: s.client,
+        api: s.api,
     })
 }
 
@@ -325,7 +333,7 @@ async fn undeclared(
             )
         };
         set_conditions(ctx, name, phase, reason, message);
-        return Action::requeue(ctx.config.resync);
+        return Action::requeue(ctx.pace.resync);
     }
     if prune && snapshot.installation.mode == Mode::AutoCorrect {
         match agent.cleanup_remnants().await {
@@ -360,6 +368,16 @@ mod tests {
     use super::*;
     use crate::fakes::fixture;
     use crate::status::ConditionType;
+    use steward_runtime::ReconcileError;
+
+    /// One run as the runtime makes it: reconcile, then the error policy.
+    async fn reconcile(
+        name: String,
+        reason: Reason,
+        ctx: Arc<Context>,
+    ) -> Result<Action, ControllerError> {
+        crate::reconciler::reconcile_and_record::<Servers>(name, reason, ctx).await
+    }
 
     #[tokio::test]
     async fn reachable_agent_reports_host_and_gets_connection_strings() {
@@ -454,20 +472,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn incomplete_connection_strings_are_not_pushed() {
+    async fn connection_strings_are_pushed_without_client_and_report() {
         let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
         reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
             .await
             .unwrap();
-        assert_eq!(fx.agent("app1").calls("set_connection_strings"), 0);
+        let agent = fx.agent("app1");
+        assert_eq!(agent.calls("set_connection_strings"), 1);
+        let pushed = agent.state().connection_strings.clone().unwrap();
+        assert_eq!(pushed.psws, "https://app1.example.eng:7002/psws/api");
+        assert_eq!((pushed.client, pushed.api), (None, None));
         let status = fx.ctx.store.status();
-        assert!(
-            status.servers[0].conditions[0]
-                .message
-                .contains("no CLIENT"),
-            "{:?}",
-            status.servers[0].conditions[0]
-        );
+        assert_eq!(status.servers[0].conditions[0].reason, "AgentReady");
     }
 
     #[tokio::test]

@@ -14,40 +14,61 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steward_agent::api::{InstallOutcome, InstallRequest, ServiceInfo, ServiceStatus};
-use steward_agent::ClientError;
 use steward_model::resource::Mode;
 use steward_model::snapshot::{PlacedService, Server};
 use steward_model::ServiceKind;
-use steward_runtime::{Action, Reason, ReconcileError};
+use steward_runtime::{Action, ControllerConfig, Reason};
 
-use crate::agent::{failure_label, failure_reason, AgentApi};
+use crate::agent::AgentApi;
 use crate::config::Desired;
 use crate::context::Context;
 use crate::drift::DriftKind;
+use crate::error::ControllerError;
 use crate::prober::ProbeTarget;
+use crate::reconciler::Reconciler;
+use crate::service_key::ServiceKey;
 use crate::status::{EventType, Phase};
-use crate::store::{matches_spec, ServiceKey};
-
-pub(crate) const CONTROLLER: &str = "service";
+use crate::store::matches_spec;
 
 /// Longest pause between restarts of a service that keeps dying.
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(300);
 
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ServiceError {
-    #[error("agent of {server}: {source}")]
-    Agent {
-        server: String,
-        #[source]
-        source: ClientError,
-    },
-}
+/// The service controller (key: server + kind; the server is the concurrency group).
+pub(crate) struct Services;
 
-impl ReconcileError for ServiceError {
-    fn metric_label(&self) -> &'static str {
-        match self {
-            Self::Agent { source, .. } => failure_label(source),
-        }
+impl Reconciler for Services {
+    type Key = ServiceKey;
+    type Group = String;
+    const NAME: &'static str = "service";
+
+    async fn reconcile(
+        key: ServiceKey,
+        _reason: Reason,
+        ctx: Arc<Context>,
+    ) -> Result<Action, ControllerError> {
+        reconcile(key, ctx).await
+    }
+
+    /// The failure is the service's condition; its probes go on (the monitor keeps
+    /// probing at what was last known), and its shown health turns unknown while its
+    /// agent does not answer.
+    fn error_policy(key: &ServiceKey, error: &ControllerError, ctx: &Context) {
+        let (reason, message) = (error.reason(), error.to_string());
+        ctx.store
+            .with_service(key, |r| r.conditions.set(Phase::Degraded, reason, message));
+    }
+
+    fn keys(ctx: &Context) -> Vec<ServiceKey> {
+        ctx.store.service_keys()
+    }
+
+    fn configure(
+        base: ControllerConfig<ServiceKey>,
+        ctx: &Context,
+    ) -> ControllerConfig<ServiceKey, String> {
+        let per_server = std::num::NonZeroUsize::new(ctx.config.per_server)
+            .unwrap_or(std::num::NonZeroUsize::MIN);
+        base.group_limit(per_server, |key: &ServiceKey| Some(key.server.clone()))
     }
 }
 
@@ -80,34 +101,18 @@ impl Run<'_> {
             .with_service(self.key, |r| r.conditions.set(phase, reason, message));
     }
 
-    fn agent_error(&self, source: ClientError) -> ServiceError {
-        ServiceError::Agent {
-            server: self.key.server.clone(),
-            source,
-        }
-    }
-
-    /// A failed agent call: say so on the service, hand the error to the backoff.
-    fn failed(&self, what: &str, source: ClientError) -> ServiceError {
-        self.set(
-            Phase::Degraded,
-            failure_reason(&source),
-            format!("{what} failed: {source}"),
-        );
-        self.agent_error(source)
+    /// A failed agent call, for the error policy and the backoff.
+    fn failed(&self, doing: &str, source: steward_agent::ClientError) -> ControllerError {
+        ControllerError::call(doing, source)
     }
 }
 
-pub(crate) async fn reconcile(
-    key: ServiceKey,
-    _reason: Reason,
-    ctx: Arc<Context>,
-) -> Result<Action, ServiceError> {
-    let _timer = ctx.metrics.reconcile_timer(CONTROLLER);
-    let Some(desired) = ctx.desired() else {
+async fn reconcile(key: ServiceKey, ctx: Arc<Context>) -> Result<Action, ControllerError> {
+    let Some(accepted) = ctx.desired.current() else {
         return Ok(Action::await_change());
     };
-    let Some((server, server_declared)) = ctx.server(&desired, &key.server) else {
+    let desired = &accepted.desired;
+    let Some((server, server_declared)) = ctx.desired.server(&accepted, &key.server) else {
         forget(&ctx, &key);
         return Ok(Action::await_change());
     };
@@ -117,26 +122,23 @@ pub(crate) async fn reconcile(
         .cloned();
     let generation = desired.generation;
 
-    let agent = match ctx.agents.get(&server) {
-        Ok(agent) => agent,
-        Err(e) => return Err(unreachable(&ctx, &key, e)),
+    let unreachable = |e| {
+        ControllerError::call(
+            format!("asking the agent of {} what it runs", key.server),
+            e,
+        )
     };
-    let listed = match agent.services().await {
-        Ok(listed) => listed,
-        Err(e) => return Err(unreachable(&ctx, &key, e)),
-    };
+    let agent = ctx.agents.get(&server).map_err(unreachable)?;
+    let listed = agent.services().await.map_err(unreachable)?;
     let observed = listed.into_iter().find(|s| s.kind == key.kind);
     let running = observed
         .as_ref()
         .is_some_and(|o| o.status == ServiceStatus::Running);
     if !running {
         // Nothing to probe until it runs again; then it starts from no verdict.
-        ctx.monitor.unwatch(&key);
+        ctx.probes.stop(&key);
     }
     ctx.store.with_service(&key, |r| {
-        if !running {
-            r.verdict = None;
-        }
         r.observed.clone_from(&observed);
         r.observed_generation = Some(generation);
     });
@@ -144,31 +146,25 @@ pub(crate) async fn reconcile(
     let run = Run {
         ctx: &ctx,
         key: &key,
-        desired: &desired,
+        desired,
         server: &server,
         agent: agent.as_ref(),
     };
-    let action = match (placed, observed) {
+    match (placed, observed) {
         (None, None) => {
             forget(&ctx, &key);
-            return Ok(Action::await_change());
+            Ok(Action::await_change())
         }
-        (None, Some(observed)) => orphan(&run, &observed).await?,
-        (Some(placed), None) => missing(&run, &placed).await?,
-        (Some(placed), Some(observed)) => present(&run, &placed, &observed).await?,
-    };
-    ctx.refresh_kind(key.kind);
-    if key.kind == ServiceKind::Hl7 {
-        ctx.refresh_hl7();
+        (None, Some(observed)) => orphan(&run, &observed).await,
+        (Some(placed), None) => missing(&run, &placed).await,
+        (Some(placed), Some(observed)) => present(&run, &placed, &observed).await,
     }
-    Ok(action)
 }
 
 /// Declared, not installed.
-async fn missing(run: &Run<'_>, placed: &PlacedService) -> Result<Action, ServiceError> {
+async fn missing(run: &Run<'_>, placed: &PlacedService) -> Result<Action, ControllerError> {
     let ctx = run.ctx;
     let key = run.key;
-    ctx.metrics.service(&key.server, key.kind, false, false);
     let was_synced = synced(run, placed);
     if run.monitor() {
         note_drift(run, &[DriftKind::ServiceMissing]);
@@ -180,7 +176,7 @@ async fn missing(run: &Run<'_>, placed: &PlacedService) -> Result<Action, Servic
                 key.kind, key.server
             ),
         );
-        return Ok(Action::requeue(ctx.config.resync));
+        return Ok(Action::requeue(ctx.pace.resync));
     }
     note_drift(run, &[]);
     if let Some(wait) = gate(run) {
@@ -204,7 +200,7 @@ async fn present(
     run: &Run<'_>,
     placed: &PlacedService,
     observed: &ServiceInfo,
-) -> Result<Action, ServiceError> {
+) -> Result<Action, ControllerError> {
     let ctx = run.ctx;
     let key = run.key;
     let was_synced = synced(run, placed);
@@ -231,16 +227,14 @@ async fn present(
     match observed.status {
         ServiceStatus::Running => {}
         ServiceStatus::Installing => {
-            ctx.metrics.service(&key.server, key.kind, true, false);
             run.set(
                 Phase::Progressing,
                 "Installing",
                 format!("the agent is installing {}", key.kind),
             );
-            return Ok(Action::requeue(ctx.short()));
+            return Ok(Action::requeue(ctx.pace.short()));
         }
         ServiceStatus::Stopped | ServiceStatus::Failed => {
-            ctx.metrics.service(&key.server, key.kind, true, false);
             let state = observed.status.as_str();
             let detail = observed
                 .message
@@ -258,7 +252,7 @@ async fn present(
                         key.kind
                     ),
                 );
-                return Ok(Action::requeue(ctx.config.resync));
+                return Ok(Action::requeue(ctx.pace.resync));
             }
             note_drift(run, &drifts);
             return restart(run, was_synced, state, &detail).await;
@@ -269,18 +263,16 @@ async fn present(
     let check = run.desired.snapshot.health_check(key.kind);
     let target = target(ctx, run.server, key.kind, observed, run.desired);
     let described = target.describe();
-    ctx.monitor.watch(key, target);
+    ctx.probes.watch(key, target);
     let (verdict, last) = ctx.store.with_service(key, |r| {
-        if r.verdict == Some(true) {
+        if r.verdict() == Some(true) {
             r.restarts = 0;
             if spec_ok {
                 r.synced = Some((placed.clone(), run.release().to_owned()));
             }
         }
-        (r.verdict, r.last_probe.clone())
+        (r.verdict(), r.last_probe.clone())
     });
-    ctx.metrics
-        .service(&key.server, key.kind, true, verdict == Some(true));
     // No duration here: it is in lastProbe, and a message that changes with every probe
     // would make every probe a status change.
     let outcome = match last {
@@ -296,7 +288,7 @@ async fn present(
             Phase::Degraded,
             "SpecDrift",
             format!(
-                "{} runs with {} (monitor mode: not reinstalled)",
+                "{} differs from the desired state: {} (monitor mode: not reinstalled)",
                 key.kind,
                 spec_difference(observed, placed, run.release())
             ),
@@ -310,8 +302,8 @@ async fn present(
     }
     // A changed verdict wakes this service; until the first one, look again now and then.
     Ok(Action::requeue(match verdict {
-        Some(_) => ctx.config.resync,
-        None => ctx.steady(check.interval),
+        Some(_) => ctx.pace.resync,
+        None => ctx.pace.steady(check.interval),
     }))
 }
 
@@ -320,7 +312,7 @@ async fn restart(
     was_synced: bool,
     state: &str,
     detail: &str,
-) -> Result<Action, ServiceError> {
+) -> Result<Action, ControllerError> {
     let ctx = run.ctx;
     let key = run.key;
     let restarted = run
@@ -332,13 +324,12 @@ async fn restart(
         ctx.metrics.drift_detected(DriftKind::ServiceStopped);
         ctx.metrics.drift_corrected(DriftKind::ServiceStopped);
     }
+    ctx.probes.reprobe(key);
     let restarts = ctx.store.with_service(key, |r| {
         r.observed = Some(restarted);
-        r.verdict = None;
         r.restarts = r.restarts.saturating_add(1);
         r.restarts
     });
-    ctx.monitor.reset(key);
     tracing::info!(
         "{}: restarted {} (was {state}{detail})",
         key.server,
@@ -357,6 +348,7 @@ async fn restart(
     );
     // A service that dies again right away is restarted ever more slowly.
     let delay = ctx
+        .pace
         .short()
         .saturating_mul(1 << restarts.saturating_sub(1).min(10))
         .min(MAX_RESTART_DELAY);
@@ -364,15 +356,14 @@ async fn restart(
 }
 
 /// Installed, not declared.
-async fn orphan(run: &Run<'_>, observed: &ServiceInfo) -> Result<Action, ServiceError> {
+async fn orphan(run: &Run<'_>, observed: &ServiceInfo) -> Result<Action, ControllerError> {
     let ctx = run.ctx;
     let key = run.key;
     let inst = &run.desired.snapshot.installation;
-    ctx.metrics.service(&key.server, key.kind, true, false);
     if observed.status == ServiceStatus::Running {
         // Undeclared but running: its health is still worth showing.
         let target = target(ctx, run.server, key.kind, observed, run.desired);
-        ctx.monitor.watch(key, target);
+        ctx.probes.watch(key, target);
     }
     if !inst.prune || run.monitor() {
         let why = if run.monitor() {
@@ -390,7 +381,7 @@ async fn orphan(run: &Run<'_>, observed: &ServiceInfo) -> Result<Action, Service
                 key.server
             ),
         );
-        return Ok(Action::requeue(ctx.config.resync));
+        return Ok(Action::requeue(ctx.pace.resync));
     }
     // Dependents go first, unless a declared replacement is ready to serve them.
     let blocking: Vec<String> = ServiceKind::ALL
@@ -413,7 +404,7 @@ async fn orphan(run: &Run<'_>, observed: &ServiceInfo) -> Result<Action, Service
                 blocking.join(", ")
             ),
         );
-        return Ok(Action::requeue(ctx.wait()));
+        return Ok(Action::requeue(ctx.pace.wait()));
     }
     tracing::info!(
         "{}: uninstalling {} (no longer declared, prune: true)",
@@ -430,12 +421,8 @@ async fn orphan(run: &Run<'_>, observed: &ServiceInfo) -> Result<Action, Service
         .uninstall(key.kind)
         .await
         .map_err(|e| run.failed(&format!("uninstalling {}", key.kind), e))?;
-    ctx.monitor.unwatch(key);
-    ctx.store.with_service(key, |r| {
-        r.observed = None;
-        r.verdict = None;
-    });
-    ctx.metrics.service(&key.server, key.kind, false, false);
+    ctx.probes.stop(key);
+    ctx.store.with_service(key, |r| r.observed = None);
     ctx.store.event(
         run.object(),
         EventType::Normal,
@@ -453,10 +440,11 @@ async fn orphan(run: &Run<'_>, observed: &ServiceInfo) -> Result<Action, Service
     // Whatever waited for this one to go (PSWS, then PSIS) may go now.
     for other in ctx.store.service_keys() {
         if other != *key {
-            ctx.trigger_service(other, Reason::ObservedChanged);
+            ctx.triggers
+                .wake::<Services>(other, Reason::ObservedChanged);
         }
     }
-    Ok(Action::requeue(ctx.short()))
+    Ok(Action::requeue(ctx.pace.short()))
 }
 
 /// Certificate and dependencies; `Some` is the wait.
@@ -472,7 +460,7 @@ fn gate(run: &Run<'_>) -> Option<Action> {
                 key.server
             ),
         );
-        return Some(Action::requeue(ctx.wait()));
+        return Some(Action::requeue(ctx.pace.wait()));
     }
     let waiting: Vec<&str> = key
         .kind
@@ -491,7 +479,7 @@ fn gate(run: &Run<'_>) -> Option<Action> {
                 waiting.join(" and ")
             ),
         );
-        return Some(Action::requeue(ctx.wait()));
+        return Some(Action::requeue(ctx.pace.wait()));
     }
     None
 }
@@ -500,7 +488,7 @@ async fn install(
     run: &Run<'_>,
     placed: &PlacedService,
     what: String,
-) -> Result<Action, ServiceError> {
+) -> Result<Action, ControllerError> {
     let ctx = run.ctx;
     let key = run.key;
     let request = InstallRequest {
@@ -522,12 +510,9 @@ async fn install(
         InstallOutcome::Started => ("Started", "started"),
         InstallOutcome::Unchanged => ("Unchanged", "already in place"),
     };
-    ctx.store.with_service(key, |r| {
-        r.observed = Some(response.service.clone());
-        r.verdict = None;
-    });
-    ctx.monitor.reset(key);
-    ctx.metrics.service(&key.server, key.kind, true, false);
+    ctx.probes.reprobe(key);
+    ctx.store
+        .with_service(key, |r| r.observed = Some(response.service.clone()));
     ctx.store.event(
         run.object(),
         EventType::Normal,
@@ -544,23 +529,7 @@ async fn install(
         "WaitingForHealthCheck",
         format!("{} {verb}; waiting for its first health check", key.kind),
     );
-    Ok(Action::requeue(ctx.short()))
-}
-
-/// The agent cannot be asked. The monitor keeps probing the service at what was last
-/// known about it, so its health stays honest while its agent is away.
-fn unreachable(ctx: &Context, key: &ServiceKey, error: ClientError) -> ServiceError {
-    let reason = failure_reason(&error);
-    let message = format!("cannot reach the agent of {}: {error}", key.server);
-    ctx.store
-        .with_service(key, |r| r.conditions.set(Phase::Degraded, reason, message));
-    if key.kind == ServiceKind::Hl7 {
-        ctx.refresh_hl7();
-    }
-    ServiceError::Agent {
-        server: key.server.clone(),
-        source: error,
-    }
+    Ok(Action::requeue(ctx.pace.short()))
 }
 
 fn target(
@@ -618,23 +587,27 @@ fn note_drift(run: &Run<'_>, now: &[DriftKind]) {
     }
 }
 
+/// What differs, as "installed -> declared": `port 7019 -> 7029, release 6.12.1 -> 6.13.0`.
 fn spec_difference(observed: &ServiceInfo, placed: &PlacedService, release: &str) -> String {
     let mut why = Vec::new();
     if observed.ports != placed.ports {
+        let list = |p: &[u16]| p.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
+        let noun = if placed.ports.len() == 1 && observed.ports.len() == 1 {
+            "port"
+        } else {
+            "ports"
+        };
         why.push(format!(
-            "{} instead of {}",
-            ports(&observed.ports),
-            ports(&placed.ports)
+            "{noun} {} -> {}",
+            list(&observed.ports),
+            list(&placed.ports)
         ));
     }
     if !observed.drive.eq_ignore_ascii_case(&placed.drive) {
-        why.push(format!(
-            "drive {} instead of {}",
-            observed.drive, placed.drive
-        ));
+        why.push(format!("drive {} -> {}", observed.drive, placed.drive));
     }
     if observed.release != release {
-        why.push(format!("release {} instead of {release}", observed.release));
+        why.push(format!("release {} -> {release}", observed.release));
     }
     why.join(", ")
 }
@@ -648,13 +621,8 @@ fn ports(ports: &[u16]) -> String {
 }
 
 fn forget(ctx: &Context, key: &ServiceKey) {
-    ctx.monitor.unwatch(key);
+    ctx.probes.stop(key);
     ctx.store.forget_service(key);
-    ctx.metrics.forget_service(&key.server, key.kind);
-    ctx.refresh_kind(key.kind);
-    if key.kind == ServiceKind::Hl7 {
-        ctx.refresh_hl7();
-    }
 }
 
 #[cfg(test)]

@@ -97,8 +97,12 @@ pub struct ServiceHealth {
     /// Where it really listens (the lab maps ports below 1024).
     pub listen_ports: Vec<u16>,
     pub installed: bool,
-    /// `null` while no verdict has been reached.
+    /// `null` while unknown: not installed, not running, not probed yet, or its agent
+    /// does not answer (`healthUnknown` says which). `steward_service_healthy` agrees.
     pub healthy: Option<bool>,
+    /// Why `healthy` is `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_unknown: Option<String>,
     pub status: Option<AgentServiceStatus>,
     /// The installed release.
     pub release: Option<String>,
@@ -332,8 +336,14 @@ impl Conditions {
         (active.condition_type, &active.reason, &active.message)
     }
 
-    pub(crate) fn set(&mut self, phase: Phase, reason: &str, message: impl Into<String>) {
+    /// Describe the object by `phase`; whether its headline (condition and reason)
+    /// changed, which is what the store records as an event.
+    pub(crate) fn set(&mut self, phase: Phase, reason: &str, message: impl Into<String>) -> bool {
         let message = message.into();
+        let before = {
+            let (t, r, _) = self.headline();
+            (t, r.to_owned())
+        };
         let now = OffsetDateTime::now_utc();
         let active = phase.condition();
         for c in &mut self.0 {
@@ -356,6 +366,8 @@ impl Conditions {
             reason.clone_into(&mut c.reason);
             message.clone_into(&mut c.message);
         }
+        let (t, r, _) = self.headline();
+        (t, r) != (before.0, before.1.as_str())
     }
 }
 

@@ -2,18 +2,17 @@
 //! probe of each service, and the per-object resource view.
 
 use steward_model::ServiceKind::{self, Health, Psis, Psws};
-use steward_runtime::Reason;
 
 use crate::fakes::{fixture, headline, Fixture};
+use crate::service_key::ServiceKey;
 use crate::status::{ConditionType, ResourceDetail};
-use crate::store::ServiceKey;
 
 async fn certificates(fx: &Fixture, servers: &[&str]) {
     for server in servers {
-        crate::server::reconcile((*server).into(), Reason::Resync, fx.ctx.clone())
+        fx.run::<crate::server::Servers>((*server).into())
             .await
             .unwrap();
-        crate::certificate::reconcile((*server).into(), Reason::Resync, fx.ctx.clone())
+        fx.run::<crate::certificate::Certificates>((*server).into())
             .await
             .unwrap();
     }
@@ -23,14 +22,12 @@ async fn certificates(fx: &Fixture, servers: &[&str]) {
 async fn converge(fx: &Fixture, server: &str, kind: ServiceKind) {
     let key = ServiceKey::new(server, kind);
     for _ in 0..4 {
-        crate::service::reconcile(key.clone(), Reason::Resync, fx.ctx.clone())
+        fx.run::<crate::service::Services>(key.clone())
             .await
             .unwrap();
         fx.probe(server, kind).await;
     }
-    crate::service::reconcile(key, Reason::Resync, fx.ctx.clone())
-        .await
-        .unwrap();
+    fx.run::<crate::service::Services>(key).await.unwrap();
 }
 
 #[tokio::test]
@@ -159,10 +156,14 @@ async fn a_verdict_change_wakes_the_service_and_its_dependents() {
     let mut fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
     certificates(&fx, &["app1"]).await;
     converge(&fx, "app1", Psis).await;
-    let mut streams = fx.controllers.take().unwrap().streams;
+    let mut services = fx
+        .controllers
+        .as_mut()
+        .unwrap()
+        .triggers::<crate::service::Services>();
     let mut woken = || {
         let mut keys = Vec::new();
-        while let Ok((key, _)) = streams.services.try_recv() {
+        while let Ok((key, _)) = services.try_recv() {
             keys.push(key.to_string());
         }
         keys

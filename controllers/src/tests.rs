@@ -97,8 +97,8 @@ async fn a_fresh_fleet_converges_in_order_despite_a_flaky_agent() {
     );
 
     let report = running.stop().await;
-    assert!(report.services.succeeded > 0);
-    assert!(report.servers.failed >= 1, "{report:?}");
+    assert!(report["service"].succeeded > 0);
+    assert!(report["server"].failed >= 1, "{report:?}");
     assert!(
         fx.counter(
             "steward_reconcile_total",
@@ -174,7 +174,7 @@ async fn an_empty_snapshot_is_refused_while_servers_are_managed() {
     empty.servers.clear();
     assert_eq!(fx.apply(empty), Applied::Refused);
     assert_eq!(
-        fx.ctx.desired().unwrap().generation,
+        fx.ctx.desired.current().unwrap().generation(),
         1,
         "the last good one stays"
     );
@@ -197,20 +197,12 @@ async fn an_empty_snapshot_is_refused_while_servers_are_managed() {
 #[tokio::test]
 async fn status_is_camel_case_and_names_no_secret() {
     let fx = fixture(&[("app1", &["PSIS", "PSWS", "HL7"])]);
-    crate::server::reconcile(
-        "app1".into(),
-        steward_runtime::Reason::Resync,
-        fx.ctx.clone(),
-    )
-    .await
-    .unwrap();
-    crate::certificate::reconcile(
-        "app1".into(),
-        steward_runtime::Reason::Resync,
-        fx.ctx.clone(),
-    )
-    .await
-    .unwrap();
+    fx.run::<crate::server::Servers>("app1".into())
+        .await
+        .unwrap();
+    fx.run::<crate::certificate::Certificates>("app1".into())
+        .await
+        .unwrap();
     let status = fx.ctx.store.status();
     let json = serde_json::to_value(&status).unwrap();
     let back: FleetStatus = serde_json::from_value(json.clone()).unwrap();
@@ -253,26 +245,20 @@ async fn changes_are_signalled_and_quiet_probes_are_not() {
     let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
     let mut changes = fx.ctx.store.changes();
     changes.borrow_and_update();
-    crate::certificate::reconcile(
-        "app1".into(),
-        steward_runtime::Reason::Resync,
-        fx.ctx.clone(),
-    )
-    .await
-    .unwrap();
+    fx.run::<crate::certificate::Certificates>("app1".into())
+        .await
+        .unwrap();
     assert!(changes.has_changed().unwrap());
     let key = ServiceKey::new("app1", ServiceKind::Psis);
     for _ in 0..3 {
-        crate::service::reconcile(key.clone(), steward_runtime::Reason::Resync, fx.ctx.clone())
+        fx.run::<crate::service::Services>(key.clone())
             .await
             .unwrap();
         fx.probe("app1", ServiceKind::Psis).await;
     }
     changes.borrow_and_update();
     assert_eq!(fx.probe("app1", ServiceKind::Psis).await, Some(true));
-    crate::service::reconcile(key, steward_runtime::Reason::Resync, fx.ctx.clone())
-        .await
-        .unwrap();
+    fx.run::<crate::service::Services>(key).await.unwrap();
     assert!(
         !changes.has_changed().unwrap(),
         "a probe that changed nothing"
@@ -294,6 +280,7 @@ fn construction_checks_roots_limits_and_single_registration() {
         max_concurrent: 4,
         per_server: 2,
         installed_by: "steward".into(),
+        state_dir: None,
     };
     let registry = prometheus::Registry::new();
     assert!(Controllers::new(config.clone(), &registry).is_ok());
@@ -318,4 +305,261 @@ fn construction_checks_roots_limits_and_single_registration() {
         Controllers::new(zero, &fresh).unwrap_err().metric_label(),
         "limit"
     );
+}
+
+/// Every key a trigger receiver holds now, as text.
+fn drain<K: std::fmt::Display>(
+    rx: &mut futures::channel::mpsc::UnboundedReceiver<crate::reconciler::Trigger<K>>,
+) -> Vec<String> {
+    let mut keys = Vec::new();
+    while let Ok((key, reason)) = rx.try_recv() {
+        assert_eq!(reason, steward_runtime::Reason::Manual);
+        keys.push(key.to_string());
+    }
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn a_full_resync_wakes_every_object_of_every_controller() {
+    let mut fx = fixture(&[("app1", &["PSIS", "PSWS"]), ("app2", &["HEALTH"])]);
+    let handle = fx.controllers.as_ref().unwrap().handle();
+    let controllers = fx.controllers.as_mut().unwrap();
+    let mut servers = controllers.triggers::<crate::server::Servers>();
+    let mut certificates = controllers.triggers::<crate::certificate::Certificates>();
+    let mut services = controllers.triggers::<crate::service::Services>();
+    // What the desired state's arrival woke is not the point here.
+    while servers.try_recv().is_ok() {}
+    while certificates.try_recv().is_ok() {}
+    while services.try_recv().is_ok() {}
+
+    handle.resync_all();
+    assert_eq!(drain(&mut servers), ["app1", "app2"]);
+    assert_eq!(drain(&mut certificates), ["app1", "app2"]);
+    assert_eq!(
+        drain(&mut services),
+        ["app1/PSIS", "app1/PSWS", "app2/HEALTH"]
+    );
+}
+
+/// Whether a series exists at all (absent and 0 are not the same answer).
+fn has_series(fx: &Fixture, name: &str, labels: &[(&str, &str)]) -> bool {
+    fx.registry.gather().iter().any(|family| {
+        family.name() == name
+            && family.get_metric().iter().any(|m| {
+                labels.iter().all(|(k, v)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == *k && l.value() == *v)
+                })
+            })
+    })
+}
+
+#[tokio::test]
+async fn health_is_unknown_while_the_agent_is_down_and_the_gauge_agrees() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    fx.run::<crate::server::Servers>("app1".into())
+        .await
+        .unwrap();
+    fx.run::<crate::certificate::Certificates>("app1".into())
+        .await
+        .unwrap();
+    let psis = ServiceKey::new("app1", ServiceKind::Psis);
+    for _ in 0..3 {
+        fx.run::<crate::service::Services>(psis.clone())
+            .await
+            .unwrap();
+        fx.probe("app1", ServiceKind::Psis).await;
+    }
+    let labels = [("server", "app1"), ("service", "PSIS")];
+    let shown = |fx: &Fixture| {
+        let status = fx.ctx.store.resource("service", "app1.PSIS").unwrap();
+        let ResourceDetail::Service(health) = status.detail else {
+            panic!("{status:?}")
+        };
+        (health.healthy, health.health_unknown)
+    };
+    assert_eq!(shown(&fx), (Some(true), None));
+    assert_eq!(fx.gauge("steward_service_healthy", &labels), 1.0);
+
+    fx.agent("app1").set_down(true);
+    fx.run::<crate::server::Servers>("app1".into())
+        .await
+        .unwrap_err();
+    let (healthy, why) = shown(&fx);
+    assert_eq!(
+        healthy, None,
+        "an agent that does not answer proves nothing"
+    );
+    assert!(why.unwrap().contains("does not answer"));
+    assert!(
+        !has_series(&fx, "steward_service_healthy", &labels),
+        "unknown in the status, no series in /metrics"
+    );
+    assert_eq!(fx.gauge("steward_service_installed", &labels), 1.0);
+    let json = serde_json::to_value(fx.ctx.store.status()).unwrap();
+    assert!(json["servers"][0]["services"][0]["healthy"].is_null());
+
+    fx.agent("app1").set_down(false);
+    fx.run::<crate::server::Servers>("app1".into())
+        .await
+        .unwrap();
+    assert_eq!(shown(&fx), (Some(true), None));
+    assert_eq!(fx.gauge("steward_service_healthy", &labels), 1.0);
+}
+
+#[tokio::test]
+async fn a_restarting_service_is_unknown_in_status_and_metrics_alike() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    fx.run::<crate::certificate::Certificates>("app1".into())
+        .await
+        .unwrap();
+    let psis = ServiceKey::new("app1", ServiceKind::Psis);
+    for _ in 0..3 {
+        fx.run::<crate::service::Services>(psis.clone())
+            .await
+            .unwrap();
+        fx.probe("app1", ServiceKind::Psis).await;
+    }
+    fx.agent("app1").set_status(
+        ServiceKind::Psis,
+        steward_agent::api::ServiceStatus::Stopped,
+    );
+    fx.run::<crate::service::Services>(psis).await.unwrap();
+    assert_eq!(fx.agent("app1").calls("restart"), 1);
+    let status = fx.ctx.store.status();
+    assert_eq!(status.servers[0].services[0].healthy, None);
+    let labels = [("server", "app1"), ("service", "PSIS")];
+    assert!(!has_series(&fx, "steward_service_healthy", &labels));
+    assert_eq!(fx.gauge("steward_service_installed", &labels), 1.0);
+}
+
+#[tokio::test]
+async fn convergence_waits_for_pending_prunes() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS", "HEALTH"])]);
+    fx.run::<crate::certificate::Certificates>("app1".into())
+        .await
+        .unwrap();
+    for kind in [ServiceKind::Psis, ServiceKind::Psws, ServiceKind::Health] {
+        for _ in 0..3 {
+            fx.run::<crate::service::Services>(ServiceKey::new("app1", kind))
+                .await
+                .unwrap();
+            fx.probe("app1", kind).await;
+        }
+    }
+    assert!(fx.ctx.store.converged(fx.generation()));
+
+    let mut next = fx.current();
+    next.servers
+        .get_mut("app1")
+        .unwrap()
+        .services
+        .retain(|s| s.kind != ServiceKind::Health);
+    next.installation.prune = true;
+    fx.apply(next);
+    assert!(
+        !fx.ctx.store.converged(fx.generation()),
+        "HEALTH is still to be uninstalled"
+    );
+    let health = ServiceKey::new("app1", ServiceKind::Health);
+    fx.run::<crate::service::Services>(health.clone())
+        .await
+        .unwrap();
+    assert_eq!(fx.agent("app1").calls("uninstall"), 1);
+    fx.run::<crate::service::Services>(health).await.unwrap();
+    assert!(fx.ctx.store.converged(fx.generation()));
+}
+
+#[tokio::test]
+async fn a_restarted_daemon_recognises_the_certificates_it_issued() {
+    let state = tempfile::tempdir().unwrap();
+    let fx = crate::fakes::fixture_in_state_dir(&[("app1", &["PSIS", "PSWS"])], state.path());
+    fx.run::<crate::certificate::Certificates>("app1".into())
+        .await
+        .unwrap();
+    let agent = fx.agent("app1");
+    assert_eq!(agent.calls("install_certificate"), 1);
+    let thumbprint = agent.state().certificate.clone().unwrap().thumbprint;
+
+    let restarted = fx.restart();
+    restarted
+        .run::<crate::certificate::Certificates>("app1".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        agent.calls("install_certificate"),
+        1,
+        "nothing issued again"
+    );
+    assert_eq!(
+        agent.state().certificate.clone().unwrap().thumbprint,
+        thumbprint
+    );
+    let status = restarted.ctx.store.status();
+    assert!(
+        !status
+            .events
+            .iter()
+            .any(|e| e.reason == "CertificateIssued"),
+        "{:?}",
+        status.events
+    );
+    assert_eq!(
+        headline(&status.servers[0].certificate.conditions),
+        "CertificateInstalled"
+    );
+    assert!(restarted.ctx.store.cert_ready("app1"));
+}
+
+#[tokio::test]
+async fn trusted_ca_files_are_read_again_when_they_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = crate::fakes::fixture_with(
+        &[("app1", &["PSIS", "PSWS"])],
+        "certificate: {generate: true}",
+        dir.path(),
+    );
+    let trusted = |fx: &Fixture| fx.prober.trusted.lock().unwrap().clone();
+    let base = trusted(&fx).last().cloned().unwrap();
+    std::fs::write(dir.path().join("corp-root.pem"), "first CA\n").unwrap();
+    let mut next = fx.current();
+    next.installation.certificate_authority.trust = vec!["corp-root.pem".into()];
+    fx.apply(next);
+    let with_corp = trusted(&fx).last().cloned().unwrap();
+    assert_eq!(with_corp.len(), base.len() + 1);
+    assert_eq!(with_corp.last().unwrap(), "first CA\n");
+
+    let calls = trusted(&fx).len();
+    fx.ctx.refresh_trust();
+    assert_eq!(trusted(&fx).len(), calls, "unchanged files: nothing to do");
+
+    std::fs::write(dir.path().join("corp-root.pem"), "replaced CA\n").unwrap();
+    fx.ctx.refresh_trust();
+    assert_eq!(
+        trusted(&fx).last().unwrap().last().unwrap(),
+        "replaced CA\n"
+    );
+}
+
+#[test]
+fn the_run_report_reads_as_a_sentence() {
+    let summary = |succeeded, failed| steward_runtime::RunSummary {
+        succeeded,
+        failed,
+        abandoned: 0,
+        not_started: 0,
+        stop: steward_runtime::StopCause::Shutdown,
+    };
+    let report = RunReport(
+        [("server", summary(12, 1)), ("service", summary(40, 0))]
+            .into_iter()
+            .collect(),
+    );
+    assert_eq!(
+        report.to_string(),
+        "server: 12 ok, 1 failed; service: 40 ok, 0 failed"
+    );
+    assert_eq!(report["service"].succeeded, 40);
 }

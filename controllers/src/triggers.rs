@@ -6,21 +6,23 @@
 //! services agents reported that were never declared.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
-use steward_model::diff::{diff, SnapshotDiff};
+use steward_model::diff::SnapshotDiff;
 use steward_runtime::Reason;
 
+use crate::certificate::Certificates;
 use crate::config::Desired;
 use crate::context::Context;
+use crate::server::Servers;
+use crate::service::Services;
+use crate::service_key::ServiceKey;
 use crate::status::EventType;
-use crate::store::ServiceKey;
 
 /// What became of a new desired state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Applied {
     /// Now in force; the diff says what changed.
-    Accepted(Box<SnapshotDiff>),
+    Accepted(std::sync::Arc<SnapshotDiff>),
     /// The same generation again: nothing to do.
     Unchanged,
     /// Not applied; the previous state stays in force.
@@ -29,16 +31,16 @@ pub(crate) enum Applied {
 
 /// Put `desired` in force (or refuse it) and wake what it concerns.
 pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
-    let previous = ctx.desired();
+    let previous = ctx.desired.current();
     if previous
         .as_ref()
-        .is_some_and(|p| p.generation == desired.generation)
+        .is_some_and(|p| p.generation() == desired.generation)
     {
         return Applied::Unchanged;
     }
     // Like Argo CD's allowEmpty=false: a commit that empties the fleet is far more often a
     // broken checkout or a wrong directory than a decision to stop managing every server.
-    let managed = ctx.known_servers();
+    let managed = ctx.desired.known_servers();
     if desired.snapshot.servers.is_empty() && !managed.is_empty() {
         let message = format!(
             "it declares no servers while {} are managed ({}); nothing was changed. Declare the servers again, or remove them one commit at a time",
@@ -50,14 +52,12 @@ pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
             .refuse(desired.generation, "EmptySnapshotRefused", &message);
         return Applied::Refused;
     }
-    let changes = diff(
-        previous.as_ref().map(|p| p.snapshot.as_ref()),
-        &desired.snapshot,
-    );
-    let generation = desired.generation;
-    let snapshot = desired.snapshot.clone();
-    ctx.set_desired(Arc::new(desired));
-    ctx.store.sync_desired(generation, &snapshot);
+    let accepted = ctx.desired.accept(desired);
+    let changes = &accepted.diff;
+    let generation = accepted.generation();
+    let snapshot = &accepted.desired.snapshot;
+    ctx.store.sync_desired(generation, snapshot);
+    ctx.refresh_trust();
     if !changes.is_empty() {
         tracing::info!(generation, "desired state: {changes}");
         ctx.store.event(
@@ -73,13 +73,13 @@ pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
     let mut services = BTreeSet::new();
     let old_servers: Vec<String> = previous
         .as_ref()
-        .map(|p| p.snapshot.servers.keys().cloned().collect())
+        .map(|p| p.desired.snapshot.servers.keys().cloned().collect())
         .unwrap_or_default();
     let everything = changes.initial || !changes.installation.is_empty();
     if everything {
         // Mode, prune, release, load balancer or CA changed: it concerns every object.
-        servers.extend(ctx.known_servers());
-        certificates.extend(ctx.known_servers());
+        servers.extend(ctx.desired.known_servers());
+        certificates.extend(ctx.desired.known_servers());
         services.extend(ctx.store.service_keys());
     } else {
         for name in changes.servers.keys() {
@@ -112,14 +112,15 @@ pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
                 .filter(|n| !snapshot.servers.contains_key(n)),
         );
     }
-    for name in &servers {
-        ctx.trigger_server(name, Reason::DesiredChanged);
+    for name in servers {
+        ctx.triggers.wake::<Servers>(name, Reason::DesiredChanged);
     }
-    for name in &certificates {
-        ctx.trigger_certificate(name, Reason::DesiredChanged);
+    for name in certificates {
+        ctx.triggers
+            .wake::<Certificates>(name, Reason::DesiredChanged);
     }
     for key in services {
-        ctx.trigger_service(key, Reason::DesiredChanged);
+        ctx.triggers.wake::<Services>(key, Reason::DesiredChanged);
     }
-    Applied::Accepted(Box::new(changes))
+    Applied::Accepted(std::sync::Arc::clone(changes))
 }

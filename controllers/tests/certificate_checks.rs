@@ -289,6 +289,7 @@ async fn each_broken_certificate_stops_at_its_own_reason_and_good_ones_are_insta
             max_concurrent: 8,
             per_server: 2,
             installed_by: "steward-cert-test".into(),
+            state_dir: None,
         },
         &registry,
     )
@@ -298,6 +299,7 @@ async fn each_broken_certificate_stops_at_its_own_reason_and_good_ones_are_insta
         generation: 1,
         snapshot: Arc::new(snapshot),
         dir: desired_dir.clone(),
+        diff: None,
     }));
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(controllers.run(rx, shutdown.clone()));

@@ -188,7 +188,7 @@ async fn scenario() {
             max_concurrent: 8,
             per_server: 2,
             installed_by: "steward-rotation-test".into(),
-            // Ignored: the lifetime comes from certificateAuthority.duration.
+            state_dir: None,
         },
         &registry,
     )
@@ -198,6 +198,7 @@ async fn scenario() {
         generation: 1,
         snapshot: Arc::new(snapshot),
         dir: desired_dir.clone(),
+        diff: None,
     }));
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(controllers.run(rx, shutdown.clone()));

@@ -225,6 +225,7 @@ async fn scenario() {
         max_concurrent: 8,
         per_server: 2,
         installed_by: "steward-fleet-test".into(),
+        state_dir: None,
     };
     let controllers = Controllers::new(config, &registry).unwrap();
     let store = controllers.store();
@@ -233,6 +234,7 @@ async fn scenario() {
             generation,
             snapshot: Arc::new(snapshot),
             dir: desired_dir.clone(),
+            diff: None,
         })
     };
     let (tx, rx) = watch::channel(desired(1, snapshot.clone()));
@@ -393,6 +395,6 @@ async fn scenario() {
 
     shutdown.cancel();
     let report = running.await.unwrap();
-    assert!(report.services.succeeded > 0, "{report:?}");
+    assert!(report["service"].succeeded > 0, "{report:?}");
     a.shutdown().await;
 }

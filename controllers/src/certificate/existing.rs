@@ -20,7 +20,7 @@ use steward_pki::{
 };
 use time::OffsetDateTime;
 
-use super::{Material, Unavailable};
+use super::decide::{Material, Unavailable};
 
 /// Where the certificate comes from, with paths as the files write them (for messages).
 pub(super) enum Source<'a> {

@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use super::health::Health;
 use super::{ProbeError, ProbePhase, ProbeResult, ProbeTarget, Prober};
-use crate::store::ServiceKey;
+use crate::service_key::ServiceKey;
 
 /// Past the check's own timeout, a prober that still has not answered is cut off.
 const GUARD: Duration = Duration::from_millis(250);
@@ -137,6 +137,11 @@ impl Monitor {
         }
     }
 
+    /// The prober the probes go through.
+    pub fn prober(&self) -> &Arc<dyn Prober> {
+        &self.inner.prober
+    }
+
     fn lock(&self) -> MutexGuard<'_, Registry> {
         self.inner
             .registry
@@ -173,7 +178,14 @@ impl Monitor {
 
     /// Forget the verdict of `key` (reinstalled, restarted) and probe it again at once.
     pub fn reset(&self, key: &ServiceKey) {
+        self.reset_with(key, || {});
+    }
+
+    /// [`Monitor::reset`], running `forgotten` under the monitor's lock: whoever mirrors
+    /// verdicts forgets this one before any later outcome can be reported.
+    pub fn reset_with(&self, key: &ServiceKey, forgotten: impl FnOnce()) {
         let mut registry = self.lock();
+        forgotten();
         let version = registry.next_version();
         let Some(entry) = registry.entries.get_mut(key) else {
             return;
@@ -189,7 +201,14 @@ impl Monitor {
 
     /// Stop probing `key`.
     pub fn unwatch(&self, key: &ServiceKey) {
-        self.lock().entries.remove(key);
+        self.unwatch_with(key, || {});
+    }
+
+    /// [`Monitor::unwatch`], running `forgotten` under the monitor's lock.
+    pub fn unwatch_with(&self, key: &ServiceKey, forgotten: impl FnOnce()) {
+        let mut registry = self.lock();
+        forgotten();
+        registry.entries.remove(key);
     }
 
     /// Stop probing every service of `server`.

@@ -4,7 +4,7 @@
 //! the probe exactly that and nothing more.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -29,7 +29,8 @@ const MAX_BODY: usize = 256 * 1024;
 const DEFAULT_ACCEPT: &str = "200-399";
 
 pub struct NetworkProber {
-    tls: TlsConnector,
+    /// Replaced whole when the trusted CAs change ([`Prober::trust`]).
+    tls: RwLock<TlsConnector>,
     pool: Pool,
 }
 
@@ -39,6 +40,12 @@ impl std::fmt::Debug for NetworkProber {
             .field("idle", &self.pool.idle())
             .finish_non_exhaustive()
     }
+}
+
+fn connector(roots: &[String]) -> Result<TlsConnector, steward_pki::PkiError> {
+    let mut config = steward_pki::client_config(roots)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 /// What one HTTPS exchange gave.
@@ -59,10 +66,8 @@ impl NetworkProber {
         roots: &[String],
         limits: PoolLimits,
     ) -> Result<Self, steward_pki::PkiError> {
-        let mut config = steward_pki::client_config(roots)?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
-            tls: TlsConnector::from(Arc::new(config)),
+            tls: RwLock::new(connector(roots)?),
             pool: Pool::new(limits),
         })
     }
@@ -103,7 +108,8 @@ impl NetworkProber {
         let name = ServerName::try_from(key.name.clone()).map_err(|_| {
             ProbeError::Tls(TlsFailure::Other(format!("invalid TLS name {}", key.name)))
         })?;
-        let tls = timeout_at(deadline, self.tls.connect(name, tcp))
+        let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let tls = timeout_at(deadline, tls.connect(name, tcp))
             .await
             .map_err(|_| timeout(ProbePhase::TlsHandshake, target))?
             .map_err(|e| ProbeError::Tls(TlsFailure::from_io(&e, &key.name)))?;
@@ -233,6 +239,13 @@ impl NetworkProber {
 
 #[async_trait]
 impl Prober for NetworkProber {
+    fn trust(&self, roots: &[String]) -> Result<(), steward_pki::PkiError> {
+        let fresh = connector(roots)?;
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.pool.clear();
+        Ok(())
+    }
+
     async fn probe(&self, target: &ProbeTarget) -> ProbeResult {
         let started = Instant::now();
         let (exchange, outcome) = match target.check.path.as_deref() {

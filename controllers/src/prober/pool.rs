@@ -109,6 +109,13 @@ impl Pool {
             && !idle.conn.sender.is_closed()
     }
 
+    /// Drop every idle connection (they were verified against CAs no longer trusted).
+    pub(crate) fn clear(&self) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.idle.clear();
+        slots.count = 0;
+    }
+
     /// An idle connection to `key` that is still open, if there is one.
     pub(crate) fn checkout(&self, key: &PoolKey) -> Option<Conn> {
         let now = Instant::now();

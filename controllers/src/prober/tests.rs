@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::peers::{lab, peer, pki, status, target, Script, ALIAS};
 use super::*;
-use crate::store::ServiceKey;
+use crate::service_key::ServiceKey;
 
 const SHORT: Duration = Duration::from_millis(400);
 

@@ -1,8 +1,11 @@
 use super::*;
 use crate::fakes::{fixture, headline, snapshot, Fixture};
+use steward_agent::ClientError;
+use steward_runtime::ReconcileError;
 
-async fn run(fx: &Fixture, server: &str, kind: ServiceKind) -> Result<Action, ServiceError> {
-    reconcile(
+/// One run as the runtime makes it: reconcile, then the error policy.
+async fn run(fx: &Fixture, server: &str, kind: ServiceKind) -> Result<Action, ControllerError> {
+    crate::reconciler::reconcile_and_record::<Services>(
         ServiceKey::new(server, kind),
         Reason::Resync,
         fx.ctx.clone(),
@@ -21,15 +24,19 @@ fn reason(fx: &Fixture, server: &str, kind: ServiceKind) -> String {
 
 async fn certificates(fx: &Fixture, servers: &[&str]) {
     for server in servers {
-        crate::certificate::reconcile((*server).into(), Reason::Resync, fx.ctx.clone())
-            .await
-            .unwrap();
+        crate::reconciler::reconcile_and_record::<crate::certificate::Certificates>(
+            (*server).into(),
+            Reason::Resync,
+            fx.ctx.clone(),
+        )
+        .await
+        .unwrap();
     }
 }
 
 /// One scheduled probe (if the service is being probed), then a run: what the monitor
 /// and the verdict-change trigger do in the daemon.
-async fn cycle(fx: &Fixture, server: &str, kind: ServiceKind) -> Result<Action, ServiceError> {
+async fn cycle(fx: &Fixture, server: &str, kind: ServiceKind) -> Result<Action, ControllerError> {
     fx.probe(server, kind).await;
     run(fx, server, kind).await
 }
@@ -52,7 +59,7 @@ async fn installs_wait_for_the_certificate_then_for_dependencies() {
 
     assert_eq!(
         run(&fx, "app1", Psis).await.unwrap(),
-        Action::requeue(fx.ctx.wait())
+        Action::requeue(fx.ctx.pace.wait())
     );
     assert_eq!(reason(&fx, "app1", Psis), "WaitingForCertificate");
     assert_eq!(app1.calls("install"), 0);
@@ -73,7 +80,7 @@ async fn installs_wait_for_the_certificate_then_for_dependencies() {
     // PSIS installs; it is not ready until a probe passed.
     assert_eq!(
         run(&fx, "app1", Psis).await.unwrap(),
-        Action::requeue(fx.ctx.short())
+        Action::requeue(fx.ctx.pace.short())
     );
     assert_eq!(app1.calls("install"), 1);
     assert_eq!(app1.state().services[&Psis].ports, vec![7001]);
@@ -143,7 +150,7 @@ async fn a_stopped_service_is_restarted_and_counted_as_drift() {
         agent.set_status(Health, ServiceStatus::Failed);
         delays.push(run(&fx, "app1", Health).await.unwrap());
     }
-    let short = fx.ctx.short();
+    let short = fx.ctx.pace.short();
     assert_eq!(
         delays,
         [short, short * 2, short * 4].map(Action::requeue).to_vec()
@@ -425,4 +432,32 @@ async fn install_failures_are_conditions_not_panics() {
     let status = fx.ctx.store.resource("service", "app1.psis").unwrap();
     assert!(status.conditions[0].message.contains("already used"));
     converge(&fx, "app1", Psis).await;
+}
+
+#[test]
+fn a_spec_difference_reads_from_installed_to_declared() {
+    let placed = PlacedService {
+        kind: ServiceKind::Empi,
+        ports: vec![7029],
+        drive: "C:".into(),
+    };
+    let observed = ServiceInfo {
+        kind: ServiceKind::Empi,
+        ports: vec![7019],
+        listen_ports: vec![7019],
+        drive: "D:".into(),
+        release: "6.12.1".into(),
+        installed_by: "steward".into(),
+        installed_at: time::OffsetDateTime::UNIX_EPOCH,
+        status: ServiceStatus::Running,
+        tls_thumbprint: None,
+        link: String::new(),
+        pid: None,
+        exit_code: None,
+        message: None,
+    };
+    assert_eq!(
+        spec_difference(&observed, &placed, "6.13.0"),
+        "port 7019 -> 7029, drive D: -> C:, release 6.12.1 -> 6.13.0"
+    );
 }

@@ -207,13 +207,16 @@ pub struct CertificateStatus {
 }
 
 /// The service URLs every service is configured with (`GET`/`PUT /v1/connection-strings`).
+/// `client` and `api` are absent when the installation has no CLIENT or REPORT.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectionStrings {
     pub identity_server: String,
     pub psws: String,
-    pub client: String,
-    pub api: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

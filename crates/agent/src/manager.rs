@@ -567,11 +567,12 @@ fn validate_install(
 
 fn validate_connection_strings(strings: &ConnectionStrings) -> Result<(), AgentError> {
     for (name, value) in [
-        ("identityServer", &strings.identity_server),
-        ("psws", &strings.psws),
-        ("client", &strings.client),
-        ("api", &strings.api),
+        ("identityServer", Some(&strings.identity_server)),
+        ("psws", Some(&strings.psws)),
+        ("client", strings.client.as_ref()),
+        ("api", strings.api.as_ref()),
     ] {
+        let Some(value) = value else { continue };
         let ok = (value.starts_with("https://") || value.starts_with("http://"))
             && value.len() <= 2048
             && !value.chars().any(|c| c.is_control() || c.is_whitespace());

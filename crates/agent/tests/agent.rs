@@ -318,8 +318,8 @@ async fn certificate_and_connection_strings_reach_the_services() {
     let strings = ConnectionStrings {
         identity_server: "https://app1.example.eng:7001/identityserver".into(),
         psws: "https://app1.example.eng:7002/psws/api".into(),
-        client: "https://app1.example.eng:7003".into(),
-        api: "https://app1.example.eng:7004/api".into(),
+        client: Some("https://app1.example.eng:7003".into()),
+        api: Some("https://app1.example.eng:7004/api".into()),
     };
     let update = client.set_connection_strings(&strings).await.unwrap();
     assert_eq!(update.pushed, [ServiceKind::Client]);

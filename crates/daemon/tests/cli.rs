@@ -516,6 +516,33 @@ fn lab_kill_needs_a_lab_server_name() {
         text(&out.stderr).contains("no lab server app2"),
         "{}",
         text(&out.stderr)
+
+/// Binds a loopback port: run it in a network namespace of its own (see the README).
+#[test]
+fn run_fails_fast_when_the_listen_address_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let state = tempfile::tempdir().unwrap();
+    let out = steward(&[
+        "run",
+        "--lab",
+        "--listen",
+        &addr,
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--desired-state",
+        bundled().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out.stderr) + &text(&out.stdout);
+    assert!(said.contains(&format!("cannot listen on {addr}")), "{said}");
+    let created: Vec<_> = std::fs::read_dir(state.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        created.is_empty(),
+        "nothing (CA, lab) is created before the address is known to be free: {created:?}"
     );
 }
 

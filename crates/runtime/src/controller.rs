@@ -375,8 +375,11 @@ where
             .on_reconcile_end(&self.name, reason, elapsed, label);
     }
 
+    /// Reports the work that is due and not running; requeues parked for later are not
+    /// queue depth (a converged fleet has one per object, and a queue of them is no
+    /// backlog).
     fn report_depth(&mut self) {
-        let depth = self.scheduler.depth();
+        let depth = self.scheduler.due();
         if self.reported_depth != Some(depth) {
             self.reported_depth = Some(depth);
             self.observer.on_queue_depth(&self.name, depth);
@@ -605,6 +608,7 @@ mod tests {
         starts: AtomicUsize,
         ends: Mutex<Vec<(Reason, String)>>,
         max_depth: AtomicUsize,
+        last_depth: AtomicUsize,
     }
 
     impl ControllerObserver for Recorder {
@@ -619,6 +623,7 @@ mod tests {
 
         fn on_queue_depth(&self, _: &str, depth: usize) {
             self.max_depth.fetch_max(depth, Ordering::SeqCst);
+            self.last_depth.store(depth, Ordering::SeqCst);
         }
     }
 
@@ -969,5 +974,28 @@ mod tests {
             "74 reconciles succeeded, 1 failed, 0 abandoned at the deadline, 11 queued not \
              started (shut down)"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn parked_requeues_are_no_queue_depth() {
+        let recorder = Arc::new(Recorder::default());
+        let h = Harness::start(
+            Probe::new(
+                |_| Duration::from_millis(10),
+                |_, _| Step::Ok(Action::requeue(Duration::from_secs(60))),
+            ),
+            config().max_concurrent(nz(1)).observer(recorder.clone()),
+        );
+        for key in 0..3 {
+            h.trigger(key, Reason::Manual);
+        }
+        h.at_ms(1_000).await;
+        assert_eq!(recorder.max_depth.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            recorder.last_depth.load(Ordering::SeqCst),
+            0,
+            "three keys wait a minute for their requeue: nothing is due"
+        );
+        h.stop().await;
     }
 }

@@ -30,8 +30,9 @@ pub trait ControllerObserver: Send + Sync {
         let _ = (controller, reason, duration, result);
     }
 
-    /// The number of keys waiting to run (queued, due, or held behind a
-    /// running reconcile of the same key) changed.
+    /// The number of keys due to run and not running (waiting for capacity,
+    /// or held behind a running reconcile of the same key) changed. Keys
+    /// parked until a later time (requeues, backoff retries) are not counted.
     fn on_queue_depth(&self, controller: &str, depth: usize) {
         let _ = (controller, depth);
     }

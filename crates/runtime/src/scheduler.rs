@@ -303,6 +303,16 @@ impl<K: ObjectKey, G: GroupKey> Scheduler<K, G> {
         self.waiting + self.due_count + self.held
     }
 
+    /// Keys due now and not running: waiting for capacity, or held behind their own
+    /// running reconcile. Unlike [`Scheduler::depth`], a key merely waiting for a later
+    /// time (a requeue, a backoff retry) is not counted: it is not work yet.
+    ///
+    /// Exact right after [`Scheduler::pop_ready`], which moves every key whose time has
+    /// come to "due".
+    pub fn due(&self) -> usize {
+        self.due_count + self.held
+    }
+
     /// Keys running now.
     pub fn running(&self) -> usize {
         self.running

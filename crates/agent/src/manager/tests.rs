@@ -342,8 +342,8 @@ async fn connection_strings_are_validated_stored_and_pushed() {
     let strings = ConnectionStrings {
         identity_server: "https://app1:7001/identityserver".into(),
         psws: "https://app1:7002/psws/api".into(),
-        client: "https://app1:7003".into(),
-        api: "https://app1:7004/api".into(),
+        client: Some("https://app1:7003".into()),
+        api: Some("https://app1:7004/api".into()),
     };
     let update = f
         .manager
@@ -355,7 +355,7 @@ async fn connection_strings_are_validated_stored_and_pushed() {
     assert_eq!(f.manager.get_connection_strings().unwrap(), strings);
 
     let bad = ConnectionStrings {
-        api: "ftp://x".into(),
+        api: Some("ftp://x".into()),
         ..strings
     };
     let err = f.manager.set_connection_strings(bad).await.unwrap_err();

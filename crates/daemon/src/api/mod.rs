@@ -17,14 +17,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus::Registry;
-use steward_controllers::Store;
+use steward_controllers::{ControllersHandle, Store};
 use steward_model::SecretValue;
-use steward_watch::{WatchHandle, WatchStatus};
+use steward_watch::WatchHandle;
 
 /// What the handlers read.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
+    /// The desired state the controllers accepted, and a full resync on request.
+    pub controllers: ControllersHandle,
     pub watch: WatchHandle,
     pub registry: Registry,
     pub ca_pem: Option<Arc<str>>,
@@ -49,11 +51,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Ready once a valid desired state has been loaded: before that the daemon knows nothing
-/// it could report or act on.
+/// Ready once the controllers accepted a desired state: before that the daemon knows
+/// nothing it could report or act on.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let status: WatchStatus = state.watch.current_status();
-    if status.last_applied_generation > 0 {
+    if state.controllers.desired().current().is_some() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (
@@ -98,11 +99,11 @@ async fn observed(State(state): State<AppState>) -> Json<steward_model::plan::Ob
     Json(state.store.observed())
 }
 
-/// What the daemon would still do for the live desired state (nothing once converged).
+/// What the daemon would still do for the desired state in force (nothing once converged).
 async fn plan(State(state): State<AppState>) -> Response {
-    match state.watch.current() {
-        Some(desired) => Json(steward_model::plan::plan(
-            &desired.snapshot,
+    match state.controllers.desired().current() {
+        Some(accepted) => Json(steward_model::plan::plan(
+            &accepted.desired.snapshot,
             &state.store.observed(),
         ))
         .into_response(),
@@ -125,7 +126,9 @@ async fn reconcile(State(state): State<AppState>, headers: HeaderMap) -> Respons
     if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.expose().as_bytes())) {
         return (StatusCode::UNAUTHORIZED, "bearer token required\n").into_response();
     }
+    // A changed directory becomes a new generation; either way every object is looked at.
     state.watch.reload();
+    state.controllers.resync_all();
     (StatusCode::ACCEPTED, "reload and reconcile requested\n").into_response()
 }
 

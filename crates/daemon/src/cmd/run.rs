@@ -4,15 +4,16 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use steward_controllers::{AgentEndpoint, Controllers, ControllersConfig, Desired};
+use steward_controllers::{
+    AgentEndpoint, Controllers, ControllersConfig, ControllersHandle, Desired,
+};
 use steward_model::snapshot::Server;
 use steward_model::SecretValue;
 use steward_pki::CertificateAuthority;
 use steward_watch::{WatchConfig, WatchHandle};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::lab::{lab_dir, LabAddresses, LabFleet, DEFAULT_FIRST_ADDRESS};
@@ -87,6 +88,15 @@ pub async fn run(args: Args) -> u8 {
 
 async fn serve(mut args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    // First, before anything is created or started: a port in use fails here, at once.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (--listen): is another steward running there?",
+                args.listen
+            )
+        })?;
     // Absolute from here on: the lab's agents and services get these paths on their
     // command lines and run in directories of their own, where a relative path would point
     // somewhere else.
@@ -98,7 +108,6 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot resolve {}", dir.display()))?,
         );
     }
-    let started = Instant::now();
     let shutdown = crate::signals::shutdown_token();
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
@@ -120,6 +129,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     let ds_metrics = DesiredStateMetrics::register(&registry)?;
     tokio::spawn(report_desired_state(watch_handle.clone(), ds_metrics));
 
+    // The lab's addresses: assigned by the lab fleet, read by the endpoint function.
     let addresses = Arc::new(RwLock::new(LabAddresses::starting_at(
         args.lab_first_address,
     )));
@@ -127,29 +137,30 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         let addresses = Arc::clone(&addresses);
         Arc::new(move |server: &Server| lab_endpoint(server, &addresses))
     } else {
-        Arc::new(|server: &Server| AgentEndpoint {
-            base_url: server.agent_url.clone(),
-            connect_ip: None,
-        })
+        Arc::new(AgentEndpoint::from_server)
     };
     let controllers = Controllers::new(
         ControllersConfig {
             ca: Some(Arc::clone(&ca)),
             agent_tls,
-            probe_roots: probe_roots(&watch_handle, &ca).await,
+            // The installation's own CAs (certFile, trust) are added, and re-read when
+            // their files change, by the controllers.
+            probe_roots: vec![ca.cert_pem().to_owned()],
             endpoints,
             resync: args.resync,
             agent_timeout: Duration::from_secs(5),
             max_concurrent: 16,
             per_server: 4,
             installed_by: "steward".to_owned(),
+            state_dir: Some(args.state_dir.clone()),
         },
         &registry,
     )?;
-    let store = controllers.store();
+    let handle = controllers.handle();
 
     if args.lab {
         // All or nothing: a half-started lab would leave the other servers unreachable.
+        let _ = watch_handle.status().wait_for(|s| s.attempts > 0).await;
         if let Some(desired) = watch_handle.current() {
             crate::lab::check_room(
                 &LabAddresses::starting_at(args.lab_first_address),
@@ -158,19 +169,11 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         }
     }
     let lab_fleet = if args.lab {
-        let fleet = Arc::new(tokio::sync::Mutex::new(LabFleet::new(
+        Some(Arc::new(tokio::sync::Mutex::new(LabFleet::new(
             std::env::current_exe().context("cannot find the steward executable")?,
             lab_dir(&args.state_dir),
             LabAddresses::starting_at(args.lab_first_address),
-        )));
-        tokio::spawn(follow_lab(
-            watch_handle.clone(),
-            Arc::clone(&fleet),
-            Arc::clone(&ca),
-            Arc::clone(&addresses),
-            shutdown.clone(),
-        ));
-        Some(fleet)
+        ))))
     } else {
         None
     };
@@ -180,25 +183,22 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         watch_handle.clone(),
         desired_tx,
         dir.clone(),
-        lab_fleet.is_some(),
-        Arc::clone(&addresses),
+        lab_fleet.clone().map(|fleet| LabSetup {
+            fleet,
+            ca: Arc::clone(&ca),
+            addresses: Arc::clone(&addresses),
+        }),
     ));
-    tokio::spawn(report_convergence(
-        watch_handle.clone(),
-        Arc::clone(&store),
-        started,
-    ));
+    tokio::spawn(report_convergence(handle.clone()));
 
     let app = api::router(AppState {
-        store,
+        store: handle.store(),
+        controllers: handle,
         watch: watch_handle.clone(),
         registry,
         ca_pem: Some(Arc::from(ca.cert_pem())),
         reconcile_token: args.reconcile_token.take().map(Arc::new),
     });
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!("API and dashboard on http://{}", args.listen);
     let http = tokio::spawn({
         let shutdown = shutdown.clone();
@@ -210,16 +210,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     });
 
     let report = controllers.run(desired_rx, shutdown.clone()).await;
-    // Each controller logged its own summary as it stopped; this is the total.
-    let all = [report.servers, report.certificates, report.services];
-    let failed: usize = all.iter().map(|s| s.failed).sum();
-    let abandoned: usize = all.iter().map(|s| s.abandoned).sum();
-    tracing::info!(
-        reconciles = all.iter().map(|s| s.finished()).sum::<usize>(),
-        failed,
-        abandoned,
-        "controllers stopped"
-    );
+    tracing::info!("controllers stopped ({report})");
     if let Some(fleet) = lab_fleet {
         fleet.lock().await.shutdown(Duration::from_secs(8)).await;
         tracing::info!("lab stopped");
@@ -227,38 +218,6 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     let _ = http.await;
     let _ = watch_task.await;
     Ok(())
-}
-
-/// The CAs trusted when probing services: the steward CA, plus (from the first desired
-/// state) `certificateAuthority.certFile` and `trust`, which issued third-party server
-/// certificates. Read once at start: a change of these files needs a daemon restart.
-async fn probe_roots(watch: &WatchHandle, ca: &CertificateAuthority) -> Vec<String> {
-    let mut roots = vec![ca.cert_pem().to_owned()];
-    let mut status = watch.status();
-    let _ = status.wait_for(|s| s.attempts > 0).await;
-    let Some(desired) = watch.current() else {
-        return roots;
-    };
-    let dir = watch.current_status().directory;
-    let authority = &desired.snapshot.installation.certificate_authority;
-    for file in authority.cert_file.iter().chain(&authority.trust) {
-        let path = if file.is_absolute() {
-            file.clone()
-        } else {
-            dir.join(file)
-        };
-        // Bounded, and refusing a FIFO (which would block the daemon's start for good).
-        match steward_model::load::read_regular_file(&path, 1 << 20).map(String::from_utf8) {
-            Ok(Ok(pem)) => roots.push(pem),
-            Ok(Err(e)) => {
-                tracing::warn!(file = %path.display(), error = %e, "a trusted CA is not UTF-8 PEM; probes of certificates it issued will fail")
-            }
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "cannot read a trusted CA; probes of certificates it issued will fail")
-            }
-        }
-    }
-    roots
 }
 
 /// The directory to watch: the one given, `./desired-state`, or the bundled example.
@@ -308,66 +267,40 @@ fn lab_endpoint(server: &Server, addresses: &RwLock<LabAddresses>) -> AgentEndpo
     }
 }
 
-/// Start lab agents for each new generation's servers, before the controllers see it.
-async fn follow_lab(
-    watch: WatchHandle,
+/// What the lab needs to place a generation's servers before the controllers see it.
+struct LabSetup {
     fleet: Arc<tokio::sync::Mutex<LabFleet>>,
     ca: Arc<CertificateAuthority>,
     addresses: Arc<RwLock<LabAddresses>>,
-    shutdown: CancellationToken,
-) {
-    let mut desired = watch.desired();
-    loop {
-        let current = desired.borrow_and_update().clone();
-        if let Some(state) = current {
-            let mut fleet = fleet.lock().await;
-            if let Err(e) = fleet.ensure(&state.snapshot, &ca) {
-                tracing::error!(error = %e, "lab");
-            }
-            if let Ok(mut a) = addresses.write() {
-                *a = fleet.addresses().clone();
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            changed = desired.changed() => if changed.is_err() { return },
-        }
-    }
 }
 
-/// Hand each new generation to the controllers. In lab mode the lab's addresses are
-/// assigned first (by `follow_lab`), so the controllers can reach new agents at once.
+/// Hand each new generation, with the loader's diff, to the controllers. In lab mode its
+/// servers' agents are started and their addresses assigned first, in this same task, so
+/// the controllers reach new agents at once.
 async fn forward_desired(
     watch: WatchHandle,
     tx: watch::Sender<Option<Desired>>,
     dir: PathBuf,
-    lab: bool,
-    addresses: Arc<RwLock<LabAddresses>>,
+    lab: Option<LabSetup>,
 ) {
     let mut desired = watch.desired();
     loop {
         let current = desired.borrow_and_update().clone();
         if let Some(state) = current {
-            if lab {
-                // Wait (briefly) until every server of this generation has a lab address.
-                for _ in 0..50 {
-                    let placed = addresses.read().is_ok_and(|a| {
-                        state
-                            .snapshot
-                            .servers
-                            .values()
-                            .all(|s| a.get(&s.hostname).is_some())
-                    });
-                    if placed {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(lab) = &lab {
+                let mut fleet = lab.fleet.lock().await;
+                if let Err(e) = fleet.ensure(&state.snapshot, &lab.ca) {
+                    tracing::error!(error = %e, "lab");
+                }
+                if let Ok(mut a) = lab.addresses.write() {
+                    *a = fleet.addresses().clone();
                 }
             }
             let _ = tx.send(Some(Desired {
                 generation: state.generation,
                 snapshot: state.snapshot,
                 dir: dir.clone(),
+                diff: Some(state.diff),
             }));
         }
         if desired.changed().await.is_err() {
@@ -388,24 +321,25 @@ async fn report_desired_state(watch: WatchHandle, metrics: DesiredStateMetrics) 
     }
 }
 
-/// Log `converged in N s` once per generation, when every declared service is installed,
-/// running and passing its health test.
-async fn report_convergence(
-    watch: WatchHandle,
-    store: Arc<steward_controllers::Store>,
-    started: Instant,
-) {
+/// Log `converged in N s` once per generation the controllers accepted, when the fleet is
+/// what it declares (every declared service installed, running and healthy, pending
+/// prunes done), counted from that generation's acceptance.
+async fn report_convergence(controllers: ControllersHandle) {
+    let store = controllers.store();
+    let in_force = controllers.desired();
     let mut changes = store.changes();
     let mut reported = 0u64;
     loop {
-        let generation = watch.current_status().last_applied_generation;
-        if generation > reported && store.converged(generation) {
-            tracing::info!(
-                generation,
-                "converged in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
-            reported = generation;
+        if let Some(accepted) = in_force.current() {
+            let generation = accepted.generation();
+            if generation > reported && store.converged(generation) {
+                tracing::info!(
+                    generation,
+                    "converged in {:.1} s",
+                    accepted.at.elapsed().as_secs_f64()
+                );
+                reported = generation;
+            }
         }
         if changes.changed().await.is_err() {
             return;

@@ -1,0 +1,438 @@
+use super::*;
+use crate::fakes::{fixture, fixture_with, headline};
+use steward_agent::ClientError;
+use steward_model::resource::CaMode;
+use steward_runtime::ReconcileError;
+
+/// One run as the runtime makes it: reconcile, then the error policy.
+async fn reconcile(
+    name: String,
+    reason: Reason,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    crate::reconciler::reconcile_and_record::<Certificates>(name, reason, ctx).await
+}
+
+fn cert_reason(fx: &crate::fakes::Fixture) -> String {
+    headline(&fx.ctx.store.status().servers[0].certificate.conditions)
+}
+
+#[tokio::test]
+async fn generated_certificate_is_issued_once_and_renewed_when_old() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    assert!(!fx.ctx.store.cert_ready("app1"));
+    let action = reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(fx.ctx.pace.short()));
+    let agent = fx.agent("app1");
+    assert_eq!(agent.calls("install_certificate"), 1);
+    assert!(fx.ctx.store.cert_ready("app1"));
+    let installed = agent.state().certificate.clone().unwrap();
+    assert_eq!(installed.subject, "CN=app1.example.eng");
+    let status = fx.ctx.store.status();
+    assert_eq!(
+        status.servers[0].certificate.thumbprint.as_deref(),
+        Some(installed.thumbprint.as_str())
+    );
+    assert_eq!(
+        fx.gauge(
+            "steward_certificate_expiry_timestamp_seconds",
+            &[("server", "app1")]
+        ),
+        installed.not_after.unix_timestamp() as f64
+    );
+
+    // Read back: in place, nothing installed.
+    reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(agent.calls("install_certificate"), 1);
+    assert_eq!(cert_reason(&fx), "CertificateInstalled");
+
+    // Close to expiry: renewed.
+    agent.state().certificate.as_mut().unwrap().not_after =
+        OffsetDateTime::now_utc() + time::Duration::hours(1);
+    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(agent.calls("install_certificate"), 2);
+
+    // Replaced behind steward's back: drift, corrected.
+    agent.state().certificate.as_mut().unwrap().thumbprint = "0".repeat(40);
+    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(agent.calls("install_certificate"), 3);
+    assert_eq!(
+        fx.counter("steward_drift_corrected_total", &[("kind", "certificate")]),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn pem_files_are_checked_before_install_and_never_quoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = steward_pki::CertificateAuthority::init(ca_dir.path()).unwrap();
+    let a = ca
+        .issue_server(
+            &["app1.example.eng".into()],
+            &[],
+            Duration::from_secs(86400),
+        )
+        .unwrap();
+    let b = ca
+        .issue_server(
+            &["app1.example.eng".into()],
+            &[],
+            Duration::from_secs(86400),
+        )
+        .unwrap();
+    std::fs::write(dir.path().join("app1.pem"), &a.cert_pem).unwrap();
+    std::fs::write(dir.path().join("app1.key"), b.key_pem.expose()).unwrap();
+    let cert = "certificate: {certFile: app1.pem, keyFile: app1.key}";
+    let fx = fixture_with(&[("app1", &["PSIS", "PSWS"])], cert, dir.path());
+
+    reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(cert_reason(&fx), "KeyMismatch");
+    assert!(!fx.ctx.store.cert_ready("app1"));
+    let text = serde_json::to_string(&fx.ctx.store.status()).unwrap();
+    assert!(
+        !text.contains("PRIVATE KEY") && !text.contains("BEGIN"),
+        "{text}"
+    );
+
+    std::fs::write(dir.path().join("app1.key"), a.key_pem.expose()).unwrap();
+    reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+        .await
+        .unwrap();
+    let agent = fx.agent("app1");
+    assert_eq!(
+        agent.state().certificate.as_ref().unwrap().thumbprint,
+        a.sha1_thumbprint
+    );
+    assert!(fx.ctx.store.cert_ready("app1"));
+    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        agent.calls("install_certificate"),
+        1,
+        "same thumbprint: left alone"
+    );
+
+    std::fs::remove_file(dir.path().join("app1.pem")).unwrap();
+    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(cert_reason(&fx), "FileUnreadable");
+}
+
+#[tokio::test]
+async fn agent_errors_are_conditions_and_errors() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    fx.agent("app1")
+        .fail_next("certificate", ClientError::ConnectRefused);
+    let err = reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.metric_label(), "agent_connect_refused");
+    assert_eq!(cert_reason(&fx), "AgentConnectionRefused");
+}
+
+#[tokio::test]
+async fn monitor_mode_installs_nothing() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+        .await
+        .unwrap();
+    fx.set_mode(Mode::Monitor);
+    let agent = fx.agent("app1");
+    agent.state().certificate.as_mut().unwrap().thumbprint = "0".repeat(40);
+    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+        .await
+        .unwrap();
+    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(agent.calls("install_certificate"), 1);
+    assert_eq!(cert_reason(&fx), "CertificateDrift");
+    assert_eq!(
+        fx.counter("steward_drift_detected_total", &[("kind", "certificate")]),
+        1.0
+    );
+    assert_eq!(
+        fx.counter("steward_drift_corrected_total", &[("kind", "certificate")]),
+        0.0
+    );
+}
+
+fn issue_pair(
+    ca_dir: &std::path::Path,
+    names: &[&str],
+    lifetime: Duration,
+) -> steward_pki::IssuedCertificate {
+    let ca = steward_pki::CertificateAuthority::load(ca_dir)
+        .or_else(|_| steward_pki::CertificateAuthority::init(ca_dir))
+        .unwrap();
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    ca.issue_server(&names, &[], lifetime).unwrap()
+}
+
+fn events(fx: &crate::fakes::Fixture, reason: &str) -> usize {
+    fx.ctx
+        .store
+        .status()
+        .events
+        .iter()
+        .filter(|e| e.object == "certificate/app1" && e.reason == reason)
+        .count()
+}
+
+#[tokio::test]
+async fn generated_certificates_follow_duration_and_renew_before() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    let mut s = fx.current();
+    s.installation.certificate_authority.duration = Duration::from_secs(120);
+    s.installation.certificate_authority.renew_before = Duration::from_secs(100);
+    fx.apply(s);
+    reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+        .await
+        .unwrap();
+    let agent = fx.agent("app1");
+    let installed = agent.state().certificate.clone().unwrap();
+    let left = installed.not_after - OffsetDateTime::now_utc();
+    assert!(
+        left <= time::Duration::seconds(120) && left > time::Duration::seconds(110),
+        "{left}"
+    );
+    assert_eq!(events(&fx, "CertificateIssued"), 1);
+    let renewal = installed.not_after.unix_timestamp() - 100;
+    assert_eq!(
+        fx.gauge(
+            "steward_certificate_renewal_timestamp_seconds",
+            &[("server", "app1")]
+        ),
+        renewal as f64
+    );
+
+    // In place: woken again at the renewal point, not after a whole resync.
+    let action = reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+        .await
+        .unwrap();
+    let until =
+        Duration::from_secs((renewal - OffsetDateTime::now_utc().unix_timestamp()).max(0) as u64);
+    match action {
+        Action::Requeue(after) => assert!(
+            after <= fx.ctx.config.resync && after <= until + Duration::from_secs(1),
+            "{after:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(agent.calls("install_certificate"), 1);
+
+    // Past the renewal point: renewed, with its own event.
+    agent.state().certificate.as_mut().unwrap().not_after =
+        OffsetDateTime::now_utc() + time::Duration::seconds(90);
+    reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(agent.calls("install_certificate"), 2);
+    assert_eq!(events(&fx, "CertificateRenewed"), 1);
+    assert_ne!(
+        agent.state().certificate.as_ref().unwrap().thumbprint,
+        installed.thumbprint
+    );
+}
+
+#[tokio::test]
+async fn default_renewal_is_at_two_thirds_of_the_lifetime() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+        .await
+        .unwrap();
+    let agent = fx.agent("app1");
+    let not_after = agent.state().certificate.as_ref().unwrap().not_after;
+    let renewal = fx.gauge(
+        "steward_certificate_renewal_timestamp_seconds",
+        &[("server", "app1")],
+    );
+    assert_eq!(
+        renewal,
+        (not_after - time::Duration::days(30)).unix_timestamp() as f64
+    );
+    // 31 days left: in place; 29 days left: renewed.
+    agent.state().certificate.as_mut().unwrap().not_after =
+        OffsetDateTime::now_utc() + time::Duration::days(31);
+    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(agent.calls("install_certificate"), 1);
+    agent.state().certificate.as_mut().unwrap().not_after =
+        OffsetDateTime::now_utc() + time::Duration::days(29);
+    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(agent.calls("install_certificate"), 2);
+}
+
+#[tokio::test]
+async fn an_existing_ca_means_nothing_is_ever_issued() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    // Validation refuses this combination; the controller refuses it on its own too.
+    let mut s = fx.current();
+    s.installation.certificate_authority.mode = CaMode::Existing;
+    fx.apply(s);
+    reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(fx.agent("app1").calls("install_certificate"), 0);
+    assert_eq!(cert_reason(&fx), "NoCertificateAuthority");
+    assert!(!fx.ctx.store.cert_ready("app1"));
+}
+
+#[tokio::test]
+async fn replaced_files_are_reinstalled_and_due_ones_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let day = Duration::from_secs(86_400);
+    let first = issue_pair(ca_dir.path(), &["app1.example.eng"], 100 * day);
+    first.write_pair(dir.path(), "app1").unwrap();
+    let cert = "certificate: {certFile: app1.pem, keyFile: app1.key}";
+    let fx = fixture_with(&[("app1", &["PSIS", "PSWS"])], cert, dir.path());
+    let action = reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(fx.ctx.pace.short()));
+    let action = reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+        .await
+        .unwrap();
+    // Files are polled.
+    assert_eq!(action, Action::requeue(fx.ctx.config.resync.min(FILE_POLL)));
+    assert_eq!(cert_reason(&fx), "CertificateInstalled");
+    assert_eq!(events(&fx, "CertificateInstalled"), 1);
+
+    // Someone drops a new pair in place (no commit): installed at the next poll.
+    let second = issue_pair(ca_dir.path(), &["app1.example.eng"], 20 * day);
+    second.write_pair(dir.path(), "app1").unwrap();
+    reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+        .await
+        .unwrap();
+    let agent = fx.agent("app1");
+    assert_eq!(
+        agent.state().certificate.as_ref().unwrap().thumbprint,
+        second.sha1_thumbprint
+    );
+    assert_eq!(events(&fx, "CertificateInstalled"), 2);
+    // 20 days left, renewBefore 30d: steward cannot renew it, it says so.
+    reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(cert_reason(&fx), "RenewalDue");
+    assert!(
+        fx.ctx.store.cert_ready("app1"),
+        "still serving: services go on"
+    );
+
+    // A half-written replacement (new certificate, old key) is refused and the
+    // installed one stays.
+    let third = issue_pair(ca_dir.path(), &["app1.example.eng"], 100 * day);
+    std::fs::write(dir.path().join("app1.pem"), &third.cert_pem).unwrap();
+    reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(cert_reason(&fx), "KeyMismatch");
+    assert_eq!(agent.calls("install_certificate"), 2);
+    assert_eq!(
+        agent.state().certificate.as_ref().unwrap().thumbprint,
+        second.sha1_thumbprint
+    );
+}
+
+#[tokio::test]
+async fn pfx_password_problems_are_conditions_without_the_password() {
+    use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = tempfile::tempdir().unwrap();
+    let issued = issue_pair(
+        ca_dir.path(),
+        &["app1.example.eng"],
+        Duration::from_secs(86_400),
+    );
+    let der = |text: &str| {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::pem_slice_iter(text.as_bytes())
+            .next()
+            .map(|c| c.unwrap().to_vec())
+    };
+    let key_der =
+        rustls::pki_types::pem::PemObject::from_pem_slice(issued.key_pem.expose().as_bytes())
+            .map(|k: rustls::pki_types::PrivatePkcs8KeyDer<'_>| k.secret_pkcs8_der().to_vec())
+            .unwrap();
+    let chain = PrivateKeyChain::new(
+        b"1".as_slice(),
+        PrivateKey::from_der(&key_der).unwrap(),
+        [Certificate::from_der(&der(&issued.cert_pem).unwrap()).unwrap()],
+    );
+    let mut store = KeyStore::new();
+    store.add_entry("app1", KeyStoreEntry::PrivateKeyChain(chain));
+    let password = "Pfx-Pa55word-4-test";
+    std::fs::write(
+        dir.path().join("app1.pfx"),
+        store.writer(password).write().unwrap(),
+    )
+    .unwrap();
+    let secret = dir.path().join("pfx-password");
+    std::fs::write(&secret, "not the password\n").unwrap();
+    let cert = format!(
+        "certificate: {{pfxFile: app1.pfx, passwordRef: \"file:{}\"}}",
+        secret.display()
+    );
+    let fx = fixture_with(&[("app1", &["PSIS", "PSWS"])], &cert, dir.path());
+    reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(cert_reason(&fx), "PfxPasswordWrong");
+
+    std::fs::remove_file(&secret).unwrap();
+    reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(cert_reason(&fx), "SecretUnresolved");
+    assert_eq!(fx.agent("app1").calls("install_certificate"), 0);
+
+    std::fs::write(&secret, format!("{password}\n")).unwrap();
+    reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        fx.agent("app1")
+            .state()
+            .certificate
+            .as_ref()
+            .unwrap()
+            .thumbprint,
+        issued.sha1_thumbprint
+    );
+    let text = serde_json::to_string(&fx.ctx.store.status()).unwrap();
+    assert!(
+        !text.contains(password) && !text.contains("PRIVATE"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PfxPasswordWrong"),
+        "the failure is an event: {text}"
+    );
+    let metrics = {
+        use prometheus::Encoder;
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&fx.registry.gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    assert!(!metrics.contains(password));
+}

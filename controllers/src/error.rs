@@ -1,0 +1,102 @@
+//! The one error every controller returns: an agent call that failed. What a person
+//! should look at is its condition reason ([`ControllerError::reason`]); what a metric may
+//! carry is its bounded label ([`ReconcileError::metric_label`]), never the error text.
+
+use steward_agent::ClientError;
+use steward_runtime::ReconcileError;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ControllerError {
+    /// The agent did not answer what every reconcile asks first (who are you, what do
+    /// you run): the server counts as down until it does.
+    #[error("agent {url} does not answer: {source}")]
+    AgentDown {
+        url: String,
+        #[source]
+        source: ClientError,
+    },
+    /// The agent answered, but one call failed; `doing` says what for.
+    #[error("{doing} failed: {source}")]
+    AgentCall {
+        doing: String,
+        #[source]
+        source: ClientError,
+    },
+}
+
+impl ControllerError {
+    pub(crate) fn down(url: impl Into<String>, source: ClientError) -> Self {
+        Self::AgentDown {
+            url: url.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn call(doing: impl Into<String>, source: ClientError) -> Self {
+        Self::AgentCall {
+            doing: doing.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn source_error(&self) -> &ClientError {
+        match self {
+            Self::AgentDown { source, .. } | Self::AgentCall { source, .. } => source,
+        }
+    }
+
+    /// The condition reason: what a person should look at.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self.source_error() {
+            ClientError::ConnectRefused => "AgentConnectionRefused",
+            ClientError::Connect(_) | ClientError::Transport(_) => "AgentUnreachable",
+            ClientError::Tls(_) => "AgentTlsFailure",
+            ClientError::Timeout(_) => "AgentTimeout",
+            ClientError::Status { .. } => "AgentError",
+            ClientError::Protocol(_) | ClientError::InvalidBody(_) => "AgentBadResponse",
+            ClientError::InvalidUrl(_) => "InvalidAgentUrl",
+        }
+    }
+}
+
+impl ReconcileError for ControllerError {
+    fn metric_label(&self) -> &'static str {
+        match self.source_error() {
+            ClientError::ConnectRefused => "agent_connect_refused",
+            ClientError::Connect(_) | ClientError::Transport(_) => "agent_unreachable",
+            ClientError::Tls(_) => "agent_tls",
+            ClientError::Timeout(_) => "agent_timeout",
+            ClientError::Status { .. } => "agent_http_status",
+            ClientError::Protocol(_) | ClientError::InvalidBody(_) => "agent_bad_response",
+            ClientError::InvalidUrl(_) => "agent_invalid_url",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded_and_text_stays_in_the_message() {
+        let error = ControllerError::call(
+            "installing PSIS on port 7001",
+            ClientError::Status {
+                status: 409,
+                code: None,
+                message: "port 7001 is already used by JOB".into(),
+            },
+        );
+        assert_eq!(error.metric_label(), "agent_http_status");
+        assert_eq!(error.reason(), "AgentError");
+        assert!(error
+            .to_string()
+            .starts_with("installing PSIS on port 7001 failed: "));
+        assert!(error.to_string().contains("already used"));
+        let down = ControllerError::down("https://10.0.0.2:7443", ClientError::ConnectRefused);
+        assert_eq!(down.reason(), "AgentConnectionRefused");
+        assert!(down
+            .to_string()
+            .starts_with("agent https://10.0.0.2:7443 does not answer"));
+    }
+}

@@ -1,0 +1,106 @@
+//! The questions controllers gate on (is PSIS ready somewhere? is app1's certificate in
+//! place?) and the one the daemon asks (has this generation converged?).
+
+use std::collections::BTreeSet;
+
+use steward_model::resource::Mode;
+use steward_model::ServiceKind;
+
+use super::records::matches_spec;
+use super::Store;
+use crate::service_key::ServiceKey;
+
+impl Store {
+    /// Whether the controllers accepted `generation` and the fleet is what it declares:
+    /// every declared service installed as declared, running and passing its health test
+    /// on a server whose agent answers; and, with `prune: true` (autoCorrect), nothing
+    /// undeclared left to uninstall and no undeclared server left to forget.
+    pub fn converged(&self, generation: u64) -> bool {
+        let state = self.lock();
+        if state.generation != Some(generation) {
+            return false;
+        }
+        let Some(installation) = state.installation.as_ref() else {
+            return false;
+        };
+        let release = installation.release.as_str();
+        let pruning = installation.prune && installation.mode == Mode::AutoCorrect;
+        // What an unreachable agent last said is no proof of anything now.
+        let reachable = |server: &str| {
+            state
+                .servers
+                .get(server)
+                .is_some_and(|s| s.agent_up != Some(false))
+        };
+        let services = state
+            .services
+            .iter()
+            .all(|(key, record)| match &record.desired {
+                None => !pruning || record.observed.is_none(),
+                Some(desired) => {
+                    reachable(&key.server)
+                        && record.ready()
+                        && record
+                            .observed
+                            .as_ref()
+                            .is_some_and(|o| matches_spec(o, desired, release))
+                }
+            });
+        services && (!pruning || state.servers.values().all(|s| s.desired))
+    }
+
+    pub(crate) fn cert_ready(&self, server: &str) -> bool {
+        self.lock()
+            .servers
+            .get(server)
+            .is_some_and(|s| s.cert.ready)
+    }
+
+    /// Whether `kind` is installed, running and passing its test on some server.
+    pub(crate) fn ready_somewhere(&self, kind: ServiceKind) -> bool {
+        self.lock()
+            .services
+            .iter()
+            .any(|(k, r)| k.kind == kind && r.ready())
+    }
+
+    /// Whether `kind` is ready on a declared placement other than `except` (a
+    /// replacement exists, so `except` may go without stranding its dependents).
+    pub(crate) fn ready_elsewhere(&self, kind: ServiceKind, except: &ServiceKey) -> bool {
+        self.lock()
+            .services
+            .iter()
+            .any(|(k, r)| k.kind == kind && k != except && r.desired.is_some() && r.ready())
+    }
+
+    /// Where `kind` is installed, ready or not, as far as the agents last said (service
+    /// records and server inventories).
+    pub(crate) fn installed_anywhere(&self, kind: ServiceKind) -> Vec<String> {
+        let state = self.lock();
+        let mut servers: BTreeSet<String> = state
+            .services
+            .iter()
+            .filter(|(k, r)| k.kind == kind && r.observed.is_some())
+            .map(|(k, _)| k.server.clone())
+            .collect();
+        for (name, record) in &state.servers {
+            if record.inventory.as_ref().is_some_and(|i| i.contains(&kind)) {
+                servers.insert(name.clone());
+            }
+        }
+        servers.into_iter().collect()
+    }
+
+    /// Keys of every service record on `server`.
+    pub(crate) fn service_keys_on(&self, server: &str) -> Vec<ServiceKey> {
+        self.lock()
+            .services_on(server)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Every service key, declared or not.
+    pub(crate) fn service_keys(&self) -> Vec<ServiceKey> {
+        self.lock().services.keys().cloned().collect()
+    }
+}

@@ -1,0 +1,224 @@
+//! What the store keeps per object: the desired slice, the last observation, conditions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use steward_agent::api::{ConnectionStrings, HostInfo, ServiceInfo, ServiceStatus as AgentStatus};
+use steward_model::resource::Mode;
+use steward_model::snapshot::{CertificateSource, PlacedService, Server};
+use steward_model::ServiceKind;
+use time::OffsetDateTime;
+
+use super::events::EventRing;
+use crate::drift::DriftKind;
+use crate::service_key::ServiceKey;
+use crate::status::{Conditions, DatabaseStatus, LastProbe};
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CertRecord {
+    pub source: &'static str,
+    pub thumbprint: Option<String>,
+    pub not_after: Option<OffsetDateTime>,
+    pub subject: Option<String>,
+    /// The server has the certificate the desired state asks for: services may install.
+    pub ready: bool,
+    pub conditions: Conditions,
+    pub observed_generation: Option<u64>,
+    /// Drift reported and not yet resolved (monitor mode).
+    pub drift: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ServerRecord {
+    pub hostname: String,
+    pub monitor: bool,
+    pub desired: bool,
+    pub observed_generation: Option<u64>,
+    pub agent_up: Option<bool>,
+    pub host: Option<HostInfo>,
+    /// Kinds the agent last listed as installed; `None` before the first listing.
+    pub inventory: Option<BTreeSet<ServiceKind>>,
+    pub conditions: Conditions,
+    pub cert: CertRecord,
+    /// The connection strings last seen equal to the desired ones.
+    pub strings_synced: Option<ConnectionStrings>,
+    pub drift: BTreeSet<DriftKind>,
+}
+
+impl ServerRecord {
+    pub(super) fn new(server: &Server) -> Self {
+        Self {
+            hostname: server.hostname.clone(),
+            monitor: server.monitor,
+            desired: true,
+            observed_generation: None,
+            agent_up: None,
+            host: None,
+            inventory: None,
+            conditions: Conditions::default(),
+            cert: CertRecord {
+                source: certificate_source(&server.certificate),
+                thumbprint: None,
+                not_after: None,
+                subject: None,
+                ready: false,
+                conditions: Conditions::default(),
+                observed_generation: None,
+                drift: false,
+            },
+            strings_synced: None,
+            drift: BTreeSet::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ServiceRecord {
+    pub desired: Option<PlacedService>,
+    /// The agent's last word; `None` when not installed.
+    pub observed: Option<ServiceInfo>,
+    /// The monitor's verdict (rise/fall applied), mirrored here only by the probes
+    /// (`crate::probes`); `None` until one is reached.
+    pub(crate) verdict: Option<bool>,
+    pub last_probe: Option<LastProbe>,
+    pub conditions: Conditions,
+    pub observed_generation: Option<u64>,
+    /// The spec (and release) the service last ran healthy with: a difference from it
+    /// that the desired state did not ask for is drift.
+    pub synced: Option<(PlacedService, String)>,
+    pub drift: BTreeSet<DriftKind>,
+    /// Restarts since it was last healthy: a crash loop is restarted ever more slowly.
+    pub restarts: u32,
+}
+
+impl ServiceRecord {
+    pub(super) fn new(desired: Option<PlacedService>) -> Self {
+        Self {
+            desired,
+            observed: None,
+            verdict: None,
+            last_probe: None,
+            conditions: Conditions::default(),
+            observed_generation: None,
+            synced: None,
+            drift: BTreeSet::new(),
+            restarts: 0,
+        }
+    }
+
+    pub(crate) fn running(&self) -> bool {
+        self.observed
+            .as_ref()
+            .is_some_and(|o| o.status == AgentStatus::Running)
+    }
+
+    /// Running and passing its health test: what dependents and the HL7 listener go by.
+    pub(crate) fn ready(&self) -> bool {
+        self.running() && self.verdict == Some(true)
+    }
+
+    pub(crate) fn verdict(&self) -> Option<bool> {
+        self.verdict
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct InstallationRecord {
+    pub name: String,
+    pub release: String,
+    pub mode: Mode,
+    pub prune: bool,
+    pub observed_generation: Option<u64>,
+    pub conditions: Conditions,
+}
+
+/// Everything behind the store's one lock.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub generation: Option<u64>,
+    pub installation: Option<InstallationRecord>,
+    pub database: Option<DatabaseStatus>,
+    pub servers: BTreeMap<String, ServerRecord>,
+    pub services: BTreeMap<ServiceKey, ServiceRecord>,
+    /// `minimumHealthy` of every kind the desired state places somewhere.
+    pub minimum_healthy: BTreeMap<ServiceKind, u32>,
+    pub events: EventRing,
+}
+
+impl State {
+    /// The service records of one server, found by key range rather than by a scan (the
+    /// status of a thousand servers must not cost a million comparisons).
+    pub(super) fn services_on<'a>(
+        &'a self,
+        server: &str,
+    ) -> impl Iterator<Item = (&'a ServiceKey, &'a ServiceRecord)> {
+        let kinds = ServiceKind::ALL.iter().copied();
+        let (Some(first), Some(last)) = (kinds.clone().min(), kinds.max()) else {
+            unreachable!("the catalog has kinds")
+        };
+        self.services
+            .range(ServiceKey::new(server, first)..=ServiceKey::new(server, last))
+    }
+
+    pub(super) fn agent_up(&self, server: &str) -> Option<bool> {
+        self.servers.get(server).and_then(|s| s.agent_up)
+    }
+
+    /// What the dashboard and `steward_service_healthy` say about a service: the verdict,
+    /// unless there is none to trust (not running, or its agent does not answer), with
+    /// the reason why not.
+    pub(super) fn shown_health(
+        &self,
+        key: &ServiceKey,
+        record: &ServiceRecord,
+    ) -> (Option<bool>, Option<String>) {
+        shown_health(key, record, self.agent_up(&key.server))
+    }
+}
+
+/// [`State::shown_health`], given whether the service's agent answers.
+pub(super) fn shown_health(
+    key: &ServiceKey,
+    record: &ServiceRecord,
+    agent_up: Option<bool>,
+) -> (Option<bool>, Option<String>) {
+    if record.observed.is_none() {
+        return (None, Some("not installed".to_owned()));
+    }
+    if agent_up == Some(false) {
+        return (
+            None,
+            Some(format!(
+                "unknown: the agent of {} does not answer",
+                key.server
+            )),
+        );
+    }
+    if !record.running() {
+        return (None, Some("not running".to_owned()));
+    }
+    match record.verdict {
+        Some(v) => (Some(v), None),
+        None => (None, Some("no health verdict yet".to_owned())),
+    }
+}
+
+fn certificate_source(source: &CertificateSource) -> &'static str {
+    match source {
+        CertificateSource::Generate => "generated",
+        CertificateSource::Pem { .. } => "pem",
+        CertificateSource::Pfx { .. } => "pfx",
+    }
+}
+
+pub(super) fn refresh_source(record: &mut ServerRecord, server: &Server) {
+    record.hostname.clone_from(&server.hostname);
+    record.monitor = server.monitor;
+    record.desired = true;
+    record.cert.source = certificate_source(&server.certificate);
+}
+
+pub(crate) fn matches_spec(observed: &ServiceInfo, desired: &PlacedService, release: &str) -> bool {
+    observed.ports == desired.ports
+        && observed.drive.eq_ignore_ascii_case(&desired.drive)
+        && observed.release == release
+}

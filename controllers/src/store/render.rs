@@ -1,0 +1,256 @@
+//! The store's public side: the status document, one resource, the planner's view.
+
+use std::collections::BTreeMap;
+
+use steward_agent::api::ServiceStatus as AgentStatus;
+use steward_model::plan::{Observed, ObservedServer, ObservedService};
+use steward_model::ServiceKind;
+
+use super::events::OBJECT_EVENTS;
+use super::records::{
+    shown_health, CertRecord, InstallationRecord, ServerRecord, ServiceRecord, State,
+};
+use super::Store;
+use crate::service_key::ServiceKey;
+use crate::status::{
+    CertificateSummary, FleetStatus, Hl7Status, InstallationStatus, ResourceDetail, ResourceStatus,
+    ServerStatus, ServiceHealth, ServiceKindStatus,
+};
+
+impl Store {
+    /// The controllers' part of the status document (the daemon adds the loader's).
+    pub fn status(&self) -> FleetStatus {
+        let state = self.lock();
+        // Standby servers (`monitor: false`) are reconciled and visible as resources,
+        // but left off the dashboard.
+        let servers = state
+            .servers
+            .iter()
+            .filter(|(_, record)| record.monitor)
+            .map(|(name, record)| server_status(&state, name, record))
+            .collect();
+        FleetStatus {
+            observed_generation: state.generation,
+            installation: state.installation.as_ref().map(installation_status),
+            database: state.database.clone(),
+            servers,
+            service_kinds: state
+                .minimum_healthy
+                .keys()
+                .filter_map(|kind| kind_status(&state, *kind))
+                .collect(),
+            active_directory: Vec::new(),
+            hl7: Hl7Status {
+                active_listener: crate::hl7::active(&state.services),
+            },
+            events: state.events.iter().cloned().collect(),
+        }
+    }
+
+    /// What the agents reported, in the planner's terms: the `steward plan --live` input.
+    pub fn observed(&self) -> Observed {
+        let state = self.lock();
+        let mut servers: BTreeMap<String, ObservedServer> = BTreeMap::new();
+        for (key, record) in &state.services {
+            if let Some(seen) = &record.observed {
+                servers
+                    .entry(key.server.clone())
+                    .or_default()
+                    .services
+                    .insert(
+                        key.kind,
+                        ObservedService {
+                            ports: seen.ports.clone(),
+                            drive: seen.drive.clone(),
+                            release: seen.release.clone(),
+                            running: seen.status == AgentStatus::Running,
+                        },
+                    );
+            }
+        }
+        for (name, record) in &state.servers {
+            // Only a certificate that is the one the desired state asks for counts as in
+            // place; anything else is still to be issued or installed.
+            if record.cert.ready {
+                servers
+                    .entry(name.clone())
+                    .or_default()
+                    .certificate_thumbprint = record.cert.thumbprint.clone();
+            }
+        }
+        Observed {
+            servers,
+            ca_exists: true,
+        }
+    }
+
+    /// One object: `installation/NAME`, `server/NAME`, `certificate/SERVER`, or
+    /// `service/SERVER.KIND` (also `SERVER:KIND` or `SERVER/KIND`; kind in any case).
+    pub fn resource(&self, kind: &str, name: &str) -> Option<ResourceStatus> {
+        let state = self.lock();
+        let kind = kind.to_ascii_lowercase();
+        let kind = kind.strip_suffix('s').unwrap_or(&kind);
+        let (kind, object, generation, conditions, detail) = match kind {
+            "installation" => {
+                let record = state.installation.as_ref().filter(|i| i.name == name)?;
+                let status = installation_status(record);
+                (
+                    "Installation",
+                    format!("installation/{name}"),
+                    record.observed_generation,
+                    status.conditions.clone(),
+                    ResourceDetail::Installation(status),
+                )
+            }
+            "server" => {
+                let record = state.servers.get(name)?;
+                let status = server_status(&state, name, record);
+                (
+                    "Server",
+                    format!("server/{name}"),
+                    record.observed_generation,
+                    status.conditions.clone(),
+                    ResourceDetail::Server(Box::new(status)),
+                )
+            }
+            "certificate" => {
+                let record = state.servers.get(name)?;
+                let summary = certificate_summary(&record.cert);
+                (
+                    "Certificate",
+                    format!("certificate/{name}"),
+                    record.cert.observed_generation,
+                    summary.conditions.clone(),
+                    ResourceDetail::Certificate(summary),
+                )
+            }
+            "service" => {
+                let (server, raw_kind) = name.split_once(['.', ':', '/'])?;
+                let key = ServiceKey::new(server, raw_kind.to_ascii_uppercase().parse().ok()?);
+                let record = state.services.get(&key)?;
+                let health = service_health(&key, record, state.agent_up(server));
+                (
+                    "Service",
+                    format!("service/{key}"),
+                    record.observed_generation,
+                    health.conditions.clone(),
+                    ResourceDetail::Service(health),
+                )
+            }
+            _ => return None,
+        };
+        let events = state
+            .events
+            .iter()
+            .filter(|e| e.object == object)
+            .take(OBJECT_EVENTS)
+            .cloned()
+            .collect();
+        Some(ResourceStatus {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            observed_generation: generation,
+            conditions,
+            events,
+            detail,
+        })
+    }
+
+    /// The verdict on a service kind as a whole: `None` if the desired state places it
+    /// nowhere.
+    pub fn service_kind(&self, kind: ServiceKind) -> Option<ServiceKindStatus> {
+        kind_status(&self.lock(), kind)
+    }
+}
+
+pub(super) fn installation_status(record: &InstallationRecord) -> InstallationStatus {
+    InstallationStatus {
+        name: record.name.clone(),
+        release: record.release.clone(),
+        mode: record.mode,
+        prune: record.prune,
+        observed_generation: record.observed_generation,
+        conditions: record.conditions.list(),
+    }
+}
+
+fn certificate_summary(cert: &CertRecord) -> CertificateSummary {
+    CertificateSummary {
+        source: cert.source.to_owned(),
+        thumbprint: cert.thumbprint.clone(),
+        not_after: cert.not_after,
+        subject: cert.subject.clone(),
+        observed_generation: cert.observed_generation,
+        conditions: cert.conditions.list(),
+    }
+}
+
+pub(super) fn kind_status(state: &State, kind: ServiceKind) -> Option<ServiceKindStatus> {
+    let minimum_healthy = *state.minimum_healthy.get(&kind)?;
+    let (mut servers, mut healthy_servers) = (0, 0);
+    for (key, record) in &state.services {
+        if key.kind == kind && record.desired.is_some() {
+            servers += 1;
+            if record.ready() {
+                healthy_servers += 1;
+            }
+        }
+    }
+    Some(ServiceKindStatus {
+        kind,
+        servers,
+        healthy_servers,
+        minimum_healthy,
+        healthy: healthy_servers >= minimum_healthy,
+    })
+}
+
+fn server_status(state: &State, name: &str, record: &ServerRecord) -> ServerStatus {
+    let mut services: Vec<ServiceHealth> = state
+        .services_on(name)
+        .map(|(k, r)| service_health(k, r, record.agent_up))
+        .collect();
+    services.sort_by_key(|s| s.kind.install_rank());
+    ServerStatus {
+        name: name.to_owned(),
+        hostname: record.hostname.clone(),
+        agent_up: record.agent_up,
+        monitor: record.monitor,
+        desired: record.desired,
+        observed_generation: record.observed_generation,
+        host: record.host.clone(),
+        certificate: certificate_summary(&record.cert),
+        conditions: record.conditions.list(),
+        services,
+    }
+}
+
+fn service_health(
+    key: &ServiceKey,
+    record: &ServiceRecord,
+    agent_up: Option<bool>,
+) -> ServiceHealth {
+    let observed = record.observed.as_ref();
+    let ports = record
+        .desired
+        .as_ref()
+        .map(|d| d.ports.clone())
+        .or_else(|| observed.map(|o| o.ports.clone()))
+        .unwrap_or_default();
+    let (healthy, health_unknown) = shown_health(key, record, agent_up);
+    ServiceHealth {
+        kind: key.kind,
+        port: ports.first().copied(),
+        ports,
+        listen_ports: observed.map(|o| o.listen_ports.clone()).unwrap_or_default(),
+        installed: observed.is_some(),
+        healthy,
+        health_unknown,
+        status: observed.map(|o| o.status),
+        release: observed.map(|o| o.release.clone()),
+        desired: record.desired.is_some(),
+        observed_generation: record.observed_generation,
+        conditions: record.conditions.list(),
+        last_probe: record.last_probe.clone(),
+    }
+}
