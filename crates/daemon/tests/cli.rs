@@ -516,6 +516,8 @@ fn lab_kill_needs_a_lab_server_name() {
         text(&out.stderr).contains("no lab server app2"),
         "{}",
         text(&out.stderr)
+    );
+}
 
 /// Binds a loopback port: run it in a network namespace of its own (see the README).
 #[test]

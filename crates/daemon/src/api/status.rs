@@ -19,16 +19,15 @@ use super::AppState;
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusDocument {
-    /// The live desired-state generation (0 before the first valid load).
+    /// The desired-state generation in force: the last one the controllers accepted (0
+    /// before the first). What the loader last loaded and attempted is under
+    /// `desiredState`.
     pub generation: u64,
     /// Whether the desired-state directory validates now.
     pub valid: bool,
     /// The errors of the last load (the first 100; `desiredState.errorCount` has them
     /// all), as `FILE:LINE:COL: error[CODE]: message`.
     pub errors: Vec<String>,
-    pub last_applied_generation: u64,
-    /// Above `lastAppliedGeneration` while the files are not what runs (invalid).
-    pub last_attempted_generation: u64,
     pub desired_state: DesiredStateStatus,
     #[serde(flatten)]
     pub fleet: FleetStatus,
@@ -40,6 +39,7 @@ pub struct StatusDocument {
 pub struct DesiredStateStatus {
     pub directory: String,
     pub last_applied_generation: u64,
+    /// Above `lastAppliedGeneration` while the files are not what runs (invalid).
     pub last_attempted_generation: u64,
     pub valid: bool,
     /// The first 100 errors; `errorCount` has them all.
@@ -126,11 +126,13 @@ pub async fn status(State(state): State<AppState>) -> Json<StatusDocument> {
 pub fn document(state: &AppState) -> StatusDocument {
     let watch = state.watch.current_status();
     StatusDocument {
-        generation: watch.last_applied_generation,
+        generation: state
+            .controllers
+            .desired()
+            .current()
+            .map_or(0, |accepted| accepted.generation()),
         valid: watch.valid,
         errors: watch.errors.iter().map(ToString::to_string).collect(),
-        last_applied_generation: watch.last_applied_generation,
-        last_attempted_generation: watch.last_attempted_generation,
         desired_state: desired_state(&watch),
         fleet: state.store.status(),
     }
