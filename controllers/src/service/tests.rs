@@ -455,6 +455,7 @@ fn a_spec_difference_reads_from_installed_to_declared() {
         pid: None,
         exit_code: None,
         message: None,
+        last_failure: None,
     };
     assert_eq!(
         spec_difference(&observed, &placed, "6.13.0"),
