@@ -19,9 +19,9 @@ use super::AppState;
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusDocument {
-    /// The desired-state generation in force: the last one the controllers accepted (0
-    /// before the first). What the loader last loaded and attempted is under
-    /// `desiredState`.
+    /// The live desired-state generation (0 before the first valid load); the one the
+    /// controllers accepted is `observedGeneration`, and what the loader last attempted
+    /// is under `desiredState`.
     pub generation: u64,
     /// Whether the desired-state directory validates now.
     pub valid: bool,
@@ -126,11 +126,7 @@ pub async fn status(State(state): State<AppState>) -> Json<StatusDocument> {
 pub fn document(state: &AppState) -> StatusDocument {
     let watch = state.watch.current_status();
     StatusDocument {
-        generation: state
-            .controllers
-            .desired()
-            .current()
-            .map_or(0, |accepted| accepted.generation()),
+        generation: watch.last_applied_generation,
         valid: watch.valid,
         errors: watch.errors.iter().map(ToString::to_string).collect(),
         desired_state: desired_state(&watch),

@@ -128,10 +128,9 @@ fn problems(doc: &Value) -> Vec<String> {
             doc["generation"]
         ));
     }
-    if let (Some(observed), Some(generation)) = (
-        doc["observedGeneration"].as_u64(),
-        doc["generation"].as_u64(),
-    ) {
+    // No observedGeneration yet: the controllers have accepted nothing so far.
+    let observed = doc["observedGeneration"].as_u64().unwrap_or(0);
+    if let Some(generation) = doc["generation"].as_u64() {
         if observed < generation {
             out.push(format!(
                 "generation {generation} not applied yet (controllers at {observed})"
