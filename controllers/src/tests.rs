@@ -563,3 +563,35 @@ fn the_run_report_reads_as_a_sentence() {
     );
     assert_eq!(report["service"].succeeded, 40);
 }
+
+/// Moved here with the reading of trusted CA files (it was the daemon's, at start).
+#[tokio::test]
+async fn a_trusted_ca_file_that_is_a_fifo_does_not_block_the_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = crate::fakes::fixture_with(
+        &[("app1", &["PSIS", "PSWS"])],
+        "certificate: {generate: true}",
+        dir.path(),
+    );
+    let status = std::process::Command::new("mkfifo")
+        .arg(dir.path().join("corp-root.pem"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let base = fx.prober.trusted.lock().unwrap().last().cloned().unwrap();
+    let mut next = fx.current();
+    next.installation.certificate_authority.trust = vec!["corp-root.pem".into()];
+    // On a thread of its own: a blocked read fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ctx = fx.ctx.clone();
+    let desired = fx.desired(fx.generation() + 1, next);
+    std::thread::spawn(move || {
+        crate::triggers::apply(&ctx, desired);
+        ctx.refresh_trust();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("reading the trusted CA blocked");
+    let roots = fx.prober.trusted.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(roots, base, "only the steward CA");
+}
