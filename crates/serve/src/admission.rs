@@ -1,0 +1,398 @@
+//! The connection table: which connections a server holds, what each is doing and since
+//! when. Admission keeps the table within its budget by shedding the connection that has
+//! waited longest without a request in progress; a request in progress is never cut to
+//! make room.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::limits::Limits;
+
+/// How often, at most, a server under pressure says so in the log.
+const PRESSURE_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// What a connection is doing; each phase has its own deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// TLS handshake.
+    Handshake,
+    /// Waiting for a request head to be complete: from the start of the connection (or of
+    /// the handshake's end), or from the first byte of a later request.
+    Head,
+    /// Kept alive between requests, no byte of the next one yet.
+    Idle,
+    /// A request handed to the router, its response not yet sent.
+    Exchange,
+}
+
+impl Phase {
+    pub(crate) fn allowance(self, limits: &Limits) -> Duration {
+        match self {
+            Self::Handshake => limits.handshake_timeout,
+            Self::Head => limits.header_read_timeout,
+            Self::Idle => limits.idle_timeout,
+            Self::Exchange => limits.request_timeout.saturating_mul(2),
+        }
+    }
+
+    /// Bounded name, for logs and counters.
+    pub(crate) fn timeout_label(self) -> &'static str {
+        match self {
+            Self::Handshake => "handshake_timeout",
+            Self::Head => "header_timeout",
+            Self::Idle => "idle_timeout",
+            Self::Exchange => "exchange_timeout",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+struct State {
+    phase: Phase,
+    since: Instant,
+    /// Bytes of a next request arrived during an exchange (pipelining): when the exchange
+    /// ends, the connection is reading a head, not idle.
+    early_bytes: bool,
+}
+
+/// One held connection.
+pub(crate) struct Slot {
+    state: Mutex<State>,
+    /// Cancelled when the connection is shed, or at the end of the shutdown grace.
+    pub(crate) stop: CancellationToken,
+    /// Told of every phase change: a later phase may have an earlier deadline.
+    changed: Notify,
+}
+
+impl Slot {
+    fn new(phase: Phase) -> Self {
+        Self {
+            state: Mutex::new(State {
+                phase,
+                since: Instant::now(),
+                early_bytes: false,
+            }),
+            stop: CancellationToken::new(),
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn phase(&self) -> (Phase, Instant) {
+        let state = self.lock();
+        (state.phase, state.since)
+    }
+
+    /// Resolves at the next phase change after the last call to [`Self::phase`] (a change
+    /// in between is remembered, so none is missed).
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    pub(crate) fn enter(&self, phase: Phase) {
+        let mut state = self.lock();
+        state.phase = phase;
+        state.since = Instant::now();
+        state.early_bytes = false;
+        self.changed.notify_one();
+    }
+
+    /// The client sent something: an idle connection starts reading a request head.
+    pub(crate) fn bytes_read(&self) {
+        let mut state = self.lock();
+        match state.phase {
+            Phase::Idle => {
+                state.phase = Phase::Head;
+                state.since = Instant::now();
+                self.changed.notify_one();
+            }
+            Phase::Exchange => state.early_bytes = true,
+            Phase::Handshake | Phase::Head => {}
+        }
+    }
+
+    pub(crate) fn end_exchange(&self) {
+        let mut state = self.lock();
+        if state.phase == Phase::Exchange {
+            state.phase = if state.early_bytes {
+                Phase::Head
+            } else {
+                Phase::Idle
+            };
+            state.since = Instant::now();
+            state.early_bytes = false;
+            self.changed.notify_one();
+        }
+    }
+}
+
+/// Counters of one server since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionCounts {
+    /// Held now.
+    pub open: usize,
+    pub accepted: u64,
+    /// Closed to make room for a new connection.
+    pub shed: u64,
+    /// Closed at once because every held connection had a request in progress.
+    pub refused: u64,
+    pub handshake_timeouts: u64,
+    pub header_timeouts: u64,
+    pub idle_timeouts: u64,
+    /// Handler plus sending the response took more than twice the request timeout.
+    pub exchange_timeouts: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    accepted: AtomicU64,
+    shed: AtomicU64,
+    refused: AtomicU64,
+    timeouts: [AtomicU64; 4],
+}
+
+#[derive(Default)]
+struct Table {
+    slots: HashMap<u64, Arc<Slot>>,
+    next_id: u64,
+    /// Shed and refused since the last report, and when that was.
+    unreported: (u64, u64),
+    last_report: Option<Instant>,
+}
+
+/// The table of one server.
+pub(crate) struct Admission {
+    name: &'static str,
+    max: usize,
+    table: Mutex<Table>,
+    stats: Stats,
+}
+
+impl Admission {
+    pub(crate) fn new(name: &'static str, max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            max: max.max(1),
+            table: Mutex::new(Table::default()),
+            stats: Stats::default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for a new connection, shedding the longest-waiting connection without a
+    /// request in progress when the table is full; `None` when every held connection is in
+    /// an exchange (the new one is refused).
+    pub(crate) fn admit(self: &Arc<Self>, first: Phase) -> Option<Ticket> {
+        let mut table = self.lock();
+        if table.slots.len() >= self.max {
+            if Self::shed_locked(&mut table) {
+                self.stats.shed.fetch_add(1, Ordering::Relaxed);
+                table.unreported.0 += 1;
+            } else {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                table.unreported.1 += 1;
+                self.report_pressure(&mut table);
+                return None;
+            }
+            self.report_pressure(&mut table);
+        }
+        let id = table.next_id;
+        table.next_id += 1;
+        let slot = Arc::new(Slot::new(first));
+        table.slots.insert(id, Arc::clone(&slot));
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        Some(Ticket {
+            id,
+            slot,
+            admission: Arc::clone(self),
+        })
+    }
+
+    /// Close the longest-waiting connection without a request in progress (the process is
+    /// out of file descriptors and must get one back); whether there was one.
+    pub(crate) fn shed_one(&self) -> bool {
+        let mut table = self.lock();
+        let shed = Self::shed_locked(&mut table);
+        if shed {
+            self.stats.shed.fetch_add(1, Ordering::Relaxed);
+            table.unreported.0 += 1;
+        }
+        shed
+    }
+
+    fn shed_locked(table: &mut Table) -> bool {
+        let oldest = table
+            .slots
+            .iter()
+            .filter_map(|(id, slot)| {
+                let (phase, since) = slot.phase();
+                (phase != Phase::Exchange).then_some((since, *id))
+            })
+            .min();
+        let Some((_, id)) = oldest else {
+            return false;
+        };
+        if let Some(slot) = table.slots.remove(&id) {
+            slot.stop.cancel();
+        }
+        true
+    }
+
+    /// Warn about shed and refused connections, at most every [`PRESSURE_REPORT_EVERY`].
+    fn report_pressure(&self, table: &mut Table) {
+        let now = Instant::now();
+        if table
+            .last_report
+            .is_some_and(|at| now.duration_since(at) < PRESSURE_REPORT_EVERY)
+        {
+            return;
+        }
+        let (shed, refused) = std::mem::take(&mut table.unreported);
+        table.last_report = Some(now);
+        tracing::warn!(
+            server = self.name,
+            limit = self.max,
+            shed,
+            refused,
+            "connection limit reached: the longest-waiting connections without a request are closed"
+        );
+    }
+
+    pub(crate) fn timed_out(&self, phase: Phase) {
+        self.stats.timeouts[phase.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cut every connection (the shutdown grace is over).
+    pub(crate) fn stop_all(&self) {
+        for (_, slot) in self.lock().slots.drain() {
+            slot.stop.cancel();
+        }
+    }
+
+    pub(crate) fn counts(&self) -> ConnectionCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let timeouts = &self.stats.timeouts;
+        ConnectionCounts {
+            open: self.lock().slots.len(),
+            accepted: get(&self.stats.accepted),
+            shed: get(&self.stats.shed),
+            refused: get(&self.stats.refused),
+            handshake_timeouts: get(&timeouts[Phase::Handshake.index()]),
+            header_timeouts: get(&timeouts[Phase::Head.index()]),
+            idle_timeouts: get(&timeouts[Phase::Idle.index()]),
+            exchange_timeouts: get(&timeouts[Phase::Exchange.index()]),
+        }
+    }
+}
+
+/// A held connection's place in the table, given back when the connection ends.
+pub(crate) struct Ticket {
+    id: u64,
+    slot: Arc<Slot>,
+    admission: Arc<Admission>,
+}
+
+impl Ticket {
+    pub(crate) fn slot(&self) -> &Arc<Slot> {
+        &self.slot
+    }
+
+    pub(crate) fn admission(&self) -> &Admission {
+        &self.admission
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.admission.lock().slots.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_table_sheds_the_longest_waiting_connection_never_an_exchange() {
+        let admission = Admission::new("test", 3);
+        let busy = admission.admit(Phase::Head).unwrap();
+        busy.slot().enter(Phase::Exchange);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let older = admission.admit(Phase::Head).unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let newer = admission.admit(Phase::Head).unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+
+        let fourth = admission.admit(Phase::Head).unwrap();
+        assert!(
+            older.slot().stop.is_cancelled(),
+            "the oldest waiting one goes"
+        );
+        assert!(
+            !busy.slot().stop.is_cancelled(),
+            "an exchange is never shed"
+        );
+        assert!(!newer.slot().stop.is_cancelled());
+        assert_eq!(admission.counts().open, 3);
+        assert_eq!(admission.counts().shed, 1);
+
+        // Activity renews a connection's claim: the idle one since later is kept.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        newer.slot().enter(Phase::Exchange);
+        newer.slot().end_exchange();
+        let fifth = admission.admit(Phase::Head).unwrap();
+        assert!(fourth.slot().stop.is_cancelled());
+        assert!(!newer.slot().stop.is_cancelled());
+
+        // Everyone in an exchange: the newcomer is refused, nobody is cut.
+        newer.slot().enter(Phase::Exchange);
+        fifth.slot().enter(Phase::Exchange);
+        assert!(admission.admit(Phase::Head).is_none());
+        assert_eq!(admission.counts().refused, 1);
+        assert_eq!(admission.counts().open, 3);
+
+        drop((older, fourth));
+        assert_eq!(
+            admission.counts().open,
+            3,
+            "shed slots were already given back"
+        );
+        drop((busy, newer, fifth));
+        assert_eq!(admission.counts().open, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_during_an_exchange_make_the_next_phase_a_head() {
+        let admission = Admission::new("test", 1);
+        let ticket = admission.admit(Phase::Head).unwrap();
+        let slot = ticket.slot();
+        slot.enter(Phase::Exchange);
+        slot.end_exchange();
+        assert_eq!(slot.phase().0, Phase::Idle);
+        slot.bytes_read();
+        assert_eq!(slot.phase().0, Phase::Head);
+        slot.enter(Phase::Exchange);
+        slot.bytes_read();
+        slot.end_exchange();
+        assert_eq!(
+            slot.phase().0,
+            Phase::Head,
+            "a pipelined request is waiting"
+        );
+    }
+}
