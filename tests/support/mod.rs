@@ -82,6 +82,9 @@ pub struct Options {
     pub resync: &'static str,
     /// Extra environment variables of the daemon.
     pub env: Vec<(&'static str, &'static str)>,
+    /// Start the daemon with this open-file limit, (soft, hard) (its lab agents and
+    /// services inherit it), like `prlimit --nofile=SOFT:HARD`.
+    pub open_files: Option<(u64, u64)>,
 }
 
 impl Default for Options {
@@ -90,6 +93,7 @@ impl Default for Options {
             relative_paths: false,
             resync: "2s",
             env: Vec::new(),
+            open_files: None,
         }
     }
 }
@@ -237,7 +241,22 @@ impl Lab {
         } else {
             (self.desired.clone(), self.state.clone())
         };
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        if let Some((soft, hard)) = self.options.open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = rustix::process::Rlimit {
+                current: Some(soft),
+                maximum: Some(hard),
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches nothing of the parent's.
+            unsafe {
+                command.pre_exec(move || {
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = command
             .current_dir(self.root_path.as_path())
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
@@ -891,6 +910,14 @@ pub fn signal(pid: i32, sig: Signal) {
     if let Some(pid) = Pid::from_raw(pid) {
         let _ = kill_process(pid, sig);
     }
+}
+
+/// (soft, hard) open-file limit of a process, from `/proc/PID/limits`.
+pub fn open_files_limit(pid: i32) -> Option<(u64, u64)> {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut numbers = line["Max open files".len()..].split_whitespace();
+    Some((numbers.next()?.parse().ok()?, numbers.next()?.parse().ok()?))
 }
 
 pub fn alive(pid: i32) -> bool {

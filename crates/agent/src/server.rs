@@ -1,5 +1,7 @@
-//! The agent's HTTPS listener: axum over tokio-rustls with mutual TLS. A client without a
-//! certificate from the steward CA never gets past the handshake.
+//! The agent's HTTPS listener: axum over tokio-rustls with mutual TLS, served by
+//! `steward-serve` within [`limits`]. A client without a certificate from the steward CA
+//! never gets past the handshake; a client that never finishes one is closed at its
+//! deadline, and no number of clients takes more than a quarter of the agent's open files.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,11 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use steward_serve::{Limits, Server};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::AgentConfig;
@@ -22,11 +21,27 @@ use crate::layout::Layout;
 use crate::manager::ServiceManager;
 use crate::routes::{router, App};
 
-/// A peer that connects but never finishes the handshake must not hold a task forever.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long in-flight requests get to finish after shutdown is requested.
-const GRACE: Duration = Duration::from_secs(10);
+/// The most connections the agent holds: its clients are one daemon (a few pooled
+/// connections) and the odd administrator.
+const MAX_CONNECTIONS: usize = 256;
+
+/// The agent API's bounds, for a process that may open `open_files` files.
+pub fn limits(open_files: Option<u64>) -> Limits {
+    Limits {
+        max_connections: Limits::connection_budget(open_files, MAX_CONNECTIONS),
+        handshake_timeout: Duration::from_secs(10),
+        header_read_timeout: Duration::from_secs(10),
+        // Above the daemon client's 30 s pool idle time, so the client always gives up a
+        // kept-alive connection first and never sends on one the agent is closing.
+        idle_timeout: Duration::from_secs(90),
+        // An uninstall waits for the service to stop (stop_timeout, 10 s by default).
+        request_timeout: Duration::from_secs(60),
+        // Certificates and connection strings: kilobytes.
+        max_body_bytes: 1024 * 1024,
+        max_head_bytes: 64 * 1024,
+        shutdown_grace: Duration::from_secs(10),
+    }
+}
 
 /// A bound agent, not yet serving: lets the caller learn the address (port 0 in tests).
 pub struct AgentServer {
@@ -91,79 +106,18 @@ impl AgentServer {
     /// Services keep running unless the config says to stop them.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
         let addr = self.local_addr();
-        tracing::info!(%addr, "agent listening (mutual TLS)");
-        let graceful = GracefulShutdown::new();
-        // Handshakes still in progress at shutdown are abandoned, not waited for.
-        let (stopping, stop_signal) = tokio::sync::watch::channel(false);
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (tcp, peer) = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Typically EMFILE: back off instead of spinning, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-            };
-            tokio::spawn(serve_connection(
-                self.acceptor.clone(),
-                TowerToHyperService::new(self.router.clone()),
-                tcp,
-                peer,
-                graceful.watcher(),
-                stop_signal.clone(),
-            ));
-        }
-        drop(self.listener);
-        tracing::info!("agent shutting down");
-        let _ = stopping.send(true);
-        if tokio::time::timeout(GRACE, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("in-flight requests did not finish in time");
-        }
+        let limits = limits(steward_serve::open_files_limit());
+        tracing::info!(%addr, max_connections = limits.max_connections, "agent listening (mutual TLS)");
+        let shutdown = async {
+            shutdown.await;
+            tracing::info!("agent shutting down");
+        };
+        Server::new("agent", self.listener, limits)
+            .with_tls(self.acceptor)
+            .serve(self.router, shutdown)
+            .await;
         self.app.manager.shutdown(self.stop_services_on_exit).await;
         Ok(())
-    }
-}
-
-/// One connection, in its own task so that nothing a peer does (a failed or stalled
-/// handshake, garbage) affects the accept loop or other connections.
-async fn serve_connection(
-    acceptor: TlsAcceptor,
-    service: TowerToHyperService<Router>,
-    tcp: TcpStream,
-    peer: SocketAddr,
-    watcher: Watcher,
-    mut stop_signal: watch::Receiver<bool>,
-) {
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
-    let tls = tokio::select! {
-        result = handshake => match result {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(e)) => {
-                tracing::info!(%peer, error = %e, "TLS handshake refused");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(%peer, "TLS handshake timed out");
-                return;
-            }
-        },
-        _ = stop_signal.changed() => return,
-    };
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let connection = builder.serve_connection(TokioIo::new(tls), service);
-    if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 

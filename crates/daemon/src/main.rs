@@ -13,6 +13,7 @@ mod embedded;
 mod lab;
 mod logging;
 mod metrics;
+mod open_files;
 mod signals;
 
 use std::process::ExitCode;

@@ -1,7 +1,9 @@
 //! The connection table: which connections a server holds, what each is doing and since
-//! when. Admission keeps the table within its budget by shedding the connection that has
-//! waited longest without a request in progress; a request in progress is never cut to
-//! make room.
+//! when. Admission keeps the table within its budget by shedding a connection without a
+//! request in progress: first those that never completed a request (a flood of new
+//! connections, handshakes that never end), longest-waiting first; only then kept-alive
+//! connections of clients that did (the daemon's pooled connection to an agent, a
+//! Prometheus scrape). A request in progress is never cut to make room.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +64,8 @@ struct State {
     /// Bytes of a next request arrived during an exchange (pipelining): when the exchange
     /// ends, the connection is reading a head, not idle.
     early_bytes: bool,
+    /// At least one exchange completed on this connection.
+    served: bool,
 }
 
 /// One held connection.
@@ -80,6 +84,7 @@ impl Slot {
                 phase,
                 since: Instant::now(),
                 early_bytes: false,
+                served: false,
             }),
             stop: CancellationToken::new(),
             changed: Notify::new(),
@@ -93,6 +98,13 @@ impl Slot {
     pub(crate) fn phase(&self) -> (Phase, Instant) {
         let state = self.lock();
         (state.phase, state.since)
+    }
+
+    /// How strongly the connection holds its place, weakest first; `None` while in an
+    /// exchange (never shed).
+    fn claim(&self) -> Option<(bool, Instant)> {
+        let state = self.lock();
+        (state.phase != Phase::Exchange).then_some((state.served, state.since))
     }
 
     /// Resolves at the next phase change after the last call to [`Self::phase`] (a change
@@ -133,6 +145,7 @@ impl Slot {
             };
             state.since = Instant::now();
             state.early_bytes = false;
+            state.served = true;
             self.changed.notify_one();
         }
     }
@@ -141,7 +154,7 @@ impl Slot {
 /// Counters of one server since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnectionCounts {
-    /// Held now.
+    /// Held now (including connections being closed).
     pub open: usize,
     pub accepted: u64,
     /// Closed to make room for a new connection.
@@ -172,12 +185,22 @@ struct Table {
     last_report: Option<Instant>,
 }
 
+/// What [`Admission::make_room`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Room {
+    Free,
+    Freeing,
+    Full,
+}
+
 /// The table of one server.
 pub(crate) struct Admission {
     name: &'static str,
     max: usize,
     table: Mutex<Table>,
     stats: Stats,
+    /// Told whenever a connection leaves the table.
+    released: Notify,
 }
 
 impl Admission {
@@ -187,6 +210,7 @@ impl Admission {
             max: max.max(1),
             table: Mutex::new(Table::default()),
             stats: Stats::default(),
+            released: Notify::new(),
         })
     }
 
@@ -194,22 +218,40 @@ impl Admission {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A slot for a new connection, shedding the longest-waiting connection without a
-    /// request in progress when the table is full; `None` when every held connection is in
-    /// an exchange (the new one is refused).
+    /// Make room for a connection just accepted: nothing to do, or a connection is being
+    /// closed to make room (wait for [`Self::released`]; the count includes it until its
+    /// socket is closed), or every held connection is in an exchange.
+    pub(crate) fn make_room(&self) -> Room {
+        let mut table = self.lock();
+        if table.slots.len() < self.max {
+            return Room::Free;
+        }
+        if table.slots.values().any(|slot| slot.stop.is_cancelled()) {
+            return Room::Freeing;
+        }
+        if Self::shed_locked(&mut table) {
+            self.stats.shed.fetch_add(1, Ordering::Relaxed);
+            table.unreported.0 += 1;
+            self.report_pressure(&mut table);
+            Room::Freeing
+        } else {
+            Room::Full
+        }
+    }
+
+    /// Resolves when a connection's socket has been closed (possibly one closed earlier:
+    /// check [`Self::make_room`] again).
+    pub(crate) async fn released(&self) {
+        self.released.notified().await;
+    }
+
+    /// A slot for a new connection, once [`Self::make_room`] said there is room; `None` if
+    /// the table is full all the same.
     pub(crate) fn admit(self: &Arc<Self>, first: Phase) -> Option<Ticket> {
         let mut table = self.lock();
         if table.slots.len() >= self.max {
-            if Self::shed_locked(&mut table) {
-                self.stats.shed.fetch_add(1, Ordering::Relaxed);
-                table.unreported.0 += 1;
-            } else {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                table.unreported.1 += 1;
-                self.report_pressure(&mut table);
-                return None;
-            }
-            self.report_pressure(&mut table);
+            self.refused_locked(&mut table);
+            return None;
         }
         let id = table.next_id;
         table.next_id += 1;
@@ -223,8 +265,19 @@ impl Admission {
         })
     }
 
-    /// Close the longest-waiting connection without a request in progress (the process is
-    /// out of file descriptors and must get one back); whether there was one.
+    /// Count a connection refused because every held one was in an exchange.
+    pub(crate) fn refused(&self) {
+        self.refused_locked(&mut self.lock());
+    }
+
+    fn refused_locked(&self, table: &mut Table) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        table.unreported.1 += 1;
+        self.report_pressure(table);
+    }
+
+    /// Close the weakest connection without a request in progress (the process is out of
+    /// file descriptors and must get one back); whether there was one.
     pub(crate) fn shed_one(&self) -> bool {
         let mut table = self.lock();
         let shed = Self::shed_locked(&mut table);
@@ -235,19 +288,18 @@ impl Admission {
         shed
     }
 
+    /// Tell the weakest connection to close; it stays in the table until it has.
     fn shed_locked(table: &mut Table) -> bool {
-        let oldest = table
+        let weakest = table
             .slots
             .iter()
-            .filter_map(|(id, slot)| {
-                let (phase, since) = slot.phase();
-                (phase != Phase::Exchange).then_some((since, *id))
-            })
+            .filter(|(_, slot)| !slot.stop.is_cancelled())
+            .filter_map(|(id, slot)| Some((slot.claim()?, *id)))
             .min();
-        let Some((_, id)) = oldest else {
+        let Some((_, id)) = weakest else {
             return false;
         };
-        if let Some(slot) = table.slots.remove(&id) {
+        if let Some(slot) = table.slots.get(&id) {
             slot.stop.cancel();
         }
         true
@@ -269,7 +321,7 @@ impl Admission {
             limit = self.max,
             shed,
             refused,
-            "connection limit reached: the longest-waiting connections without a request are closed"
+            "connection limit reached: connections without a request in progress are closed to make room"
         );
     }
 
@@ -279,7 +331,7 @@ impl Admission {
 
     /// Cut every connection (the shutdown grace is over).
     pub(crate) fn stop_all(&self) {
-        for (_, slot) in self.lock().slots.drain() {
+        for slot in self.lock().slots.values() {
             slot.stop.cancel();
         }
     }
@@ -320,12 +372,26 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.admission.lock().slots.remove(&self.id);
+        self.admission.released.notify_one();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Admit a connection the way the accept loop does, the shed ones' tasks ending at once.
+    fn admit(admission: &Arc<Admission>, held: &mut Vec<Ticket>, phase: Phase) -> Option<usize> {
+        loop {
+            match admission.make_room() {
+                Room::Free => break,
+                Room::Freeing => held.retain(|t| !t.slot().stop.is_cancelled()),
+                Room::Full => return None,
+            }
+        }
+        held.push(admission.admit(phase)?);
+        Some(held.len() - 1)
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_full_table_sheds_the_longest_waiting_connection_never_an_exchange() {
@@ -338,7 +404,7 @@ mod tests {
         let newer = admission.admit(Phase::Head).unwrap();
         tokio::time::advance(Duration::from_secs(1)).await;
 
-        let fourth = admission.admit(Phase::Head).unwrap();
+        assert_eq!(admission.make_room(), Room::Freeing);
         assert!(
             older.slot().stop.is_cancelled(),
             "the oldest waiting one goes"
@@ -348,32 +414,48 @@ mod tests {
             "an exchange is never shed"
         );
         assert!(!newer.slot().stop.is_cancelled());
-        assert_eq!(admission.counts().open, 3);
-        assert_eq!(admission.counts().shed, 1);
-
-        // Activity renews a connection's claim: the idle one since later is kept.
-        tokio::time::advance(Duration::from_secs(1)).await;
-        newer.slot().enter(Phase::Exchange);
-        newer.slot().end_exchange();
-        let fifth = admission.admit(Phase::Head).unwrap();
-        assert!(fourth.slot().stop.is_cancelled());
+        assert_eq!(admission.make_room(), Room::Freeing, "one at a time");
         assert!(!newer.slot().stop.is_cancelled());
+        assert_eq!(admission.counts().open, 3, "until its socket is closed");
+        drop(older);
+        assert_eq!(admission.make_room(), Room::Free);
+        let fourth = admission.admit(Phase::Head).unwrap();
+        assert_eq!(admission.counts().shed, 1);
 
         // Everyone in an exchange: the newcomer is refused, nobody is cut.
         newer.slot().enter(Phase::Exchange);
-        fifth.slot().enter(Phase::Exchange);
+        fourth.slot().enter(Phase::Exchange);
+        assert_eq!(admission.make_room(), Room::Full);
         assert!(admission.admit(Phase::Head).is_none());
         assert_eq!(admission.counts().refused, 1);
         assert_eq!(admission.counts().open, 3);
-
-        drop((older, fourth));
-        assert_eq!(
-            admission.counts().open,
-            3,
-            "shed slots were already given back"
-        );
-        drop((busy, newer, fifth));
+        drop((busy, newer, fourth));
         assert_eq!(admission.counts().open, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clients_that_completed_a_request_are_shed_after_those_that_did_not() {
+        let admission = Admission::new("test", 3);
+        let mut held = Vec::new();
+        // The daemon's pooled connection: served once, idle since long ago.
+        admit(&admission, &mut held, Phase::Head).unwrap();
+        let pooled = Arc::clone(held[0].slot());
+        pooled.enter(Phase::Exchange);
+        pooled.end_exchange();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        // A flood of connections that never send anything.
+        for _ in 0..10 {
+            admit(&admission, &mut held, Phase::Handshake).unwrap();
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        assert!(!pooled.stop.is_cancelled(), "kept while strangers can go");
+        assert_eq!(admission.counts().shed, 8, "the oldest strangers went");
+        // With nothing else left to shed, the served connection goes too.
+        for t in &held[1..] {
+            t.slot().enter(Phase::Exchange);
+        }
+        admit(&admission, &mut held, Phase::Handshake).unwrap();
+        assert!(pooled.stop.is_cancelled());
     }
 
     #[tokio::test(start_paused = true)]

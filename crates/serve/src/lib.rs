@@ -6,8 +6,9 @@
 //! connections is bounded by [`Limits::max_connections`], a fraction of the process's
 //! open-file limit ([`Limits::connection_budget`]), so that no number of idle or slow
 //! clients can take the file descriptors the rest of the process needs: a new connection
-//! beyond the bound replaces the connection that has waited longest without a request in
-//! progress, or is closed at once when every connection is in the middle of a request.
+//! beyond the bound replaces a connection without a request in progress (one that never
+//! completed a request before a kept-alive client's, longest-waiting first), or is closed
+//! at once when every connection is in the middle of a request.
 //! Request bodies are capped, handlers get a deadline (`503`), and handlers can extract
 //! the peer's address with `axum::extract::ConnectInfo<SocketAddr>`.
 //!

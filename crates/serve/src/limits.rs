@@ -12,9 +12,10 @@ use rustix::process::{getrlimit, Resource};
 /// The bounds of one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections held at once. A new connection beyond it replaces the connection that has
-    /// waited longest without a request in progress; when every one is in the middle of a
-    /// request, the new one is closed at once.
+    /// Connections held at once. A new connection beyond it replaces one without a request
+    /// in progress (connections that never completed a request go before kept-alive ones,
+    /// longest-waiting first); when every one is in the middle of a request, the new one is
+    /// closed at once.
     pub max_connections: usize,
     /// TLS only: from accept to the end of the handshake (a client that never sends its
     /// ClientHello is closed after this).

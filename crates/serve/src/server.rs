@@ -16,7 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::{Admission, ConnectionCounts, Phase};
+use crate::admission::{Admission, ConnectionCounts, Phase, Room};
 use crate::connection::Connection;
 use crate::limits::Limits;
 use crate::request::Dispatch;
@@ -85,7 +85,7 @@ impl Server {
             Phase::Head
         };
         let mut shutdown = std::pin::pin!(shutdown);
-        loop {
+        'accepting: loop {
             let (tcp, peer) = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -97,6 +97,24 @@ impl Server {
                     }
                 },
             };
+            // Room is made only for a connection that is here, and the shed connection's
+            // socket is closed before this one is admitted: the server holds at most one
+            // socket beyond its budget, however fast connections come.
+            loop {
+                match self.admission.make_room() {
+                    Room::Free => break,
+                    Room::Freeing => tokio::select! {
+                        biased;
+                        () = &mut shutdown => break 'accepting,
+                        () = self.admission.released() => {}
+                    },
+                    Room::Full => {
+                        self.admission.refused();
+                        refuse(&tcp, self.tls.is_none());
+                        continue 'accepting;
+                    }
+                }
+            }
             let Some(ticket) = self.admission.admit(first) else {
                 refuse(&tcp, self.tls.is_none());
                 continue;

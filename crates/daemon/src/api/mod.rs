@@ -1,25 +1,38 @@
 //! The daemon's HTTP API (axum): health, readiness, metrics, status, resources, the CA,
 //! and the OpenAPI document describing them (`/api/v1/openapi.json`).
 //!
+//! Served by `steward-serve` within [`limits`]: whatever clients do, the API holds at most a
+//! quarter of the process's open files, so probes, agent calls and the desired-state
+//! loader never run out. Unknown paths and methods get JSON errors (`fallback`).
+//!
 //! Every response is built from the controllers' store and the watcher's status; none of
 //! them can carry a secret because neither holds one (secrets are resolved at the point of
 //! use and dropped).
 
 mod chunks;
+mod fallback;
 mod openapi;
+mod reconcile;
 mod status;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use prometheus::Registry;
 use steward_controllers::{ControllersHandle, Store};
 use steward_model::SecretValue;
+use steward_serve::{Limits, Server};
 use steward_watch::WatchHandle;
+use tokio::net::TcpListener;
+
+/// The most connections the API holds, however many files the process may open.
+const MAX_CONNECTIONS: usize = 1024;
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -44,11 +57,43 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/resources/{kind}/{name}", get(resource))
         .route("/api/v1/observed", get(observed))
         .route("/api/v1/plan", get(plan))
-        .route("/api/v1/reconcile", post(reconcile))
+        .route("/api/v1/reconcile", reconcile::post())
         .route("/ca.pem", get(ca_pem))
         .route("/api/v1/openapi.json", get(openapi::serve))
         .merge(crate::dashboard::routes())
+        .fallback(fallback::not_found)
+        .method_not_allowed_fallback(fallback::method_not_allowed)
         .with_state(state)
+}
+
+/// The API's bounds, for a process that may open `open_files` files.
+pub fn limits(open_files: Option<u64>) -> Limits {
+    Limits {
+        max_connections: Limits::connection_budget(open_files, MAX_CONNECTIONS),
+        header_read_timeout: Duration::from_secs(10),
+        // Above Prometheus's usual scrape intervals, so scrapes reuse their connection.
+        idle_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(30),
+        // Nothing the API takes has a body (POST /api/v1/reconcile ignores it).
+        max_body_bytes: 64 * 1024,
+        max_head_bytes: 64 * 1024,
+        shutdown_grace: Duration::from_secs(5),
+        ..Limits::default()
+    }
+}
+
+/// Serve `router` on `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()>) {
+    let limits = limits(steward_serve::open_files_limit());
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_read_timeout = ?limits.header_read_timeout,
+        idle_timeout = ?limits.idle_timeout,
+        "API limits"
+    );
+    Server::new("api", listener, limits)
+        .serve(router, shutdown)
+        .await;
 }
 
 /// Ready once the controllers accepted a desired state: before that the daemon knows
@@ -87,11 +132,11 @@ async fn resource(
 ) -> Response {
     match state.store.resource(&kind, &name) {
         Some(r) => Json(r).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({"error": format!("no {kind} named {name}")})),
-        )
-            .into_response(),
+        None => {
+            let (kind, name) = (fallback::echo(&kind), fallback::echo(&name));
+            let body = serde_json::json!({"error": format!("no {kind} named {name}")});
+            (StatusCode::NOT_FOUND, Json(body)).into_response()
+        }
     }
 }
 
@@ -115,28 +160,6 @@ async fn plan(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn reconcile(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(token) = &state.reconcile_token else {
-        return (StatusCode::FORBIDDEN, "manual reconcile is disabled\n").into_response();
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.expose().as_bytes())) {
-        return (StatusCode::UNAUTHORIZED, "bearer token required\n").into_response();
-    }
-    // A changed directory becomes a new generation; either way every object is looked at.
-    state.watch.reload();
-    state.controllers.resync_all();
-    (StatusCode::ACCEPTED, "reload and reconcile requested\n").into_response()
-}
-
-/// Compare tokens without leaking the matching prefix length through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn ca_pem(State(state): State<AppState>) -> Response {
     match &state.ca_pem {
         Some(pem) => (
@@ -146,8 +169,11 @@ async fn ca_pem(State(state): State<AppState>) -> Response {
             .into_response(),
         None => (
             StatusCode::NOT_FOUND,
-            "no steward CA: certificateAuthority.mode is existing\n",
+            Json(serde_json::json!({"error": "no steward CA: certificateAuthority.mode is existing"})),
         )
             .into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -121,7 +121,8 @@ pub fn document() -> Value {
                 "responses": {
                     "202": text("reload and reconcile requested"),
                     "401": text("bearer token missing or wrong"),
-                    "403": text("manual reconcile is disabled (no token configured)")
+                    "403": text("manual reconcile is disabled (no token configured)"),
+                    "429": text("too many failed attempts from this address; see Retry-After")
                 }
             }},
             "/api/v1/openapi.json": {"get": {
@@ -134,7 +135,7 @@ pub fn document() -> Value {
                 "operationId": "caPem",
                 "responses": {
                     "200": text_body("PEM certificate", "application/x-pem-file"),
-                    "404": text("no steward CA: certificateAuthority.mode is existing")
+                    "404": json_body("no steward CA: certificateAuthority.mode is existing", schema_ref("Error"))
                 }
             }},
             "/": {"get": {

@@ -67,6 +67,7 @@ impl From<Args> for AgentConfig {
 }
 
 pub async fn run(args: Args) -> u8 {
+    crate::open_files::raise();
     let shutdown = crate::signals::shutdown_token();
     match steward_agent::serve(args.into(), shutdown.cancelled_owned()).await {
         Ok(()) => 0,

@@ -88,6 +88,7 @@ pub async fn run(args: Args) -> u8 {
 
 async fn serve(mut args: Args) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    crate::open_files::raise();
     // First, before anything is created or started: a port in use fails here, at once.
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -200,14 +201,11 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         reconcile_token: args.reconcile_token.take().map(Arc::new),
     });
     tracing::info!("API and dashboard on http://{}", args.listen);
-    let http = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-        }
-    });
+    let http = tokio::spawn(api::serve(
+        listener,
+        app,
+        shutdown.clone().cancelled_owned(),
+    ));
 
     let report = controllers.run(desired_rx, shutdown.clone()).await;
     tracing::info!("controllers stopped ({report})");

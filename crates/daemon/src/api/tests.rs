@@ -1,0 +1,215 @@
+//! The router's answers to what no handler serves, and the reconcile endpoint's
+//! authorization, through the real router (no socket: the serving layer has its own tests).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use hyper::service::Service as _;
+use hyper_util::service::TowerToHyperService;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::{router, AppState};
+
+const TOKEN: &str = "s3cret-token";
+
+struct Fixture {
+    router: Router,
+    _dir: tempfile::TempDir,
+    stop: CancellationToken,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let (watch, _task) = steward_watch::watch(
+        dir.path().to_path_buf(),
+        steward_watch::WatchConfig::default(),
+        stop.clone(),
+    )
+    .unwrap();
+    let registry = prometheus::Registry::new();
+    let controllers = steward_controllers::Controllers::new(
+        steward_controllers::ControllersConfig {
+            ca: None,
+            agent_tls: steward_pki::client_config::<&str>(&[]).unwrap(),
+            probe_roots: Vec::new(),
+            endpoints: Arc::new(steward_controllers::AgentEndpoint::from_server),
+            resync: std::time::Duration::from_secs(2),
+            agent_timeout: std::time::Duration::from_secs(5),
+            max_concurrent: 1,
+            per_server: 1,
+            installed_by: "test".to_owned(),
+            state_dir: None,
+        },
+        &registry,
+    )
+    .unwrap();
+    let state = AppState {
+        controllers: controllers.handle(),
+        store: Arc::default(),
+        watch,
+        registry,
+        ca_pem: None,
+        reconcile_token: Some(Arc::new(steward_model::SecretValue::new(TOKEN.to_owned()))),
+    };
+    Fixture {
+        router: router(state),
+        _dir: dir,
+        stop,
+    }
+}
+
+/// Status, headers and body of one request from `peer`.
+async fn send(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    authorization: Option<&str>,
+    peer: &str,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(value) = authorization {
+        request = request.header(header::AUTHORIZATION, value);
+    }
+    let mut request = request.body(Body::empty()).unwrap();
+    let peer: SocketAddr = peer.parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let response = TowerToHyperService::new(router.clone())
+        .call(request)
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+fn json_body(headers: &axum::http::HeaderMap, body: &str) -> Value {
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{body}");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[tokio::test]
+async fn unknown_paths_get_a_json_404_naming_the_path() {
+    let f = fixture();
+    let (status, headers, body) = send(&f.router, "GET", "/api/v1/nope", None, "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        json_body(&headers, &body),
+        json!({"error": "not found", "path": "/api/v1/nope"})
+    );
+
+    let long = format!("/{}", "a".repeat(1000));
+    let (status, headers, body) = send(&f.router, "GET", &long, None, "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let path = json_body(&headers, &body)["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        path,
+        format!("/{}...", "a".repeat(255)),
+        "cut to 256 characters"
+    );
+
+    // What the client sent comes back JSON-escaped, never as markup or a broken document.
+    let (_, headers, body) = send(&f.router, "GET", "/x%22%3Cscript%3E", None, "127.0.0.1:1").await;
+    assert_eq!(json_body(&headers, &body)["path"], "/x%22%3Cscript%3E");
+}
+
+#[tokio::test]
+async fn wrong_methods_get_a_json_405_with_allow() {
+    let f = fixture();
+    for (method, path) in [
+        ("PUT", "/healthz"),
+        ("GET", "/api/v1/reconcile"),
+        ("DELETE", "/metrics"),
+    ] {
+        let (status, headers, body) = send(&f.router, method, path, None, "127.0.0.1:1").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(
+            headers.contains_key(header::ALLOW),
+            "{method} {path}: {headers:?}"
+        );
+        assert_eq!(
+            json_body(&headers, &body),
+            json!({"error": "method not allowed", "method": method, "path": path})
+        );
+    }
+}
+
+#[tokio::test]
+async fn reconcile_takes_the_bearer_scheme_in_any_case() {
+    let f = fixture();
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let value = format!("{scheme} {TOKEN}");
+        let (status, _, body) = send(
+            &f.router,
+            "POST",
+            "/api/v1/reconcile",
+            Some(&value),
+            "127.0.0.1:1",
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{value}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn failed_reconcile_attempts_are_refused_then_rate_limited_per_address() {
+    let f = fixture();
+    let attacker = "192.0.2.7:4000";
+    for presented in [None, Some("Basic czNjcmV0"), Some("Bearer wrong")] {
+        let (status, _, _) =
+            send(&f.router, "POST", "/api/v1/reconcile", presented, attacker).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{presented:?}");
+    }
+    for _ in 0..2 {
+        let (status, _, _) = send(
+            &f.router,
+            "POST",
+            "/api/v1/reconcile",
+            Some("Bearer nope"),
+            attacker,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // Five failures: even the right token is not compared for this address any more.
+    let right = format!("Bearer {TOKEN}");
+    let (status, headers, _) = send(
+        &f.router,
+        "POST",
+        "/api/v1/reconcile",
+        Some(&right),
+        attacker,
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    // Another address is not affected.
+    let (status, _, _) = send(
+        &f.router,
+        "POST",
+        "/api/v1/reconcile",
+        Some(&right),
+        "192.0.2.8:4000",
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}
