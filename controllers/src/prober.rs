@@ -17,6 +17,8 @@ mod network;
 mod pool;
 
 #[cfg(test)]
+mod exhaustion_tests;
+#[cfg(test)]
 mod peers;
 #[cfg(test)]
 mod tests;

@@ -123,6 +123,10 @@ impl TlsFailure {
 /// Why a probe failed. The text is shown in status; it never holds a response body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeError {
+    /// Steward itself could not open a socket (out of file descriptors, memory or local
+    /// ports): says nothing about the service, so it is no verdict on it.
+    #[error("steward is out of local resources ({0}); the service was not probed")]
+    LocalResources(String),
     #[error("cannot resolve {0}")]
     Resolve(String),
     #[error("connection refused")]
@@ -153,6 +157,7 @@ pub enum ProbeError {
 impl ProbeError {
     pub fn metric_label(&self) -> &'static str {
         match self {
+            Self::LocalResources(_) => "local_resources",
             Self::Resolve(_) => "resolve",
             Self::ConnectionRefused => "connection_refused",
             Self::Connect(_) => "connect",
@@ -167,10 +172,18 @@ impl ProbeError {
     }
 
     pub(crate) fn connect(error: &std::io::Error) -> Self {
+        if local_exhaustion(error) {
+            return Self::LocalResources(error.to_string());
+        }
         match error.kind() {
             std::io::ErrorKind::ConnectionRefused => Self::ConnectionRefused,
             _ => Self::Connect(error.to_string()),
         }
+    }
+
+    /// The probe says nothing about the service (see [`Self::LocalResources`]).
+    pub fn is_local(&self) -> bool {
+        matches!(self, Self::LocalResources(_))
     }
 
     /// The probe's own verdict on an MLLP failure.
@@ -198,4 +211,14 @@ impl ProbeError {
             },
         }
     }
+}
+
+/// This process could not get what a socket needs: descriptors (EMFILE, ENFILE), memory
+/// (ENOBUFS, ENOMEM) or a local port (EADDRNOTAVAIL).
+pub(crate) fn local_exhaustion(error: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        Errno::from_io_error(error),
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM | Errno::ADDRNOTAVAIL)
+    )
 }

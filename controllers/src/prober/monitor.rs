@@ -25,6 +25,8 @@ use crate::service_key::ServiceKey;
 
 /// Past the check's own timeout, a prober that still has not answered is cut off.
 const GUARD: Duration = Duration::from_millis(250);
+/// How often, at most, probes that steward could not make are reported in the log.
+const LOCAL_FAILURE_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// How many probes run at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +80,9 @@ struct Registry {
     versions: u64,
     /// When the loop will look at the queue next.
     wake_at: Option<Instant>,
+    /// Probes not made for lack of local resources since the last warning, and when that
+    /// was.
+    local_failures: (u64, Option<Instant>),
 }
 
 impl Registry {
@@ -345,7 +350,12 @@ impl Monitor {
     fn complete(&self, due: Due, result: &ProbeResult, sink: &dyn ProbeSink) {
         let now = Instant::now();
         let mut registry = self.lock();
-        let Some(entry) = registry.entries.get_mut(&due.key) else {
+        let Registry {
+            entries,
+            local_failures,
+            ..
+        } = &mut *registry;
+        let Some(entry) = entries.get_mut(&due.key) else {
             return;
         };
         entry.in_flight = false;
@@ -358,13 +368,21 @@ impl Monitor {
             return;
         }
         let check = &entry.target.check;
+        let next = (due.planned + check.interval).max(now);
+        if let Some(e) = result.outcome.as_ref().err().filter(|e| e.is_local()) {
+            // Steward could not even try: no verdict on the service, nothing to report.
+            warn_local_failure(local_failures, &due.key, e, now);
+            if registry.schedule(next, due.key, due.version) {
+                self.inner.wake.notify_one();
+            }
+            return;
+        }
         let changed = entry
             .health
             .record(result.success(), check.rise, check.fall);
         entry.last_success = Some(result.success());
         let verdict = entry.health.verdict;
         let target = entry.target.clone();
-        let next = (due.planned + check.interval).max(now);
         sink.observe(
             &due.key,
             &ProbeReport {
@@ -378,4 +396,26 @@ impl Monitor {
             self.inner.wake.notify_one();
         }
     }
+}
+
+/// Say (at most every [`LOCAL_FAILURE_WARNING_EVERY`]) that probes could not be made, so the
+/// cause is seen where the operator looks, without a line per probe.
+fn warn_local_failure(
+    (count, last): &mut (u64, Option<Instant>),
+    key: &ServiceKey,
+    error: &ProbeError,
+    now: Instant,
+) {
+    *count += 1;
+    if last.is_some_and(|at| now.duration_since(at) < LOCAL_FAILURE_WARNING_EVERY) {
+        return;
+    }
+    tracing::warn!(
+        service = %key,
+        failure = error.metric_label(),
+        probes = *count,
+        "probes not made, verdicts kept: {error}"
+    );
+    *count = 0;
+    *last = Some(now);
 }

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 use tokio_rustls::TlsConnector;
 
-use super::error::{ProbeError, ProbePhase, TlsFailure};
+use super::error::{local_exhaustion, ProbeError, ProbePhase, TlsFailure};
 use super::pool::{Conn, Pool, PoolKey, PoolLimits};
 use super::{ProbeResult, ProbeTarget, Prober};
 
@@ -86,12 +86,16 @@ impl NetworkProber {
             return Ok(SocketAddr::new(ip, target.port));
         }
         let lookup = tokio::net::lookup_host((target.hostname.as_str(), target.port));
+        let unresolved = || ProbeError::Resolve(target.hostname.clone());
         timeout_at(deadline, lookup)
             .await
             .map_err(|_| timeout(ProbePhase::Resolve, target))?
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| ProbeError::Resolve(target.hostname.clone()))
+            .map_err(|e| match local_exhaustion(&e) {
+                true => ProbeError::LocalResources(e.to_string()),
+                false => unresolved(),
+            })?
+            .next()
+            .ok_or_else(unresolved)
     }
 
     async fn dial(
