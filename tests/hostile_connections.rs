@@ -403,6 +403,8 @@ fn run(args: &[String]) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let exact = args.iter().any(|a| a == "--exact");
+    // None of these tests is ignored: `--ignored` runs none of them, like libtest.
+    let only_ignored = args.iter().any(|a| a == "--ignored");
     let mut filters = Vec::new();
     let mut skip = Vec::new();
     let mut args = args.iter();
@@ -427,6 +429,7 @@ fn run(args: &[String]) -> ExitCode {
         .iter()
         .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| matches(name, f)))
         .filter(|(name, _)| !skip.iter().any(|s| name.contains(s.as_str())))
+        .filter(|_| !only_ignored)
         .collect();
     println!("\nrunning {} tests", selected.len());
     let mut failed = Vec::new();
