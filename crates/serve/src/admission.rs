@@ -218,25 +218,42 @@ impl Admission {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Make room for a connection just accepted: nothing to do, or a connection is being
-    /// closed to make room (wait for [`Self::released`]; the count includes it until its
-    /// socket is closed), or every held connection is in an exchange.
+    /// Make room for a connection just accepted: nothing to do, or too many connections
+    /// are still being closed (wait for [`Self::released`]: a shed connection counts until
+    /// its socket is closed), or every held connection is in an exchange.
+    ///
+    /// Up to `closing_slack` shed connections may be closing while new ones are admitted,
+    /// so that a flood is shed at the pace connections arrive rather than one task wake-up
+    /// at a time; the sockets held stay below `max + closing_slack + 1`.
     pub(crate) fn make_room(&self) -> Room {
         let mut table = self.lock();
-        if table.slots.len() < self.max {
-            return Room::Free;
-        }
-        if table.slots.values().any(|slot| slot.stop.is_cancelled()) {
-            return Room::Freeing;
-        }
-        if Self::shed_locked(&mut table) {
+        let closing = Self::closing(&table);
+        if table.slots.len() - closing >= self.max {
+            if !Self::shed_locked(&mut table) {
+                return Room::Full;
+            }
             self.stats.shed.fetch_add(1, Ordering::Relaxed);
             table.unreported.0 += 1;
             self.report_pressure(&mut table);
+        }
+        if table.slots.len() >= self.max + self.closing_slack() {
             Room::Freeing
         } else {
-            Room::Full
+            Room::Free
         }
+    }
+
+    /// How many shed connections may still be closing while new ones are admitted.
+    fn closing_slack(&self) -> usize {
+        (self.max / 8).clamp(1, 64)
+    }
+
+    fn closing(table: &Table) -> usize {
+        table
+            .slots
+            .values()
+            .filter(|slot| slot.stop.is_cancelled())
+            .count()
     }
 
     /// Resolves when a connection's socket has been closed (possibly one closed earlier:
@@ -249,7 +266,8 @@ impl Admission {
     /// the table is full all the same.
     pub(crate) fn admit(self: &Arc<Self>, first: Phase) -> Option<Ticket> {
         let mut table = self.lock();
-        if table.slots.len() >= self.max {
+        let live = table.slots.len() - Self::closing(&table);
+        if live >= self.max || table.slots.len() >= self.max + self.closing_slack() {
             self.refused_locked(&mut table);
             return None;
         }
@@ -395,6 +413,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_table_sheds_the_longest_waiting_connection_never_an_exchange() {
+        // Budget 3, one shed connection may be closing at a time.
         let admission = Admission::new("test", 3);
         let busy = admission.admit(Phase::Head).unwrap();
         busy.slot().enter(Phase::Exchange);
@@ -404,7 +423,7 @@ mod tests {
         let newer = admission.admit(Phase::Head).unwrap();
         tokio::time::advance(Duration::from_secs(1)).await;
 
-        assert_eq!(admission.make_room(), Room::Freeing);
+        assert_eq!(admission.make_room(), Room::Free);
         assert!(
             older.slot().stop.is_cancelled(),
             "the oldest waiting one goes"
@@ -414,22 +433,32 @@ mod tests {
             "an exchange is never shed"
         );
         assert!(!newer.slot().stop.is_cancelled());
-        assert_eq!(admission.make_room(), Room::Freeing, "one at a time");
-        assert!(!newer.slot().stop.is_cancelled());
-        assert_eq!(admission.counts().open, 3, "until its socket is closed");
-        drop(older);
-        assert_eq!(admission.make_room(), Room::Free);
         let fourth = admission.admit(Phase::Head).unwrap();
-        assert_eq!(admission.counts().shed, 1);
+        assert_eq!(
+            admission.counts().open,
+            4,
+            "the shed one counts until it is closed"
+        );
+
+        // Another newcomer: `newer` is shed, but two closing at once is one too many.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(admission.make_room(), Room::Freeing);
+        assert!(newer.slot().stop.is_cancelled());
+        assert!(!fourth.slot().stop.is_cancelled());
+        assert!(admission.admit(Phase::Head).is_none(), "no room yet");
+        drop(older);
+        assert_eq!(admission.make_room(), Room::Free, "nobody else shed");
+        assert!(!fourth.slot().stop.is_cancelled());
+        let fifth = admission.admit(Phase::Head).unwrap();
+        drop(newer);
+        assert_eq!(admission.counts().shed, 2);
 
         // Everyone in an exchange: the newcomer is refused, nobody is cut.
-        newer.slot().enter(Phase::Exchange);
         fourth.slot().enter(Phase::Exchange);
+        fifth.slot().enter(Phase::Exchange);
         assert_eq!(admission.make_room(), Room::Full);
-        assert!(admission.admit(Phase::Head).is_none());
-        assert_eq!(admission.counts().refused, 1);
         assert_eq!(admission.counts().open, 3);
-        drop((busy, newer, fourth));
+        drop((busy, fourth, fifth));
         assert_eq!(admission.counts().open, 0);
     }
 

@@ -97,9 +97,9 @@ impl Server {
                     }
                 },
             };
-            // Room is made only for a connection that is here, and the shed connection's
-            // socket is closed before this one is admitted: the server holds at most one
-            // socket beyond its budget, however fast connections come.
+            // Room is made only for a connection that is here, and only a few shed
+            // connections may still be closing when it is admitted: the sockets held stay
+            // bounded however fast connections come.
             loop {
                 match self.admission.make_room() {
                     Room::Free => break,

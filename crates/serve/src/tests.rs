@@ -280,7 +280,7 @@ async fn beyond_the_budget_the_longest_waiting_connections_are_shed() {
     }
     assert_eq!(get_ok(server.addr).await, (200, "ok".into()));
     let counts = server.counts();
-    assert!(counts.open <= 8, "{counts:?}");
+    assert!(counts.open <= 8 + 1, "budget and one closing: {counts:?}");
     assert!(counts.shed >= 43, "{counts:?}");
     assert_eq!(counts.refused, 0);
     server.shutdown().await;
