@@ -40,11 +40,12 @@ fn fixture() -> Fixture {
     )
     .unwrap();
     let registry = prometheus::Registry::new();
+    let ca = steward_pki::CertificateAuthority::init(dir.path().join("ca")).unwrap();
     let controllers = steward_controllers::Controllers::new(
         steward_controllers::ControllersConfig {
             ca: None,
-            agent_tls: steward_pki::client_config::<&str>(&[]).unwrap(),
-            probe_roots: Vec::new(),
+            agent_tls: steward_pki::client_config(&[ca.cert_pem()]).unwrap(),
+            probe_roots: vec![ca.cert_pem().to_owned()],
             endpoints: Arc::new(steward_controllers::AgentEndpoint::from_server),
             resync: std::time::Duration::from_secs(2),
             agent_timeout: std::time::Duration::from_secs(5),
