@@ -12,7 +12,7 @@ use steward_model::ServiceKind;
 
 use super::peers::target;
 use super::*;
-use crate::store::ServiceKey;
+use crate::service_key::ServiceKey;
 
 #[test]
 fn a_socket_refused_by_the_local_fd_limit_is_a_local_resources_failure() {
