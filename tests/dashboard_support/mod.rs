@@ -12,24 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// `CI=true` (or `1`): a missing peer tool fails the test instead of skipping it.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| matches!(v.trim(), "true" | "1" | "TRUE" | "True"))
-}
-
-/// The path of `name` on PATH. Missing: panics under CI; otherwise prints why the test is
-/// skipped and returns `None`.
-pub fn require_tool(name: &str, package: &str) -> Option<PathBuf> {
-    if let Some(path) = find_on_path(name) {
-        return Some(path);
-    }
-    let why = format!(
-        "`{name}` is not installed (Debian package `{package}`; scripts/test-all.sh installs it)"
-    );
-    assert!(!in_ci(), "CI=true and {why}");
-    eprintln!("SKIPPED: {why}");
-    None
-}
+pub use steward_testkit::require_tool;
 
 pub fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

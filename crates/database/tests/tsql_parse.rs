@@ -41,8 +41,7 @@ fn parsers_available() -> bool {
         .is_ok_and(|o| o.status.success());
     if !ok {
         let reason = "python3 with sqlfluff and sqlglot is not installed (scripts/test-all.sh installs them)";
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
-        println!("SKIPPED: {reason}");
+        steward_testkit::skip(reason);
     }
     ok
 }
