@@ -13,9 +13,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use steward_agent::api::{InstallOutcome, InstallRequest, ServiceInfo, ServiceStatus};
+use steward_agent::api::{
+    FailureReason, InstallOutcome, InstallRequest, LastFailure, ServiceInfo, ServiceStatus,
+};
 use steward_model::resource::Mode;
-use steward_model::snapshot::{PlacedService, Server};
+use steward_model::snapshot::{HealthCheck, PlacedService, Server};
 use steward_model::ServiceKind;
 use steward_runtime::{Action, ControllerConfig, Reason};
 
@@ -30,8 +32,13 @@ use crate::service_key::ServiceKey;
 use crate::status::{EventType, Phase};
 use crate::store::matches_spec;
 
-/// Longest pause between restarts of a service that keeps dying.
-const MAX_RESTART_DELAY: Duration = Duration::from_secs(300);
+/// Longest pause between restarts of a service that keeps dying. Short, because a service
+/// that is not running is not probed: this pause is how long it stays down after its
+/// cause (say a port held by another process) went away.
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(10);
+
+/// A hung service restarted over and over waits `restartAfter` times this at most.
+const MAX_LIVENESS_BACKOFF: u32 = 8;
 
 /// The service controller (key: server + kind; the server is the concurrency group).
 pub(crate) struct Services;
@@ -241,12 +248,16 @@ async fn present(
                 .as_deref()
                 .map(|m| format!(": {m}"))
                 .unwrap_or_default();
+            let failure = current_failure(run, observed);
+            if let Some(failure) = failure {
+                log_failure(run, failure);
+            }
             if run.monitor() {
                 drifts.push(DriftKind::ServiceStopped);
                 note_drift(run, &drifts);
                 run.set(
                     Phase::Degraded,
-                    "NotRunning",
+                    failure.map_or("NotRunning", |f| failure_reason(f.reason)),
                     format!(
                         "{} is {state}{detail} (monitor mode: not restarted)",
                         key.kind
@@ -255,7 +266,7 @@ async fn present(
                 return Ok(Action::requeue(ctx.pace.resync));
             }
             note_drift(run, &drifts);
-            return restart(run, was_synced, state, &detail).await;
+            return restart(run, was_synced, state, &detail, failure).await;
         }
     }
 
@@ -266,7 +277,11 @@ async fn present(
     ctx.probes.watch(key, target);
     let (verdict, last) = ctx.store.with_service(key, |r| {
         if r.verdict() == Some(true) {
+            // Healthy again: the next failure starts from the shortest delay, and what
+            // the agent last reported is history.
             r.restarts = 0;
+            r.failure_cleared = observed.last_failure.as_ref().map(|f| f.at);
+            r.failure_reported = None;
             if spec_ok {
                 r.synced = Some((placed.clone(), run.release().to_owned()));
             }
@@ -300,11 +315,128 @@ async fn present(
             None => run.set(Phase::Progressing, "WaitingForHealthCheck", outcome),
         }
     }
-    // A changed verdict wakes this service; until the first one, look again now and then.
-    Ok(Action::requeue(match verdict {
+    let failing_since = ctx.store.with_service(key, |r| {
+        if verdict == Some(false) {
+            Some(
+                *r.failing_since
+                    .get_or_insert_with(tokio::time::Instant::now),
+            )
+        } else {
+            r.failing_since = None;
+            None
+        }
+    });
+    let mut next = match verdict {
         Some(_) => ctx.pace.resync,
         None => ctx.pace.steady(check.interval),
-    }))
+    };
+    if let (Some(since), true) = (failing_since, drifts.is_empty() && !run.monitor()) {
+        match liveness(run, &check, since).await? {
+            Liveness::Restarted(action) => return Ok(action),
+            Liveness::Wait(left) => next = next.min(left),
+            Liveness::Off => {}
+        }
+    }
+    // A changed verdict wakes this service; until the first one, look again now and then.
+    Ok(Action::requeue(next))
+}
+
+/// What the liveness rule decided for a running service that fails its health test.
+enum Liveness {
+    /// `restartAfter: 0`.
+    Off,
+    /// Not failing long enough yet: look again after this.
+    Wait(Duration),
+    Restarted(Action),
+}
+
+/// A running service that has failed its health test for `restartAfter` is hung or
+/// broken in a way only a restart mends (like a Kubernetes liveness probe: a stopped
+/// process answers nothing, yet the agent sees it running). Each restart that does not
+/// bring it back doubles the wait, up to `MAX_LIVENESS_BACKOFF` times `restartAfter`.
+async fn liveness(
+    run: &Run<'_>,
+    check: &HealthCheck,
+    since: tokio::time::Instant,
+) -> Result<Liveness, ControllerError> {
+    let ctx = run.ctx;
+    let key = run.key;
+    if check.restart_after.is_zero() {
+        return Ok(Liveness::Off);
+    }
+    let restarts = ctx.store.with_service(key, |r| r.restarts);
+    let factor = (1u32 << restarts.min(3)).min(MAX_LIVENESS_BACKOFF);
+    let wait = check.restart_after.saturating_mul(factor);
+    let failing_for = since.elapsed();
+    if failing_for < wait {
+        return Ok(Liveness::Wait(wait - failing_for));
+    }
+    let failing = format!(
+        "failing its health test for {}s (restartAfter {}s)",
+        failing_for.as_secs(),
+        check.restart_after.as_secs()
+    );
+    tracing::warn!("{}: restarting {}: {failing}", key.server, key.kind);
+    let restarted = run
+        .agent
+        .restart(key.kind)
+        .await
+        .map_err(|e| run.failed(&format!("restarting {}", key.kind), e))?;
+    ctx.probes.reprobe(key);
+    let restarts = ctx.store.with_service(key, |r| {
+        r.observed = Some(restarted);
+        r.failing_since = None;
+        r.restarts = r.restarts.saturating_add(1);
+        r.restarts
+    });
+    ctx.store.event(
+        run.object(),
+        EventType::Warning,
+        "RestartedUnhealthy",
+        &format!("{} was {failing}; restarted", key.kind),
+    );
+    // The event says what was done; the condition what is awaited now.
+    run.set(
+        Phase::Progressing,
+        "WaitingForHealthCheck",
+        format!("restarted after {failing}; {restarts} restart(s) since it was last healthy"),
+    );
+    Ok(Liveness::Restarted(Action::requeue(ctx.pace.short())))
+}
+
+/// The condition reason for the agent's cause of a failure.
+fn failure_reason(reason: FailureReason) -> &'static str {
+    match reason {
+        FailureReason::PortInUse => "PortInUse",
+        FailureReason::Exited => "ExitedWithError",
+        FailureReason::StartFailed => "StartFailed",
+    }
+}
+
+/// The agent's `lastFailure`, unless a health pass came after it.
+fn current_failure<'o>(run: &Run<'_>, observed: &'o ServiceInfo) -> Option<&'o LastFailure> {
+    let failure = observed.last_failure.as_ref()?;
+    let cleared = run.ctx.store.with_service(run.key, |r| r.failure_cleared);
+    (cleared != Some(failure.at)).then_some(failure)
+}
+
+/// A log line when a failure cause first appears (not one per exit of a crash loop with
+/// the same cause). Its event is the condition's change to the cause's reason.
+fn log_failure(run: &Run<'_>, failure: &LastFailure) {
+    let seen = (failure.reason, failure.port, failure.exit_code);
+    let new = run
+        .ctx
+        .store
+        .with_service(run.key, |r| r.failure_reported.replace(seen) != Some(seen));
+    if !new {
+        return;
+    }
+    tracing::warn!(
+        "{}: {} failed: {}",
+        run.key.server,
+        run.key.kind,
+        failure.message
+    );
 }
 
 async fn restart(
@@ -312,6 +444,7 @@ async fn restart(
     was_synced: bool,
     state: &str,
     detail: &str,
+    failure: Option<&LastFailure>,
 ) -> Result<Action, ControllerError> {
     let ctx = run.ctx;
     let key = run.key;
@@ -341,11 +474,25 @@ async fn restart(
         "Restarted",
         &format!("{} was {state}{detail}; restarted", key.kind),
     );
-    run.set(
-        Phase::Progressing,
-        "Restarted",
-        format!("restarted (was {state}{detail}); {restarts} restart(s) since it was last healthy"),
-    );
+    match failure {
+        // The cause stays the condition until the service is healthy again: a restart
+        // does not free a port someone else holds.
+        Some(f) => run.set(
+            Phase::Degraded,
+            failure_reason(f.reason),
+            format!(
+                "{}; restarted, {restarts} restart(s) since it was last healthy",
+                f.message
+            ),
+        ),
+        None => run.set(
+            Phase::Progressing,
+            "Restarted",
+            format!(
+                "restarted (was {state}{detail}); {restarts} restart(s) since it was last healthy"
+            ),
+        ),
+    }
     // A service that dies again right away is restarted ever more slowly.
     let delay = ctx
         .pace

@@ -111,6 +111,10 @@ pub struct ServiceHealth {
     pub observed_generation: Option<u64>,
     pub conditions: Vec<Condition>,
     pub last_probe: Option<LastProbe>,
+    /// Why the service last failed (exited with an error, port in use, could not start),
+    /// as its agent reports it; kept after it runs again, until it is reinstalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Box<steward_agent::api::LastFailure>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

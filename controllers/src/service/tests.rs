@@ -462,3 +462,5 @@ fn a_spec_difference_reads_from_installed_to_declared() {
         "port 7019 -> 7029, drive D: -> C:, release 6.12.1 -> 6.13.0"
     );
 }
+
+mod failures;

@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use steward_agent::api::{ConnectionStrings, HostInfo, ServiceInfo, ServiceStatus as AgentStatus};
+use steward_agent::api::{
+    ConnectionStrings, FailureReason, HostInfo, ServiceInfo, ServiceStatus as AgentStatus,
+};
 use steward_model::resource::Mode;
 use steward_model::snapshot::{CertificateSource, PlacedService, Server};
 use steward_model::ServiceKind;
@@ -88,6 +90,14 @@ pub(crate) struct ServiceRecord {
     pub drift: BTreeSet<DriftKind>,
     /// Restarts since it was last healthy: a crash loop is restarted ever more slowly.
     pub restarts: u32,
+    /// The agent's `lastFailure` (its time) that a health pass came after: no longer
+    /// the service's current trouble.
+    pub failure_cleared: Option<OffsetDateTime>,
+    /// The failure (cause, port, exit code) last announced by an event: a crash loop
+    /// with the same cause is one event, not one per exit.
+    pub failure_reported: Option<(FailureReason, Option<u16>, Option<i32>)>,
+    /// Since when a running service has been failing its health test (liveness).
+    pub failing_since: Option<tokio::time::Instant>,
 }
 
 impl ServiceRecord {
@@ -102,6 +112,9 @@ impl ServiceRecord {
             synced: None,
             drift: BTreeSet::new(),
             restarts: 0,
+            failure_cleared: None,
+            failure_reported: None,
+            failing_since: None,
         }
     }
 

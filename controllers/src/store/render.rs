@@ -252,5 +252,13 @@ fn service_health(
         observed_generation: record.observed_generation,
         conditions: record.conditions.list(),
         last_probe: record.last_probe.clone(),
+        // The log tail stays with the agent (`GET /v1/services/KIND/logs`): a status
+        // document is not the place for a service's raw output.
+        last_failure: observed.and_then(|o| o.last_failure.clone()).map(|f| {
+            Box::new(steward_agent::api::LastFailure {
+                log_tail: String::new(),
+                ..f
+            })
+        }),
     }
 }

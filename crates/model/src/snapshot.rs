@@ -190,12 +190,17 @@ pub struct HealthCheck {
     pub rise: u32,
     pub fall: u32,
     pub minimum_healthy: u32,
+    /// How long a running service may fail its test before it is restarted; zero: never.
+    #[serde(with = "duration_ms")]
+    pub restart_after: Duration,
 }
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_RISE: u32 = 2;
 pub const DEFAULT_FALL: u32 = 3;
+/// Long enough for a slow start or a brief stall (fall x interval is 30 s) to pass first.
+pub const DEFAULT_RESTART_AFTER: Duration = Duration::from_secs(60);
 
 impl HealthCheck {
     /// The catalog's default test for `kind`.
@@ -222,6 +227,7 @@ impl HealthCheck {
             rise: DEFAULT_RISE,
             fall: DEFAULT_FALL,
             minimum_healthy: 1,
+            restart_after: DEFAULT_RESTART_AFTER,
         }
     }
 }

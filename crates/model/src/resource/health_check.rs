@@ -32,4 +32,8 @@ pub struct HealthCheckSpec {
     /// Servers that must pass for the service to be Healthy. Default 1.
     #[serde(default)]
     pub minimum_healthy: Option<Located<u32>>,
+    /// How long a running service may fail its test before it is restarted (a liveness
+    /// probe), e.g. "60s"; "0" never restarts it. Default 60s.
+    #[serde(default)]
+    pub restart_after: Option<Located<String>>,
 }

@@ -109,6 +109,30 @@ pub(super) fn compile(
             }
         }
     }
+    if let Some(v) = &spec.restart_after {
+        if !report.within_length(file, "restartAfter", v, max_len::SHORT) {
+            ok = false;
+        } else {
+            // Zero is allowed here: it turns liveness restarts off.
+            let parsed = if v.trim() == "0" {
+                Ok(std::time::Duration::ZERO)
+            } else {
+                parse_duration(v)
+            };
+            match parsed {
+                Ok(d) => check.restart_after = d,
+                Err(e) => {
+                    report.error(
+                        file,
+                        v.pos,
+                        Code::InvalidDuration,
+                        format!("restartAfter: {e}"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
     if ok && check.timeout >= check.interval {
         let pos = spec
             .timeout
@@ -177,4 +201,52 @@ pub(super) fn index(
         by_kind.insert(kind, c.placed.value);
     }
     by_kind
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::catalog::ServiceKind;
+    use crate::load::{load_text, Loaded};
+    use crate::snapshot::DEFAULT_RESTART_AFTER;
+
+    /// `restartAfter` of PSWS with this HealthCheck spec line (none: no HealthCheck).
+    fn restart_after(line: Option<&str>) -> Result<Duration, Vec<String>> {
+        let mut text = "apiVersion: steward/v1\nkind: Installation\nmetadata: {name: ps}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {server: db.example.eng, name: PS, user: u, passwordRef: env:PW}\n  certificateAuthority: {mode: generated}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {name: app1}\nspec:\n  hostname: app1.example.eng\n  certificate: {generate: true}\n  services: [{kind: PSIS}, {kind: PSWS}]\n".to_owned();
+        if let Some(line) = line {
+            text.push_str(&format!(
+                "---\napiVersion: steward/v1\nkind: HealthCheck\nmetadata: {{name: psws}}\nspec:\n  service: PSWS\n  {line}\n"
+            ));
+        }
+        let mut loaded = Loaded::default();
+        load_text(Path::new("h.yaml"), &text, &mut loaded);
+        let compiled = crate::validate::compile(loaded);
+        match compiled.snapshot {
+            Some(s) => Ok(s.health_check(ServiceKind::Psws).restart_after),
+            None => Err(compiled.diagnostics.iter().map(|d| d.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn restart_after_defaults_to_a_minute_and_zero_turns_it_off() {
+        assert_eq!(restart_after(None), Ok(DEFAULT_RESTART_AFTER));
+        assert_eq!(restart_after(Some("rise: 2")), Ok(DEFAULT_RESTART_AFTER));
+        assert_eq!(
+            restart_after(Some("restartAfter: 2m")),
+            Ok(Duration::from_secs(120))
+        );
+        assert_eq!(
+            restart_after(Some("restartAfter: \"0\"")),
+            Ok(Duration::ZERO)
+        );
+        assert_eq!(restart_after(Some("restartAfter: 0s")), Ok(Duration::ZERO));
+        assert_eq!(restart_after(Some("restartAfter: 0")), Ok(Duration::ZERO));
+        let errors = restart_after(Some("restartAfter: soon")).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.contains("restartAfter")),
+            "{errors:?}"
+        );
+    }
 }
