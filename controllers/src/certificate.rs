@@ -134,8 +134,15 @@ impl<'a> Run<'a> {
         let call = |e| ControllerError::call("reading the server's certificate", e);
         let agent = self.ctx.agents.get(self.server).map_err(call)?;
         let current = agent.certificate().await.map_err(call)?;
-        if let Some(current) = &current {
-            self.observe(current);
+        match &current {
+            Some(current) => self.observe(current),
+            // Nothing there (its files were deleted, say): not Ready, whatever was
+            // installed before, until it is installed again; services stay gated on it.
+            None => {
+                self.ctx
+                    .store
+                    .with_server(self.name(), |r| r.cert.ready = false);
+            }
         }
         match decide(
             self.ctx,
@@ -198,7 +205,7 @@ impl<'a> Run<'a> {
                 !std::mem::replace(&mut r.cert.drift, true)
             })
             .unwrap_or(false);
-        if newly && why == Why::Replaced {
+        if newly && matches!(why, Why::Replaced | Why::Missing) {
             self.ctx.metrics.drift_detected(DriftKind::Certificate);
         }
         self.set(
@@ -249,7 +256,7 @@ impl<'a> Run<'a> {
                 return Err(ControllerError::call("installing the certificate", source));
             }
         };
-        let drift = why == Why::Replaced;
+        let drift = matches!(why, Why::Replaced | Why::Missing);
         if drift {
             ctx.metrics.drift_detected(DriftKind::Certificate);
             ctx.metrics.drift_corrected(DriftKind::Certificate);

@@ -34,6 +34,8 @@ pub(super) enum Why {
     Initial,
     /// Someone put another certificate there after steward's.
     Replaced,
+    /// The agent no longer holds the one steward installed (its files were deleted).
+    Missing,
     /// The desired certificate changed (new files, new names).
     Changed,
     Renewal,
@@ -44,6 +46,7 @@ impl Why {
         match self {
             Self::Initial => "the server has no certificate from the desired state yet",
             Self::Replaced => "the server's certificate was replaced",
+            Self::Missing => "the certificate steward installed is gone from the server",
             Self::Changed => "the desired certificate changed",
             Self::Renewal => "renewal: its renewal point (renewBefore ahead of expiry) has come",
         }
@@ -99,10 +102,11 @@ pub(super) fn decide(
     if current.is_some_and(|c| c.thumbprint.eq_ignore_ascii_case(&material.thumbprint)) {
         return Ok(Decision::InPlace);
     }
-    let why = match ctx.issued.get(&server.name) {
-        Some(memo) if memo.thumbprint == material.thumbprint => Why::Replaced,
-        Some(_) => Why::Changed,
-        None => Why::Initial,
+    let why = match (ctx.issued.get(&server.name), current) {
+        (Some(_), None) => Why::Missing,
+        (Some(memo), Some(_)) if memo.thumbprint == material.thumbprint => Why::Replaced,
+        (Some(_), Some(_)) => Why::Changed,
+        (None, _) => Why::Initial,
     };
     Ok(if monitor {
         Decision::Drift(why)
@@ -152,7 +156,8 @@ fn generated(
             }
         }
         (Some(_), Some(_)) => Why::Replaced,
-        _ => Why::Initial,
+        (Some(_), None) => Why::Missing,
+        (None, _) => Why::Initial,
     };
     if installation.mode == Mode::Monitor {
         // Nothing to compare with (no record of what steward issued): what is there is

@@ -436,3 +436,38 @@ async fn pfx_password_problems_are_conditions_without_the_password() {
     };
     assert!(!metrics.contains(password));
 }
+
+#[tokio::test]
+async fn a_certificate_gone_from_the_server_is_not_ready_and_installed_again() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    let agent = fx.agent("app1");
+    reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(cert_reason(&fx), "CertificateInstalled");
+
+    // Its files deleted: the agent reports none. Until it is back, not Ready.
+    agent.state().certificate = None;
+    agent.fail_next("install_certificate", ClientError::ConnectRefused);
+    let _ = reconcile("app1".into(), Reason::Resync, fx.ctx.clone()).await;
+    assert!(!fx.ctx.store.cert_ready("app1"));
+    assert_ne!(cert_reason(&fx), "CertificateInstalled");
+
+    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert!(fx.ctx.store.cert_ready("app1"));
+    assert_eq!(cert_reason(&fx), "CertificateInstalled");
+    assert_eq!(agent.calls("install_certificate"), 3);
+    let events = fx.ctx.store.status().events;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason == "CertificateIssued" && e.message.contains("is gone")),
+        "{events:?}"
+    );
+    assert_eq!(
+        fx.counter("steward_drift_corrected_total", &[("kind", "certificate")]),
+        1.0
+    );
+}

@@ -406,11 +406,28 @@ impl ServiceManager {
         })
     }
 
+    /// The installed certificate, as long as its files are still there: services read the
+    /// pair at every start, so a pair deleted from disk (a wiped state directory) is not
+    /// installed, whatever was installed before. Reported missing, the daemon installs
+    /// it again.
     pub fn certificate(&self) -> Result<CertificateStatus, AgentError> {
-        self.inner()
+        let mut inner = self.inner();
+        let status = inner
             .certificate
             .clone()
-            .ok_or(AgentError::NotSet("server certificate"))
+            .ok_or(AgentError::NotSet("server certificate"))?;
+        let (cert, key) = (self.layout.server_cert(), self.layout.server_key());
+        if !cert.is_file() || !key.is_file() {
+            // Forgotten, so this is said once, not at every poll.
+            inner.certificate = None;
+            tracing::warn!(
+                cert = %cert.display(),
+                key = %key.display(),
+                "the server certificate's files are gone; reported as not installed"
+            );
+            return Err(AgentError::NotSet("server certificate"));
+        }
+        Ok(status)
     }
 
     /// Install the server's TLS certificate and tell running services to reload it.
@@ -427,6 +444,10 @@ impl ServiceManager {
             )));
         }
         let _op = self.ops.lock().await;
+        // Made at startup, but a wiped state directory takes it along: recreated, so
+        // the daemon can put the pair back.
+        let dir = self.layout.tls_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| AgentError::io(&dir, e))?;
         // Key first: a reader that sees the new certificate must find its key.
         steward_pki::replace_private_file(
             &self.layout.server_key(),

@@ -361,3 +361,35 @@ async fn connection_strings_are_validated_stored_and_pushed() {
     let err = f.manager.set_connection_strings(bad).await.unwrap_err();
     assert_eq!(err.metric_label(), "invalid_request");
 }
+
+#[tokio::test]
+async fn a_certificate_whose_files_are_gone_is_reported_missing_until_installed_again() {
+    let f = fixture().await;
+    let seeded = f.manager.certificate().unwrap();
+    let layout = &f.manager.layout;
+    std::fs::remove_dir_all(layout.server_cert().parent().unwrap()).unwrap();
+    assert!(matches!(
+        f.manager.certificate(),
+        Err(AgentError::NotSet(_))
+    ));
+
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = steward_pki::CertificateAuthority::init(ca_dir.path().join("ca")).unwrap();
+    let issued = ca
+        .issue_server(
+            &["app1.example.eng".into()],
+            &[],
+            std::time::Duration::from_secs(86_400),
+        )
+        .unwrap();
+    f.manager
+        .install_certificate(crate::api::CertificateRequest {
+            cert_pem: issued.cert_pem.clone(),
+            key_pem: issued.key_pem.clone(),
+        })
+        .await
+        .unwrap();
+    let now = f.manager.certificate().unwrap();
+    assert_eq!(now.thumbprint, issued.sha1_thumbprint);
+    assert_ne!(now.thumbprint, seeded.thumbprint);
+}
