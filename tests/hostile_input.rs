@@ -120,3 +120,74 @@ fn a_fifo_named_like_a_manifest_neither_hangs_nor_uninstalls() {
     good_commit_applies(&lab, 2);
     lab.stop();
 }
+
+/// A hostile entry made by `make` is reported with an error naming `located`
+/// (a path, or `path:line:col`), nothing is uninstalled, and once `undo` ran the next
+/// good commit converges.
+fn rejected_without_harm(n: u8, make: impl FnOnce(&Lab), located: &str, undo: impl FnOnce(&Lab)) {
+    let mut lab = pruning_lab(n);
+    let before = installed(&lab);
+    make(&lab);
+    let status = lab.wait_status(&format!("an error at {located}"), |s| {
+        s["errors"].as_array().is_some_and(|e| {
+            e.iter()
+                .any(|e| e.as_str().is_some_and(|e| e.starts_with(located)))
+        })
+    });
+    assert_eq!(status["generation"], 1, "nothing applied");
+    answers(&lab);
+    assert_eq!(installed(&lab), before, "nothing uninstalled");
+    undo(&lab);
+    good_commit_applies(&lab, 2);
+    lab.stop();
+}
+
+#[test]
+fn a_symlink_loop_is_a_located_error() {
+    rejected_without_harm(
+        162,
+        |lab| std::os::unix::fs::symlink("loop.yaml", lab.desired.join("loop.yaml")).unwrap(),
+        "loop.yaml",
+        |lab| std::fs::remove_file(lab.desired.join("loop.yaml")).unwrap(),
+    );
+}
+
+#[test]
+fn a_dangling_link_replacing_a_server_file_is_a_located_error() {
+    let file = "servers/app2.yaml";
+    rejected_without_harm(
+        163,
+        |lab| {
+            std::fs::rename(lab.desired.join(file), lab.root().join("app2.yaml")).unwrap();
+            std::os::unix::fs::symlink("/nonexistent/app2.yaml", lab.desired.join(file)).unwrap();
+        },
+        file,
+        |lab| {
+            std::fs::remove_file(lab.desired.join(file)).unwrap();
+            std::fs::rename(lab.root().join("app2.yaml"), lab.desired.join(file)).unwrap();
+        },
+    );
+}
+
+#[test]
+fn control_characters_in_a_value_are_a_located_error() {
+    let file = "servers/app1.yaml";
+    rejected_without_harm(
+        164,
+        |lab| {
+            lab.edit(
+                file,
+                "  hostname: app1.example.eng       # FQDN",
+                "  hostname: \"app1\\e[31m.example.eng\\u0007\"  # FQDN",
+            )
+        },
+        &format!("{file}:"),
+        |lab| {
+            lab.edit(
+                file,
+                "  hostname: \"app1\\e[31m.example.eng\\u0007\"  # FQDN",
+                "  hostname: app1.example.eng       # FQDN",
+            )
+        },
+    );
+}
