@@ -191,3 +191,43 @@ fn control_characters_in_a_value_are_a_located_error() {
         },
     );
 }
+
+#[test]
+fn a_socket_named_like_a_manifest_is_a_located_error() {
+    rejected_without_harm(
+        165,
+        |lab| drop(std::os::unix::net::UnixListener::bind(lab.desired.join("s.yaml")).unwrap()),
+        "s.yaml",
+        |lab| std::fs::remove_file(lab.desired.join("s.yaml")).unwrap(),
+    );
+}
+
+#[test]
+fn a_link_out_of_the_tree_is_a_located_error() {
+    rejected_without_harm(
+        166,
+        |lab| {
+            let outside = lab.root().join("outside.yaml");
+            std::fs::write(&outside, lab.read("servers/app2.yaml")).unwrap();
+            std::os::unix::fs::symlink(&outside, lab.desired.join("servers/extra.yaml")).unwrap();
+        },
+        "servers/extra.yaml",
+        |lab| std::fs::remove_file(lab.desired.join("servers/extra.yaml")).unwrap(),
+    );
+}
+
+#[test]
+fn a_fifty_megabyte_value_is_a_located_error() {
+    rejected_without_harm(
+        167,
+        |lab| {
+            let huge = "x".repeat(50 * 1024 * 1024);
+            lab.write(
+                "big.yaml",
+                &format!("apiVersion: steward/v1\nkind: HealthCheck\nmetadata: {{name: big}}\nspec:\n  service: HEALTH\n  path: /{huge}\n"),
+            );
+        },
+        "big.yaml",
+        |lab| std::fs::remove_file(lab.desired.join("big.yaml")).unwrap(),
+    );
+}
