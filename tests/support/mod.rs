@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+pub use steward_testkit::copy_dir;
 
 use rustix::process::{kill_process, Pid, Signal};
 use serde_json::Value;
@@ -945,19 +946,6 @@ fn describe(procs: &[Proc]) -> String {
         .map(|p| format!("  {} {}", p.pid, p.args.join(" ")))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for entry in fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 pub fn strip_ansi(s: &str) -> String {

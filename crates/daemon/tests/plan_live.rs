@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use steward_testkit::copy_dir;
 
 const API: &str = "127.0.201.1:9464";
 const LAB: &str = "127.0.201.11";
@@ -27,19 +28,6 @@ impl Drop for Daemon {
 
 fn steward() -> Command {
     Command::new(env!("CARGO_BIN_EXE_steward"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]

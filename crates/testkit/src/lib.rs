@@ -8,7 +8,7 @@
 //! that libtest, which captures a passing test's output, would otherwise hide.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Whether this run is CI, where nothing may be skipped.
 pub fn in_ci() -> bool {
@@ -61,6 +61,21 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
         .unwrap_or_default();
     dirs.extend(["/usr/sbin", "/sbin"].map(PathBuf::from));
     dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Copy the directory tree `from` into `to` (created), following links to files: how a
+/// test gets its own writable copy of a desired-state directory.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy's directory");
+    for entry in std::fs::read_dir(from).expect("read the directory to copy") {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use steward_testkit::copy_dir;
 
 use steward_model::ServiceKind;
 use steward_watch::{watch, WatchConfig};
@@ -112,17 +113,4 @@ fn summary(samples: &mut [Duration]) -> String {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for entry in fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).expect("copy");
-        }
-    }
 }

@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use steward_testkit::copy_dir;
 
 use steward_model::ServiceKind;
 use steward_watch::{watch, DesiredState, WatchConfig, WatchHandle, WatchStatus};
@@ -110,19 +111,6 @@ impl Watched {
 impl Drop for Watched {
     fn drop(&mut self) {
         self.shutdown.cancel();
-    }
-}
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 
