@@ -231,3 +231,39 @@ fn a_fifty_megabyte_value_is_a_located_error() {
         |lab| std::fs::remove_file(lab.desired.join("big.yaml")).unwrap(),
     );
 }
+
+#[test]
+fn a_deleted_state_directory_gets_its_certificates_back_and_uninstalls_nothing() {
+    let mut lab = pruning_lab(168);
+    // Also takes the test's client certificate from the CA before the CA's files go.
+    let before = installed(&lab);
+    let cert = |server: &str| {
+        lab.state
+            .join("lab")
+            .join(server)
+            .join("state/tls/server.pem")
+    };
+    assert!(cert("app1").is_file() && cert("app2").is_file());
+    std::fs::remove_dir_all(&lab.state).expect("delete the state directory");
+
+    // The agents say their certificates are gone; steward installs them again.
+    lab.wait_until("both certificates installed again", DEADLINE, || {
+        (cert("app1").is_file() && cert("app2").is_file()).then_some(())
+    });
+    // A service restarted now starts with a certificate (it crash-looped on a missing one).
+    let client = lab
+        .agent_service("app1", "CLIENT")
+        .expect("CLIENT installed");
+    let pid = client["pid"].as_i64().expect("running with a pid") as i32;
+    signal(pid, Signal::KILL);
+    lab.wait_until("CLIENT running again as a new process", DEADLINE, || {
+        let s = lab.agent_service("app1", "CLIENT")?;
+        let new = s["pid"].as_i64()? as i32;
+        (s["status"] == "running" && new != pid && alive(new)).then_some(())
+    });
+    lab.wait_status("every service healthy again", all_declared_healthy);
+    answers(&lab);
+    assert_eq!(installed(&lab), before, "nothing uninstalled");
+    good_commit_applies(&lab, 2);
+    lab.stop();
+}
