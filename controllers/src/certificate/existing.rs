@@ -99,8 +99,16 @@ fn unreadable(file: &Path, e: &std::io::Error) -> Unavailable {
     }
 }
 
+/// Certificate, key and PFX files are small; a bigger one is not what the file names.
+const MAX_CERTIFICATE_FILE: u64 = 1 << 20;
+
+/// Bounded, and refusing a FIFO or device (which would block the reconcile for good).
+fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    steward_model::load::read_regular_file(path, MAX_CERTIFICATE_FILE)
+}
+
 fn read_text(dir: &Path, file: &Path) -> Result<String, Unavailable> {
-    let bytes = std::fs::read(full_path(dir, file)).map_err(|e| unreadable(file, &e))?;
+    let bytes = read_file(&full_path(dir, file)).map_err(|e| unreadable(file, &e))?;
     // The content is never quoted, valid UTF-8 or not.
     String::from_utf8(bytes).map_err(|_| Unavailable {
         reason: "CertificateInvalid",
@@ -162,7 +170,7 @@ fn opened() -> &'static Mutex<HashMap<PathBuf, Opened>> {
 
 fn open_pfx(dir: &Path, file: &Path, password: &SecretRef) -> Result<PfxContents, Unavailable> {
     let path = full_path(dir, file);
-    let bytes = std::fs::read(&path).map_err(|e| unreadable(file, &e))?;
+    let bytes = read_file(&path).map_err(|e| unreadable(file, &e))?;
     let password = password.resolve(dir).map_err(|e| Unavailable {
         reason: "SecretUnresolved",
         // Names the reference (env:NAME / file:PATH), never the value.
@@ -197,4 +205,34 @@ fn open_pfx(dir: &Path, file: &Path, password: &SecretRef) -> Result<PfxContents
         },
     );
     Ok(contents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_named_as_the_certificate_is_unreadable_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("app1.pem"))
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let root = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_text(&root, Path::new("app1.pem")));
+        });
+        let read = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("reading a FIFO returned instead of blocking");
+        let e = read.expect_err("a FIFO is not a certificate");
+        assert_eq!(e.reason, "FileUnreadable");
+        assert!(
+            e.message.starts_with("app1.pem: cannot be read"),
+            "{}",
+            e.message
+        );
+    }
 }
