@@ -249,6 +249,17 @@ async fn certificate_and_connection_strings_reach_the_services() {
         .unwrap();
     assert_eq!(client.connection_strings().await.unwrap(), None);
     let seeded = client.certificate().await.unwrap().unwrap();
+    // Reloads are asked for by SIGHUP: only once the service runs its handler can one be
+    // logged (a reload sent while it was still starting was lost, and the test flaked).
+    eventually("the service to start", || async {
+        let log = client
+            .logs(ServiceKind::Client, 64 * 1024)
+            .await
+            .unwrap()
+            .log;
+        log.contains("fake service env:").then_some(())
+    })
+    .await;
 
     let server = pki
         .ca
