@@ -175,6 +175,17 @@ fn daemon_sigkill_then_restart_leaves_exactly_one_agent_per_server() {
     lab.wait_status("everything healthy under the new daemon", |s| {
         s["valid"] == true && all_declared_healthy(s)
     });
+    // The status can be healthy (the services run on) a moment before the second agent's
+    // start is logged: wait for both, then check there are no more.
+    let started = || {
+        lab.log()
+            .lines()
+            .filter(|l| l.contains("lab agent started"))
+            .count()
+    };
+    lab.wait_until("both lab agents started", DEADLINE, || {
+        (started() >= 2).then_some(())
+    });
     for a in &old {
         assert!(
             !alive(a.pid),
@@ -194,12 +205,7 @@ fn daemon_sigkill_then_restart_leaves_exactly_one_agent_per_server() {
         let log = lab.agent_log(server);
         assert!(!log.contains("Address already in use"), "{server}: {log}");
     }
-    let started = lab
-        .log()
-        .lines()
-        .filter(|l| l.contains("lab agent started"))
-        .count();
-    assert_eq!(started, 2, "one `started` per agent that did start");
+    assert_eq!(started(), 2, "one `started` per agent that did start");
     for kind in ["PSIS", "HEALTH", "HL7"] {
         assert_eq!(lab.service_processes(kind).len(), 1, "one {kind} process");
     }
