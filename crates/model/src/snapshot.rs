@@ -50,6 +50,25 @@ pub struct Database {
     pub password_ref: SecretRef,
     pub create: bool,
     pub encrypt: bool,
+    /// Extra CA files (PEM) trusted for the server's certificate; relative paths resolve
+    /// against the desired-state directory.
+    pub trust: Vec<PathBuf>,
+    pub service_login: ServiceLogin,
+}
+
+/// The login PatientSecure's services use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceLogin {
+    /// `ImprivataPatientSecureServices_<database>` unless the files name another.
+    pub name: String,
+    /// Needed only to create the login (`create: true`).
+    pub password_ref: Option<SecretRef>,
+}
+
+/// The vendor's naming convention for the service login.
+pub fn default_service_login(database: &str) -> String {
+    format!("ImprivataPatientSecureServices_{database}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

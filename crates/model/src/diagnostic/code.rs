@@ -93,6 +93,7 @@ codes! {
         InvalidHost => "invalid-host",
         InvalidCount => "invalid-count",
         SecretReference => "secret-reference",
+        ServicePassword => "service-password",
     }
     directory {
         DirectoryMissing => "directory-missing",

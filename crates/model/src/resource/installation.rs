@@ -71,6 +71,26 @@ pub struct DatabaseSpec {
     /// TLS to SQL Server. Default true.
     #[serde(default)]
     pub encrypt: Option<Located<bool>>,
+    /// More CAs (PEM files) trusted for the SQL Server's certificate, besides the system
+    /// roots.
+    #[serde(default)]
+    pub trust: Vec<Located<String>>,
+    /// The login PatientSecure's services use. Default name
+    /// `ImprivataPatientSecureServices_<name>`.
+    #[serde(default)]
+    pub service_login: Option<ServiceLoginSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceLoginSpec {
+    /// Default `ImprivataPatientSecureServices_<database name>` (the vendor's convention).
+    #[serde(default)]
+    pub name: Option<Located<String>>,
+    /// `env:NAME` or `file:PATH`: the password the login is created with (`create: true`
+    /// needs it); verification never reads it.
+    #[serde(default)]
+    pub password_ref: Option<Located<SecretRef>>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

@@ -14,7 +14,7 @@ pub use active_directory::{ActiveDirectorySpec, RoleGroups};
 pub use health_check::HealthCheckSpec;
 pub use installation::{
     CaMode, CertificateAuthoritySpec, DatabaseSpec, Environment, InstallationSpec,
-    LoadBalancerSpec, Mode,
+    LoadBalancerSpec, Mode, ServiceLoginSpec,
 };
 pub use server::{ServerCertificateSpec, ServerServiceSpec, ServerSpec};
 

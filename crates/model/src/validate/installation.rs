@@ -4,15 +4,43 @@ use std::time::Duration;
 use super::{max_len, normalize_host, Placed, Report};
 use crate::diagnostic::{quote, Code};
 use crate::load::PORT_RANGE;
-use crate::resource::{CaMode, Document, InstallationSpec};
+use crate::resource::{CaMode, DatabaseSpec, Document, InstallationSpec};
 use crate::snapshot::{
-    CertificateAuthority, Database, Installation, DEFAULT_CERTIFICATE_DURATION,
-    MIN_CERTIFICATE_DURATION,
+    default_service_login, CertificateAuthority, Database, Installation, ServiceLogin,
+    DEFAULT_CERTIFICATE_DURATION, MIN_CERTIFICATE_DURATION,
 };
 use crate::syntax::{
     check_fqdn, format_duration, is_valid_release, is_valid_sql_server, parse_duration,
 };
 use crate::Located;
+
+/// The service login: a usable name, and its password when steward is to create it.
+fn database_service_login(file: &Path, db: &DatabaseSpec, report: &mut Report) {
+    let login = db.service_login.as_ref();
+    if let Some(name) = login.and_then(|l| l.name.as_ref()) {
+        let field = "database.serviceLogin.name";
+        if report.within_length(file, field, name, max_len::SQL_NAME) && name.trim().is_empty() {
+            report.error(
+                file,
+                name.pos,
+                Code::EmptyValue,
+                format!("{field} must not be empty"),
+            );
+        }
+    }
+    let password = login.and_then(|l| l.password_ref.as_ref());
+    if let Some(password) = password {
+        report.secret_ref_within_length(file, "database.serviceLogin.passwordRef", password);
+    }
+    if let (Some(create), None) = (db.create.as_ref().filter(|c| c.value), password) {
+        report.error(
+            file,
+            create.pos,
+            Code::ServicePassword,
+            "database.create: true needs database.serviceLogin.passwordRef: the service login is created with that password",
+        );
+    }
+}
 
 pub(super) fn compile(
     file: &Path,
@@ -84,6 +112,10 @@ pub(super) fn compile(
             );
         }
     }
+    database_service_login(file, db, report);
+    for path in &db.trust {
+        report.within_length(file, "database.trust", path, max_len::PATH);
+    }
     let ca = &spec.certificate_authority;
     match (ca.mode.value, &ca.cert_file) {
         (CaMode::Existing, None) => report.error(
@@ -130,6 +162,19 @@ pub(super) fn compile(
                 password_ref: db.password_ref.value.clone(),
                 create: db.create.as_ref().is_some_and(|c| c.value),
                 encrypt: db.encrypt.as_ref().is_none_or(|e| e.value),
+                trust: db.trust.iter().map(|t| PathBuf::from(&t.value)).collect(),
+                service_login: ServiceLogin {
+                    name: db
+                        .service_login
+                        .as_ref()
+                        .and_then(|l| l.name.as_ref())
+                        .map_or_else(|| default_service_login(&db.name), |n| n.value.clone()),
+                    password_ref: db
+                        .service_login
+                        .as_ref()
+                        .and_then(|l| l.password_ref.as_ref())
+                        .map(|r| r.value.clone()),
+                },
             },
             certificate_authority: CertificateAuthority {
                 mode: ca.mode.value,
