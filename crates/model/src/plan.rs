@@ -61,9 +61,14 @@ pub enum Step {
         server: String,
         from: String,
     },
+    /// Connect with the installer login, check that the database exists (installs wait
+    /// for both) and that the service login has every grant; with `create`, provision
+    /// what is missing (idempotent, nothing dropped).
     CheckDatabase {
         server: String,
         database: String,
+        service_login: String,
+        encrypt: bool,
         create: bool,
     },
     CheckDirectory {
@@ -182,6 +187,8 @@ pub fn plan(snapshot: &Snapshot, observed: &Observed) -> Plan {
     steps.push(Step::CheckDatabase {
         server: format!("{}:{}", inst.database.server, inst.database.port),
         database: inst.database.name.clone(),
+        service_login: inst.database.service_login.name.clone(),
+        encrypt: inst.database.encrypt,
         create: inst.database.create,
     });
     for ad in snapshot.directories.values() {
@@ -354,13 +361,17 @@ fn describe(step: &Step) -> String {
         Step::CheckDatabase {
             server,
             database,
+            service_login,
+            encrypt,
             create,
         } => format!(
-            "database {database} on {server}: check connection{}",
+            "database {database} on {server} ({}): connect as the installer, check the database \
+             exists (services install only then) and {service_login} with its grants{}",
+            if *encrypt { "TLS" } else { "plain TDS" },
             if *create {
-                ", create database and service login if missing"
+                "; create what is missing (idempotent, nothing dropped)"
             } else {
-                ""
+                "; report what is missing"
             }
         ),
         Step::CheckDirectory {
@@ -422,6 +433,8 @@ mod tests {
             Step::CheckDatabase {
                 server: "sql1:1433".into(),
                 database: "PatientSecure".into(),
+                service_login: "ImprivataPatientSecureServices_PatientSecure".into(),
+                encrypt: true,
                 create: true,
             },
             Step::CheckDirectory {
@@ -489,5 +502,50 @@ mod tests {
         );
         assert!(names.iter().any(|k| k == "subjectAltNames"));
         assert!(names.iter().any(|k| k == "manageMembers"));
+    }
+
+    fn compiled(database: &str) -> Snapshot {
+        let text = format!(
+            "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {database}\n  certificateAuthority: {{mode: generated}}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app1}}\nspec:\n  hostname: app1.example.eng\n  certificate: {{generate: true}}\n  services: [{{kind: PSIS}}, {{kind: PSWS}}]\n"
+        );
+        let mut loaded = crate::load::Loaded::default();
+        crate::load::load_text(std::path::Path::new("f.yaml"), &text, &mut loaded);
+        let compiled = crate::validate::compile(loaded);
+        compiled.snapshot.expect("valid")
+    }
+
+    #[test]
+    fn the_database_step_comes_before_installs_and_says_what_is_checked() {
+        let verify = plan(
+            &compiled("{server: sql1, name: PS, user: u, passwordRef: env:PW, encrypt: false}"),
+            &Observed::default(),
+        );
+        let db = verify
+            .steps
+            .iter()
+            .position(|s| matches!(s, Step::CheckDatabase { .. }))
+            .expect("a database step");
+        let first_install = verify
+            .steps
+            .iter()
+            .position(|s| matches!(s, Step::Install { .. }))
+            .unwrap();
+        assert!(db < first_install);
+        let text = describe(&verify.steps[db]);
+        assert_eq!(
+            text,
+            "database PS on sql1:1433 (plain TDS): connect as the installer, check the database \
+             exists (services install only then) and ImprivataPatientSecureServices_PS with its \
+             grants; report what is missing"
+        );
+        let create = plan(
+            &compiled("{server: sql1, name: PS, user: u, passwordRef: env:PW, create: true, serviceLogin: {name: svc, passwordRef: env:SVC}}"),
+            &Observed::default(),
+        );
+        let text: Vec<String> = create.steps.iter().map(describe).collect();
+        let line = text.iter().find(|l| l.starts_with("database")).unwrap();
+        assert!(line.contains("(TLS)") && line.contains("and svc with its grants"), "{line}");
+        assert!(line.ends_with("create what is missing (idempotent, nothing dropped)"));
+        assert!(!line.contains("env:SVC"), "{line}");
     }
 }

@@ -278,6 +278,8 @@ mod tests {
             Step::CheckDatabase {
                 server: "sql1:1433".into(),
                 database: "PatientSecure".into(),
+                service_login: "ImprivataPatientSecureServices_PatientSecure".into(),
+                encrypt: true,
                 create: true,
             },
             Step::CheckDirectory {
