@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::agent::Agents;
 use crate::certificate::IssuedMemos;
 use crate::config::ControllersConfig;
+use crate::database::DatabasePool;
 use crate::in_force::InForce;
 use crate::metrics::Metrics;
 use crate::probes::Probes;
@@ -33,6 +34,8 @@ pub(crate) struct Context {
     pub pace: Pace,
     pub issued: IssuedMemos,
     pub trust: TrustRoots,
+    /// The connection pool of the database in force.
+    pub database: DatabasePool,
 }
 
 impl Context {

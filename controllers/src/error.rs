@@ -1,4 +1,5 @@
-//! The one error every controller returns: an agent call that failed. What a person
+//! The one error every controller returns: an agent call that failed, or the database
+//! (its own classified error, `crate::database::DatabaseError`). What a person
 //! should look at is its condition reason ([`ControllerError::reason`]); what a metric may
 //! carry is its bounded label ([`ReconcileError::metric_label`]), never the error text.
 
@@ -22,6 +23,9 @@ pub(crate) enum ControllerError {
         #[source]
         source: ClientError,
     },
+    /// The database controller could not check or provision the database.
+    #[error(transparent)]
+    Database(#[from] crate::database::DatabaseError),
 }
 
 impl ControllerError {
@@ -39,15 +43,13 @@ impl ControllerError {
         }
     }
 
-    pub(crate) fn source_error(&self) -> &ClientError {
-        match self {
-            Self::AgentDown { source, .. } | Self::AgentCall { source, .. } => source,
-        }
-    }
-
     /// The condition reason: what a person should look at.
     pub(crate) fn reason(&self) -> &'static str {
-        match self.source_error() {
+        let source = match self {
+            Self::Database(e) => return e.reason(),
+            Self::AgentDown { source, .. } | Self::AgentCall { source, .. } => source,
+        };
+        match source {
             ClientError::ConnectRefused => "AgentConnectionRefused",
             ClientError::Connect(_) | ClientError::Transport(_) => "AgentUnreachable",
             ClientError::Tls(_) => "AgentTlsFailure",
@@ -61,7 +63,11 @@ impl ControllerError {
 
 impl ReconcileError for ControllerError {
     fn metric_label(&self) -> &'static str {
-        match self.source_error() {
+        let source = match self {
+            Self::Database(e) => return e.metric_label(),
+            Self::AgentDown { source, .. } | Self::AgentCall { source, .. } => source,
+        };
+        match source {
             ClientError::ConnectRefused => "agent_connect_refused",
             ClientError::Connect(_) | ClientError::Transport(_) => "agent_unreachable",
             ClientError::Tls(_) => "agent_tls",

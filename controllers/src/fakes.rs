@@ -391,6 +391,7 @@ fn build(
     };
     let fx = start(config, agents, dir, Arc::new(ca_dir));
     fx.apply(snapshot(servers, certificate, Mode::AutoCorrect, false));
+    fx.database_verified();
     fx
 }
 
@@ -495,7 +496,26 @@ impl Fixture {
             Arc::clone(&self._ca_dir),
         );
         fx.apply(snapshot);
+        fx.database_verified();
         fx
+    }
+
+    /// What a database controller run records when it finds the database complete: the
+    /// fixture's database (`db.example.eng`) is not a server, and the tests of the other
+    /// controllers are not about it (the database controller's own tests run against a
+    /// real TDS server).
+    pub(crate) fn database_verified(&self) {
+        self.ctx.store.record_database(
+            self.generation(),
+            crate::store::DatabaseSeen {
+                up: true,
+                version: Some("fixture".into()),
+                missing: Some(Vec::new()),
+                phase: crate::status::Phase::Ready,
+                reason: "Verified",
+                message: "the fixture's database".into(),
+            },
+        );
     }
 
     /// One run of controller `R` as the runtime makes it: reconcile, then error policy.

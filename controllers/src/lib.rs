@@ -24,6 +24,7 @@ pub mod bench;
 mod certificate;
 mod config;
 mod context;
+mod database;
 mod drift;
 mod error;
 mod hl7;
@@ -79,6 +80,7 @@ use crate::reconciler::{Registered, Shared, TriggerBus};
 /// module); nothing else in this crate lists controllers.
 fn register(bus: &mut TriggerBus) -> Vec<Box<dyn Registered>> {
     vec![
+        bus.register::<database::Databases>(),
         bus.register::<server::Servers>(),
         bus.register::<certificate::Certificates>(),
         bus.register::<service::Services>(),
@@ -234,6 +236,7 @@ impl Controllers {
             },
             issued: IssuedMemos::load(config.state_dir.as_deref()),
             trust: trust::TrustRoots::new(config.probe_roots.clone()),
+            database: database::DatabasePool::default(),
             config,
         };
         Ok(Self {

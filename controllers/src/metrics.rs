@@ -36,6 +36,9 @@ pub(crate) struct Metrics {
     fleet: FleetSeries,
     kind_healthy: IntGaugeVec,
     certificate_renewal: GaugeVec,
+    /// No labels; no series until the first check.
+    database_up: IntGaugeVec,
+    database_info: IntGaugeVec,
 }
 
 impl Metrics {
@@ -94,6 +97,16 @@ impl Metrics {
                 ),
                 &["server"],
             )?,
+            database_up: gauge(
+                "steward_database_up",
+                "1 while steward logs in to the installation's SQL Server with the installer login and the database exists, else 0.",
+                &[],
+            )?,
+            database_info: gauge(
+                "steward_database_info",
+                "Always 1; the label is the version the database server last reported.",
+                &["version"],
+            )?,
         };
         for collector in metrics.collectors() {
             registry.register(collector)?;
@@ -124,6 +137,8 @@ impl Metrics {
             Box::new(self.fleet.clone()),
             Box::new(self.kind_healthy.clone()),
             Box::new(self.certificate_renewal.clone()),
+            Box::new(self.database_up.clone()),
+            Box::new(self.database_info.clone()),
         ]
     }
 
@@ -137,6 +152,23 @@ impl Metrics {
         self.drift_corrected
             .with_label_values(&[kind.as_str()])
             .inc();
+    }
+
+    /// `steward_database_up`; `None` removes it (not checked yet).
+    pub(crate) fn database_up(&self, up: Option<bool>) {
+        match up {
+            Some(up) => self.database_up.with_label_values::<&str>(&[]).set(i64::from(up)),
+            None => self.database_up.reset(),
+        }
+    }
+
+    /// `steward_database_info` has one series, of the version last reported: the old one
+    /// goes when it changes, so the label stays bounded.
+    pub(crate) fn database_version(&self, old: Option<&str>, new: &str) {
+        if let Some(old) = old.filter(|o| *o != new) {
+            let _ = self.database_info.remove_label_values(&[old]);
+        }
+        self.database_info.with_label_values(&[new]).set(1);
     }
 
     pub(crate) fn agent_up(&self, server: &str, up: bool) {

@@ -594,10 +594,20 @@ async fn orphan(run: &Run<'_>, observed: &ServiceInfo) -> Result<Action, Control
     Ok(Action::requeue(ctx.pace.short()))
 }
 
-/// Certificate and dependencies; `Some` is the wait.
+/// Database, certificate and dependencies; `Some` is the wait.
 fn gate(run: &Run<'_>) -> Option<Action> {
     let ctx = run.ctx;
     let key = run.key;
+    // As the vendor's console does: the database first (reachable with the installer
+    // login, and there). The database controller wakes the waiting services.
+    if !ctx.store.database_ready() {
+        run.set(
+            Phase::Progressing,
+            "WaitingForDatabase",
+            "waiting for the database: reachable with the installer login, and existing",
+        );
+        return Some(Action::requeue(ctx.pace.wait()));
+    }
     if !ctx.store.cert_ready(&key.server) {
         run.set(
             Phase::Progressing,

@@ -45,11 +45,24 @@ pub struct InstallationStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseStatus {
+    /// As declared (`host` or `host\\INSTANCE`).
     pub server: String,
+    pub port: u16,
     pub name: String,
+    /// The installer login steward connects with.
     pub user: String,
-    /// `null` until the database controller checks it.
+    /// True while steward logs in with the installer login and the database exists (what
+    /// installs wait for); false when either fails; `null` until the first check.
     pub up: Option<bool>,
+    /// The first line of the server's `@@VERSION`, once it answered.
+    pub version: Option<String>,
+    /// The service login checked (and created with `create: true`).
+    pub service_login: String,
+    /// Every piece of the vendor's setup the last check found missing (labels such as
+    /// `database`, `service_login`, `role_db_owner`); empty when complete.
+    pub missing: Vec<String>,
+    pub observed_generation: Option<u64>,
+    pub conditions: Vec<Condition>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

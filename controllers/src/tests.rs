@@ -208,9 +208,26 @@ async fn status_is_camel_case_and_names_no_secret() {
     let back: FleetStatus = serde_json::from_value(json.clone()).unwrap();
     assert_eq!(back, status, "clients (`steward status`) can read it back");
     assert_eq!(json["observedGeneration"], 1);
+    let database = &json["database"];
     assert_eq!(
-        json["database"],
-        serde_json::json!({"server": "db.example.eng", "name": "PS", "user": "u", "up": null})
+        (
+            &database["server"],
+            database["port"].as_u64(),
+            &database["name"],
+            &database["user"],
+            &database["up"],
+            &database["serviceLogin"],
+            &database["missing"]
+        ),
+        (
+            &serde_json::json!("db.example.eng"),
+            Some(1433),
+            &serde_json::json!("PS"),
+            &serde_json::json!("u"),
+            &serde_json::json!(true),
+            &serde_json::json!("ImprivataPatientSecureServices_PS"),
+            &serde_json::json!([])
+        )
     );
     assert_eq!(json["activeDirectory"], serde_json::json!([]));
     assert_eq!(json["hl7"], serde_json::json!({"activeListener": null}));

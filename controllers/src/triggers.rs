@@ -12,6 +12,7 @@ use steward_runtime::Reason;
 
 use crate::certificate::Certificates;
 use crate::config::Desired;
+use crate::database::{DatabaseKey, Databases};
 use crate::context::Context;
 use crate::server::Servers;
 use crate::service::Services;
@@ -111,6 +112,10 @@ pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
                 .into_iter()
                 .filter(|n| !snapshot.servers.contains_key(n)),
         );
+    }
+    if everything {
+        ctx.triggers
+            .wake::<Databases>(DatabaseKey, Reason::DesiredChanged);
     }
     for name in servers {
         ctx.triggers.wake::<Servers>(name, Reason::DesiredChanged);

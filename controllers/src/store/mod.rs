@@ -8,6 +8,7 @@
 //! merely restate records (`steward_service_installed`/`_healthy`, the kind-wide verdict,
 //! the HL7 listener) are derived: they cannot disagree with the status.
 
+mod database;
 mod events;
 mod gates;
 mod records;
@@ -22,8 +23,9 @@ use tokio::sync::{broadcast, watch};
 
 use crate::metrics::Metrics;
 use crate::service_key::ServiceKey;
-use crate::status::{DatabaseStatus, Event, EventType, Phase};
+use crate::status::{Event, EventType, Phase};
 
+pub(crate) use database::DatabaseSeen;
 pub(crate) use records::{matches_spec, ServerRecord, ServiceRecord};
 use records::{InstallationRecord, State};
 
@@ -121,12 +123,7 @@ impl Store {
             &record.conditions,
         );
         state.installation = Some(record);
-        state.database = Some(DatabaseStatus {
-            server: inst.database.server.clone(),
-            name: inst.database.name.clone(),
-            user: inst.database.user.clone(),
-            up: None,
-        });
+        database::sync(&mut state, &inst.database, self.gauges.as_ref());
         for record in state.servers.values_mut() {
             record.desired = false;
         }

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use super::events::EventRing;
 use crate::drift::DriftKind;
 use crate::service_key::ServiceKey;
-use crate::status::{Conditions, DatabaseStatus, LastProbe};
+use crate::status::{Conditions, LastProbe};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CertRecord {
@@ -149,7 +149,7 @@ pub(super) struct InstallationRecord {
 pub(super) struct State {
     pub generation: Option<u64>,
     pub installation: Option<InstallationRecord>,
-    pub database: Option<DatabaseStatus>,
+    pub database: Option<super::database::DatabaseRecord>,
     pub servers: BTreeMap<String, ServerRecord>,
     pub services: BTreeMap<ServiceKey, ServiceRecord>,
     /// `minimumHealthy` of every kind the desired state places somewhere.

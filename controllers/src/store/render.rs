@@ -32,7 +32,7 @@ impl Store {
         FleetStatus {
             observed_generation: state.generation,
             installation: state.installation.as_ref().map(installation_status),
-            database: state.database.clone(),
+            database: state.database.as_ref().map(|d| d.status()),
             servers,
             service_kinds: state
                 .minimum_healthy

@@ -1,0 +1,311 @@
+//! The database controller against a real TDS server (iridium_server, started on loopback
+//! per test; `scripts/test-all.sh` installs it into `target/peers/bin`). Without it a test
+//! fails under CI=true and is otherwise skipped with a reason.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use steward_agent::api::ServiceStatus;
+use steward_model::{SecretRef, ServiceKind};
+use steward_runtime::ReconcileError;
+
+use super::*;
+use crate::fakes::{fixture, headline, Fixture};
+use crate::reconciler::reconcile_and_record;
+use crate::service_key::ServiceKey;
+
+const PASSWORD: &str = "Iridium-Ctl-Pw1!";
+
+/// A real TDS server on a free loopback port (plain TDS: iridium's TLS breaks after the
+/// handshake with tiberius 0.13).
+struct Iridium {
+    binary: PathBuf,
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Iridium {
+    fn start() -> Option<Self> {
+        let found = std::env::var_os("IRIDIUM_SERVER")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain([PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/peers/bin/iridium-server"
+            ))])
+            .find(|p| p.is_file());
+        let Some(binary) = found else {
+            steward_testkit::skip(
+                "iridium-server is not installed (scripts/test-all.sh installs it into target/peers)",
+            );
+            return None;
+        };
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self {
+            binary,
+            child: None,
+            port,
+        };
+        server.spawn();
+        Some(server)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(&self.binary)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--user", "sa", "--password", PASSWORD, "--memory", "--no-tls"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start iridium-server");
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "iridium did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Iridium {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Points the fixture's installation at `server`'s database `name`, the password read
+/// from a file, and returns the directory holding that file.
+fn point_at(fx: &Fixture, server: &Iridium, name: &str, password: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("db-password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let mut s = fx.current();
+    let db = &mut s.installation.database;
+    db.server = "127.0.0.1".into();
+    db.port = server.port;
+    db.name = name.into();
+    db.user = "sa".into();
+    db.password_ref = SecretRef::parse(&format!("file:{}", file.display())).unwrap();
+    db.encrypt = false;
+    db.service_login.name = format!("ImprivataPatientSecureServices_{name}");
+    fx.apply(s);
+    dir
+}
+
+async fn check(fx: &Fixture) -> Result<Action, ControllerError> {
+    reconcile_and_record::<Databases>(DatabaseKey, Reason::Resync, fx.ctx.clone()).await
+}
+
+fn status(fx: &Fixture) -> crate::status::DatabaseStatus {
+    fx.ctx.store.status().database.expect("a database status")
+}
+
+async fn install_psis(fx: &Fixture) -> String {
+    fx.run::<crate::certificate::Certificates>("app1".into())
+        .await
+        .unwrap();
+    let key = ServiceKey::new("app1", ServiceKind::Psis);
+    fx.run::<Services>(key.clone()).await.unwrap();
+    let status = fx
+        .ctx
+        .store
+        .resource("service", &key.to_string())
+        .expect("service status");
+    headline(&status.conditions)
+}
+
+#[tokio::test]
+async fn a_present_database_opens_the_gate_and_missing_login_pieces_only_degrade() {
+    let Some(server) = Iridium::start() else {
+        return;
+    };
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    let _dir = point_at(&fx, &server, "iridium_sql", PASSWORD);
+    assert!(!fx.ctx.store.database_ready(), "unknown until checked");
+
+    check(&fx).await.unwrap();
+    let db = status(&fx);
+    assert_eq!(db.up, Some(true));
+    assert!(db.version.as_deref().is_some_and(|v| !v.is_empty()), "{db:?}");
+    // iridium has no service login: every piece of it is listed, none blocks.
+    assert!(db.missing.contains(&"service_login".to_owned()), "{db:?}");
+    assert!(db.missing.contains(&"role_db_owner".to_owned()), "{db:?}");
+    assert!(!db.missing.contains(&"database".to_owned()));
+    assert_eq!(headline(&db.conditions), "ServiceLoginIncomplete");
+    let degraded = db
+        .conditions
+        .iter()
+        .find(|c| c.reason == "ServiceLoginIncomplete")
+        .unwrap();
+    assert!(degraded.message.contains("membership of db_owner"), "{}", degraded.message);
+
+    assert_eq!(install_psis(&fx).await, "WaitingForHealthCheck");
+    assert_eq!(fx.agent("app1").calls("install"), 1);
+    assert_eq!(fx.gauge("steward_database_up", &[]), 1.0);
+    let version = db.version.unwrap();
+    assert_eq!(
+        fx.gauge("steward_database_info", &[("version", version.as_str())]),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn services_are_not_installed_while_the_database_is_missing() {
+    let Some(server) = Iridium::start() else {
+        return;
+    };
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    let _dir = point_at(&fx, &server, "PatientSecure", PASSWORD);
+
+    check(&fx).await.unwrap();
+    let db = status(&fx);
+    assert_eq!(db.up, Some(false));
+    assert_eq!(db.missing.first().map(String::as_str), Some("database"));
+    assert_eq!(headline(&db.conditions), "DatabaseMissing");
+    let stalled = db
+        .conditions
+        .iter()
+        .find(|c| c.reason == "DatabaseMissing")
+        .unwrap();
+    assert!(stalled.message.contains("steward db script"), "{}", stalled.message);
+
+    assert_eq!(install_psis(&fx).await, "WaitingForDatabase");
+    assert_eq!(fx.agent("app1").calls("install"), 0);
+    assert_eq!(fx.gauge("steward_database_up", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn a_refused_login_is_login_failed_and_the_password_shows_nowhere() {
+    let Some(server) = Iridium::start() else {
+        return;
+    };
+    let fx = fixture(&[("app1", &["PSIS"])]);
+    let wrong = "Wr0ng-Pw-Marker-7731";
+    let _dir = point_at(&fx, &server, "iridium_sql", wrong);
+
+    let error = check(&fx).await.unwrap_err();
+    assert_eq!(error.metric_label(), "database_login_failed");
+    let db = status(&fx);
+    assert_eq!(db.up, Some(false));
+    assert_eq!(headline(&db.conditions), "LoginFailed");
+    let status_json = serde_json::to_string(&fx.ctx.store.status()).unwrap();
+    let metrics: Vec<u8> = crate::encode_metrics(&fx.registry).unwrap().concat();
+    for (what, text) in [
+        ("error", error.to_string()),
+        ("debug", format!("{error:?}")),
+        ("status and events", status_json),
+        ("metrics", String::from_utf8(metrics).unwrap()),
+    ] {
+        assert!(!text.contains(wrong), "the password is in the {what}: {text}");
+    }
+    assert_eq!(install_psis(&fx).await, "WaitingForDatabase");
+}
+
+#[tokio::test]
+async fn a_database_that_goes_down_degrades_uninstalls_nothing_and_comes_back() {
+    let Some(mut server) = Iridium::start() else {
+        return;
+    };
+    let fx = fixture(&[("app1", &["PSIS"])]);
+    let _dir = point_at(&fx, &server, "iridium_sql", PASSWORD);
+    check(&fx).await.unwrap();
+    install_psis(&fx).await;
+    assert_eq!(fx.agent("app1").calls("install"), 1);
+
+    server.stop();
+    let error = check(&fx).await.unwrap_err();
+    assert_eq!(error.reason(), "Unreachable");
+    assert_eq!(status(&fx).up, Some(false));
+    assert_eq!(headline(&status(&fx).conditions), "Unreachable");
+    assert_eq!(fx.gauge("steward_database_up", &[]), 0.0);
+    // The installed service stays: nothing is uninstalled or reinstalled for it.
+    fx.agent("app1")
+        .set_status(ServiceKind::Psis, ServiceStatus::Running);
+    fx.run::<Services>(ServiceKey::new("app1", ServiceKind::Psis))
+        .await
+        .unwrap();
+    assert_eq!(fx.agent("app1").calls("uninstall"), 0);
+    assert_eq!(fx.agent("app1").calls("install"), 1);
+
+    // Back on the same port: the same pool logs in again, no restart of anything.
+    server.spawn();
+    check(&fx).await.unwrap();
+    assert_eq!(status(&fx).up, Some(true));
+    assert_eq!(headline(&status(&fx).conditions), "ServiceLoginIncomplete");
+    assert_eq!(fx.gauge("steward_database_up", &[]), 1.0);
+}
+
+#[tokio::test]
+async fn create_true_provisions_what_is_missing_and_monitor_mode_never_does() {
+    let Some(server) = Iridium::start() else {
+        return;
+    };
+    let fx = fixture(&[("app1", &["PSIS"])]);
+    let dir = point_at(&fx, &server, "PatientSecure", PASSWORD);
+    let service_password = "Svc-Pw-Marker-5521";
+    let file = dir.path().join("svc-password");
+    std::fs::write(&file, service_password).unwrap();
+    let mut s = fx.current();
+    s.installation.database.create = true;
+    s.installation.database.service_login.password_ref =
+        Some(SecretRef::parse(&format!("file:{}", file.display())).unwrap());
+    fx.apply(s);
+
+    // iridium has no CREATE DATABASE: the provisioning runs and its refusal is reported
+    // by step, without the service password.
+    let error = check(&fx).await.unwrap_err();
+    assert_eq!(error.reason(), "ProvisioningFailed");
+    assert_eq!(error.metric_label(), "database_provisioning");
+    assert!(error.to_string().contains("create the database"), "{error}");
+    let db = status(&fx);
+    assert_eq!(headline(&db.conditions), "ProvisioningFailed");
+    assert_eq!(db.missing.first().map(String::as_str), Some("database"));
+    let everything = format!(
+        "{error} {error:?} {}",
+        serde_json::to_string(&fx.ctx.store.status()).unwrap()
+    );
+    assert!(!everything.contains(service_password), "{everything}");
+    assert!(!everything.contains(PASSWORD), "{everything}");
+
+    fx.set_mode(steward_model::resource::Mode::Monitor);
+    check(&fx).await.unwrap();
+    let db = status(&fx);
+    assert_eq!(headline(&db.conditions), "DatabaseMissing");
+    let stalled = db
+        .conditions
+        .iter()
+        .find(|c| c.reason == "DatabaseMissing")
+        .unwrap();
+    assert!(stalled.message.contains("mode: monitor creates nothing"), "{}", stalled.message);
+}
+
+#[tokio::test]
+async fn an_unset_password_reference_is_named_not_guessed() {
+    let fx = fixture(&[("app1", &["PSIS"])]);
+    let mut s = fx.current();
+    s.installation.database.password_ref =
+        SecretRef::parse("env:STEWARD_TEST_UNSET_DB_PASSWORD").unwrap();
+    fx.apply(s);
+    let error = check(&fx).await.unwrap_err();
+    assert_eq!(error.reason(), "SecretUnresolved");
+    assert!(
+        error.to_string().contains("STEWARD_TEST_UNSET_DB_PASSWORD"),
+        "{error}"
+    );
+    assert_eq!(headline(&status(&fx).conditions), "SecretUnresolved");
+    assert!(!fx.ctx.store.database_ready());
+}
