@@ -406,8 +406,12 @@ fn start(
     let connector = Arc::new(FakeConnector {
         agents: agents.clone(),
     });
-    let controllers =
+    let mut controllers =
         Controllers::with_parts(config, &registry, connector, prober.clone()).unwrap();
+    // The fixture's database (`db.example.eng`) is not a server: its controller's loop is
+    // taken out and the fixture records it verified ([`Fixture::database_verified`]). The
+    // database controller's own tests run it against a real TDS server.
+    drop(controllers.triggers::<crate::database::Databases>());
     Fixture {
         ctx: controllers.ctx.clone(),
         registry,
@@ -500,10 +504,7 @@ impl Fixture {
         fx
     }
 
-    /// What a database controller run records when it finds the database complete: the
-    /// fixture's database (`db.example.eng`) is not a server, and the tests of the other
-    /// controllers are not about it (the database controller's own tests run against a
-    /// real TDS server).
+    /// What a database controller run records when it finds the database complete.
     pub(crate) fn database_verified(&self) {
         self.ctx.store.record_database(
             self.generation(),

@@ -63,6 +63,10 @@ pub struct DatabaseStatus {
     pub missing: Vec<String>,
     pub observed_generation: Option<u64>,
     pub conditions: Vec<Condition>,
+    /// What `steward run --lab` could not do for the database (say, its TDS server is
+    /// not installed); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -49,11 +49,11 @@ fn address(pid: u32) -> IpAddr {
     ))
 }
 
-fn desired_state(dir: &Path, agent: &str) -> steward_model::Snapshot {
+fn desired_state(dir: &Path, database: &str, agent: &str) -> steward_model::Snapshot {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("installation.yaml"),
-        "apiVersion: steward/v1\nkind: Installation\nmetadata: {name: rotation}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {server: db.example.eng, name: PatientSecure, user: ps, passwordRef: env:PS_DB_PASSWORD}\n  certificateAuthority: {mode: generated, duration: 2m, renewBefore: 1m40s}\n",
+        format!("apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: rotation}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {database}\n  certificateAuthority: {{mode: generated, duration: 2m, renewBefore: 1m40s}}\n"),
     )
     .unwrap();
     std::fs::write(
@@ -172,7 +172,11 @@ async fn scenario() {
     let client = AgentClient::new(&agent_url, agent_tls.clone(), Duration::from_secs(5)).unwrap();
 
     let desired_dir = tmp.path().join("desired");
-    let snapshot = desired_state(&desired_dir, &agent_url);
+    // Installs wait for the database: a real one.
+    let Some(db) = support::iridium::Iridium::start(&tmp.path().join("db")) else {
+        return;
+    };
+    let snapshot = desired_state(&desired_dir, &db.database_yaml(), &agent_url);
     let registry = prometheus::Registry::new();
     let controllers = Controllers::new(
         ControllersConfig {

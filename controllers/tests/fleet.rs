@@ -87,18 +87,26 @@ fn address(pid: u32, host: u8) -> IpAddr {
     ))
 }
 
-fn desired_state(dir: &Path, agents: [&str; 2], app1: &[&str], app2: &[&str]) -> Snapshot {
+fn desired_state(
+    dir: &Path,
+    database: &str,
+    agents: [&str; 2],
+    app1: &[&str],
+    app2: &[&str],
+) -> Snapshot {
     std::fs::create_dir_all(dir).unwrap();
-    let installation = r#"apiVersion: steward/v1
+    let installation = format!(
+        r#"apiVersion: steward/v1
 kind: Installation
-metadata: {name: fleet}
+metadata: {{name: fleet}}
 spec:
   environment: non-production
   installType: advanced
   release: "6.12.1"
-  database: {server: db.example.eng, name: PatientSecure, user: ps, passwordRef: env:PS_DB_PASSWORD}
-  certificateAuthority: {mode: generated}
-"#;
+  database: {database}
+  certificateAuthority: {{mode: generated}}
+"#
+    );
     std::fs::write(dir.join("installation.yaml"), installation).unwrap();
     for (name, agent, kinds) in [("app1", agents[0], app1), ("app2", agents[1], app2)] {
         let services: Vec<String> = kinds.iter().map(|k| format!("{{kind: {k}}}")).collect();
@@ -200,8 +208,13 @@ async fn scenario() {
     let seed_thumbprint = client_a.certificate().await.unwrap().unwrap().thumbprint;
 
     let desired_dir = tmp.path().join("desired");
+    // Installs wait for the database: a real one.
+    let Some(db) = support::iridium::Iridium::start(&tmp.path().join("db")) else {
+        return;
+    };
     let snapshot = desired_state(
         &desired_dir,
+        &db.database_yaml(),
         [&a.url, &b.url],
         &["PSIS", "PSWS"],
         &["HEALTH", "HL7"],
@@ -375,6 +388,7 @@ async fn scenario() {
     b.shutdown().await;
     let grown = desired_state(
         &desired_dir,
+        &db.database_yaml(),
         [&a.url, client_b.base_url()],
         &["PSIS", "PSWS", "CLIENT"],
         &["HEALTH", "HL7"],

@@ -30,7 +30,8 @@ impl DatabaseRecord {
         }
     }
 
-    pub(super) fn status(&self) -> DatabaseStatus {
+    /// `note`: what the lab could not do for it.
+    pub(super) fn status(&self, note: Option<&String>) -> DatabaseStatus {
         DatabaseStatus {
             server: self.spec.server.clone(),
             port: self.spec.port,
@@ -42,6 +43,7 @@ impl DatabaseRecord {
             missing: self.missing.clone(),
             observed_generation: self.observed_generation,
             conditions: self.conditions.list(),
+            note: note.cloned(),
         }
     }
 }
@@ -75,6 +77,7 @@ impl Store {
     /// Record a check; true when the gate just opened (services waiting may install).
     pub(crate) fn record_database(&self, generation: u64, seen: DatabaseSeen) -> bool {
         let mut state = self.lock();
+        let note = state.database_note.clone();
         let Some(record) = state.database.as_mut() else {
             return false;
         };
@@ -91,7 +94,11 @@ impl Store {
             record.missing = missing;
         }
         record.observed_generation = Some(generation);
-        record.conditions.set(seen.phase, seen.reason, seen.message);
+        let message = match (&note, seen.up) {
+            (Some(note), false) => format!("{}; {note}", seen.message),
+            _ => seen.message,
+        };
+        record.conditions.set(seen.phase, seen.reason, message);
         let (object, after) = (
             format!("database/{}", record.spec.name),
             record.conditions.clone(),
@@ -119,6 +126,13 @@ impl Store {
         );
         state.events.note_transition(object, &before, &after);
         drop(state);
+        self.bump();
+    }
+
+    /// What the lab could not do for the database (`None`: nothing to say). Kept until
+    /// the lab says otherwise; shown in the database section and its failure messages.
+    pub fn set_database_note(&self, note: Option<String>) {
+        self.lock().database_note = note;
         self.bump();
     }
 

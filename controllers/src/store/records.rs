@@ -150,6 +150,8 @@ pub(super) struct State {
     pub generation: Option<u64>,
     pub installation: Option<InstallationRecord>,
     pub database: Option<super::database::DatabaseRecord>,
+    /// What the lab could not do for the database (`steward run --lab`).
+    pub database_note: Option<String>,
     pub servers: BTreeMap<String, ServerRecord>,
     pub services: BTreeMap<ServiceKey, ServiceRecord>,
     /// `minimumHealthy` of every kind the desired state places somewhere.

@@ -32,7 +32,10 @@ impl Store {
         FleetStatus {
             observed_generation: state.generation,
             installation: state.installation.as_ref().map(installation_status),
-            database: state.database.as_ref().map(|d| d.status()),
+            database: state
+                .database
+                .as_ref()
+                .map(|d| d.status(state.database_note.as_ref())),
             servers,
             service_kinds: state
                 .minimum_healthy

@@ -188,6 +188,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
             fleet,
             ca: Arc::clone(&ca),
             addresses: Arc::clone(&addresses),
+            store: handle.store(),
         }),
     ));
     tokio::spawn(report_convergence(handle.clone()));
@@ -270,6 +271,8 @@ struct LabSetup {
     fleet: Arc<tokio::sync::Mutex<LabFleet>>,
     ca: Arc<CertificateAuthority>,
     addresses: Arc<RwLock<LabAddresses>>,
+    /// Where the lab says what it could not do for the database.
+    store: Arc<steward_controllers::Store>,
 }
 
 /// Hand each new generation, with the loader's diff, to the controllers. In lab mode its
@@ -293,6 +296,8 @@ async fn forward_desired(
                 if let Ok(mut a) = lab.addresses.write() {
                     *a = fleet.addresses().clone();
                 }
+                let note = fleet.ensure_database(&state.snapshot, &dir).await;
+                lab.store.set_database_note(note);
             }
             let _ = tx.send(Some(Desired {
                 generation: state.generation,

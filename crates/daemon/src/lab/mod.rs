@@ -7,6 +7,7 @@
 //! steward's own logic: the lab only supplies the machines.
 
 mod addresses;
+mod database;
 mod orphans;
 mod supervise;
 
@@ -82,6 +83,7 @@ pub struct LabFleet {
     state_dir: PathBuf,
     addresses: LabAddresses,
     agents: BTreeMap<String, LabAgent>,
+    database: database::LabDatabase,
     stop: CancellationToken,
 }
 
@@ -90,6 +92,7 @@ impl LabFleet {
     pub fn new(program: PathBuf, state_dir: PathBuf, addresses: LabAddresses) -> Self {
         Self {
             program,
+            database: database::LabDatabase::new(state_dir.clone()),
             state_dir,
             addresses,
             agents: BTreeMap::new(),
@@ -154,8 +157,19 @@ impl LabFleet {
         Ok(())
     }
 
-    /// Stop every agent (which stops its services), SIGKILL after `grace`.
+    /// Start a TDS server for the declared database when it is on loopback and nothing
+    /// serves it (see `database.rs`). `Some` says why the lab could not, for the database
+    /// section of the status.
+    pub async fn ensure_database(&mut self, snapshot: &Snapshot, desired_dir: &Path) -> Option<String> {
+        self.database
+            .ensure(snapshot, desired_dir, &self.program)
+            .await
+    }
+
+    /// Stop every agent (which stops its services), SIGKILL after `grace`, and the
+    /// database server.
     pub async fn shutdown(&mut self, grace: Duration) {
+        self.database.stop().await;
         self.stop.cancel();
         let agents = std::mem::take(&mut self.agents);
         let pids: Vec<(String, Arc<AtomicI32>)> = agents
