@@ -163,7 +163,10 @@ impl Reconciler for Databases {
         }
     }
 
-    fn configure(base: ControllerConfig<DatabaseKey>, _ctx: &Context) -> ControllerConfig<DatabaseKey> {
+    fn configure(
+        base: ControllerConfig<DatabaseKey>,
+        _ctx: &Context,
+    ) -> ControllerConfig<DatabaseKey> {
         base
     }
 }
@@ -176,9 +179,7 @@ async fn reconcile(ctx: &Context) -> Result<Action, DatabaseError> {
     let installation = &desired.snapshot.installation;
     let spec = &installation.database;
     let monitor = installation.mode == Mode::Monitor;
-    let pool = ctx
-        .database
-        .for_config(config(spec, &desired.dir, None)?);
+    let pool = ctx.database.for_config(config(spec, &desired.dir, None)?);
     // Boxed: tiberius' futures are large, and this one's state would otherwise sit in
     // every caller's stack frame.
     let mut verification = Box::pin(pool.verify()).await?;
@@ -231,7 +232,10 @@ fn config(
     config.port = Some(spec.port);
     config.encrypt = spec.encrypt;
     config.trust = spec.trust.iter().map(|t| dir.join(t)).collect();
-    config.service_login.name.clone_from(&spec.service_login.name);
+    config
+        .service_login
+        .name
+        .clone_from(&spec.service_login.name);
     config.service_login.password = service_password;
     config.pool_size = 2;
     Ok(config)
@@ -240,9 +244,11 @@ fn config(
 fn service_password(spec: &Database, dir: &Path) -> Result<Password, DatabaseError> {
     // Validation requires the reference with `create: true`; a snapshot without it
     // still cannot provision, and says which reference is missing.
-    let reference = spec.service_login.password_ref.as_ref().ok_or(
-        DatabaseError::Provision(ProvisionError::NoServicePassword),
-    )?;
+    let reference = spec
+        .service_login
+        .password_ref
+        .as_ref()
+        .ok_or(DatabaseError::Provision(ProvisionError::NoServicePassword))?;
     let value = reference
         .resolve(dir)
         .map_err(DatabaseError::ServicePassword)?;

@@ -157,7 +157,10 @@ impl Metrics {
     /// `steward_database_up`; `None` removes it (not checked yet).
     pub(crate) fn database_up(&self, up: Option<bool>) {
         match up {
-            Some(up) => self.database_up.with_label_values::<&str>(&[]).set(i64::from(up)),
+            Some(up) => self
+                .database_up
+                .with_label_values::<&str>(&[])
+                .set(i64::from(up)),
             None => self.database_up.reset(),
         }
     }

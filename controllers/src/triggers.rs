@@ -12,8 +12,8 @@ use steward_runtime::Reason;
 
 use crate::certificate::Certificates;
 use crate::config::Desired;
-use crate::database::{DatabaseKey, Databases};
 use crate::context::Context;
+use crate::database::{DatabaseKey, Databases};
 use crate::server::Servers;
 use crate::service::Services;
 use crate::service_key::ServiceKey;

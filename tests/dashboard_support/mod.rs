@@ -231,6 +231,13 @@ impl LabDaemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let desired = dir.path().join("desired-state");
         copy_tree(&workspace_root().join("desired-state"), &desired);
+        // The database (which the lab serves with a TDS server) beside this lab's agents,
+        // so labs running side by side never find each other's.
+        let installation = desired.join("installation.yaml");
+        let text = std::fs::read_to_string(&installation).expect("installation.yaml");
+        let net = lab_first.rsplit_once('.').map_or(lab_first, |(net, _)| net);
+        let text = text.replacen("server: 127.0.0.1 ", &format!("server: {net}.10 "), 1);
+        std::fs::write(&installation, text).expect("installation.yaml");
         let log = std::fs::File::create(dir.path().join("daemon.log")).expect("daemon log");
         let child = Command::new(env!("CARGO_BIN_EXE_steward"))
             .args([

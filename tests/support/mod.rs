@@ -163,6 +163,12 @@ impl Lab {
             .expect("tempdir");
         let desired = root.path().join("desired-state");
         copy_dir(&example_desired_state(), &desired);
+        // Each lab's database on an address of its own (the lab starts a TDS server there):
+        // labs running side by side must not find each other's.
+        let installation = desired.join("installation.yaml");
+        let text = fs::read_to_string(&installation).expect("installation.yaml");
+        let text = text.replacen("server: 127.0.0.1 ", &format!("server: 127.0.{n}.10 "), 1);
+        fs::write(&installation, text).expect("installation.yaml");
         let state = root.path().join("state");
         let lab = Self {
             n,

@@ -59,7 +59,14 @@ impl Iridium {
     fn spawn(&mut self) {
         let child = Command::new(&self.binary)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--user", "sa", "--password", PASSWORD, "--memory", "--no-tls"])
+            .args([
+                "--user",
+                "sa",
+                "--password",
+                PASSWORD,
+                "--memory",
+                "--no-tls",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -68,7 +75,10 @@ impl Iridium {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "iridium did not listen on {addr}");
+            assert!(
+                Instant::now() < deadline,
+                "iridium did not listen on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -140,7 +150,10 @@ async fn a_present_database_opens_the_gate_and_missing_login_pieces_only_degrade
     check(&fx).await.unwrap();
     let db = status(&fx);
     assert_eq!(db.up, Some(true));
-    assert!(db.version.as_deref().is_some_and(|v| !v.is_empty()), "{db:?}");
+    assert!(
+        db.version.as_deref().is_some_and(|v| !v.is_empty()),
+        "{db:?}"
+    );
     // iridium has no service login: every piece of it is listed, none blocks.
     assert!(db.missing.contains(&"service_login".to_owned()), "{db:?}");
     assert!(db.missing.contains(&"role_db_owner".to_owned()), "{db:?}");
@@ -151,7 +164,11 @@ async fn a_present_database_opens_the_gate_and_missing_login_pieces_only_degrade
         .iter()
         .find(|c| c.reason == "ServiceLoginIncomplete")
         .unwrap();
-    assert!(degraded.message.contains("membership of db_owner"), "{}", degraded.message);
+    assert!(
+        degraded.message.contains("membership of db_owner"),
+        "{}",
+        degraded.message
+    );
 
     assert_eq!(install_psis(&fx).await, "WaitingForHealthCheck");
     assert_eq!(fx.agent("app1").calls("install"), 1);
@@ -181,7 +198,11 @@ async fn services_are_not_installed_while_the_database_is_missing() {
         .iter()
         .find(|c| c.reason == "DatabaseMissing")
         .unwrap();
-    assert!(stalled.message.contains("steward db script"), "{}", stalled.message);
+    assert!(
+        stalled.message.contains("steward db script"),
+        "{}",
+        stalled.message
+    );
 
     assert_eq!(install_psis(&fx).await, "WaitingForDatabase");
     assert_eq!(fx.agent("app1").calls("install"), 0);
@@ -210,7 +231,10 @@ async fn a_refused_login_is_login_failed_and_the_password_shows_nowhere() {
         ("status and events", status_json),
         ("metrics", String::from_utf8(metrics).unwrap()),
     ] {
-        assert!(!text.contains(wrong), "the password is in the {what}: {text}");
+        assert!(
+            !text.contains(wrong),
+            "the password is in the {what}: {text}"
+        );
     }
     assert_eq!(install_psis(&fx).await, "WaitingForDatabase");
 }
@@ -290,7 +314,11 @@ async fn create_true_provisions_what_is_missing_and_monitor_mode_never_does() {
         .iter()
         .find(|c| c.reason == "DatabaseMissing")
         .unwrap();
-    assert!(stalled.message.contains("mode: monitor creates nothing"), "{}", stalled.message);
+    assert!(
+        stalled.message.contains("mode: monitor creates nothing"),
+        "{}",
+        stalled.message
+    );
 }
 
 #[tokio::test]

@@ -3,8 +3,8 @@
 use steward_model::snapshot::Database;
 
 use super::records::State;
-use crate::metrics::Metrics;
 use super::Store;
+use crate::metrics::Metrics;
 use crate::status::{Conditions, DatabaseStatus, Phase};
 
 #[derive(Debug, Clone, PartialEq)]

@@ -39,7 +39,14 @@ impl Iridium {
             .port();
         let child = Command::new(binary)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--user", "sa", "--password", PASSWORD, "--memory", "--no-tls"])
+            .args([
+                "--user",
+                "sa",
+                "--password",
+                PASSWORD,
+                "--memory",
+                "--no-tls",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -47,7 +54,10 @@ impl Iridium {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "iridium did not listen on {addr}");
+            assert!(
+                Instant::now() < deadline,
+                "iridium did not listen on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         let password_file = dir.join("db-password");

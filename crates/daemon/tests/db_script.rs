@@ -26,9 +26,10 @@ fn prints_the_provisioning_batches_for_the_bundled_database() {
     let out = steward(&["db", "script", bundled().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    let svc = "ImprivataPatientSecureServices_PatientSecure";
+    // The bundled (lab) desired state names a database iridium_server has.
+    let svc = "ImprivataPatientSecureServices_iridium_sql";
     assert!(stdout.contains(
-        "IF NOT EXISTS (SELECT 1 FROM sys.databases WHERE name = N'PatientSecure') CREATE DATABASE [PatientSecure];\nGO\n"
+        "IF NOT EXISTS (SELECT 1 FROM sys.databases WHERE name = N'iridium_sql') CREATE DATABASE [iridium_sql];\nGO\n"
     ), "{stdout}");
     assert!(stdout.contains(&format!(
         "CREATE LOGIN [{svc}] WITH PASSWORD = N'$(ServicePassword)';\nGO\n"
@@ -38,7 +39,31 @@ fn prints_the_provisioning_batches_for_the_bundled_database() {
     for out in [&stdout, &text(&out.stderr)] {
         assert!(!out.contains("installer-S3cret-Value"));
         assert!(!out.contains("env:PS_DB_PASSWORD"));
+        assert!(!out.contains("database-password"));
     }
+}
+
+#[test]
+fn a_declared_service_login_name_is_the_one_created() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&bundled(), dir.path());
+    let file = dir.path().join("installation.yaml");
+    let yaml = std::fs::read_to_string(&file).unwrap().replace(
+        "    create: false\n",
+        "    create: false\n    serviceLogin: {name: ps_services}\n",
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let out = steward(&["db", "script", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("CREATE LOGIN [ps_services] WITH PASSWORD = N'$(ServicePassword)';"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("ImprivataPatientSecureServices_"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -48,7 +73,7 @@ fn hostile_database_names_are_quoted() {
     let file = dir.path().join("installation.yaml");
     let yaml = std::fs::read_to_string(&file)
         .unwrap()
-        .replace("name: PatientSecure", "name: \"x]; DROP DATABASE y; --\"");
+        .replace("name: iridium_sql", "name: \"x]; DROP DATABASE y; --\"");
     std::fs::write(&file, yaml).unwrap();
     let out = steward(&["db", "script", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -70,7 +95,7 @@ fn an_invalid_directory_prints_nothing_and_exits_1() {
     let file = dir.path().join("installation.yaml");
     let yaml = std::fs::read_to_string(&file)
         .unwrap()
-        .replace("user: ps_installer", "usr: ps_installer");
+        .replace("user: sa ", "usr: sa ");
     std::fs::write(&file, yaml).unwrap();
     let out = steward(&["db", "script", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));

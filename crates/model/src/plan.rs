@@ -544,7 +544,10 @@ mod tests {
         );
         let text: Vec<String> = create.steps.iter().map(describe).collect();
         let line = text.iter().find(|l| l.starts_with("database")).unwrap();
-        assert!(line.contains("(TLS)") && line.contains("and svc with its grants"), "{line}");
+        assert!(
+            line.contains("(TLS)") && line.contains("and svc with its grants"),
+            "{line}"
+        );
         assert!(line.ends_with("create what is missing (idempotent, nothing dropped)"));
         assert!(!line.contains("env:SVC"), "{line}");
     }

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use steward_database::{default_service_login, provision};
+use steward_database::provision;
 use steward_model::validate_dir;
 
 use super::console::{err_line, out, OutputError};
@@ -52,8 +52,7 @@ fn script(dir: &std::path::Path) -> Result<u8, OutputError> {
         return Ok(1);
     };
     let database = &snapshot.installation.database;
-    let login = default_service_login(&database.name);
-    match provision::script(&database.name, &login) {
+    match provision::script(&database.name, &database.service_login.name) {
         Ok(text) => {
             out(text)?;
             Ok(0)

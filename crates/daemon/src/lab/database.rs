@@ -50,7 +50,12 @@ impl LabDatabase {
 
     /// Serve the declared database when it is on loopback and nobody serves it; `Some`
     /// says why the lab could not.
-    pub(super) async fn ensure(&mut self, snapshot: &Snapshot, desired_dir: &Path, steward: &Path) -> Note {
+    pub(super) async fn ensure(
+        &mut self,
+        snapshot: &Snapshot,
+        desired_dir: &Path,
+        steward: &Path,
+    ) -> Note {
         let db = &snapshot.installation.database;
         let Some(ip) = loopback(&db.server) else {
             self.stop().await;
@@ -122,18 +127,28 @@ fn loopback(server: &str) -> Option<IpAddr> {
 
 async fn listening(addr: SocketAddr) -> bool {
     matches!(
-        tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(addr)).await,
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(addr)
+        )
+        .await,
         Ok(Ok(_))
     )
 }
 
-/// Next to steward, in `target/peers/bin` (beside `target/debug`, or from the working
-/// directory: where `scripts/test-all.sh` installs it), then `PATH`.
+/// Next to steward, in a `peers/bin` of a directory above it (`target/peers/bin`, where
+/// `scripts/test-all.sh` installs it, for `target/debug/steward` and the tests' copies
+/// in `target/tmp/...`), in `./target/peers/bin`, then on `PATH`.
 fn find_program(steward: &Path) -> Option<PathBuf> {
     let mut candidates = Vec::new();
     if let Some(dir) = steward.parent() {
         candidates.push(dir.join(PROGRAM));
-        candidates.push(dir.join("../peers/bin").join(PROGRAM));
+        candidates.extend(
+            dir.ancestors()
+                .skip(1)
+                .take(3)
+                .map(|a| a.join("peers/bin").join(PROGRAM)),
+        );
     }
     candidates.push(PathBuf::from("target/peers/bin").join(PROGRAM));
     if let Some(path) = std::env::var_os("PATH") {
@@ -151,7 +166,10 @@ fn lab_password(reference: &SecretRef, desired_dir: &Path) -> Result<String, Str
             let full = desired_dir.join(&path);
             let password = new_password();
             write_new(&full, &password).map_err(|e| {
-                format!("database.passwordRef file:{} cannot be created: {e}", path.display())
+                format!(
+                    "database.passwordRef file:{} cannot be created: {e}",
+                    path.display()
+                )
             })?;
             tracing::info!(file = %full.display(), "lab: wrote a new database password");
             Ok(password)
@@ -223,8 +241,10 @@ impl Server {
         // that dies without cleaning up must not leave a server holding the address.
         unsafe {
             command.pre_exec(|| {
-                rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-                    .map_err(std::io::Error::from)
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))
+                .map_err(std::io::Error::from)
             });
         }
         command.spawn()

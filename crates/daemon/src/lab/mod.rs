@@ -160,7 +160,11 @@ impl LabFleet {
     /// Start a TDS server for the declared database when it is on loopback and nothing
     /// serves it (see `database.rs`). `Some` says why the lab could not, for the database
     /// section of the status.
-    pub async fn ensure_database(&mut self, snapshot: &Snapshot, desired_dir: &Path) -> Option<String> {
+    pub async fn ensure_database(
+        &mut self,
+        snapshot: &Snapshot,
+        desired_dir: &Path,
+    ) -> Option<String> {
         self.database
             .ensure(snapshot, desired_dir, &self.program)
             .await
