@@ -78,7 +78,7 @@ pub struct DatabaseSpec {
     /// The login PatientSecure's services use. Default name
     /// `ImprivataPatientSecureServices_<name>`.
     #[serde(default)]
-    pub service_login: Option<ServiceLoginSpec>,
+    pub service_login: Option<Box<ServiceLoginSpec>>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
