@@ -75,5 +75,66 @@ fn the_lab_serves_the_database_and_the_fleet_converges_on_it() {
     assert!(password.len() >= 16);
     let everything = format!("{}{status}{metrics}", lab.log_all());
     assert!(!everything.contains(password.trim()), "the password leaked");
+
+    // The database stops answering (SIGSTOP: its port still accepts, nothing answers):
+    // steward reports it down within its command and login deadlines, and uninstalls
+    // nothing; once it answers again the same daemon sees it up.
+    let server = iridium_pid("127.0.160.10").expect("the lab's iridium-server process");
+    let installed = installed_services(&status);
+    signal(server, rustix::process::Signal::STOP);
+    let down = lab.wait_status("the database reported down", |s| {
+        s["database"]["up"] == false
+    });
+    assert_eq!(
+        installed_services(&down),
+        installed,
+        "nothing was uninstalled"
+    );
+    assert!(lab.metrics().contains("\nsteward_database_up 0\n"));
+    signal(server, rustix::process::Signal::CONT);
+    let up = lab.wait_status("the database up again", |s| s["database"]["up"] == true);
+    assert_eq!(installed_services(&up), installed);
+    let events = up["events"].as_array().unwrap();
+    assert!(
+        !events.iter().any(|e| e["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("Uninstall"))),
+        "{events:?}"
+    );
     lab.stop();
+}
+
+fn installed_services(status: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for server in status["servers"].as_array().unwrap() {
+        for service in server["services"].as_array().unwrap() {
+            if service["installed"] == true {
+                out.push(format!("{}.{}", server["name"], service["kind"]));
+            }
+        }
+    }
+    out
+}
+
+/// The iridium-server the lab started on `host`.
+fn iridium_pid(host: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let ours = args.first()?.ends_with("iridium-server")
+                && args.windows(2).any(|w| w[0] == "--host" && w[1] == host);
+            ours.then_some(pid)
+        })
+}
+
+fn signal(pid: i32, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(pid).expect("a pid");
+    rustix::process::kill_process(pid, signal).expect("signal iridium-server");
 }
