@@ -70,10 +70,8 @@ impl LabDatabase {
             tracing::info!(%addr, "lab: a TDS server already listens on the database's address; using it");
             return None;
         }
-        let Some(program) = find_program(steward) else {
-            let note = format!(
-                "the lab's TDS server is not installed: nothing listens on {addr} and {PROGRAM} was found neither next to steward, nor in target/peers/bin, nor on PATH; install it with `{INSTALL}` (a few minutes) and restart `steward run --lab`"
-            );
+        let Some(program) = find_program(steward, std::env::var_os("PATH")) else {
+            let note = not_installed(addr);
             tracing::warn!("lab: {note}");
             return Some(note);
         };
@@ -139,7 +137,7 @@ async fn listening(addr: SocketAddr) -> bool {
 /// Next to steward, in a `peers/bin` of a directory above it (`target/peers/bin`, where
 /// `scripts/test-all.sh` installs it, for `target/debug/steward` and the tests' copies
 /// in `target/tmp/...`), in `./target/peers/bin`, then on `PATH`.
-fn find_program(steward: &Path) -> Option<PathBuf> {
+fn find_program(steward: &Path, path: Option<std::ffi::OsString>) -> Option<PathBuf> {
     let mut candidates = Vec::new();
     if let Some(dir) = steward.parent() {
         candidates.push(dir.join(PROGRAM));
@@ -151,10 +149,17 @@ fn find_program(steward: &Path) -> Option<PathBuf> {
         );
     }
     candidates.push(PathBuf::from("target/peers/bin").join(PROGRAM));
-    if let Some(path) = std::env::var_os("PATH") {
+    if let Some(path) = path {
         candidates.extend(std::env::split_paths(&path).map(|d| d.join(PROGRAM)));
     }
     candidates.into_iter().find(|p| p.is_file())
+}
+
+/// What the database section says when the lab has no TDS server to start.
+fn not_installed(addr: SocketAddr) -> String {
+    format!(
+        "the lab's TDS server is not installed: nothing listens on {addr} and {PROGRAM} was found neither next to steward, nor in target/peers/bin, nor on PATH; install it with `{INSTALL}` (a few minutes) and restart `steward run --lab`"
+    )
 }
 
 /// The password the daemon will read from `reference`: the existing secret, or a new one
@@ -292,6 +297,32 @@ mod tests {
         assert_eq!(loopback("10.0.0.5"), None);
         assert_eq!(loopback("db.example.eng"), None);
         assert_eq!(loopback("127.0.0.1\\PS"), None);
+    }
+
+    #[test]
+    fn the_server_is_looked_up_beside_steward_then_in_peers_then_on_path() {
+        let root = tempfile::tempdir().unwrap();
+        let steward = root.path().join("target/tmp/e2e-1/steward");
+        let peers = root.path().join("target/peers/bin");
+        let on_path = root.path().join("bin");
+        for dir in [steward.parent().unwrap(), &peers, &on_path] {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let path = Some(on_path.clone().into_os_string());
+        assert_eq!(find_program(&steward, path.clone()), None);
+        let note = not_installed("127.0.0.1:1433".parse().unwrap());
+        assert!(
+            note.starts_with("the lab's TDS server is not installed"),
+            "{note}"
+        );
+        assert!(note.contains(INSTALL), "{note}");
+        std::fs::write(on_path.join(PROGRAM), "").unwrap();
+        assert_eq!(
+            find_program(&steward, path.clone()),
+            Some(on_path.join(PROGRAM))
+        );
+        std::fs::write(peers.join(PROGRAM), "").unwrap();
+        assert_eq!(find_program(&steward, path), Some(peers.join(PROGRAM)));
     }
 
     #[test]
