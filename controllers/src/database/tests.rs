@@ -237,6 +237,44 @@ async fn a_refused_login_is_login_failed_and_the_password_shows_nowhere() {
         );
     }
     assert_eq!(install_psis(&fx).await, "WaitingForDatabase");
+
+    // The reference is read at every pass: a corrected password file is picked up by the
+    // next one, without a restart or a new generation.
+    std::fs::write(_dir.path().join("db-password"), PASSWORD).unwrap();
+    check(&fx).await.unwrap();
+    assert_eq!(status(&fx).up, Some(true));
+}
+
+#[test]
+fn the_connection_follows_the_desired_state() {
+    let fx = fixture(&[("app1", &["PSIS"])]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "installer-pw\n").unwrap();
+    let mut spec = fx.current().installation.database;
+    spec.server = "sql1.example.eng\\PS".into();
+    spec.port = 14330;
+    spec.password_ref = SecretRef::parse("file:pw").unwrap();
+    spec.trust = vec!["certs/sql-ca.pem".into(), "/etc/ssl/corp.pem".into()];
+    spec.service_login.name = "ps_services".into();
+    let config = config(&spec, dir.path(), None).unwrap();
+    assert_eq!(config.server.host, "sql1.example.eng");
+    assert_eq!(config.server.instance.as_deref(), Some("PS"));
+    assert_eq!(config.port, Some(14330));
+    assert!(config.encrypt, "TLS unless the files say encrypt: false");
+    assert_eq!(config.password.expose(), "installer-pw");
+    assert_eq!(
+        config.trust,
+        [
+            dir.path().join("certs/sql-ca.pem"),
+            "/etc/ssl/corp.pem".into()
+        ]
+    );
+    assert_eq!(config.service_login.name, "ps_services");
+    assert!(
+        config.service_login.password.is_none(),
+        "verification never reads it"
+    );
+    assert!(!format!("{config:?}").contains("installer-pw"));
 }
 
 #[tokio::test]
