@@ -291,6 +291,19 @@ mod output_and_logs {
         }
     }
 
+    /// A copy of the bundled desired state whose database (which the lab serves with a
+    /// TDS server) is on `database`: labs running side by side must not share one.
+    fn lab_desired_state(tmp: &Path, database: &str) -> PathBuf {
+        let dir = tmp.join("desired-state");
+        std::fs::create_dir_all(&dir).unwrap();
+        copy_dir(&bundled(), &dir);
+        let file = dir.join("installation.yaml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let text = text.replacen("server: 127.0.0.1 ", &format!("server: {database} "), 1);
+        std::fs::write(&file, text).unwrap();
+        dir
+    }
+
     /// Run `steward status` until `done` accepts its output, or fail after two minutes.
     fn status_until(url: &str, daemon: &Daemon, done: impl Fn(&Output) -> bool) -> Output {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -314,9 +327,7 @@ mod output_and_logs {
     #[test]
     fn status_of_a_lab_daemon_shows_every_port_and_exits_3_when_degraded() {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("desired-state");
-        std::fs::create_dir_all(&dir).unwrap();
-        copy_dir(&bundled(), &dir);
+        let dir = lab_desired_state(tmp.path(), "127.0.202.10");
         let api = "127.0.202.1:9464";
         let url = format!("http://{api}");
         let daemon = Daemon::start(
@@ -417,7 +428,7 @@ mod output_and_logs {
         let tmp = tempfile::tempdir().unwrap();
         let api = "127.0.204.1:9464";
         let mut daemon = Daemon::start(
-            &bundled().canonicalize().unwrap(),
+            &lab_desired_state(tmp.path(), "127.0.204.10"),
             tmp.path(),
             &[
                 "--log-format",

@@ -170,14 +170,21 @@ fn lab_password(reference: &SecretRef, desired_dir: &Path) -> Result<String, Str
         Err(SecretResolveError::File(path, std::io::ErrorKind::NotFound)) => {
             let full = desired_dir.join(&path);
             let password = new_password();
-            write_new(&full, &password).map_err(|e| {
-                format!(
+            match write_new(&full, &password) {
+                Ok(()) => {
+                    tracing::info!(file = %full.display(), "lab: wrote a new database password");
+                    Ok(password)
+                }
+                // Another lab on the same files wrote it first: theirs is the password.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => reference
+                    .resolve(desired_dir)
+                    .map(|v| v.expose().to_owned())
+                    .map_err(|e| format!("database.passwordRef: {e}")),
+                Err(e) => Err(format!(
                     "database.passwordRef file:{} cannot be created: {e}",
                     path.display()
-                )
-            })?;
-            tracing::info!(file = %full.display(), "lab: wrote a new database password");
-            Ok(password)
+                )),
+            }
         }
         Err(e) => Err(format!("database.passwordRef: {e}")),
     }
