@@ -28,8 +28,8 @@ const LISTEN_WITHIN: Duration = Duration::from_secs(20);
 /// The TDS server the lab runs, if any.
 #[derive(Debug)]
 pub(super) struct LabDatabase {
-    /// The lab's state directory (the server's log goes there).
-    dir: PathBuf,
+    /// The server's log.
+    log: PathBuf,
     running: Option<Running>,
 }
 
@@ -44,8 +44,8 @@ struct Running {
 pub(super) type Note = Option<String>;
 
 impl LabDatabase {
-    pub(super) fn new(dir: PathBuf) -> Self {
-        Self { dir, running: None }
+    pub(super) fn new(log: PathBuf) -> Self {
+        Self { log, running: None }
     }
 
     /// Serve the declared database when it is on loopback and nobody serves it; `Some`
@@ -88,7 +88,7 @@ impl LabDatabase {
             addr,
             user: db.user.clone(),
             password,
-            log: self.dir.join("database.log"),
+            log: self.log.clone(),
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(supervise(server, stop.clone()));
@@ -96,7 +96,7 @@ impl LabDatabase {
         let deadline = tokio::time::Instant::now() + LISTEN_WITHIN;
         while !listening(addr).await {
             if tokio::time::Instant::now() > deadline {
-                let note = format!("the lab's TDS server did not listen on {addr} within {LISTEN_WITHIN:?}; see {}", self.dir.join("database.log").display());
+                let note = format!("the lab's TDS server did not listen on {addr} within {LISTEN_WITHIN:?}; see {}", self.log.display());
                 tracing::warn!("lab: {note}");
                 return Some(note);
             }

@@ -92,7 +92,8 @@ impl LabFleet {
     pub fn new(program: PathBuf, state_dir: PathBuf, addresses: LabAddresses) -> Self {
         Self {
             program,
-            database: database::LabDatabase::new(state_dir.clone()),
+            // Beside the lab directory, whose entries are the servers.
+            database: database::LabDatabase::new(state_dir.with_file_name("lab-database.log")),
             state_dir,
             addresses,
             agents: BTreeMap::new(),
