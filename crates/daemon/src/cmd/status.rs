@@ -137,6 +137,18 @@ fn problems(doc: &Value) -> Vec<String> {
             ));
         }
     }
+    // Down: the installer login fails or the database is missing (installs wait for it).
+    let db = &doc["database"];
+    if db["up"] == Value::Bool(false) {
+        let why = ready_reason(db)
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        out.push(format!(
+            "database {} on {}: down{why}",
+            name(&db["name"]),
+            name(&db["server"])
+        ));
+    }
     for server in doc["servers"].as_array().into_iter().flatten() {
         let server_name = name(&server["name"]);
         if server["agentUp"] != Value::Bool(true) {
@@ -176,6 +188,23 @@ fn render(doc: &Value, problems: &[String]) -> String {
         out.push_str(&format!(
             "  {}\n",
             printable(e.as_str().unwrap_or_default())
+        ));
+    }
+    let db = &doc["database"];
+    if db.is_object() {
+        let state = match db["up"].as_bool() {
+            Some(true) => "up",
+            Some(false) => "DOWN",
+            None => "not checked yet",
+        };
+        let version = db["version"]
+            .as_str()
+            .map(|v| format!(" ({})", printable(v)))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "database: {} on {}: {state}{version}\n",
+            name(&db["name"]),
+            name(&db["server"])
         ));
     }
     let servers: Vec<&Value> = doc["servers"].as_array().into_iter().flatten().collect();
@@ -311,18 +340,26 @@ mod tests {
         doc["valid"] = json!(false);
         doc["errors"] = json!(["a.yaml:1:1: error[x]: y"]);
         doc["generation"] = json!(4);
+        doc["database"] = json!({"server": "sql1", "name": "PS", "up": false, "conditions": [
+            {"type": "Ready", "status": "False", "reason": "Unreachable", "message": "refused"}]});
         let found = problems(&doc);
         assert_eq!(
             found,
             [
                 "desired state invalid (1 error); generation 4 stays live",
                 "generation 4 not applied yet (controllers at 3)",
+                "database PS on sql1: down (Unreachable: refused)",
                 "app1 PSIS: not healthy (HealthCheckFailing: refused?[31m)",
                 "a-server-with-a-rather-long-name: agent not reachable",
                 "a-server-with-a-rather-long-name EMERGENCY: not installed",
             ]
         );
-        assert!(render(&doc, &found).contains("5 problems:\n  desired state invalid"));
+        let shown = render(&doc, &found);
+        assert!(
+            shown.contains("6 problems:\n  desired state invalid"),
+            "{shown}"
+        );
+        assert!(shown.contains("\ndatabase: PS on sql1: DOWN\n"), "{shown}");
     }
 
     #[test]
