@@ -1,10 +1,11 @@
-//! Steward's controllers: servers, certificates and services, each reconciled by the
-//! runtime's loop through the agents, with the status document and Prometheus metrics the
+//! Steward's controllers: the database, servers, certificates and services, each
+//! reconciled by the runtime's loop (the database over TDS, the rest through the agents), with the status document and Prometheus metrics the
 //! daemon serves. Every controller has one shape ([`reconciler::Reconciler`]) and is
 //! registered once ([`register`]).
 //!
 //! ```text
-//! Desired (watch) ──> triggers ──> server controller      (agent up? host, inventory, connection strings)
+//! Desired (watch) ──> triggers ──> database controller    (login, database there? service login complete?)
+//!                              ├─> server controller      (agent up? host, inventory, connection strings)
 //!                              ├─> certificate controller (the server's TLS certificate)
 //!                              └─> service controller     (install / reinstall / restart / prune)
 //!                                        │    ▲ verdict changed
@@ -14,8 +15,9 @@
 //!                              Store (conditions, events, probes) + Metrics
 //! ```
 //!
-//! Ordering across controllers goes through the store: a service installs only once its
-//! server's certificate is in place and every kind it depends on is ready somewhere; the
+//! Ordering across controllers goes through the store: a service installs only once the
+//! database is up (installer login works, database exists), its server's certificate is
+//! in place and every kind it depends on is ready somewhere; the
 //! controller that makes a gate true wakes whoever waits on it.
 
 mod agent;
