@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use prometheus::{Encoder, Registry, TextEncoder};
 use steward_controllers::prober::{
     Monitor, MonitorSettings, NetworkProber, ProbeReport, ProbeSink, ProbeTarget, Prober,
 };
@@ -172,44 +171,30 @@ fn probes_per_second(seconds: u64) {
     );
 }
 
-/// Goal 2: What a scrape of `/metrics` costs the daemon: `encode_metrics`, the handler's
-/// path; and for comparison the prometheus crate's gather + TextEncoder alone.
+/// Goal 2: What a scrape of `/metrics` costs the daemon: the registry's encoding, the
+/// handler's path (`benches/metrics_encoding.rs` compares it with prometheus-client).
 fn metrics_encoding(rounds: usize) {
     let snapshot = steward_controllers::bench::snapshot(FLEET);
-    let registry = Registry::new();
+    let registry = steward_controllers::MetricsRegistry::default();
     steward_controllers::bench::metrics(&registry, &snapshot).unwrap();
-    let mut fast = Vec::new();
+    let mut samples = Vec::new();
     let mut size = 0;
     for _ in 0..rounds {
         let started = Instant::now();
-        let chunks = steward_controllers::encode_metrics(&registry).unwrap();
-        fast.push(started.elapsed());
+        let chunks = registry.encode();
+        samples.push(started.elapsed());
         size = chunks.iter().map(Vec::len).sum();
     }
-    let series = String::from_utf8(
-        steward_controllers::encode_metrics(&registry)
-            .unwrap()
-            .concat(),
-    )
-    .unwrap()
-    .lines()
-    .filter(|l| !l.starts_with('#'))
-    .count();
-    let mut plain = Vec::new();
-    for _ in 0..rounds.min(20) {
-        let started = Instant::now();
-        let mut out = Vec::with_capacity(size);
-        TextEncoder::new()
-            .encode(&registry.gather(), &mut out)
-            .unwrap();
-        plain.push(started.elapsed());
-    }
+    let series = registry
+        .text()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .count();
     println!(
-        "/metrics at {FLEET} servers x 11 services ({series} series, {} KiB): p50 {}, p99 {} [goal <= 10 ms]; prometheus crate gather + TextEncoder alone: p50 {}",
+        "/metrics at {FLEET} servers x 11 services ({series} series, {} KiB): p50 {}, p99 {} [goal <= 10 ms]",
         size / 1024,
-        ms(percentile(&mut fast, 0.5)),
-        ms(percentile(&mut fast, 0.99)),
-        ms(percentile(&mut plain, 0.5)),
+        ms(percentile(&mut samples, 0.5)),
+        ms(percentile(&mut samples, 0.99)),
     );
 }
 

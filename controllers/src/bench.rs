@@ -5,13 +5,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use prometheus::Registry;
 use steward_agent::api::{HostInfo, ServiceInfo, ServiceStatus};
 use steward_model::load::{load_text, Loaded};
 use steward_model::{ServiceKind, Snapshot};
 use time::OffsetDateTime;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsError, MetricsRegistry};
 use crate::prober::{ProbeError, ProbeResult};
 use crate::service_key::ServiceKey;
 use crate::status::{EventType, Phase};
@@ -126,12 +125,13 @@ pub fn store(snapshot: &Snapshot) -> Store {
 }
 
 /// Every controllers' series for `snapshot`'s fleet, registered into `registry`.
-pub fn metrics(registry: &Registry, snapshot: &Snapshot) -> Result<(), prometheus::Error> {
+pub fn metrics(registry: &MetricsRegistry, snapshot: &Snapshot) -> Result<(), MetricsError> {
     let metrics = Metrics::register(registry, &["server", "certificate", "service"])?;
     let expiry = OffsetDateTime::now_utc().unix_timestamp() + 60 * 86400;
     for server in snapshot.servers.values() {
         metrics.agent_up(&server.name, true);
         metrics.certificate_expiry(&server.name, expiry);
+        metrics.certificate_renewal(&server.name, expiry - 30 * 86400);
         for placed in &server.services {
             metrics.service(&server.name, placed.kind, true, Some(true));
             metrics.probe(&server.name, placed.kind, &probe(true));

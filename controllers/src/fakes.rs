@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use prometheus::Registry;
 use steward_agent::api::{
     CertificateStatus, ConnectionStrings, ConnectionStringsUpdate, HostInfo, InstallOutcome,
     InstallRequest, InstallResponse, RemnantCleanup, ServiceInfo, ServiceStatus, UninstallOutcome,
@@ -327,7 +326,7 @@ impl Prober for FakeProber {
 
 pub(crate) struct Fixture {
     pub ctx: Arc<Context>,
-    pub registry: Registry,
+    pub registry: crate::MetricsRegistry,
     pub prober: Arc<FakeProber>,
     pub controllers: Option<Controllers>,
     agents: BTreeMap<String, Arc<FakeAgent>>,
@@ -401,7 +400,7 @@ fn start(
     dir: &Path,
     ca_dir: Arc<tempfile::TempDir>,
 ) -> Fixture {
-    let registry = Registry::new();
+    let registry = crate::MetricsRegistry::default();
     let prober = Arc::new(FakeProber::default());
     let connector = Arc::new(FakeConnector {
         agents: agents.clone(),
@@ -548,26 +547,25 @@ impl Fixture {
 
     /// The value of one series, 0 when absent.
     pub(crate) fn sample(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        for family in self.registry.gather() {
-            if family.name() != name {
-                continue;
-            }
-            for metric in family.get_metric() {
-                let matches = labels.iter().all(|(k, v)| {
-                    metric
-                        .get_label()
-                        .iter()
-                        .any(|l| l.name() == *k && l.value() == *v)
-                });
-                if matches {
-                    return match family.get_field_type() {
-                        prometheus::proto::MetricType::COUNTER => metric.get_counter().get_value(),
-                        _ => metric.get_gauge().get_value(),
-                    };
-                }
-            }
-        }
-        0.0
+        self.series(name, labels).unwrap_or(0.0)
+    }
+
+    /// The value of the series of `name` with (at least) `labels`, read from `/metrics`'
+    /// text; `None` when there is no such series.
+    pub(crate) fn series(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        self.registry
+            .text()
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                let (series_name, pairs) = series.split_once('{').unwrap_or((series, ""));
+                let pairs: Vec<&str> = pairs.trim_end_matches('}').split(',').collect();
+                let matches =
+                    series_name == name && wanted.iter().all(|w| pairs.contains(&w.as_str()));
+                matches.then(|| value.parse().ok()).flatten()
+            })
     }
 
     pub(crate) fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> f64 {

@@ -60,7 +60,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{AgentEndpoint, ControllersConfig, Desired, EndpointFn};
 pub use in_force::{Accepted, DesiredInForce};
-pub use metrics::encode as encode_metrics;
+pub use metrics::{
+    Counter, Family, Gauge, Histogram, LabelSet, MetricsError, MetricsRegistry, Value,
+    DURATION_BUCKETS,
+};
 pub use service_key::ServiceKey;
 pub use status::{
     CertificateSummary, Condition, ConditionStatus, ConditionType, DatabaseStatus, DirectoryStatus,
@@ -93,7 +96,7 @@ fn register(bus: &mut TriggerBus) -> Vec<Box<dyn Registered>> {
 #[derive(Debug, thiserror::Error)]
 pub enum ControllersError {
     #[error("cannot register the controllers' metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
+    Metrics(#[from] MetricsError),
     #[error("the CAs trusted for probing services are unusable: {0}")]
     ProbeRoots(#[source] steward_pki::PkiError),
     #[error("{0} must be at least 1")]
@@ -197,7 +200,7 @@ impl Controllers {
     /// set on the same registry is refused).
     pub fn new(
         config: ControllersConfig,
-        registry: &prometheus::Registry,
+        registry: &MetricsRegistry,
     ) -> Result<Self, ControllersError> {
         let prober =
             NetworkProber::new(&config.probe_roots).map_err(ControllersError::ProbeRoots)?;
@@ -210,7 +213,7 @@ impl Controllers {
 
     pub(crate) fn with_parts(
         config: ControllersConfig,
-        registry: &prometheus::Registry,
+        registry: &MetricsRegistry,
         connector: Arc<dyn Connector>,
         prober: Arc<dyn Prober>,
     ) -> Result<Self, ControllersError> {

@@ -5,9 +5,6 @@
 
 use std::time::Duration;
 
-use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
 use steward_model::ServiceKind;
 use steward_runtime::observer::RESULT_OK;
 use steward_runtime::{ControllerObserver, Reason};
@@ -15,30 +12,110 @@ use steward_runtime::{ControllerObserver, Reason};
 use crate::drift::DriftKind;
 use crate::prober::ProbeResult;
 
+mod exposition;
+mod family;
 mod fleet;
+mod registry;
 
-pub use fleet::encode;
-use fleet::{FleetSeries, Value};
+pub use exposition::Value;
+pub use family::{Counter, Gauge, Histogram, LabelSet};
+use fleet::FleetSeries;
+pub use registry::{Family, MetricsError, MetricsRegistry};
 
-const DURATION_BUCKETS: &[f64] = &[
+/// Bucket bounds for durations of seconds to a minute (reconciles, directory loads).
+pub const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
+/// `controller`: a registered controller's name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ControllerLabel {
+    controller: String,
+}
+
+impl LabelSet for ControllerLabel {
+    const NAMES: &'static [&'static str] = &["controller"];
+    fn values(&self) -> Vec<&str> {
+        vec![&self.controller]
+    }
+}
+
+/// How a reconcile ended, as users alert on it: every error label (and a panic) is `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ReconcileResult {
+    Success,
+    Error,
+}
+
+impl ReconcileResult {
+    const ALL: [Self; 2] = [Self::Success, Self::Error];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ReconcileLabels {
+    controller: String,
+    result: ReconcileResult,
+}
+
+impl LabelSet for ReconcileLabels {
+    const NAMES: &'static [&'static str] = &["controller", "result"];
+    fn values(&self) -> Vec<&str> {
+        vec![&self.controller, self.result.as_str()]
+    }
+}
+
+impl LabelSet for DriftKind {
+    const NAMES: &'static [&'static str] = &["kind"];
+    fn values(&self) -> Vec<&str> {
+        vec![self.as_str()]
+    }
+}
+
+/// `service`: a catalog kind, fleet-wide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct KindLabel(ServiceKind);
+
+impl LabelSet for KindLabel {
+    const NAMES: &'static [&'static str] = &["service"];
+    fn values(&self) -> Vec<&str> {
+        vec![self.0.as_str()]
+    }
+}
+
+/// `version`: what the database server last reported (one series at a time).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct VersionLabel {
+    version: String,
+}
+
+impl LabelSet for VersionLabel {
+    const NAMES: &'static [&'static str] = &["version"];
+    fn values(&self) -> Vec<&str> {
+        vec![&self.version]
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Metrics {
-    reconcile_total: IntCounterVec,
-    reconcile_duration: HistogramVec,
-    queue_depth: IntGaugeVec,
-    drift_detected: IntCounterVec,
-    drift_corrected: IntCounterVec,
-    /// Per-server and per-service series (agent up, certificate expiry, HL7 listener,
-    /// installed, healthy, probe results): fleet-sized, so rendered by their own tables.
+    reconcile_total: Counter<ReconcileLabels>,
+    reconcile_duration: Histogram<ControllerLabel>,
+    queue_depth: Gauge<ControllerLabel>,
+    drift_detected: Counter<DriftKind>,
+    drift_corrected: Counter<DriftKind>,
+    /// Per-server and per-service series (agent up, certificate expiry and renewal, HL7
+    /// listener, installed, healthy, probe results): fleet-sized, so kept in rows.
     fleet: FleetSeries,
-    kind_healthy: IntGaugeVec,
-    certificate_renewal: GaugeVec,
-    /// No labels; no series until the first check.
-    database_up: IntGaugeVec,
-    database_info: IntGaugeVec,
+    kind_healthy: Gauge<KindLabel>,
+    /// No series until the first check.
+    database_up: Gauge<()>,
+    database_info: Gauge<VersionLabel>,
 }
 
 impl Metrics {
@@ -46,122 +123,89 @@ impl Metrics {
     /// `controller` label) starting at zero. Fails if they are registered already: two
     /// sets of controllers writing one registry would report each other's numbers.
     pub(crate) fn register(
-        registry: &Registry,
+        registry: &MetricsRegistry,
         controllers: &[&str],
-    ) -> Result<Self, prometheus::Error> {
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            IntCounterVec::new(Opts::new(name, help), labels)
-        };
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
-            IntGaugeVec::new(Opts::new(name, help), labels)
-        };
+    ) -> Result<Self, MetricsError> {
         let metrics = Self {
-            reconcile_total: counter(
+            reconcile_total: Counter::new(
                 "steward_reconcile_total",
                 "Reconciles finished, by controller and result (success or error).",
-                &["controller", "result"],
-            )?,
-            reconcile_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "steward_reconcile_duration_seconds",
-                    "Time one reconcile took, by controller.",
-                )
-                .buckets(DURATION_BUCKETS.to_vec()),
-                &["controller"],
-            )?,
-            queue_depth: gauge(
+            ),
+            reconcile_duration: Histogram::new(
+                "steward_reconcile_duration_seconds",
+                "Time one reconcile took, by controller.",
+                DURATION_BUCKETS,
+            ),
+            queue_depth: Gauge::new(
                 "steward_reconcile_queue_depth",
                 "Objects due to be reconciled and not yet running, by controller (a settled object waiting for its next periodic check is not counted).",
-                &["controller"],
-            )?,
-            drift_detected: counter(
+            ),
+            drift_detected: Counter::new(
                 "steward_drift_detected_total",
                 "Differences from the desired state found after it had been reached, by kind.",
-                &["kind"],
-            )?,
-            drift_corrected: counter(
+            ),
+            drift_corrected: Counter::new(
                 "steward_drift_corrected_total",
                 "Drift repaired in autoCorrect mode, by kind.",
-                &["kind"],
-            )?,
-            kind_healthy: gauge(
+            ),
+            fleet: FleetSeries::default(),
+            kind_healthy: Gauge::new(
                 "steward_service_kind_healthy",
                 "Whether at least minimumHealthy servers pass the service kind's health test.",
-                &["service"],
-            )?,
-            fleet: FleetSeries::new()?,
-            certificate_renewal: GaugeVec::new(
-                Opts::new(
-                    "steward_certificate_renewal_timestamp_seconds",
-                    "When the server's TLS certificate is due for renewal (Unix time): renewBefore ahead of its expiry. Steward renews generated certificates then; existing ones must be replaced by then.",
-                ),
-                &["server"],
-            )?,
-            database_up: gauge(
+            ),
+            database_up: Gauge::new(
                 "steward_database_up",
                 "1 while steward logs in to the installation's SQL Server with the installer login and the database exists, else 0.",
-                &[],
-            )?,
-            database_info: gauge(
+            ),
+            database_info: Gauge::new(
                 "steward_database_info",
                 "Always 1; the label is the version the database server last reported.",
-                &["version"],
-            )?,
+            ),
         };
-        for collector in metrics.collectors() {
-            registry.register(collector)?;
-        }
+        registry.register(metrics.reconcile_total.clone())?;
+        registry.register(metrics.reconcile_duration.clone())?;
+        registry.register(metrics.queue_depth.clone())?;
+        registry.register(metrics.drift_detected.clone())?;
+        registry.register(metrics.drift_corrected.clone())?;
+        registry.register(metrics.fleet.clone())?;
+        registry.register(metrics.kind_healthy.clone())?;
+        registry.register(metrics.database_up.clone())?;
+        registry.register(metrics.database_info.clone())?;
         // Known label values start at zero, so that rate() and alerts see the first event.
-        for controller in controllers.iter().copied() {
-            for result in ["success", "error"] {
-                metrics
-                    .reconcile_total
-                    .with_label_values(&[controller, result]);
+        for controller in controllers {
+            for result in ReconcileResult::ALL {
+                metrics.reconcile_total.start_at_zero(&ReconcileLabels {
+                    controller: (*controller).to_owned(),
+                    result,
+                });
             }
-            metrics.queue_depth.with_label_values(&[controller]).set(0);
+            metrics.queue_depth.set(
+                &ControllerLabel {
+                    controller: (*controller).to_owned(),
+                },
+                0,
+            );
         }
         for kind in DriftKind::ALL {
-            metrics.drift_detected.with_label_values(&[kind.as_str()]);
-            metrics.drift_corrected.with_label_values(&[kind.as_str()]);
+            metrics.drift_detected.start_at_zero(&kind);
+            metrics.drift_corrected.start_at_zero(&kind);
         }
         Ok(metrics)
     }
 
-    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
-        vec![
-            Box::new(self.reconcile_total.clone()),
-            Box::new(self.reconcile_duration.clone()),
-            Box::new(self.queue_depth.clone()),
-            Box::new(self.drift_detected.clone()),
-            Box::new(self.drift_corrected.clone()),
-            Box::new(self.fleet.clone()),
-            Box::new(self.kind_healthy.clone()),
-            Box::new(self.certificate_renewal.clone()),
-            Box::new(self.database_up.clone()),
-            Box::new(self.database_info.clone()),
-        ]
-    }
-
     pub(crate) fn drift_detected(&self, kind: DriftKind) {
-        self.drift_detected
-            .with_label_values(&[kind.as_str()])
-            .inc();
+        self.drift_detected.inc(&kind);
     }
 
     pub(crate) fn drift_corrected(&self, kind: DriftKind) {
-        self.drift_corrected
-            .with_label_values(&[kind.as_str()])
-            .inc();
+        self.drift_corrected.inc(&kind);
     }
 
     /// `steward_database_up`; `None` removes it (not checked yet).
     pub(crate) fn database_up(&self, up: Option<bool>) {
         match up {
-            Some(up) => self
-                .database_up
-                .with_label_values::<&str>(&[])
-                .set(i64::from(up)),
-            None => self.database_up.reset(),
+            Some(up) => self.database_up.set(&(), up),
+            None => self.database_up.remove(&()),
         }
     }
 
@@ -169,14 +213,21 @@ impl Metrics {
     /// goes when it changes, so the label stays bounded.
     pub(crate) fn database_version(&self, old: Option<&str>, new: &str) {
         if let Some(old) = old.filter(|o| *o != new) {
-            let _ = self.database_info.remove_label_values(&[old]);
+            self.database_info.remove(&VersionLabel {
+                version: old.to_owned(),
+            });
         }
-        self.database_info.with_label_values(&[new]).set(1);
+        self.database_info.set(
+            &VersionLabel {
+                version: new.to_owned(),
+            },
+            1,
+        );
     }
 
     pub(crate) fn agent_up(&self, server: &str, up: bool) {
         self.fleet
-            .set_server(server, fleet::AGENT_UP, Some(Value::Int(i64::from(up))));
+            .set_server(server, fleet::AGENT_UP, Some(Value::from(up)));
     }
 
     /// `healthy: None`: unknown, so no `steward_service_healthy` series (see the store).
@@ -191,8 +242,8 @@ impl Metrics {
             server,
             kind,
             &[
-                (fleet::INSTALLED, Some(Value::Int(i64::from(installed)))),
-                (fleet::HEALTHY, healthy.map(|h| Value::Int(i64::from(h)))),
+                (fleet::INSTALLED, Some(Value::from(installed))),
+                (fleet::HEALTHY, healthy.map(Value::from)),
             ],
         );
     }
@@ -206,10 +257,7 @@ impl Metrics {
                     u64::try_from(result.duration.as_micros()).unwrap_or(u64::MAX),
                 )),
             ),
-            (
-                fleet::PROBE_SUCCESS,
-                Some(Value::Int(i64::from(result.success()))),
-            ),
+            (fleet::PROBE_SUCCESS, Some(Value::from(result.success()))),
             (
                 fleet::PROBE_HTTP_STATUS,
                 Some(Value::Int(result.http_status.map_or(0, i64::from))),
@@ -227,13 +275,8 @@ impl Metrics {
     /// `None`: the kind is placed nowhere any more.
     pub(crate) fn service_kind(&self, kind: ServiceKind, healthy: Option<bool>) {
         match healthy {
-            Some(healthy) => self
-                .kind_healthy
-                .with_label_values(&[kind.as_str()])
-                .set(i64::from(healthy)),
-            None => {
-                let _ = self.kind_healthy.remove_label_values(&[kind.as_str()]);
-            }
+            Some(healthy) => self.kind_healthy.set(&KindLabel(kind), healthy),
+            None => self.kind_healthy.remove(&KindLabel(kind)),
         }
     }
 
@@ -246,17 +289,16 @@ impl Metrics {
     }
 
     pub(crate) fn certificate_renewal(&self, server: &str, unix_seconds: i64) {
-        self.certificate_renewal
-            .with_label_values(&[server])
-            .set(unix_seconds as f64);
+        self.fleet.set_server(
+            server,
+            fleet::CERTIFICATE_RENEWAL,
+            Some(Value::Int(unix_seconds)),
+        );
     }
 
     pub(crate) fn hl7_active(&self, server: &str, active: bool) {
-        self.fleet.set_server(
-            server,
-            fleet::HL7_ACTIVE,
-            Some(Value::Int(i64::from(active))),
-        );
+        self.fleet
+            .set_server(server, fleet::HL7_ACTIVE, Some(Value::from(active)));
     }
 
     pub(crate) fn forget_service(&self, server: &str, kind: ServiceKind) {
@@ -268,7 +310,6 @@ impl Metrics {
 
     pub(crate) fn forget_server(&self, server: &str) {
         self.fleet.forget_server(server);
-        let _ = self.certificate_renewal.remove_label_values(&[server]);
     }
 }
 
@@ -277,44 +318,46 @@ impl Metrics {
 /// The duration is the runtime's: the one measurement of a reconcile, however it ended.
 impl ControllerObserver for Metrics {
     fn on_reconcile_end(&self, controller: &str, _reason: Reason, took: Duration, result: &str) {
-        self.reconcile_duration
-            .with_label_values(&[controller])
-            .observe(took.as_secs_f64());
+        self.reconcile_duration.observe(
+            &ControllerLabel {
+                controller: controller.to_owned(),
+            },
+            took.as_secs_f64(),
+        );
         let result = if result == RESULT_OK {
-            "success"
+            ReconcileResult::Success
         } else {
-            "error"
+            ReconcileResult::Error
         };
-        self.reconcile_total
-            .with_label_values(&[controller, result])
-            .inc();
+        self.reconcile_total.inc(&ReconcileLabels {
+            controller: controller.to_owned(),
+            result,
+        });
     }
 
     fn on_queue_depth(&self, controller: &str, depth: usize) {
-        self.queue_depth
-            .with_label_values(&[controller])
-            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+        self.queue_depth.set(
+            &ControllerLabel {
+                controller: controller.to_owned(),
+            },
+            i64::try_from(depth).unwrap_or(i64::MAX),
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prometheus::Encoder;
 
     const NAMES: [&str; 3] = ["server", "certificate", "service"];
 
-    fn text(registry: &Registry) -> String {
-        let mut out = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&registry.gather(), &mut out)
-            .unwrap();
-        String::from_utf8(out).unwrap()
+    fn text(registry: &MetricsRegistry) -> String {
+        registry.text()
     }
 
     #[test]
     fn registered_once_with_the_contract_names() {
-        let registry = Registry::new();
+        let registry = MetricsRegistry::default();
         let metrics = Metrics::register(&registry, &NAMES).unwrap();
         assert!(
             Metrics::register(&registry, &NAMES).is_err(),
@@ -374,13 +417,16 @@ mod tests {
         );
     }
 
+    /// What a text-format parser needs: every family declared once, and each sample right
+    /// under its own family's header (a histogram's `_bucket`/`_sum`/`_count` included).
     #[test]
-    fn the_fast_text_is_what_the_prometheus_encoder_writes() {
-        let registry = Registry::new();
+    fn each_family_is_declared_once_with_its_samples_under_it() {
+        let registry = MetricsRegistry::default();
         let metrics = Metrics::register(&registry, &NAMES).unwrap();
         for server in ["app1", "app2", "app10"] {
             metrics.agent_up(server, server != "app2");
             metrics.certificate_expiry(server, 1_900_000_000);
+            metrics.certificate_renewal(server, 1_897_408_000);
             for kind in [ServiceKind::Psis, ServiceKind::Hl7, ServiceKind::Client] {
                 metrics.service(server, kind, true, Some(kind != ServiceKind::Hl7));
                 metrics.probe(
@@ -398,25 +444,46 @@ mod tests {
         }
         metrics.hl7_active("app1", true);
         metrics.forget_service("app10", ServiceKind::Client);
-        let sorted = |text: &str| {
-            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-            lines.sort();
-            lines
-        };
-        let fast = String::from_utf8(encode(&registry).unwrap().concat()).unwrap();
-        assert_eq!(sorted(&fast), sorted(&text(&registry)));
-        assert!(fast
+        metrics.on_reconcile_end(
+            "server",
+            Reason::Resync,
+            Duration::from_millis(20),
+            RESULT_OK,
+        );
+        let text = text(&registry);
+        let mut declared = std::collections::BTreeSet::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                current = rest.split(' ').next().unwrap().to_owned();
+                assert!(declared.insert(current.clone()), "{current} declared twice");
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let name = line.split(['{', ' ']).next().unwrap();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|b| *b == current))
+                .unwrap_or(name);
+            assert_eq!(base, current, "`{line}` is not under its own header");
+        }
+        assert!(text
             .contains("steward_probe_duration_seconds{server=\"app2\",service=\"HL7\"} 0.001234"));
         assert!(
-            !fast.contains("steward_probe_ssl_earliest_cert_expiry_seconds"),
+            !text.contains("steward_probe_ssl_earliest_cert_expiry_seconds"),
             "no TLS, no series"
         );
-        assert!(!fast.contains("server=\"app10\",service=\"CLIENT\""));
+        assert!(!text.contains("server=\"app10\",service=\"CLIENT\""));
+        assert!(text.contains(
+            "steward_reconcile_duration_seconds_bucket{controller=\"server\",le=\"0.025\"} 1"
+        ));
     }
 
     #[test]
     fn forgotten_objects_lose_their_series() {
-        let registry = Registry::new();
+        let registry = MetricsRegistry::default();
         let metrics = Metrics::register(&registry, &NAMES).unwrap();
         metrics.agent_up("app3", false);
         metrics.service("app3", ServiceKind::Hl7, true, Some(true));

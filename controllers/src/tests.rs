@@ -299,11 +299,11 @@ fn construction_checks_roots_limits_and_single_registration() {
         installed_by: "steward".into(),
         state_dir: None,
     };
-    let registry = prometheus::Registry::new();
+    let registry = crate::MetricsRegistry::default();
     assert!(Controllers::new(config.clone(), &registry).is_ok());
     let again = Controllers::new(config.clone(), &registry).unwrap_err();
     assert_eq!(again.metric_label(), "metrics");
-    let fresh = prometheus::Registry::new();
+    let fresh = crate::MetricsRegistry::default();
     let no_roots = ControllersConfig {
         probe_roots: vec!["junk".into()],
         ..config.clone()
@@ -361,16 +361,7 @@ async fn a_full_resync_wakes_every_object_of_every_controller() {
 
 /// Whether a series exists at all (absent and 0 are not the same answer).
 fn has_series(fx: &Fixture, name: &str, labels: &[(&str, &str)]) -> bool {
-    fx.registry.gather().iter().any(|family| {
-        family.name() == name
-            && family.get_metric().iter().any(|m| {
-                labels.iter().all(|(k, v)| {
-                    m.get_label()
-                        .iter()
-                        .any(|l| l.name() == *k && l.value() == *v)
-                })
-            })
-    })
+    fx.series(name, labels).is_some()
 }
 
 #[tokio::test]

@@ -277,7 +277,7 @@ async fn each_broken_certificate_stops_at_its_own_reason_and_good_ones_are_insta
     // SAFETY: set before the controllers start; no other thread of this test reads the
     // environment concurrently, and the name is this test's own.
     unsafe { std::env::set_var(PFX_ENV, PFX_PASSWORD) };
-    let registry = prometheus::Registry::new();
+    let registry = steward_controllers::MetricsRegistry::default();
     let controllers = Controllers::new(
         ControllersConfig {
             ca: Some(steward_ca.clone()),
@@ -378,14 +378,7 @@ async fn each_broken_certificate_stops_at_its_own_reason_and_good_ones_are_insta
             "{name}: no {expected} in the status or its events"
         );
     }
-    let metrics = {
-        use prometheus::Encoder;
-        let mut out = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&registry.gather(), &mut out)
-            .unwrap();
-        String::from_utf8(out).unwrap()
-    };
+    let metrics = { registry.text() };
     assert!(!metrics.contains(PFX_PASSWORD));
     assert!(
         metrics.contains("steward_certificate_renewal_timestamp_seconds{server=\"good\"}"),

@@ -177,7 +177,7 @@ async fn scenario() {
         return;
     };
     let snapshot = desired_state(&desired_dir, &db.database_yaml(), &agent_url);
-    let registry = prometheus::Registry::new();
+    let registry = steward_controllers::MetricsRegistry::default();
     let controllers = Controllers::new(
         ControllersConfig {
             ca: Some(ca.clone()),

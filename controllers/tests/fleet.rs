@@ -154,14 +154,9 @@ fn ready_reason(conditions: &[steward_controllers::Condition]) -> String {
         .unwrap_or_default()
 }
 
-fn metric(registry: &prometheus::Registry, line_start: &str) -> f64 {
-    use prometheus::Encoder;
-    let mut out = Vec::new();
-    prometheus::TextEncoder::new()
-        .encode(&registry.gather(), &mut out)
-        .unwrap();
-    String::from_utf8(out)
-        .unwrap()
+fn metric(registry: &steward_controllers::MetricsRegistry, line_start: &str) -> f64 {
+    registry
+        .text()
         .lines()
         .find_map(|l| l.strip_prefix(line_start))
         .and_then(|v| v.trim().parse().ok())
@@ -219,7 +214,7 @@ async fn scenario() {
         &["PSIS", "PSWS"],
         &["HEALTH", "HL7"],
     );
-    let registry = prometheus::Registry::new();
+    let registry = steward_controllers::MetricsRegistry::default();
     let config = ControllersConfig {
         ca: Some(ca.clone()),
         agent_tls: agent_tls.clone(),

@@ -426,14 +426,7 @@ async fn pfx_password_problems_are_conditions_without_the_password() {
         text.contains("PfxPasswordWrong"),
         "the failure is an event: {text}"
     );
-    let metrics = {
-        use prometheus::Encoder;
-        let mut out = Vec::new();
-        prometheus::TextEncoder::new()
-            .encode(&fx.registry.gather(), &mut out)
-            .unwrap();
-        String::from_utf8(out).unwrap()
-    };
+    let metrics = fx.registry.text();
     assert!(!metrics.contains(password));
 }
 

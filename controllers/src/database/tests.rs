@@ -224,7 +224,7 @@ async fn a_refused_login_is_login_failed_and_the_password_shows_nowhere() {
     assert_eq!(db.up, Some(false));
     assert_eq!(headline(&db.conditions), "LoginFailed");
     let status_json = serde_json::to_string(&fx.ctx.store.status()).unwrap();
-    let metrics: Vec<u8> = crate::encode_metrics(&fx.registry).unwrap().concat();
+    let metrics: Vec<u8> = fx.registry.encode().concat();
     for (what, text) in [
         ("error", error.to_string()),
         ("debug", format!("{error:?}")),

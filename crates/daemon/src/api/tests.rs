@@ -39,7 +39,7 @@ fn fixture() -> Fixture {
         stop.clone(),
     )
     .unwrap();
-    let registry = prometheus::Registry::new();
+    let registry = steward_controllers::MetricsRegistry::default();
     let ca = steward_pki::CertificateAuthority::init(dir.path().join("ca")).unwrap();
     let controllers = steward_controllers::Controllers::new(
         steward_controllers::ControllersConfig {

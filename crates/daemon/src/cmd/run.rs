@@ -126,7 +126,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     let (watch_handle, watch_task) =
         steward_watch::watch(dir.clone(), WatchConfig::default(), shutdown.clone())
             .context("cannot watch the desired-state directory")?;
-    let registry = prometheus::Registry::new();
+    let registry = steward_controllers::MetricsRegistry::default();
     let ds_metrics = DesiredStateMetrics::register(&registry)?;
     tokio::spawn(report_desired_state(watch_handle.clone(), ds_metrics));
 
