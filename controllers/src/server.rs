@@ -103,7 +103,6 @@ async fn reconcile(name: String, ctx: Arc<Context>) -> Result<Action, Controller
             (was_up, r.inventory.replace(inventory.clone()))
         })
         .unwrap_or((None, None));
-    ctx.metrics.agent_up(&name, true);
     if was_up != Some(true) {
         tracing::info!(
             "{name}: agent answers at {} ({}, agent {})",
@@ -184,7 +183,6 @@ fn mark_down(ctx: &Context, name: &str, error: &ControllerError) {
             .set(Phase::Degraded, error.reason(), error.to_string());
         was
     });
-    ctx.metrics.agent_up(name, false);
     if was_up.flatten() != Some(false) {
         tracing::warn!("{name}: {error}");
     }

@@ -207,6 +207,10 @@ impl Store {
             &after.cert.conditions,
         );
         if before.agent_up != after.agent_up {
+            // The one writer of `steward_agent_up`: the gauge follows the record.
+            if let (Some(metrics), Some(up)) = (&self.gauges, after.agent_up) {
+                metrics.agent_up(name, up);
+            }
             // A service's shown health depends on whether its agent answers.
             let keys: Vec<ServiceKey> = state.services_on(name).map(|(k, _)| k.clone()).collect();
             for key in keys {
@@ -369,6 +373,31 @@ mod tests {
         let events = store.status().events;
         assert_eq!(events.len(), EVENT_CAPACITY);
         assert_eq!(events[0].message, (EVENT_CAPACITY + 9).to_string());
+    }
+
+    #[test]
+    fn the_agent_up_gauge_follows_the_server_record() {
+        let registry = crate::MetricsRegistry::default();
+        let metrics = Metrics::register(&registry, &["server"]).unwrap();
+        let store = Store::with_gauges(metrics);
+        store.sync_desired(1, &crate::bench::snapshot(1));
+        let up = |registry: &crate::MetricsRegistry| {
+            registry
+                .text()
+                .lines()
+                .find_map(|l| l.strip_prefix("steward_agent_up{server=\"app0001\"} "))
+                .map(str::to_owned)
+        };
+        assert_eq!(up(&registry), None, "not known yet");
+        store.with_server("app0001", |r| r.agent_up = Some(false));
+        assert_eq!(up(&registry).as_deref(), Some("0"));
+        store.with_server("app0001", |r| r.agent_up = Some(true));
+        assert_eq!(up(&registry).as_deref(), Some("1"));
+        store.with_server("elsewhere", |r| r.agent_up = Some(true));
+        assert!(
+            !registry.text().contains("elsewhere"),
+            "no series for a server the store does not know"
+        );
     }
 
     #[test]
