@@ -179,7 +179,7 @@ impl<'a> Run<'a> {
                 "RenewalDue",
                 format!(
                     "{described}: due for replacement (renewBefore {}); steward cannot renew a third-party certificate: replace the file",
-                    human(self.settings.renew_before)
+                    steward_model::syntax::format_duration(self.settings.renew_before)
                 ),
             );
         } else {
@@ -376,22 +376,6 @@ fn describe(current: &CertificateStatus, renewal: OffsetDateTime) -> String {
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
-}
-
-/// `30d`, `1m40s`: a duration as the files write it.
-fn human(d: Duration) -> String {
-    let mut secs = d.as_secs();
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
-        if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    if out.is_empty() {
-        out = format!("{}ms", d.as_millis());
-    }
-    out
 }
 
 #[cfg(test)]
