@@ -38,8 +38,7 @@ pub struct StatusDocument {
 #[serde(rename_all = "camelCase")]
 pub struct DesiredStateStatus {
     pub directory: String,
-    pub last_applied_generation: u64,
-    /// Above `lastAppliedGeneration` while the files are not what runs (invalid).
+    /// Above the document's `generation` while the files are not what runs (invalid).
     pub last_attempted_generation: u64,
     pub valid: bool,
     /// The first 100 errors; `errorCount` has them all.
@@ -138,7 +137,6 @@ fn desired_state(watch: &WatchStatus) -> DesiredStateStatus {
     let diagnostics = |list: &[Diagnostic]| list.iter().map(diagnostic).collect();
     DesiredStateStatus {
         directory: watch.directory.display().to_string(),
-        last_applied_generation: watch.last_applied_generation,
         last_attempted_generation: watch.last_attempted_generation,
         valid: watch.valid,
         errors: diagnostics(&watch.errors),

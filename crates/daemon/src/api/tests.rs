@@ -1,5 +1,6 @@
-//! The router's answers to what no handler serves, and the reconcile endpoint's
-//! authorization, through the real router (no socket: the serving layer has its own tests).
+//! The router's answers to what no handler serves, the reconcile endpoint's
+//! authorization, and the shape of `/metrics` and `/api/v1/status`, through the real
+//! router (no socket: the serving layer has its own tests).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,6 +104,44 @@ async fn send(
 fn json_body(headers: &axum::http::HeaderMap, body: &str) -> Value {
     assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{body}");
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[tokio::test]
+async fn metrics_are_the_text_format_with_every_controller_series_from_start() {
+    let f = fixture();
+    let (status, headers, body) = send(&f.router, "GET", "/metrics", None, "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    for line in [
+        "# TYPE steward_reconcile_total counter",
+        "steward_reconcile_total{controller=\"server\",result=\"success\"} 0",
+        "# TYPE steward_reconcile_queue_depth gauge",
+        "steward_drift_detected_total{kind=\"service_missing\"} 0",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no `{line}` in\n{body}");
+    }
+}
+
+#[tokio::test]
+async fn the_status_states_the_live_generation_once() {
+    let f = fixture();
+    let (status, headers, body) =
+        send(&f.router, "GET", "/api/v1/status", None, "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::OK);
+    let doc = json_body(&headers, &body);
+    assert_eq!(doc["generation"], 0);
+    let desired = &doc["desiredState"];
+    assert!(
+        desired.get("lastAttemptedGeneration").is_some(),
+        "{desired}"
+    );
+    assert!(
+        desired.get("lastAppliedGeneration").is_none(),
+        "a second name for `generation`: {desired}"
+    );
 }
 
 #[tokio::test]
