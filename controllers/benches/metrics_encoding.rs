@@ -132,6 +132,7 @@ fn client_registry(snapshot: &Snapshot) -> Registry {
             .set(1);
     }
     let reconciles = Family::<ResultLabels, Counter>::default();
+    // Reconcile durations have no series before the first reconcile, in both.
     let took = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
         Histogram::new(DURATION_BUCKETS.iter().copied())
     });
@@ -141,7 +142,6 @@ fn client_registry(snapshot: &Snapshot) -> Registry {
             // Created at zero, as steward exports them from start-up.
             drop(reconciles.get_or_create(&ResultLabels { controller, result }));
         }
-        drop(took.get_or_create(&ControllerLabels { controller }));
         depth.get_or_create(&ControllerLabels { controller }).set(0);
     }
     let (detected, corrected) = (
