@@ -130,7 +130,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     let ds_metrics = DesiredStateMetrics::register(&registry)?;
     tokio::spawn(report_desired_state(watch_handle.clone(), ds_metrics));
 
-    // The lab's addresses: assigned by the lab fleet, read by the endpoint function.
+    // The lab's addresses: one record, assigned by the lab fleet, read by the endpoints.
     let addresses = Arc::new(RwLock::new(LabAddresses::starting_at(
         args.lab_first_address,
     )));
@@ -173,7 +173,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         Some(Arc::new(tokio::sync::Mutex::new(LabFleet::new(
             std::env::current_exe().context("cannot find the steward executable")?,
             lab_dir(&args.state_dir),
-            LabAddresses::starting_at(args.lab_first_address),
+            Arc::clone(&addresses),
         ))))
     } else {
         None
@@ -187,7 +187,6 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         lab_fleet.clone().map(|fleet| LabSetup {
             fleet,
             ca: Arc::clone(&ca),
-            addresses: Arc::clone(&addresses),
             store: handle.store(),
         }),
     ));
@@ -270,7 +269,6 @@ fn lab_endpoint(server: &Server, addresses: &RwLock<LabAddresses>) -> AgentEndpo
 struct LabSetup {
     fleet: Arc<tokio::sync::Mutex<LabFleet>>,
     ca: Arc<CertificateAuthority>,
-    addresses: Arc<RwLock<LabAddresses>>,
     /// Where the lab says what it could not do for the database.
     store: Arc<steward_controllers::Store>,
 }
@@ -292,9 +290,6 @@ async fn forward_desired(
                 let mut fleet = lab.fleet.lock().await;
                 if let Err(e) = fleet.ensure(&state.snapshot, &lab.ca) {
                     tracing::error!(error = %e, "lab");
-                }
-                if let Ok(mut a) = lab.addresses.write() {
-                    *a = fleet.addresses().clone();
                 }
                 let note = fleet.ensure_database(&state.snapshot, &dir).await;
                 lab.store.set_database_note(note);

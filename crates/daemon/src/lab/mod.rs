@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustix::process::Signal;
@@ -81,7 +81,9 @@ struct LabAgent {
 pub struct LabFleet {
     program: PathBuf,
     state_dir: PathBuf,
-    addresses: LabAddresses,
+    /// The one record of which address each server's agent has: assigned here, read by
+    /// whoever holds the same handle (the daemon's agent endpoints).
+    addresses: Arc<RwLock<LabAddresses>>,
     agents: BTreeMap<String, LabAgent>,
     database: database::LabDatabase,
     stop: CancellationToken,
@@ -89,7 +91,8 @@ pub struct LabFleet {
 
 impl LabFleet {
     /// `program` is the steward binary the agents (and their services) run as.
-    pub fn new(program: PathBuf, state_dir: PathBuf, addresses: LabAddresses) -> Self {
+    /// `addresses` is shared: the fleet assigns addresses in it as servers arrive.
+    pub fn new(program: PathBuf, state_dir: PathBuf, addresses: Arc<RwLock<LabAddresses>>) -> Self {
         Self {
             program,
             // Beside the lab directory, whose entries are the servers.
@@ -101,10 +104,6 @@ impl LabFleet {
         }
     }
 
-    pub fn addresses(&self) -> &LabAddresses {
-        &self.addresses
-    }
-
     /// Supervise an agent for every server of `snapshot` that has none yet: each is
     /// started at once and restarted whenever it dies. Agents of servers that left the
     /// desired state keep running: the service controller decides (prune) what happens to
@@ -114,18 +113,22 @@ impl LabFleet {
         snapshot: &Snapshot,
         ca: &CertificateAuthority,
     ) -> Result<(), LabError> {
-        check_room(&self.addresses, snapshot)?;
-        self.addresses.extend_for(snapshot);
+        let addresses = {
+            let mut shared = self.addresses.write().unwrap_or_else(|p| p.into_inner());
+            check_room(&shared, snapshot)?;
+            shared.extend_for(snapshot);
+            shared.clone()
+        };
         for server in snapshot.servers.values() {
             if self.agents.contains_key(&server.hostname) {
                 continue;
             }
-            let Some(addr) = self.addresses.get(&server.hostname) else {
+            let Some(addr) = addresses.get(&server.hostname) else {
                 // check_room counted it in; unreachable unless the two disagree.
                 return Err(LabError::NoRoom {
                     servers: snapshot.servers.len(),
-                    room: self.addresses.room(),
-                    first: self.addresses.first(),
+                    room: addresses.room(),
+                    first: addresses.first(),
                 });
             };
             let dir = self.state_dir.join(&server.name);
