@@ -1,7 +1,8 @@
 //! Figures for the health-check and status goals (printed; not a timed test):
 //!
 //! 1. probes per second per core through kept-alive connections to in-process lab
-//!    services (goal >= 2,000/s), the prober alone on one current_thread runtime;
+//!    services (goal >= 2,000/s), the prober alone on one current_thread runtime; and the
+//!    same load through the agents' client stack, for comparison;
 //! 2. `/metrics` gather + text encoding at 1,000 servers x 11 services (goal <= 10 ms);
 //! 3. `/api/v1/status` rendering + JSON at that size (goal p99 <= 100 ms);
 //! 4. failure detection at interval 1 s, fall 3: a lab service stopped -> verdict down
@@ -89,10 +90,18 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Goal 1: The servers run on their own thread; the prober on a current_thread runtime here.
-fn probes_per_second(seconds: u64) {
-    let lab = Arc::new(lab_pki());
-    let stop = CancellationToken::new();
+const PROBED: [ServiceKind; 4] = [
+    ServiceKind::Psis,
+    ServiceKind::Psws,
+    ServiceKind::Client,
+    ServiceKind::Report,
+];
+
+/// Lab services of the `PROBED` kinds on a thread (and core) of their own, until `stop`.
+fn lab_services(
+    lab: &Arc<Lab>,
+    stop: &CancellationToken,
+) -> (Vec<(ServiceKind, SocketAddr)>, std::thread::JoinHandle<()>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let server = std::thread::spawn({
         let (lab, stop) = (lab.clone(), stop.clone());
@@ -104,12 +113,7 @@ fn probes_per_second(seconds: u64) {
                 .unwrap();
             rt.block_on(async {
                 let mut addrs = Vec::new();
-                for kind in [
-                    ServiceKind::Psis,
-                    ServiceKind::Psws,
-                    ServiceKind::Client,
-                    ServiceKind::Report,
-                ] {
+                for kind in PROBED {
                     addrs.push((kind, serve(&lab, kind, stop.clone()).await));
                 }
                 tx.send(addrs).unwrap();
@@ -117,12 +121,70 @@ fn probes_per_second(seconds: u64) {
             });
         }
     });
-    let addrs = rx.recv().unwrap();
+    (rx.recv().unwrap(), server)
+}
+
+/// Passed and failed probes, wall time and prober CPU of 16 tasks probing `targets` (four
+/// in flight per service, as many services probed at once would be) for `seconds`, on
+/// this thread's current_thread runtime.
+async fn probe_load<T, F>(targets: Vec<T>, seconds: u64, probe: F) -> (u64, u64, Duration, Duration)
+where
+    T: Clone + Send + 'static,
+    F: Fn(T) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+        + Clone
+        + Send
+        + 'static,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let (wall, cpu) = (Instant::now(), thread_cpu());
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (probe, t) = (probe.clone(), targets[i % targets.len()].clone());
+        let (done, failed) = (done.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            while tokio::time::Instant::now() < deadline {
+                let counter = if probe(t.clone()).await {
+                    &done
+                } else {
+                    &failed
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (
+        done.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        wall.elapsed(),
+        thread_cpu() - cpu,
+    )
+}
+
+fn report(what: &str, (count, failed, wall, cpu): (u64, u64, Duration, Duration), extra: &str) {
+    println!(
+        "{what}: {count} passed, {failed} failed in {:.1} s{extra}: {:.0}/s wall, {:.0}/s per prober core (CPU {:.2} s) [goal >= 2000/s per core]",
+        wall.as_secs_f64(),
+        count as f64 / wall.as_secs_f64(),
+        count as f64 / cpu.as_secs_f64(),
+        cpu.as_secs_f64()
+    );
+}
+
+/// Goal 1: The servers run on their own thread; the prober on a current_thread runtime here.
+fn probes_per_second(seconds: u64) {
+    let lab = Arc::new(lab_pki());
+    let stop = CancellationToken::new();
+    let (addrs, server) = lab_services(&lab, &stop);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (count, failed, wall, cpu, idle) = rt.block_on(async {
+    let (figures, idle) = rt.block_on(async {
         let prober = Arc::new(NetworkProber::new(std::slice::from_ref(&lab.ca_pem)).unwrap());
         let targets: Vec<ProbeTarget> = addrs
             .iter()
@@ -132,43 +194,93 @@ fn probes_per_second(seconds: u64) {
         for t in &targets {
             assert!(prober.probe(t).await.success());
         }
-        let done = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-        let (wall, cpu) = (Instant::now(), thread_cpu());
-        let mut tasks = Vec::new();
-        // Four probes in flight per service, as many services probed at once would be.
-        for i in 0..16 {
-            let (prober, t) = (prober.clone(), targets[i % targets.len()].clone());
-            let (done, failed) = (done.clone(), failed.clone());
-            tasks.push(tokio::spawn(async move {
-                while tokio::time::Instant::now() < deadline {
-                    let ok = prober.probe(&t).await.success();
-                    let counter = if ok { &done } else { &failed };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            }));
-        }
-        for task in tasks {
-            task.await.unwrap();
-        }
-        (
-            done.load(Ordering::Relaxed),
-            failed.load(Ordering::Relaxed),
-            wall.elapsed(),
-            thread_cpu() - cpu,
-            prober.idle_connections(),
-        )
+        let figures = probe_load(targets, seconds, {
+            let prober = prober.clone();
+            move |t: ProbeTarget| {
+                let prober = prober.clone();
+                Box::pin(async move { prober.probe(&t).await.success() })
+            }
+        })
+        .await;
+        (figures, prober.idle_connections())
     });
     stop.cancel();
     server.join().unwrap();
-    println!(
-        "probes: {count} passed, {failed} failed in {:.1} s over {idle} kept-alive connections: {:.0}/s wall, {:.0}/s per prober core (CPU {:.2} s) [goal >= 2000/s per core]",
-        wall.as_secs_f64(),
-        count as f64 / wall.as_secs_f64(),
-        count as f64 / cpu.as_secs_f64(),
-        cpu.as_secs_f64()
+    report(
+        "probes",
+        figures,
+        &format!(" over {idle} kept-alive connections"),
     );
+}
+
+/// The same load through the agents' HTTP stack (hyper-util's pooled client over
+/// hyper-rustls, as `AgentClient` builds it): what one client stack for agents and probes
+/// would cost in probe throughput. Same requests (the catalog's health path, status and
+/// body checked), same services, same concurrency.
+fn probes_through_the_agent_stack(seconds: u64) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::client::legacy::Client;
+
+    let lab = Arc::new(lab_pki());
+    let stop = CancellationToken::new();
+    let (addrs, server) = lab_services(&lab, &stop);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let figures = rt.block_on(async {
+        let mut tls = steward_pki::client_config(std::slice::from_ref(&lab.ca_pem)).unwrap();
+        tls.alpn_protocols.clear();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let name = rustls::pki_types::ServerName::try_from(HOST.to_owned()).unwrap();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+            .enable_http1()
+            .wrap_connector(http);
+        let client: Client<_, Empty<bytes::Bytes>> =
+            Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector);
+        let targets: Vec<(String, String)> = addrs
+            .iter()
+            .map(|(kind, addr)| {
+                let check = HealthCheck::catalog_default(*kind);
+                let url = format!("https://{addr}{}", check.path.clone().unwrap_or_default());
+                (url, check.response_match.clone().unwrap_or_default())
+            })
+            .collect();
+        let probe = move |(url, expect): (String, String)| {
+            let client = client.clone();
+            Box::pin(async move {
+                let request = hyper::Request::get(url.as_str())
+                    .header(hyper::header::HOST, HOST)
+                    .body(Empty::new())
+                    .unwrap();
+                let Ok(response) = client.request(request).await else {
+                    return false;
+                };
+                let status = response.status();
+                let Ok(body) = response.into_body().collect().await else {
+                    return false;
+                };
+                let body = body.to_bytes();
+                (200..400).contains(&status.as_u16())
+                    && String::from_utf8_lossy(&body).contains(&expect)
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+        };
+        for t in &targets {
+            assert!(probe(t.clone()).await, "warm-up probe of {}", t.0);
+        }
+        probe_load(targets, seconds, probe).await
+    });
+    stop.cancel();
+    server.join().unwrap();
+    report("probes through the agents' client stack", figures, "");
 }
 
 /// Goal 2: What a scrape of `/metrics` costs the daemon: the registry's encoding, the
@@ -298,6 +410,7 @@ fn main() {
     let quick = std::env::args().any(|a| a == "quick");
     let (seconds, rounds, trials) = if quick { (1, 10, 1) } else { (5, 100, 4) };
     probes_per_second(seconds);
+    probes_through_the_agent_stack(seconds);
     metrics_encoding(rounds);
     status_serialization(rounds);
     failure_detection(trials);
