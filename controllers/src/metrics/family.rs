@@ -95,6 +95,11 @@ fn push_sample(out: &mut Vec<u8>, name: &str, suffix: &str, pairs: &str, value: 
     out.push(b'\n');
 }
 
+/// A count as a sample value (beyond i64, which no counter here reaches, it stays at the top).
+fn whole(count: u64) -> Value {
+    Value::Int(i64::try_from(count).unwrap_or(i64::MAX))
+}
+
 /// A value that goes up and down; a series exists from its first `set` to its `remove`.
 pub struct Gauge<L: LabelSet>(Arc<Table<L, Value>>);
 
@@ -169,7 +174,7 @@ impl<L: LabelSet> Family for Counter<L> {
     fn encode(&self, chunks: &mut Vec<Vec<u8>>) {
         let name = self.0.name;
         self.0.encode("counter", chunks, |out, s| {
-            push_sample(out, name, "", &s.pairs, Value::Int(s.value as i64));
+            push_sample(out, name, "", &s.pairs, whole(s.value));
         });
     }
 }
@@ -272,16 +277,10 @@ impl<L: LabelSet> Family for Histogram<L> {
                 } else {
                     format!("{},{le}", s.pairs)
                 };
-                push_sample(out, name, "_bucket", &pairs, Value::Int(cumulative as i64));
+                push_sample(out, name, "_bucket", &pairs, whole(cumulative));
             }
             push_sample(out, name, "_sum", &s.pairs, Value::Float(s.value.sum));
-            push_sample(
-                out,
-                name,
-                "_count",
-                &s.pairs,
-                Value::Int(s.value.count as i64),
-            );
+            push_sample(out, name, "_count", &s.pairs, whole(s.value.count));
         });
     }
 }
