@@ -263,8 +263,11 @@ fn nothing_is_installed_before_psws_is_healthy() {
         "PSWS health test that cannot pass",
     );
     lab.spawn();
+    // The API answers before the lab's agents listen: until app1's does, nothing runs.
     lab.wait_until("PSIS and PSWS running", DEADLINE, || {
-        let kinds = kinds(&lab.agent_services("app1"));
+        let (_, body) = lab.agent_get("app1", "/v1/services").ok()?;
+        let listed: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+        let kinds = kinds(&listed);
         (kinds.contains("PSIS") && kinds.contains("PSWS")).then_some(())
     });
     let status = lab.wait_status("PSWS failing its health test", |s| {
