@@ -73,7 +73,13 @@ pub(super) fn decide(
 ) -> Result<Decision, Unavailable> {
     let installation = &desired.snapshot.installation;
     let monitor = installation.mode == Mode::Monitor;
-    let names = subject_alt_names(server, installation.load_balancer.as_deref());
+    let names = subject_alt_names(
+        server,
+        installation
+            .load_balancer
+            .as_ref()
+            .map(|lb| lb.fqdn.as_str()),
+    );
     let source = match &server.certificate {
         CertificateSource::Generate => return generated(ctx, desired, server, current, names),
         CertificateSource::Pem {

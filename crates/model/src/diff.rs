@@ -149,10 +149,11 @@ pub enum InstallationField {
     LoadBalancer,
     Database,
     CertificateAuthority,
+    Hl7,
 }
 
 impl InstallationField {
-    pub const ALL: [InstallationField; 9] = [
+    pub const ALL: [InstallationField; 10] = [
         Self::Name,
         Self::Environment,
         Self::InstallType,
@@ -162,6 +163,7 @@ impl InstallationField {
         Self::LoadBalancer,
         Self::Database,
         Self::CertificateAuthority,
+        Self::Hl7,
     ];
 
     /// The field's name in the Installation's `spec`.
@@ -176,6 +178,7 @@ impl InstallationField {
             Self::LoadBalancer => "loadBalancer",
             Self::Database => "database",
             Self::CertificateAuthority => "certificateAuthority",
+            Self::Hl7 => "hl7",
         }
     }
 }
@@ -372,6 +375,7 @@ fn installation_changes(a: &Installation, b: &Installation) -> BTreeSet<Installa
         mode,
         prune,
         load_balancer,
+        hl7,
         database,
         certificate_authority,
     } = a;
@@ -392,6 +396,7 @@ fn installation_changes(a: &Installation, b: &Installation) -> BTreeSet<Installa
             InstallationField::LoadBalancer,
             *load_balancer != b.load_balancer,
         ),
+        (InstallationField::Hl7, *hl7 != b.hl7),
         (InstallationField::Database, *database != b.database),
         (
             InstallationField::CertificateAuthority,

@@ -172,7 +172,10 @@ pub fn plan(snapshot: &Snapshot, observed: &Observed) -> Plan {
         steps.push(match &server.certificate {
             CertificateSource::Generate => Step::IssueCertificate {
                 server: server.name.clone(),
-                subject_alt_names: subject_alt_names(server, inst.load_balancer.as_deref()),
+                subject_alt_names: subject_alt_names(
+                    server,
+                    inst.load_balancer.as_ref().map(|lb| lb.fqdn.as_str()),
+                ),
             },
             CertificateSource::Pem { cert_file, .. } => Step::InstallCertificate {
                 server: server.name.clone(),

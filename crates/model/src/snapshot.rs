@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::catalog::{HealthTest, InstallType, ServiceKind};
-use crate::resource::{CaMode, Environment, Mode};
+use crate::resource::{Affinity, CaMode, Environment, Failback, Hl7Failover, LbVendor, Mode};
 use crate::{SecretRef, StatusRanges};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,9 +35,79 @@ pub struct Installation {
     pub release: String,
     pub mode: Mode,
     pub prune: bool,
-    pub load_balancer: Option<String>,
+    pub load_balancer: Option<LoadBalancer>,
+    pub hl7: Hl7,
     pub database: Database,
     pub certificate_authority: CertificateAuthority,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancer {
+    /// Lowercase, without a trailing dot: where service URLs point.
+    pub fqdn: String,
+    /// `None`: steward manages no load balancer, it only points the URLs at `fqdn`.
+    pub vendor: Option<LbVendor>,
+    pub affinity: Affinity,
+    /// At least [`MIN_IDLE_TIMEOUT`].
+    #[serde(with = "duration_ms")]
+    pub idle_timeout: Duration,
+    /// Where HL7 senders connect (`fqdn` unless set).
+    pub hl7_fqdn: String,
+    /// Vendor haproxy: relative paths are below the daemon's state directory.
+    pub haproxy: HaproxyFiles,
+    /// Rendered vendors: the directory written to, relative to the state directory
+    /// unless absolute.
+    pub render: PathBuf,
+    /// The port each farm serves on the load balancer, by kind: for every kind placed on
+    /// some server, its explicit port (the same on every server), else its catalog port,
+    /// else (JOB) the port of its first server by name.
+    pub farm_ports: BTreeMap<ServiceKind, u16>,
+}
+
+/// A TCP session must outlive a console session (30 minutes) plus a margin, as the
+/// vendor's High Availability guide requires of every farm.
+pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(1860);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HaproxyFiles {
+    pub config_file: PathBuf,
+    pub admin_socket: PathBuf,
+}
+
+impl Default for HaproxyFiles {
+    fn default() -> Self {
+        Self {
+            config_file: PathBuf::from("haproxy/haproxy.cfg"),
+            admin_socket: PathBuf::from("haproxy/admin.sock"),
+        }
+    }
+}
+
+/// How the HL7 listener is chosen and moved (`Installation.spec.hl7`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hl7 {
+    pub failover: Hl7Failover,
+    /// A server that runs HL7.
+    pub preferred: Option<String>,
+    #[serde(with = "duration_ms")]
+    pub failover_after: Duration,
+    pub failback: Failback,
+}
+
+pub const DEFAULT_FAILOVER_AFTER: Duration = Duration::from_secs(3);
+
+impl Default for Hl7 {
+    fn default() -> Self {
+        Self {
+            failover: Hl7Failover::Manual,
+            preferred: None,
+            failover_after: DEFAULT_FAILOVER_AFTER,
+            failback: Failback::Manual,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -303,12 +373,16 @@ impl Snapshot {
     pub fn connection_strings(&self) -> ConnectionStrings {
         let url = |kind: ServiceKind, suffix: &str| -> Option<String> {
             let (server, placed) = self.servers_with(kind).next()?;
-            let host = self
-                .installation
-                .load_balancer
-                .as_deref()
-                .unwrap_or(&server.hostname);
-            Some(format!("https://{host}:{}{suffix}", placed.ports[0]))
+            // Behind a load balancer the URL names its farm, whose port every server of
+            // the farm agrees on (validated).
+            let (host, port) = match &self.installation.load_balancer {
+                Some(lb) => (
+                    lb.fqdn.as_str(),
+                    lb.farm_ports.get(&kind).copied().unwrap_or(placed.ports[0]),
+                ),
+                None => (server.hostname.as_str(), placed.ports[0]),
+            };
+            Some(format!("https://{host}:{port}{suffix}"))
         };
         ConnectionStrings {
             identity_server: url(ServiceKind::Psis, "/identityserver"),

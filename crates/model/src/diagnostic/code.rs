@@ -94,6 +94,11 @@ codes! {
         InvalidCount => "invalid-count",
         SecretReference => "secret-reference",
         ServicePassword => "service-password",
+        IdleTimeout => "idle-timeout",
+        FarmPort => "farm-port",
+        LoadBalancerSettings => "load-balancer-settings",
+        Hl7Preferred => "hl7-preferred",
+        Hl7Failover => "hl7-failover",
     }
     directory {
         DirectoryMissing => "directory-missing",
@@ -133,7 +138,10 @@ mod tests {
         assert_eq!(strings.len(), all.len(), "two codes share a string");
         for s in strings {
             assert!(
-                s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+                // Digits for domain words such as `hl7`.
+                s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && s.starts_with(|c: char| c.is_ascii_lowercase())
                     && !s.starts_with('-')
                     && !s.ends_with('-'),
                 "{s}"

@@ -20,7 +20,11 @@ pub struct InstallationSpec {
     pub prune: Option<Located<bool>>,
     /// When set, service URLs point at the load balancer and a kind may run on several servers.
     #[serde(default)]
-    pub load_balancer: Option<LoadBalancerSpec>,
+    pub load_balancer: Option<Box<LoadBalancerSpec>>,
+    /// Which server's HL7 listener is active, and how it fails over (needs a load balancer
+    /// to move HL7 traffic).
+    #[serde(default)]
+    pub hl7: Option<Box<Hl7Spec>>,
     pub database: DatabaseSpec,
     pub certificate_authority: CertificateAuthoritySpec,
 }
@@ -49,6 +53,103 @@ pub enum Mode {
 pub struct LoadBalancerSpec {
     /// The load balancer's fully qualified name, as clients reach it.
     pub fqdn: Located<String>,
+    /// `haproxy` (reconciled live) or `arr`, `citrix-adc`, `f5` (configuration rendered
+    /// for an operator to apply). Absent: steward only points service URLs at `fqdn`.
+    #[serde(default)]
+    pub vendor: Option<Located<LbVendor>>,
+    /// `client` (the vendor guide's Client Affinity, by source address) or `none`.
+    /// Default client.
+    #[serde(default)]
+    pub affinity: Option<Located<Affinity>>,
+    /// TCP idle timeout, e.g. "1860s"; at least 1860s (a console session lasts 30 minutes).
+    /// Default 1860s.
+    #[serde(default)]
+    pub idle_timeout: Option<Located<String>>,
+    /// The name HL7 senders connect to. Default `fqdn`.
+    #[serde(default)]
+    pub hl7_fqdn: Option<Located<String>>,
+    /// Vendor haproxy only: where its configuration and admin socket live.
+    #[serde(default)]
+    pub haproxy: Option<Located<HaproxySpec>>,
+    /// Vendors arr, citrix-adc and f5: the directory the rendered configuration is
+    /// written to, relative to the state directory unless absolute. Default `lb`.
+    #[serde(default)]
+    pub render: Option<Located<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LbVendor {
+    /// HAProxy, configured and reloaded by steward.
+    Haproxy,
+    /// IIS Application Request Routing: `applicationHost.config` webFarms + rewrite rules.
+    Arr,
+    /// Citrix ADC (NetScaler): NITRO JSON.
+    CitrixAdc,
+    /// F5 BIG-IP: an AS3 declaration.
+    F5,
+}
+
+impl LbVendor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Haproxy => "haproxy",
+            Self::Arr => "arr",
+            Self::CitrixAdc => "citrix-adc",
+            Self::F5 => "f5",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Affinity {
+    /// A client keeps reaching the same server (by source address).
+    Client,
+    None,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HaproxySpec {
+    /// The configuration file steward writes, relative to the state directory unless
+    /// absolute. Default `haproxy/haproxy.cfg`.
+    #[serde(default)]
+    pub config_file: Option<Located<String>>,
+    /// The stats socket (runtime API, level admin). Default `haproxy/admin.sock`.
+    #[serde(default)]
+    pub admin_socket: Option<Located<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Hl7Spec {
+    /// `automatic`: steward moves the listener; `manual`: it only reports. Default manual.
+    #[serde(default)]
+    pub failover: Option<Located<Hl7Failover>>,
+    /// The server whose listener is active when healthy; it must run HL7.
+    #[serde(default)]
+    pub preferred: Option<Located<String>>,
+    /// How long the active listener may fail before the standby takes over. Default 3s.
+    #[serde(default)]
+    pub failover_after: Option<Located<String>>,
+    /// `manual` (default: no flapping) or `automatic` (back to `preferred` when healthy).
+    #[serde(default)]
+    pub failback: Option<Located<Failback>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Hl7Failover {
+    Automatic,
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Failback {
+    Manual,
+    Automatic,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

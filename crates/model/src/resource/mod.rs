@@ -13,8 +13,8 @@ mod server;
 pub use active_directory::{ActiveDirectorySpec, RoleGroups};
 pub use health_check::HealthCheckSpec;
 pub use installation::{
-    CaMode, CertificateAuthoritySpec, DatabaseSpec, Environment, InstallationSpec,
-    LoadBalancerSpec, Mode, ServiceLoginSpec,
+    Affinity, CaMode, CertificateAuthoritySpec, DatabaseSpec, Environment, Failback, HaproxySpec,
+    Hl7Failover, Hl7Spec, InstallationSpec, LbVendor, LoadBalancerSpec, Mode, ServiceLoginSpec,
 };
 pub use server::{ServerCertificateSpec, ServerServiceSpec, ServerSpec};
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::server::ServerDraft;
-use super::{Placed, Report};
+use super::{balancer, Placed, Report};
 use crate::catalog::{PortRule, ServiceKind};
 use crate::diagnostic::{display_path, quote, Code};
 use crate::ports::{allocate, PortRequest};
@@ -26,7 +26,7 @@ pub(super) fn compile(
     drafts: Vec<ServerDraft<'_>>,
     servers_unparsed: bool,
     report: &mut Report,
-) -> BTreeMap<String, Server> {
+) -> (BTreeMap<String, Server>, BTreeMap<ServiceKind, u16>) {
     let installation = &inst.value;
     unique_hostnames(&drafts, report);
     placement(installation, &drafts, report);
@@ -45,8 +45,8 @@ pub(super) fn compile(
             "the installation has no Server documents; nothing will be installed",
         );
     }
-    drafts
-        .into_iter()
+    let servers = drafts
+        .iter()
         .filter_map(|d| {
             let requests: Vec<PortRequest> = d
                 .services
@@ -57,7 +57,7 @@ pub(super) fn compile(
                 })
                 .collect();
             let ports = allocate(&requests, &[d.agent_port]);
-            displaced_defaults(&d, &ports, report);
+            displaced_defaults(d, &ports, report);
             let certificate = d.certificate.clone()?;
             let mut services: Vec<PlacedService> = d
                 .services
@@ -78,15 +78,20 @@ pub(super) fn compile(
                 name.clone(),
                 Server {
                     name,
-                    hostname: d.hostname,
-                    agent_url: d.agent_url,
+                    hostname: d.hostname.clone(),
+                    agent_url: d.agent_url.clone(),
                     monitor: d.doc.spec.monitor.as_ref().is_none_or(|m| m.value),
                     certificate,
                     services,
                 },
             ))
         })
-        .collect()
+        .collect();
+    let farm_ports = match &installation.load_balancer {
+        Some(_) => balancer::farm_ports(&drafts, &servers, report),
+        None => BTreeMap::new(),
+    };
+    (servers, farm_ports)
 }
 
 /// An explicit port equal to another service's catalog default on the same server moves

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{max_len, normalize_host, Placed, Report};
+use super::{balancer, max_len, Placed, Report};
 use crate::diagnostic::{quote, Code};
 use crate::load::PORT_RANGE;
 use crate::resource::{CaMode, DatabaseSpec, Document, InstallationSpec};
@@ -9,9 +9,7 @@ use crate::snapshot::{
     default_service_login, CertificateAuthority, Database, Installation, ServiceLogin,
     DEFAULT_CERTIFICATE_DURATION, MIN_CERTIFICATE_DURATION,
 };
-use crate::syntax::{
-    check_fqdn, format_duration, is_valid_release, is_valid_sql_server, parse_duration,
-};
+use crate::syntax::{format_duration, is_valid_release, is_valid_sql_server, parse_duration};
 use crate::Located;
 
 /// The service login: a usable name, and its password when steward is to create it.
@@ -61,18 +59,13 @@ pub(super) fn compile(
             ),
         );
     }
-    if let Some(lb) = &spec.load_balancer {
-        if report.within_length(file, "loadBalancer.fqdn", &lb.fqdn, max_len::FQDN) {
-            if let Err(e) = check_fqdn(&lb.fqdn) {
-                report.error(
-                    file,
-                    lb.fqdn.pos,
-                    Code::InvalidFqdn,
-                    format!("loadBalancer.fqdn {} {e}", quote(&lb.fqdn)),
-                );
-            }
-        }
-    }
+    let load_balancer = spec
+        .load_balancer
+        .as_ref()
+        .map(|lb| balancer::load_balancer(file, lb, report));
+    let hl7 = spec.hl7.as_ref().map_or_else(Default::default, |h| {
+        balancer::hl7(file, h, spec.load_balancer.as_deref(), report)
+    });
     let db = &spec.database;
     if report.within_length(file, "database.server", &db.server, max_len::CONSOLE)
         && !is_valid_sql_server(&db.server)
@@ -150,10 +143,8 @@ pub(super) fn compile(
             release: spec.release.value.clone(),
             mode: spec.mode.as_ref().map(|m| m.value).unwrap_or_default(),
             prune: spec.prune.as_ref().is_some_and(|p| p.value),
-            load_balancer: spec
-                .load_balancer
-                .as_ref()
-                .map(|lb| normalize_host(&lb.fqdn)),
+            load_balancer,
+            hl7,
             database: Database {
                 server: db.server.value.clone(),
                 port: db.port.as_ref().map_or(1433, |p| p.value),

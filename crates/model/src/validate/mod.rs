@@ -5,6 +5,7 @@
 //! [`Report`] and keeps going, so a single run lists all problems; a snapshot is produced
 //! only when no error was found (warnings are allowed).
 
+mod balancer;
 mod directory;
 mod fleet;
 mod health_check;
@@ -180,7 +181,7 @@ pub fn compile(loaded: Loaded) -> Compiled {
     }
     directory::check_across(&loaded.documents, &mut report);
 
-    let installation = match installations.as_slice() {
+    let mut installation = match installations.as_slice() {
         [] if installation_unparsed => None,
         [] => {
             report.error(
@@ -210,19 +211,30 @@ pub fn compile(loaded: Loaded) -> Compiled {
                         kind: doc.kind.pos,
                         install_type: doc.spec.install_type.pos,
                     },
+                    &doc.spec,
                 )
             })
         }
     };
 
     let health_checks = health_check::index(health_checks, &mut report);
-    let servers = match &installation {
-        Some((inst, at)) => fleet::compile(inst, *at, servers, servers_unparsed, &mut report),
+    let servers = match &mut installation {
+        Some((inst, at, spec)) => {
+            let (servers, farm_ports) =
+                fleet::compile(inst, *at, servers, servers_unparsed, &mut report);
+            if let Some(lb) = &mut inst.value.load_balancer {
+                lb.farm_ports = farm_ports;
+            }
+            if let Some(hl7) = &spec.hl7 {
+                balancer::hl7_preferred(&inst.file, hl7, servers_unparsed, &servers, &mut report);
+            }
+            servers
+        }
         None => BTreeMap::new(),
     };
 
     let snapshot = match installation {
-        Some((inst, _)) if !report.has_errors() => Some(Snapshot {
+        Some((inst, _, _)) if !report.has_errors() => Some(Snapshot {
             installation: inst.value,
             servers,
             directories,
