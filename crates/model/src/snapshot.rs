@@ -52,6 +52,8 @@ pub struct LoadBalancer {
     /// At least [`MIN_IDLE_TIMEOUT`].
     #[serde(with = "duration_ms")]
     pub idle_timeout: Duration,
+    /// The virtual servers' IP address; always set for vendors citrix-adc and f5.
+    pub address: Option<std::net::IpAddr>,
     /// Where HL7 senders connect (`fqdn` unless set).
     pub hl7_fqdn: String,
     /// Vendor haproxy: relative paths are below the daemon's state directory.

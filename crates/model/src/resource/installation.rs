@@ -65,6 +65,10 @@ pub struct LoadBalancerSpec {
     /// Default 1860s.
     #[serde(default)]
     pub idle_timeout: Option<Located<String>>,
+    /// The virtual servers' IP address (what `fqdn` resolves to); vendors citrix-adc and
+    /// f5 need it in their configuration.
+    #[serde(default)]
+    pub address: Option<Located<String>>,
     /// The name HL7 senders connect to. Default `fqdn`.
     #[serde(default)]
     pub hl7_fqdn: Option<Located<String>>,

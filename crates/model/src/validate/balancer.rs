@@ -60,8 +60,22 @@ pub(super) fn load_balancer(
         },
         None => defaults,
     };
+    let address = lb.address.as_ref().and_then(|a| {
+        let parsed = a.trim().parse::<std::net::IpAddr>().ok();
+        if parsed.is_none() && report.within_length(file, "loadBalancer.address", a, max_len::SHORT)
+        {
+            report.error(
+                file,
+                a.pos,
+                Code::InvalidHost,
+                format!("loadBalancer.address {} must be an IP address", quote(a)),
+            );
+        }
+        parsed
+    });
     let fqdn = normalize_host(&lb.fqdn);
     LoadBalancer {
+        address,
         hl7_fqdn: lb
             .hl7_fqdn
             .as_ref()
@@ -125,6 +139,18 @@ fn vendor_settings(file: &Path, lb: &LoadBalancerSpec, report: &mut Report) {
                 format!("loadBalancer.haproxy applies to vendor `haproxy` only, and {named}"),
             );
         }
+    }
+    let needs_address = matches!(vendor, Some(LbVendor::CitrixAdc | LbVendor::F5));
+    if let (Some(v), None, true) = (&lb.vendor, &lb.address, needs_address) {
+        report.error(
+            file,
+            v.pos,
+            Code::LoadBalancerSettings,
+            format!(
+                "vendor `{}` needs loadBalancer.address: its virtual servers are declared with the IP address `fqdn` resolves to",
+                v.as_str()
+            ),
+        );
     }
     if let Some(r) = &lb.render {
         if matches!(vendor, None | Some(LbVendor::Haproxy)) {

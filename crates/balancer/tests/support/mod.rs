@@ -1,0 +1,36 @@
+//! A two-server farm with every kind on both servers, as the tests' common input.
+
+use std::path::Path;
+
+use steward_balancer::Farms;
+use steward_model::load::{load_text, Loaded};
+
+const ALL: &str = "[{kind: PSIS}, {kind: PSWS}, {kind: CLIENT}, {kind: REPORT}, {kind: ADMIN}, {kind: EMERGENCY}, {kind: HEALTH}, {kind: FHIR}, {kind: EMPI}, {kind: JOB}, {kind: HL7}]";
+
+/// The farms of a desired state whose loadBalancer block is `lb` (YAML, indented two).
+pub fn farms(lb: &str) -> Farms {
+    let text = format!(
+        "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n{lb}\n  hl7: {{preferred: app2}}\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {{mode: generated}}\n---\napiVersion: steward/v1\nkind: HealthCheck\nmetadata: {{name: psws}}\nspec: {{service: PSWS, interval: 5s, timeout: 2s, rise: 2, fall: 2}}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app1}}\nspec:\n  hostname: app1.example.eng\n  certificate: {{generate: true}}\n  services: {ALL}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app2}}\nspec:\n  hostname: app2.example.eng\n  certificate: {{generate: true}}\n  services: {ALL}\n"
+    );
+    let mut loaded = Loaded::default();
+    load_text(Path::new("farms.yaml"), &text, &mut loaded);
+    let compiled = steward_model::validate::compile(loaded);
+    let errors: Vec<String> = compiled.errors().map(|d| d.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    Farms::from_snapshot(&compiled.snapshot.unwrap(), None).expect("a vendor is set")
+}
+
+/// Compares `got` with `golden/NAME`; `BLESS=1` rewrites the file.
+pub fn golden(name: &str, got: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        got == want,
+        "{name} differs from its golden file (BLESS=1 rewrites it)\n--- got\n{got}"
+    );
+}
