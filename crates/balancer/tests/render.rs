@@ -6,9 +6,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{farms, golden};
 use steward_balancer::render::{arr, as3, haproxy, nitro};
 use steward_balancer::BalancerError;
+use support::{farms, golden};
 
 const HAPROXY: &str = "  loadBalancer: {fqdn: lb.example.eng, vendor: haproxy}";
 const ARR: &str = "  loadBalancer: {fqdn: lb.example.eng, vendor: arr}";

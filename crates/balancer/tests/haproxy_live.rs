@@ -1,0 +1,415 @@
+//! The HAProxy driver against a real HAProxy on loopback, in front of real TLS listeners
+//! that answer PSIS's health test. Run inside a private network namespace.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use steward_balancer::farm::{Check, CheckKind, Farm, Farms, Listener, Member};
+use steward_balancer::haproxy::{AdminState, Applied, Haproxy, MemberState};
+use steward_balancer::render::haproxy::{render, HaproxyOptions};
+use steward_balancer::BalancerError;
+use steward_model::resource::{Affinity, LbVendor};
+use steward_model::{ServiceKind, StatusRanges};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+struct Pki {
+    _dir: tempfile::TempDir,
+    ca_pem: String,
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+fn pki() -> Pki {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = steward_pki::CertificateAuthority::init(dir.path().join("ca")).unwrap();
+    let leaf = ca
+        .issue_server(
+            &["localhost".to_owned()],
+            &[Ipv4Addr::LOCALHOST.into()],
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    let server = steward_pki::server_config(&leaf.cert_pem, leaf.key_pem.expose()).unwrap();
+    let client = steward_pki::client_config(&[ca.cert_pem()]).unwrap();
+    Pki {
+        ca_pem: ca.cert_pem().to_owned(),
+        _dir: dir,
+        server: Arc::new(server),
+        client: Arc::new(client),
+    }
+}
+
+/// A TLS listener answering every request with 200 and `IdentityServer4 <name>`. Aborting
+/// the handle closes the listener: new connections are refused, like a killed service.
+async fn member(pki: &Pki, name: &'static str) -> (u16, JoinHandle<()>) {
+    // Both families: HAProxy resolves `localhost` (what the certificate names) to either.
+    let listener = TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&pki.server));
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            conns.spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = format!("IdentityServer4 {name}");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (port, task)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn farms(front: u16, members: &[(&str, u16)], interval: Duration) -> Farms {
+    Farms {
+        vendor: LbVendor::Haproxy,
+        fqdn: "localhost".into(),
+        hl7_fqdn: "localhost".into(),
+        address: None,
+        affinity: Affinity::Client,
+        idle_timeout: Duration::from_secs(1860),
+        farms: vec![Farm {
+            kind: ServiceKind::Psis,
+            title: "PatientSecure Identity Server",
+            listeners: vec![Listener {
+                port: front,
+                slot: 0,
+                tls: true,
+            }],
+            members: members
+                .iter()
+                .map(|(name, port)| Member {
+                    server: (*name).to_owned(),
+                    hostname: "localhost".into(),
+                    ports: vec![*port],
+                    active: true,
+                })
+                .collect(),
+            check: Check {
+                kind: CheckKind::Https {
+                    path: "/identityserver".into(),
+                    accept: StatusRanges::parse("200-399").unwrap(),
+                    response_match: Some("IdentityServer4".into()),
+                },
+                interval,
+                timeout: Duration::from_millis(500),
+                rise: 1,
+                fall: 2,
+            },
+        }],
+    }
+}
+
+struct Lab {
+    _dir: tempfile::TempDir,
+    haproxy: Haproxy,
+    opts: HaproxyOptions,
+    _process: tokio::process::Child,
+    front: u16,
+}
+
+async fn start(dir: tempfile::TempDir, pki: &Pki, farms: &Farms, front: u16) -> Option<Lab> {
+    let bin = steward_testkit::require_tool("haproxy", "haproxy")?;
+    let config_file = dir.path().join("haproxy.cfg");
+    let haproxy = Haproxy::new(bin, config_file.clone(), dir.path().join("admin.sock"));
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let opts = HaproxyOptions {
+        bind: "127.0.0.1".into(),
+        map_low_ports: true,
+        admin_socket: haproxy.admin_socket.clone(),
+        state_file: haproxy.state_file.clone(),
+        ca_file: Some(ca),
+    };
+    std::fs::write(&config_file, render(farms, &opts)).unwrap();
+    let process = haproxy.master().spawn().await.unwrap();
+    Some(Lab {
+        _dir: dir,
+        haproxy,
+        opts,
+        _process: process,
+        front,
+    })
+}
+
+impl Lab {
+    async fn states(&self) -> Vec<(String, MemberState)> {
+        let mut s: Vec<(String, MemberState)> = self
+            .haproxy
+            .runtime()
+            .servers()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.server, s.state))
+            .collect();
+        s.sort_by(|a, b| a.0.cmp(&b.0));
+        s
+    }
+
+    /// Waits (bounded) until the members are in `want`.
+    async fn wait_for(&self, want: &[(&str, MemberState)]) {
+        let want: Vec<(String, MemberState)> =
+            want.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.states().await;
+            if got == want {
+                return;
+            }
+            if Instant::now() > deadline {
+                let stat = self.haproxy.runtime().command("show stat").await;
+                panic!("members {got:?}, waited for {want:?}\n{stat:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// One HTTPS request through the farm; the member's name on success.
+    async fn request(&self, client: &Arc<rustls::ClientConfig>) -> Result<String, String> {
+        let tcp = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, self.front)))
+            .await
+            .map_err(|e| e.to_string())?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(client));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        tls.write_all(b"GET /identityserver HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        let _ = tls.read_to_string(&mut answer).await;
+        answer
+            .rsplit_once("IdentityServer4 ")
+            .map(|(_, name)| name.to_owned())
+            .ok_or_else(|| format!("unexpected answer {answer:?}"))
+    }
+}
+
+#[tokio::test]
+async fn requests_keep_succeeding_while_a_member_is_killed() {
+    let pki = pki();
+    // Members first: HAProxy marks a server DOWN when its very first check fails.
+    let (p1, app1) = member(&pki, "app1").await;
+    let (p2, app2) = member(&pki, "app2").await;
+    let front = free_port();
+    let f = farms(front, &[("app1", p1), ("app2", p2)], Duration::from_secs(1));
+    let Some(lab) = start(tempfile::tempdir().unwrap(), &pki, &f, front).await else {
+        return;
+    };
+    lab.wait_for(&[("app1", MemberState::Up), ("app2", MemberState::Up)])
+        .await;
+    // Client affinity: every request from this address reaches one member; kill that one.
+    let first = lab.request(&pki.client).await.unwrap();
+    let (victim, survivor) = if first == "app1" {
+        (app1, "app2")
+    } else {
+        (app2, "app1")
+    };
+    victim.abort();
+    let killed = Instant::now();
+    let (mut ok, mut failed) = (0, Vec::new());
+    let mut marked_down = None;
+    while Instant::now() < killed + Duration::from_secs(20) {
+        match lab.request(&pki.client).await {
+            Ok(name) => {
+                assert_eq!(name, survivor);
+                ok += 1;
+            }
+            Err(e) => failed.push(e),
+        }
+        if marked_down.is_none()
+            && lab
+                .states()
+                .await
+                .iter()
+                .any(|(_, s)| *s == MemberState::Down)
+        {
+            marked_down = Some(killed.elapsed());
+        }
+        if marked_down.is_some() && ok >= 50 {
+            break;
+        }
+    }
+    println!(
+        "member killed: {ok} requests succeeded, {} failed; marked down after {:?} (inter 1s, fall 2)",
+        failed.len(),
+        marked_down
+    );
+    assert!(
+        marked_down.is_some(),
+        "the killed member was never marked down"
+    );
+    // Connections refused by the killed member are retried on the other (redispatch).
+    failed.dedup();
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+}
+
+#[tokio::test]
+async fn drain_set_over_the_runtime_api_survives_a_reload() {
+    let pki = pki();
+    let (p1, _app1) = member(&pki, "app1").await;
+    let (p2, _app2) = member(&pki, "app2").await;
+    let front = free_port();
+    let f = farms(front, &[("app1", p1), ("app2", p2)], Duration::from_secs(1));
+    let Some(lab) = start(tempfile::tempdir().unwrap(), &pki, &f, front).await else {
+        return;
+    };
+    lab.wait_for(&[("app1", MemberState::Up), ("app2", MemberState::Up)])
+        .await;
+    let api = lab.haproxy.runtime();
+    api.set_state("psis", "app1", AdminState::Drain)
+        .await
+        .unwrap();
+    lab.wait_for(&[("app1", MemberState::Drain), ("app2", MemberState::Up)])
+        .await;
+    let pid = api.worker_pid().await.unwrap();
+    // A desired-state change: another check interval, so the configuration differs.
+    let changed = render(
+        &farms(
+            front,
+            &[("app1", p1), ("app2", p2)],
+            Duration::from_millis(1500),
+        ),
+        &lab.opts,
+    );
+    assert_eq!(
+        lab.haproxy.apply(&changed).await.unwrap(),
+        Applied::Reloaded
+    );
+    assert_ne!(api.worker_pid().await.unwrap(), pid, "no new worker");
+    // Still draining in the new worker, without steward setting it again.
+    lab.wait_for(&[("app1", MemberState::Drain), ("app2", MemberState::Up)])
+        .await;
+    assert_eq!(lab.request(&pki.client).await.unwrap(), "app2");
+    // The same content again changes nothing.
+    let pid = api.worker_pid().await.unwrap();
+    assert_eq!(
+        lab.haproxy.apply(&changed).await.unwrap(),
+        Applied::Unchanged
+    );
+    assert_eq!(api.worker_pid().await.unwrap(), pid);
+}
+
+#[tokio::test]
+async fn an_edited_config_is_repaired() {
+    let pki = pki();
+    let (p1, _app1) = member(&pki, "app1").await;
+    let front = free_port();
+    let f = farms(front, &[("app1", p1)], Duration::from_secs(1));
+    let Some(lab) = start(tempfile::tempdir().unwrap(), &pki, &f, front).await else {
+        return;
+    };
+    let wanted = render(&f, &lab.opts);
+    let edited = wanted.replace("balance source", "balance leastconn");
+    std::fs::write(&lab.haproxy.config_file, &edited).unwrap();
+    let pid = lab.haproxy.runtime().worker_pid().await.unwrap();
+    assert_eq!(lab.haproxy.apply(&wanted).await.unwrap(), Applied::Reloaded);
+    assert_eq!(
+        std::fs::read_to_string(&lab.haproxy.config_file).unwrap(),
+        wanted
+    );
+    assert_ne!(lab.haproxy.runtime().worker_pid().await.unwrap(), pid);
+    lab.wait_for(&[("app1", MemberState::Up)]).await;
+    assert_eq!(lab.request(&pki.client).await.unwrap(), "app1");
+}
+
+#[tokio::test]
+async fn a_rejected_config_keeps_the_old_process_serving() {
+    let pki = pki();
+    let (p1, _app1) = member(&pki, "app1").await;
+    let front = free_port();
+    let f = farms(front, &[("app1", p1)], Duration::from_secs(1));
+    let Some(lab) = start(tempfile::tempdir().unwrap(), &pki, &f, front).await else {
+        return;
+    };
+    lab.wait_for(&[("app1", MemberState::Up)]).await;
+    let installed = std::fs::read_to_string(&lab.haproxy.config_file).unwrap();
+    let pid = lab.haproxy.runtime().worker_pid().await.unwrap();
+
+    let mut unresolvable = f.clone();
+    unresolvable.farms[0].members[0].hostname = "app9.nonexistent.invalid".into();
+    let err = lab
+        .haproxy
+        .apply(&render(&unresolvable, &lab.opts))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BalancerError::Unresolvable(_)), "{err}");
+    assert_eq!(err.reason(), "Unresolvable");
+
+    let broken = render(&f, &lab.opts).replace("balance source", "balance nowhere");
+    let err = lab.haproxy.apply(&broken).await.unwrap_err();
+    assert!(matches!(err, BalancerError::ConfigRejected(_)), "{err}");
+    assert!(err.to_string().contains("balance only supports"), "{err}");
+
+    // Nothing was installed or reloaded, and the old worker still serves.
+    assert_eq!(
+        std::fs::read_to_string(&lab.haproxy.config_file).unwrap(),
+        installed
+    );
+    assert_eq!(lab.haproxy.runtime().worker_pid().await.unwrap(), pid);
+    assert_eq!(lab.request(&pki.client).await.unwrap(), "app1");
+}
+
+#[tokio::test]
+async fn missing_binary_and_silent_socket_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Haproxy::new(
+        "/nonexistent/haproxy".into(),
+        dir.path().join("haproxy.cfg"),
+        dir.path().join("admin.sock"),
+    );
+    let err = h.version().await.unwrap_err();
+    assert_eq!(err.reason(), "HAProxyMissing", "{err}");
+    let err = h.runtime().worker_pid().await.unwrap_err();
+    assert_eq!(err.reason(), "SocketUnresponsive", "{err}");
+    assert!(!Path::new(&h.state_file).exists());
+}
+
+#[tokio::test]
+async fn the_installed_haproxy_is_recent_enough() {
+    let Some(bin) = steward_testkit::require_tool("haproxy", "haproxy") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let h = Haproxy::new(bin, dir.path().join("h.cfg"), dir.path().join("a.sock"));
+    let version = h.version().await.unwrap();
+    assert!(
+        version.starts_with("2.") || version.starts_with("3."),
+        "{version}"
+    );
+}
