@@ -14,6 +14,7 @@ PEERS=(
   "chromium: chromium chromium-driver"            # headless browser + chromedriver: the System Health page
   "ldap: slapd ldap-utils"                        # OpenLDAP slapd + ldapmodify: generic LDAP, directory seeding
   "samba: samba-ad-dc samba-ad-provision"         # a real Active Directory domain controller
+  "haproxy: haproxy"                              # HAProxy 2.6: load-balancer farms, reloads, runtime API
 )
 
 SUDO=""

@@ -4,6 +4,7 @@
 //! carry is its bounded label ([`ReconcileError::metric_label`]), never the error text.
 
 use steward_agent::ClientError;
+use steward_balancer::BalancerError;
 use steward_runtime::ReconcileError;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,10 @@ pub(crate) enum ControllerError {
     /// The database controller could not check or provision the database.
     #[error(transparent)]
     Database(#[from] crate::database::DatabaseError),
+    /// The load balancer could not be configured (HAProxy missing, configuration
+    /// rejected, reload failed, socket silent, a rendered file not written).
+    #[error(transparent)]
+    Balancer(#[from] BalancerError),
 }
 
 impl ControllerError {
@@ -47,6 +52,7 @@ impl ControllerError {
     pub(crate) fn reason(&self) -> &'static str {
         let source = match self {
             Self::Database(e) => return e.reason(),
+            Self::Balancer(e) => return e.reason(),
             Self::AgentDown { source, .. } | Self::AgentCall { source, .. } => source,
         };
         match source {
@@ -65,6 +71,7 @@ impl ReconcileError for ControllerError {
     fn metric_label(&self) -> &'static str {
         let source = match self {
             Self::Database(e) => return e.metric_label(),
+            Self::Balancer(e) => return e.metric_label(),
             Self::AgentDown { source, .. } | Self::AgentCall { source, .. } => source,
         };
         match source {

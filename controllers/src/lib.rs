@@ -21,6 +21,7 @@
 //! controller that makes a gate true wakes whoever waits on it.
 
 mod agent;
+mod balancer;
 #[doc(hidden)]
 pub mod bench;
 mod certificate;
@@ -89,6 +90,7 @@ fn register(bus: &mut TriggerBus) -> Vec<Box<dyn Registered>> {
         bus.register::<server::Servers>(),
         bus.register::<certificate::Certificates>(),
         bus.register::<service::Services>(),
+        bus.register::<balancer::LoadBalancers>(),
     ]
 }
 

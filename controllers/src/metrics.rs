@@ -102,6 +102,20 @@ impl LabelSet for VersionLabel {
     }
 }
 
+/// `kind`, `server`: one member of a load-balancer farm.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct LbMemberLabels {
+    kind: ServiceKind,
+    server: String,
+}
+
+impl LabelSet for LbMemberLabels {
+    const NAMES: &'static [&'static str] = &["kind", "server"];
+    fn values(&self) -> Vec<&str> {
+        vec![self.kind.as_str(), &self.server]
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Metrics {
     reconcile_total: Counter<ReconcileLabels>,
@@ -116,6 +130,7 @@ pub(crate) struct Metrics {
     /// No series until the first check.
     database_up: Gauge<()>,
     database_info: Gauge<VersionLabel>,
+    lb_member_up: Gauge<LbMemberLabels>,
 }
 
 impl Metrics {
@@ -161,6 +176,10 @@ impl Metrics {
                 "steward_database_info",
                 "Always 1; the label is the version the database server last reported.",
             ),
+            lb_member_up: Gauge::new(
+                "steward_lb_member_up",
+                "1 while the load balancer routes to the server's member of the kind's farm (up), 0 when it is down, draining or in maintenance.",
+            ),
         };
         registry.register(metrics.reconcile_total.clone())?;
         registry.register(metrics.reconcile_duration.clone())?;
@@ -171,6 +190,7 @@ impl Metrics {
         registry.register(metrics.kind_healthy.clone())?;
         registry.register(metrics.database_up.clone())?;
         registry.register(metrics.database_info.clone())?;
+        registry.register(metrics.lb_member_up.clone())?;
         // Known label values start at zero, so that rate() and alerts see the first event.
         for controller in controllers {
             for result in ReconcileResult::ALL {
@@ -191,6 +211,18 @@ impl Metrics {
             metrics.drift_corrected.start_at_zero(&kind);
         }
         Ok(metrics)
+    }
+
+    /// `steward_lb_member_up`; `None` removes the series (the member left its farm).
+    pub(crate) fn lb_member(&self, kind: ServiceKind, server: &str, up: Option<bool>) {
+        let labels = LbMemberLabels {
+            kind,
+            server: server.to_owned(),
+        };
+        match up {
+            Some(up) => self.lb_member_up.set(&labels, up),
+            None => self.lb_member_up.remove(&labels),
+        }
     }
 
     pub(crate) fn drift_detected(&self, kind: DriftKind) {

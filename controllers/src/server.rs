@@ -44,7 +44,9 @@ impl Reconciler for Servers {
     fn error_policy(name: &String, error: &ControllerError, ctx: &Context) {
         match error {
             ControllerError::AgentDown { .. } => mark_down(ctx, name, error),
-            ControllerError::AgentCall { .. } | ControllerError::Database(_) => set_conditions(
+            ControllerError::AgentCall { .. }
+            | ControllerError::Database(_)
+            | ControllerError::Balancer(_) => set_conditions(
                 ctx,
                 name,
                 Phase::Degraded,

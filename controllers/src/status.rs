@@ -27,6 +27,8 @@ pub struct FleetStatus {
     /// Empty until the Active Directory controller exists.
     pub active_directory: Vec<DirectoryStatus>,
     pub hl7: Hl7Status,
+    /// The load balancer's farms; `null` without a `loadBalancer.vendor`.
+    pub load_balancer: Option<LoadBalancerStatus>,
     /// Newest first.
     pub events: Vec<Event>,
 }
@@ -203,6 +205,43 @@ pub struct GroupStatus {
 pub struct Hl7Status {
     /// The server whose HL7 listener is installed and passing its test.
     pub active_listener: Option<String>,
+}
+
+/// The load balancer steward configures (`loadBalancer.vendor`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerStatus {
+    /// `haproxy`, `arr`, `citrix-adc` or `f5`.
+    pub vendor: String,
+    pub farms: Vec<FarmStatus>,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FarmStatus {
+    pub kind: ServiceKind,
+    /// The port the farm listens on at the load balancer.
+    pub port: u16,
+    pub members: Vec<FarmMemberStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FarmMemberStatus {
+    pub server: String,
+    /// As the load balancer sees it; `null` for rendered vendors (steward does not reach
+    /// them) and before HAProxy answered.
+    pub state: Option<LbMemberState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum LbMemberState {
+    Up,
+    Down,
+    Drain,
+    Maint,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -8,6 +8,7 @@
 //! merely restate records (`steward_service_installed`/`_healthy`, the kind-wide verdict,
 //! the HL7 listener) are derived: they cannot disagree with the status.
 
+mod balancer;
 mod database;
 mod events;
 mod gates;

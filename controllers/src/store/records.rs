@@ -157,6 +157,15 @@ pub(super) struct State {
     /// `minimumHealthy` of every kind the desired state places somewhere.
     pub minimum_healthy: BTreeMap<ServiceKind, u32>,
     pub events: EventRing,
+    /// `None` without a `loadBalancer.vendor`.
+    pub load_balancer: Option<LoadBalancerRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LoadBalancerRecord {
+    pub vendor: &'static str,
+    pub farms: Vec<crate::status::FarmStatus>,
+    pub conditions: Conditions,
 }
 
 impl State {

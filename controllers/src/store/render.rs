@@ -46,6 +46,13 @@ impl Store {
             hl7: Hl7Status {
                 active_listener: crate::hl7::active(&state.services),
             },
+            load_balancer: state.load_balancer.as_ref().map(|lb| {
+                crate::status::LoadBalancerStatus {
+                    vendor: lb.vendor.to_owned(),
+                    farms: lb.farms.clone(),
+                    conditions: lb.conditions.list(),
+                }
+            }),
             events: state.events.iter().cloned().collect(),
         }
     }

@@ -33,7 +33,21 @@ pub enum BalancerError {
 }
 
 impl BalancerError {
-    /// The condition reason, also the bounded metric label.
+    /// The bounded metric label.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::EmptyDeclaration(_) => "lb_empty_declaration",
+            Self::Write { .. } => "lb_write",
+            Self::HaproxyMissing(_) | Self::HaproxyTooOld { .. } => "lb_haproxy_missing",
+            Self::ConfigRejected(_) => "lb_config_rejected",
+            Self::Unresolvable(_) => "lb_unresolvable",
+            Self::ReloadFailed(_) => "lb_reload_failed",
+            Self::SocketUnresponsive { .. } => "lb_socket_unresponsive",
+            Self::CommandRefused(_) => "lb_command_refused",
+        }
+    }
+
+    /// The condition reason.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::EmptyDeclaration(_) => "EmptyDeclaration",

@@ -129,9 +129,12 @@ impl Haproxy {
             return Err(e);
         }
         let _ = std::fs::remove_file(&candidate);
-        self.save_state().await?;
+        // No HAProxy answering (not started yet, or its socket is broken): the checked
+        // file is installed anyway, so the HAProxy that starts next serves it.
+        let saved = self.save_state().await;
         let written = write_if_changed(&self.config_file, content)?;
         debug_assert_eq!(written, Written::Replaced);
+        saved?;
         self.master().reload().await?;
         Ok(Applied::Reloaded)
     }

@@ -1,0 +1,218 @@
+//! The load-balancer controller (one key): keeps the load balancer's configuration equal
+//! to what the desired state renders.
+//!
+//! Vendor `haproxy`: the configuration is rendered, checked with `haproxy -c`, installed
+//! and reloaded through the master socket when the file differs (a new desired state, or
+//! someone edited it: drift repaired on every periodic run); a rejected configuration is
+//! never installed, so HAProxy keeps serving the last good one, and the failure is the
+//! load balancer's condition. Member states come from `show stat`. Reloads are coalesced
+//! by the runtime: one key, never two runs at once, requests arriving meanwhile merged
+//! into one following run. Rendered vendors: the file is written into the render
+//! directory, atomically and only when it changes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use steward_balancer::farm::Farms;
+use steward_balancer::haproxy::{Applied, Haproxy, MemberState, ServerStat};
+use steward_balancer::render::haproxy::{render, HaproxyOptions};
+use steward_balancer::render::{rendered, write_if_changed, Written};
+use steward_balancer::BalancerError;
+use steward_model::resource::LbVendor;
+use steward_model::Snapshot;
+use steward_runtime::{Action, ControllerConfig, Reason};
+
+use crate::context::Context;
+use crate::error::ControllerError;
+use crate::reconciler::Reconciler;
+use crate::status::{EventType, FarmMemberStatus, FarmStatus, LbMemberState, Phase};
+
+/// Member states are read again this often while nothing changes.
+const REFRESH: Duration = Duration::from_secs(2);
+
+pub(crate) struct LoadBalancers;
+
+/// The one load balancer of the installation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct LoadBalancerKey;
+
+impl std::fmt::Display for LoadBalancerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("load-balancer")
+    }
+}
+
+impl Reconciler for LoadBalancers {
+    type Key = LoadBalancerKey;
+    type Group = ();
+    const NAME: &'static str = "balancer";
+
+    async fn reconcile(
+        _key: LoadBalancerKey,
+        _reason: Reason,
+        ctx: Arc<Context>,
+    ) -> Result<Action, ControllerError> {
+        reconcile(&ctx).await
+    }
+
+    fn error_policy(_key: &LoadBalancerKey, error: &ControllerError, ctx: &Context) {
+        ctx.store
+            .load_balancer_condition(Phase::Degraded, error.reason(), &error.to_string());
+    }
+
+    fn keys(_ctx: &Context) -> Vec<LoadBalancerKey> {
+        vec![LoadBalancerKey]
+    }
+
+    fn configure(
+        base: ControllerConfig<LoadBalancerKey>,
+        _ctx: &Context,
+    ) -> ControllerConfig<LoadBalancerKey> {
+        base
+    }
+}
+
+async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
+    let Some(accepted) = ctx.desired.current() else {
+        return Ok(Action::await_change());
+    };
+    let snapshot = &accepted.desired.snapshot;
+    let Some(farms) = Farms::from_snapshot(snapshot, None) else {
+        ctx.store.set_load_balancer(None);
+        return Ok(Action::await_change());
+    };
+    let state_dir = ctx.config.state_dir.as_deref().unwrap_or(Path::new("."));
+    let vendor = farms.vendor.as_str();
+    match farms.vendor {
+        LbVendor::Haproxy => {
+            // Known before HAProxy answers, so that a failure below has a record to
+            // carry its condition.
+            ctx.store
+                .set_load_balancer(Some((vendor, farm_status(&farms, &[]))));
+            let stats = haproxy(ctx, snapshot, &farms, state_dir).await?;
+            ctx.store
+                .set_load_balancer(Some((vendor, farm_status(&farms, &stats))));
+            ctx.store.load_balancer_condition(
+                Phase::Ready,
+                "Serving",
+                "haproxy serves the rendered configuration",
+            );
+            Ok(Action::requeue(ctx.pace.steady(REFRESH)))
+        }
+        LbVendor::Arr | LbVendor::CitrixAdc | LbVendor::F5 => {
+            ctx.store
+                .set_load_balancer(Some((vendor, farm_status(&farms, &[]))));
+            let lb = snapshot.installation.load_balancer.as_ref();
+            let dir = resolve(state_dir, lb.map_or(Path::new("lb"), |lb| &lb.render));
+            if let Some((name, content)) = rendered(&farms)? {
+                let path = dir.join(name);
+                if write_if_changed(&path, &content)? == Written::Replaced {
+                    ctx.store.event(
+                        "load-balancer".into(),
+                        EventType::Normal,
+                        "Rendered",
+                        &format!("wrote {}", path.display()),
+                    );
+                }
+                ctx.store.load_balancer_condition(
+                    Phase::Ready,
+                    "Rendered",
+                    &format!(
+                        "{} is current; apply it to the {vendor} load balancer",
+                        path.display()
+                    ),
+                );
+            }
+            // The file is re-checked periodically: an edit or a deletion is repaired.
+            Ok(Action::requeue(ctx.pace.steady(REFRESH)))
+        }
+    }
+}
+
+/// Apply the rendered configuration and read the member states.
+async fn haproxy(
+    ctx: &Context,
+    snapshot: &Snapshot,
+    farms: &Farms,
+    state_dir: &Path,
+) -> Result<Vec<ServerStat>, ControllerError> {
+    let files = snapshot
+        .installation
+        .load_balancer
+        .as_ref()
+        .map(|lb| lb.haproxy.clone())
+        .unwrap_or_default();
+    let bin = find_on_path("haproxy")
+        .ok_or_else(|| BalancerError::HaproxyMissing("no haproxy on PATH".into()))?;
+    let h = Haproxy::new(
+        bin,
+        resolve(state_dir, &files.config_file),
+        resolve(state_dir, &files.admin_socket),
+    );
+    let opts = HaproxyOptions {
+        bind: "0.0.0.0".into(),
+        map_low_ports: false,
+        admin_socket: h.admin_socket.clone(),
+        state_file: h.state_file.clone(),
+        ca_file: None,
+    };
+    let content = render(farms, &opts);
+    if h.apply(&content).await? == Applied::Reloaded {
+        ctx.store.event(
+            "load-balancer".into(),
+            EventType::Normal,
+            "Reloaded",
+            &format!("haproxy reloaded with {}", h.config_file.display()),
+        );
+    }
+    Ok(h.runtime().servers().await?)
+}
+
+fn farm_status(farms: &Farms, stats: &[ServerStat]) -> Vec<FarmStatus> {
+    farms
+        .farms
+        .iter()
+        .map(|farm| {
+            let backend = farm.id(&farm.listeners[0]);
+            FarmStatus {
+                kind: farm.kind,
+                port: farm.listeners[0].port,
+                members: farm
+                    .routed()
+                    .map(|m| FarmMemberStatus {
+                        server: m.server.clone(),
+                        state: stats
+                            .iter()
+                            .find(|s| s.backend == backend && s.server == m.server)
+                            .map(|s| match s.state {
+                                MemberState::Up => LbMemberState::Up,
+                                MemberState::Down => LbMemberState::Down,
+                                MemberState::Drain => LbMemberState::Drain,
+                                MemberState::Maint => LbMemberState::Maint,
+                            }),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn resolve(state_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        state_dir.join(path)
+    }
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+#[cfg(test)]
+mod tests;
