@@ -6,131 +6,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use steward_balancer::farm::{Check, CheckKind, Farm, Farms, Listener, Member};
+use steward_balancer::farm::Farms;
 use steward_balancer::haproxy::{AdminState, Applied, Haproxy, MemberState};
 use steward_balancer::render::haproxy::{render, HaproxyOptions};
 use steward_balancer::BalancerError;
-use steward_model::resource::{Affinity, LbVendor};
-use steward_model::{ServiceKind, StatusRanges};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
-struct Pki {
-    _dir: tempfile::TempDir,
-    ca_pem: String,
-    server: Arc<rustls::ServerConfig>,
-    client: Arc<rustls::ClientConfig>,
-}
-
-fn pki() -> Pki {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = steward_pki::CertificateAuthority::init(dir.path().join("ca")).unwrap();
-    let leaf = ca
-        .issue_server(
-            &["localhost".to_owned()],
-            &[Ipv4Addr::LOCALHOST.into()],
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-    let server = steward_pki::server_config(&leaf.cert_pem, leaf.key_pem.expose()).unwrap();
-    let client = steward_pki::client_config(&[ca.cert_pem()]).unwrap();
-    Pki {
-        ca_pem: ca.cert_pem().to_owned(),
-        _dir: dir,
-        server: Arc::new(server),
-        client: Arc::new(client),
-    }
-}
-
-/// A TLS listener answering every request with 200 and `IdentityServer4 <name>`. Aborting
-/// the handle closes the listener: new connections are refused, like a killed service.
-async fn member(pki: &Pki, name: &'static str) -> (u16, JoinHandle<()>) {
-    // Both families: HAProxy resolves `localhost` (what the certificate names) to either.
-    let listener = TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, 0))
-        .await
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&pki.server));
-    let task = tokio::spawn(async move {
-        let mut conns = tokio::task::JoinSet::new();
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let acceptor = acceptor.clone();
-            conns.spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = format!("IdentityServer4 {name}");
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = tls.write_all(answer.as_bytes()).await;
-                let _ = tls.shutdown().await;
-            });
-        }
-    });
-    (port, task)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn farms(front: u16, members: &[(&str, u16)], interval: Duration) -> Farms {
-    Farms {
-        vendor: LbVendor::Haproxy,
-        fqdn: "localhost".into(),
-        hl7_fqdn: "localhost".into(),
-        address: None,
-        affinity: Affinity::Client,
-        idle_timeout: Duration::from_secs(1860),
-        farms: vec![Farm {
-            kind: ServiceKind::Psis,
-            title: "PatientSecure Identity Server",
-            listeners: vec![Listener {
-                port: front,
-                slot: 0,
-                tls: true,
-            }],
-            members: members
-                .iter()
-                .map(|(name, port)| Member {
-                    server: (*name).to_owned(),
-                    hostname: "localhost".into(),
-                    ports: vec![*port],
-                    active: true,
-                })
-                .collect(),
-            check: Check {
-                kind: CheckKind::Https {
-                    path: "/identityserver".into(),
-                    accept: StatusRanges::parse("200-399").unwrap(),
-                    response_match: Some("IdentityServer4".into()),
-                },
-                interval,
-                timeout: Duration::from_millis(500),
-                rise: 1,
-                fall: 2,
-            },
-        }],
-    }
-}
+mod live;
+use live::{farms, free_port, member, pki, Pki};
+use tokio::net::TcpStream;
 
 struct Lab {
     _dir: tempfile::TempDir,
