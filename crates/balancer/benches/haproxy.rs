@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use steward_balancer::haproxy::{Haproxy, MemberState};
 use steward_balancer::render::haproxy::{render, HaproxyOptions};
 
+// Shared with the live tests, which use all of it.
+#[allow(dead_code)]
 #[path = "../tests/live/mod.rs"]
 mod live;
 
