@@ -480,4 +480,34 @@ mod tests {
         let preferred = c.diagnostics.iter().find(|d| d.code == Code::Hl7Preferred);
         assert!(preferred.unwrap().message.contains("is not a Server"));
     }
+
+    #[test]
+    fn devices_declared_by_address_need_one() {
+        for vendor in ["f5", "citrix-adc"] {
+            let c = compile(
+                &format!("  loadBalancer: {{fqdn: lb.example.eng, vendor: {vendor}}}"),
+                "[{kind: PSIS}, {kind: PSWS}]",
+                "[{kind: PSIS}, {kind: PSWS}]",
+            );
+            let errors: Vec<_> = c.errors().collect();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].code, Code::LoadBalancerSettings);
+            assert!(errors[0].message.contains("needs loadBalancer.address"));
+        }
+        let c = compile(
+            "  loadBalancer: {fqdn: lb.example.eng, vendor: f5, address: lb.example.eng}",
+            "[{kind: PSIS}, {kind: PSWS}]",
+            "[{kind: PSIS}, {kind: PSWS}]",
+        );
+        assert_eq!(
+            c.errors().map(|d| d.code).collect::<Vec<_>>(),
+            [Code::InvalidHost]
+        );
+        let c = compile(
+            "  loadBalancer: {fqdn: lb.example.eng, vendor: arr}",
+            "[{kind: PSIS}, {kind: PSWS}]",
+            "[{kind: PSIS}, {kind: PSWS}]",
+        );
+        assert!(c.snapshot.is_some(), "ARR needs no address");
+    }
 }
