@@ -263,11 +263,9 @@ fn nothing_is_installed_before_psws_is_healthy() {
         "PSWS health test that cannot pass",
     );
     lab.spawn();
-    // The API answers before the lab's agents listen: until app1's does, nothing runs.
+    // Right after the spawn app1's agent may not listen yet: keep polling, do not fail.
     lab.wait_until("PSIS and PSWS running", DEADLINE, || {
-        let (_, body) = lab.agent_get("app1", "/v1/services").ok()?;
-        let listed: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
-        let kinds = kinds(&listed);
+        let kinds = kinds(&lab.try_agent_services("app1")?);
         (kinds.contains("PSIS") && kinds.contains("PSWS")).then_some(())
     });
     let status = lab.wait_status("PSWS failing its health test", |s| {
@@ -301,4 +299,15 @@ fn nothing_is_installed_before_psws_is_healthy() {
     let status = lab.wait_converged(2);
     assert!(all_declared_healthy(&status));
     lab.stop();
+}
+
+/// A wait on an agent that does not answer yet (here: no daemon, no CA, no agent) keeps
+/// polling until its deadline instead of failing on the first refused connection.
+#[test]
+#[should_panic(expected = "timed out after 300ms waiting for app1's agent")]
+fn waiting_for_an_agent_that_does_not_answer_yet_polls_until_the_deadline() {
+    let lab = Lab::new(133, Options::default());
+    lab.wait_until("app1's agent", Duration::from_millis(300), || {
+        lab.try_agent_services("app1")
+    });
 }

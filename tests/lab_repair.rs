@@ -33,16 +33,7 @@ fn killed_service_is_restarted_and_healthy_again() {
         assert!(!alive(*old_pid));
         // Healthy again, judged after the kill (not the stale verdict from before it).
         let status = lab.wait_status(&format!("{srv}/{kind} healthy after the kill"), |s| {
-            service(s, srv, kind).is_some_and(|svc| {
-                service_up(svc)
-                    && condition(svc, "Ready").is_some_and(|c| {
-                        c["status"] == "True"
-                            && c["lastTransitionTime"]
-                                .as_str()
-                                .and_then(parse_time)
-                                .is_some_and(|t| t > killed_at)
-                    })
-            })
+            ready_since(s, srv, kind, killed_at)
         });
         let restarted = events(&status).into_iter().any(|e| {
             e.0 == format!("service/{srv}/{kind}") && e.1 == "Restarted" && e.2 > killed_at

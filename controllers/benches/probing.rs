@@ -6,7 +6,9 @@
 //! 2. `/metrics` gather + text encoding at 1,000 servers x 11 services (goal <= 10 ms);
 //! 3. `/api/v1/status` rendering + JSON at that size (goal p99 <= 100 ms);
 //! 4. failure detection at interval 1 s, fall 3: a lab service stopped -> verdict down
-//!    (goal <= 4 s).
+//!    (goal <= 4 s);
+//! 5. a healthy service's probes per second at a 100 ms interval while 200 hung services
+//!    fill the failing lane (goal >= 7 in a second: failing peers do not slow it).
 //!
 //! `cargo bench -p steward-controllers --bench probing` (`-- quick` for a short run).
 
@@ -405,6 +407,85 @@ fn failure_detection(trials: usize) {
     );
 }
 
+/// Counts, per service, the probes the monitor reported.
+#[derive(Default)]
+struct Counts(Mutex<std::collections::HashMap<ServiceKey, usize>>);
+
+impl ProbeSink for Counts {
+    fn observe(&self, key: &ServiceKey, _: &ProbeReport<'_>) {
+        *self.0.lock().unwrap().entry(key.clone()).or_default() += 1;
+    }
+}
+
+impl Counts {
+    fn of(&self, key: &ServiceKey) -> usize {
+        self.0.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    fn total(&self) -> usize {
+        self.0.lock().unwrap().values().sum()
+    }
+}
+
+/// Goal 5: probes of a healthy service while hung ones fill the failing lane.
+fn failing_lane_isolation() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let probes = rt.block_on(async {
+        let lab = lab_pki();
+        let stop = CancellationToken::new();
+        let healthy = serve(&lab, ServiceKind::Psws, stop.clone()).await;
+        // Accepts and never answers: every probe ends in its timeout.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                held.push(stream);
+            }
+        });
+        let prober = Arc::new(NetworkProber::new(std::slice::from_ref(&lab.ca_pem)).unwrap());
+        let monitor = Monitor::new(
+            prober,
+            MonitorSettings {
+                healthy_slots: 256,
+                failing_slots: 4,
+            },
+        );
+        let counts = Arc::new(Counts::default());
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn({
+            let (monitor, sink, shutdown) = (monitor.clone(), counts.clone(), shutdown.clone());
+            async move { monitor.run(sink, shutdown).await }
+        });
+        let mut check = HealthCheck::catalog_default(ServiceKind::Psws);
+        check.timeout = Duration::from_millis(300);
+        check.interval = Duration::from_millis(310);
+        for i in 0..200 {
+            let key = ServiceKey::new(format!("hung{i}"), ServiceKind::Psws);
+            monitor.watch(&key, target(ServiceKind::Psws, silent_addr, check.clone()));
+        }
+        while counts.total() < 200 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let key = ServiceKey::new("app1", ServiceKind::Psis);
+        check.interval = Duration::from_millis(100);
+        monitor.watch(&key, target(ServiceKind::Psws, healthy, check));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let probes = counts.of(&key);
+        shutdown.cancel();
+        running.await.unwrap();
+        stop.cancel();
+        probes
+    });
+    println!(
+        "healthy probes in 1 s at a 100 ms interval while 200 hung services fill the failing lane: {probes} [goal >= 7]"
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `quick` shortens every measurement.
     let quick = std::env::args().any(|a| a == "quick");
@@ -414,4 +495,5 @@ fn main() {
     metrics_encoding(rounds);
     status_serialization(rounds);
     failure_detection(trials);
+    failing_lane_isolation();
 }

@@ -33,12 +33,59 @@ pub(crate) struct AgentState {
     pub connection_strings: Option<ConnectionStrings>,
 }
 
+/// The calls of the agent API, so a test names them and a typo does not compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Call {
+    Host,
+    Services,
+    Install,
+    Uninstall,
+    Restart,
+    Certificate,
+    InstallCertificate,
+    ConnectionStrings,
+    SetConnectionStrings,
+    CleanupRemnants,
+}
+
+impl Call {
+    const ALL: [(Call, &'static str); 10] = [
+        (Call::Host, "host"),
+        (Call::Services, "services"),
+        (Call::Install, "install"),
+        (Call::Uninstall, "uninstall"),
+        (Call::Restart, "restart"),
+        (Call::Certificate, "certificate"),
+        (Call::InstallCertificate, "install_certificate"),
+        (Call::ConnectionStrings, "connection_strings"),
+        (Call::SetConnectionStrings, "set_connection_strings"),
+        (Call::CleanupRemnants, "cleanup_remnants"),
+    ];
+}
+
+/// The method names tests used before `Call` (`calls("install")`), kept so tests written
+/// against them still compile; a name that is no call fails the test at once. New tests
+/// name a `Call`.
+impl From<&str> for Call {
+    fn from(method: &str) -> Self {
+        Call::ALL
+            .iter()
+            .find(|(_, name)| *name == method)
+            .map(|(call, _)| *call)
+            .unwrap_or_else(|| panic!("the agent API has no call {method:?}"))
+    }
+}
+
 /// An agent that answers from memory, fails calls on request, or is down altogether.
+/// A call the test forbade, or a failure it scripted that no call consumed, fails the
+/// test when its [`Fixture`] is dropped.
 pub(crate) struct FakeAgent {
     hostname: String,
     state: Mutex<AgentState>,
-    calls: Mutex<Vec<&'static str>>,
-    failures: Mutex<VecDeque<(&'static str, ClientError)>>,
+    calls: Mutex<Vec<Call>>,
+    failures: Mutex<VecDeque<(Call, ClientError)>>,
+    forbidden: Mutex<Vec<Call>>,
+    unexpected: Mutex<Vec<Call>>,
     down: AtomicBool,
     next_pid: AtomicU64,
 }
@@ -50,6 +97,8 @@ impl FakeAgent {
             state: Mutex::new(AgentState::default()),
             calls: Mutex::new(Vec::new()),
             failures: Mutex::new(VecDeque::new()),
+            forbidden: Mutex::new(Vec::new()),
+            unexpected: Mutex::new(Vec::new()),
             down: AtomicBool::new(false),
             next_pid: AtomicU64::new(1000),
         }
@@ -59,18 +108,45 @@ impl FakeAgent {
         self.state.lock().unwrap()
     }
 
-    pub(crate) fn calls(&self, method: &str) -> usize {
+    pub(crate) fn calls(&self, call: impl Into<Call>) -> usize {
+        let call = call.into();
         self.calls
             .lock()
             .unwrap()
             .iter()
-            .filter(|m| **m == method)
+            .filter(|c| **c == call)
             .count()
     }
 
-    /// The next call of `method` fails with `error`.
-    pub(crate) fn fail_next(&self, method: &'static str, error: ClientError) {
-        self.failures.lock().unwrap().push_back((method, error));
+    /// The next call of `call` fails with `error`.
+    pub(crate) fn fail_next(&self, call: impl Into<Call>, error: ClientError) {
+        self.failures
+            .lock()
+            .unwrap()
+            .push_back((call.into(), error));
+    }
+
+    /// From now on `call` is not expected: making it fails the test.
+    pub(crate) fn forbid(&self, call: Call) {
+        self.forbidden.lock().unwrap().push(call);
+    }
+
+    /// What went against the script: forbidden calls made, scripted failures never used.
+    fn violations(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .unexpected
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| format!("{}: unexpected call {c:?}", self.hostname))
+            .collect();
+        out.extend(self.failures.lock().unwrap().iter().map(|(c, e)| {
+            format!(
+                "{}: scripted failure of {c:?} never used ({e})",
+                self.hostname
+            )
+        }));
+        out
     }
 
     /// Every call fails with "connection refused" while down.
@@ -85,13 +161,17 @@ impl FakeAgent {
         }
     }
 
-    fn enter(&self, method: &'static str) -> Result<(), ClientError> {
-        self.calls.lock().unwrap().push(method);
+    fn enter(&self, call: Call) -> Result<(), ClientError> {
+        self.calls.lock().unwrap().push(call);
+        // Recorded, not panicked: a panic would end only the reconcile task that made it.
+        if self.forbidden.lock().unwrap().contains(&call) {
+            self.unexpected.lock().unwrap().push(call);
+        }
         if self.down.load(Ordering::SeqCst) {
             return Err(ClientError::ConnectRefused);
         }
         let mut failures = self.failures.lock().unwrap();
-        match failures.iter().position(|(m, _)| *m == method) {
+        match failures.iter().position(|(c, _)| *c == call) {
             Some(i) => Err(failures.remove(i).map(|(_, e)| e).unwrap()),
             None => Ok(()),
         }
@@ -113,7 +193,7 @@ impl FakeAgent {
 #[async_trait]
 impl AgentApi for FakeAgent {
     async fn host(&self) -> Result<HostInfo, ClientError> {
-        self.enter("host")?;
+        self.enter(Call::Host)?;
         Ok(HostInfo {
             hostname: self.hostname.clone(),
             computer_name: self.hostname.split('.').next().unwrap().to_uppercase(),
@@ -123,7 +203,7 @@ impl AgentApi for FakeAgent {
     }
 
     async fn services(&self) -> Result<Vec<ServiceInfo>, ClientError> {
-        self.enter("services")?;
+        self.enter(Call::Services)?;
         Ok(self.state().services.values().cloned().collect())
     }
 
@@ -132,7 +212,7 @@ impl AgentApi for FakeAgent {
         kind: ServiceKind,
         request: &InstallRequest,
     ) -> Result<InstallResponse, ClientError> {
-        self.enter("install")?;
+        self.enter(Call::Install)?;
         let pid = self.pid();
         let mut state = self.state();
         let same = state.services.get(&kind).map(|s| {
@@ -170,7 +250,7 @@ impl AgentApi for FakeAgent {
     }
 
     async fn uninstall(&self, kind: ServiceKind) -> Result<UninstallResponse, ClientError> {
-        self.enter("uninstall")?;
+        self.enter(Call::Uninstall)?;
         match self.state().services.remove(&kind) {
             Some(_) => Ok(UninstallResponse {
                 kind,
@@ -182,7 +262,7 @@ impl AgentApi for FakeAgent {
     }
 
     async fn restart(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
-        self.enter("restart")?;
+        self.enter(Call::Restart)?;
         let pid = self.pid();
         let mut state = self.state();
         let service = state
@@ -195,7 +275,7 @@ impl AgentApi for FakeAgent {
     }
 
     async fn certificate(&self) -> Result<Option<CertificateStatus>, ClientError> {
-        self.enter("certificate")?;
+        self.enter(Call::Certificate)?;
         Ok(self.state().certificate.clone())
     }
 
@@ -204,7 +284,7 @@ impl AgentApi for FakeAgent {
         cert_pem: &str,
         key_pem: &PrivateKeyPem,
     ) -> Result<CertificateStatus, ClientError> {
-        self.enter("install_certificate")?;
+        self.enter(Call::InstallCertificate)?;
         let info = steward_pki::verify_key_pair(cert_pem, key_pem.expose()).map_err(|e| {
             ClientError::Status {
                 status: 400,
@@ -224,7 +304,7 @@ impl AgentApi for FakeAgent {
     }
 
     async fn connection_strings(&self) -> Result<Option<ConnectionStrings>, ClientError> {
-        self.enter("connection_strings")?;
+        self.enter(Call::ConnectionStrings)?;
         Ok(self.state().connection_strings.clone())
     }
 
@@ -232,7 +312,7 @@ impl AgentApi for FakeAgent {
         &self,
         strings: &ConnectionStrings,
     ) -> Result<ConnectionStringsUpdate, ClientError> {
-        self.enter("set_connection_strings")?;
+        self.enter(Call::SetConnectionStrings)?;
         let mut state = self.state();
         state.connection_strings = Some(strings.clone());
         Ok(ConnectionStringsUpdate {
@@ -242,7 +322,7 @@ impl AgentApi for FakeAgent {
     }
 
     async fn cleanup_remnants(&self) -> Result<RemnantCleanup, ClientError> {
-        self.enter("cleanup_remnants")?;
+        self.enter(Call::CleanupRemnants)?;
         Ok(RemnantCleanup::default())
     }
 }
@@ -434,16 +514,20 @@ pub(crate) fn snapshot(
         Mode::AutoCorrect => "autoCorrect",
         Mode::Monitor => "monitor",
     };
-    let mut text = format!(
-        "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  mode: {mode}\n  prune: {prune}\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {{mode: generated}}\n"
-    );
+    let certificate = certificate
+        .strip_prefix("certificate: ")
+        .unwrap_or_else(|| panic!("a `certificate: ...` line: {certificate}"));
+    let mut fleet = steward_testkit::Fixture::installation()
+        .mode(mode)
+        .prune(prune);
     for (name, kinds) in servers {
-        let services: Vec<String> = kinds.iter().map(|k| format!("{{kind: {k}}}")).collect();
-        text.push_str(&format!(
-            "---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  hostname: {name}.example.eng\n  {certificate}\n  services: [{}]\n",
-            services.join(", ")
-        ));
+        fleet = fleet.server(
+            steward_testkit::Fixture::server(name)
+                .certificate(certificate)
+                .services(kinds.iter().copied()),
+        );
     }
+    let text = fleet.documents();
     let mut loaded = Loaded::default();
     load_text(Path::new("fixture.yaml"), &text, &mut loaded);
     let compiled = steward_model::validate::compile(loaded);
@@ -545,9 +629,9 @@ impl Fixture {
         Some(result.success())
     }
 
-    /// The value of one series, 0 when absent.
-    pub(crate) fn sample(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.series(name, labels).unwrap_or(0.0)
+    /// The value of one series; `None` when there is no such series (removed is not 0).
+    pub(crate) fn sample(&self, name: &str, labels: &[(&str, &str)]) -> Sample {
+        Sample(self.series(name, labels))
     }
 
     /// The value of the series of `name` with (at least) `labels`, read from `/metrics`'
@@ -568,12 +652,53 @@ impl Fixture {
             })
     }
 
-    pub(crate) fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Sample {
         self.sample(name, labels)
     }
 
-    pub(crate) fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Sample {
         self.sample(name, labels)
+    }
+}
+
+/// A metric sample as a test reads it: `None` when the series does not exist, so "series
+/// removed" is never mistaken for 0. Compares with `Option<f64>` (`Some(1.0)`, `None`) and,
+/// for tests written before it, with a plain `f64`: equal only when the series exists
+/// with that value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Sample(pub Option<f64>);
+
+impl PartialEq<Option<f64>> for Sample {
+    fn eq(&self, other: &Option<f64>) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<f64> for Sample {
+    fn eq(&self, other: &f64) -> bool {
+        self.0 == Some(*other)
+    }
+}
+
+impl PartialOrd<f64> for Sample {
+    /// A missing series is not ordered against any value: `>`, `<` are false.
+    fn partial_cmp(&self, other: &f64) -> Option<std::cmp::Ordering> {
+        self.0?.partial_cmp(other)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        // A restarted fixture shares its agents: each checks them, which is harmless.
+        let violations: Vec<String> = self.agents.values().flat_map(|a| a.violations()).collect();
+        assert!(
+            violations.is_empty(),
+            "the agents' script was not followed:\n{}",
+            violations.join("\n")
+        );
     }
 }
 
@@ -590,4 +715,51 @@ pub(crate) fn headline(conditions: &[crate::status::Condition]) -> String {
         })
         .map(|c| c.reason.clone())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod script {
+    use super::*;
+
+    #[tokio::test]
+    #[should_panic(expected = "unexpected call Uninstall")]
+    async fn a_forbidden_call_fails_the_test() {
+        let fx = fixture(&[("app1", &["PSIS"])]);
+        let agent = fx.agent("app1");
+        agent.forbid(Call::Uninstall);
+        let _ = agent.uninstall(ServiceKind::Psis).await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "scripted failure of Restart never used")]
+    async fn a_scripted_failure_no_call_used_fails_the_test() {
+        let fx = fixture(&[("app1", &["PSIS"])]);
+        fx.agent("app1")
+            .fail_next(Call::Restart, ClientError::ConnectRefused);
+    }
+
+    #[tokio::test]
+    async fn a_series_never_written_is_none_not_zero() {
+        let fx = fixture(&[("app1", &["PSIS"])]);
+        assert_eq!(fx.gauge("steward_no_such_series", &[]), None);
+        assert_eq!(fx.gauge("steward_agent_up", &[("server", "nope")]), None);
+        // Compared with a plain number, a missing series is no number at all.
+        assert_ne!(fx.gauge("steward_agent_up", &[("server", "nope")]), 0.0);
+        assert!(!(fx.gauge("steward_agent_up", &[("server", "nope")]) >= 0.0));
+    }
+
+    #[tokio::test]
+    async fn calls_are_named_by_the_enum_and_old_names_still_count() {
+        let fx = fixture(&[("app1", &["PSIS"])]);
+        let agent = fx.agent("app1");
+        agent.host().await.unwrap();
+        assert_eq!(agent.calls(Call::Host), 1);
+        assert_eq!(agent.calls("host"), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "the agent API has no call \"instal\"")]
+    fn a_misspelt_old_name_fails_the_test() {
+        let _ = Call::from("instal");
+    }
 }

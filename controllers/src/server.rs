@@ -366,7 +366,7 @@ fn same_host(reported: &str, declared: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fakes::fixture;
+    use crate::fakes::{fixture, Call};
     use crate::status::ConditionType;
     use steward_runtime::ReconcileError;
 
@@ -397,27 +397,30 @@ mod tests {
             strings.identity_server,
             "https://app1.example.eng:7001/identityserver"
         );
-        assert_eq!(agent.calls("set_connection_strings"), 1);
+        assert_eq!(agent.calls(Call::SetConnectionStrings), 1);
 
         // In sync: not pushed again.
         reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
             .await
             .unwrap();
-        assert_eq!(agent.calls("set_connection_strings"), 1);
-        assert_eq!(fx.gauge("steward_agent_up", &[("server", "app1")]), 1.0);
+        assert_eq!(agent.calls(Call::SetConnectionStrings), 1);
+        assert_eq!(
+            fx.gauge("steward_agent_up", &[("server", "app1")]),
+            Some(1.0)
+        );
 
         // Someone changes them: drift, corrected.
         agent.state().connection_strings.as_mut().unwrap().psws = "https://evil:1/psws/api".into();
         reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
             .await
             .unwrap();
-        assert_eq!(agent.calls("set_connection_strings"), 2);
+        assert_eq!(agent.calls(Call::SetConnectionStrings), 2);
         assert_eq!(
             fx.counter(
                 "steward_drift_corrected_total",
                 &[("kind", "connection_strings")]
             ),
-            1.0
+            Some(1.0)
         );
     }
 
@@ -448,7 +451,7 @@ mod tests {
                 "AgentError",
             ),
         ] {
-            agent.fail_next("host", error);
+            agent.fail_next(Call::Host, error);
             let err = reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
                 .await
                 .unwrap_err();
@@ -462,7 +465,10 @@ mod tests {
                 .find(|c| c.condition_type == ConditionType::Degraded)
                 .unwrap();
             assert_eq!(degraded.reason, reason);
-            assert_eq!(fx.gauge("steward_agent_up", &[("server", "app1")]), 0.0);
+            assert_eq!(
+                fx.gauge("steward_agent_up", &[("server", "app1")]),
+                Some(0.0)
+            );
         }
         // Back: up again, and its services are woken.
         reconcile("app1".into(), Reason::RetryAfterError, fx.ctx.clone())
@@ -478,7 +484,7 @@ mod tests {
             .await
             .unwrap();
         let agent = fx.agent("app1");
-        assert_eq!(agent.calls("set_connection_strings"), 1);
+        assert_eq!(agent.calls(Call::SetConnectionStrings), 1);
         let pushed = agent.state().connection_strings.clone().unwrap();
         assert_eq!(pushed.psws, "https://app1.example.eng:7002/psws/api");
         assert_eq!((pushed.client, pushed.api), (None, None));
@@ -496,13 +502,13 @@ mod tests {
         reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
             .await
             .unwrap();
-        assert_eq!(fx.agent("app1").calls("set_connection_strings"), 0);
+        assert_eq!(fx.agent("app1").calls(Call::SetConnectionStrings), 0);
         assert_eq!(
             fx.counter(
                 "steward_drift_detected_total",
                 &[("kind", "connection_strings")]
             ),
-            1.0,
+            Some(1.0),
             "counted once, not per resync"
         );
         let status = fx.ctx.store.status();

@@ -3,7 +3,7 @@
 
 use steward_model::ServiceKind::{self, Health, Psis, Psws};
 
-use crate::fakes::{fixture, headline, Fixture};
+use crate::fakes::{fixture, headline, Call, Fixture};
 use crate::service_key::ServiceKey;
 use crate::status::{ConditionType, ResourceDetail};
 
@@ -40,7 +40,7 @@ async fn standby_servers_are_left_off_the_dashboard_but_reconciled() {
     for (server, kind) in [("app1", Psis), ("app1", Psws), ("app2", Health)] {
         converge(&fx, server, kind).await;
     }
-    assert_eq!(fx.agent("app2").calls("install"), 1, "still reconciled");
+    assert_eq!(fx.agent("app2").calls(Call::Install), 1, "still reconciled");
 
     let status = fx.ctx.store.status();
     let names: Vec<&str> = status.servers.iter().map(|s| s.name.as_str()).collect();
@@ -99,7 +99,7 @@ async fn minimum_healthy_judges_a_service_kind_as_a_whole() {
 
     converge(&fx, "app1", Psis).await;
     assert_eq!(kind(&fx), (2, 1, 2, false));
-    assert_eq!(gauge(&fx), 0.0);
+    assert_eq!(gauge(&fx), Some(0.0));
     // Ordering needs PSIS ready somewhere, not the whole kind: PSWS goes on.
     converge(&fx, "app1", Psws).await;
     assert_eq!(
@@ -112,7 +112,7 @@ async fn minimum_healthy_judges_a_service_kind_as_a_whole() {
 
     converge(&fx, "app2", Psis).await;
     assert_eq!(kind(&fx), (2, 2, 2, true));
-    assert_eq!(gauge(&fx), 1.0);
+    assert_eq!(gauge(&fx), Some(1.0));
     let status = serde_json::to_value(fx.ctx.store.status()).unwrap();
     let kinds = status["serviceKinds"].as_array().unwrap();
     assert!(kinds.contains(&serde_json::json!({
@@ -124,7 +124,7 @@ async fn minimum_healthy_judges_a_service_kind_as_a_whole() {
         fx.probe("app2", Psis).await;
     }
     assert_eq!(kind(&fx), (2, 1, 2, false));
-    assert_eq!(gauge(&fx), 0.0);
+    assert_eq!(gauge(&fx), Some(0.0));
     let last = fx.ctx.store.resource("service", "app2.PSIS").unwrap();
     let ResourceDetail::Service(detail) = last.detail else {
         panic!()
@@ -140,14 +140,14 @@ async fn minimum_healthy_judges_a_service_kind_as_a_whole() {
             "steward_probe_success",
             &[("server", "app2"), ("service", "PSIS")]
         ),
-        0.0
+        Some(0.0)
     );
     assert_eq!(
         fx.gauge(
             "steward_probe_http_status_code",
             &[("server", "app2"), ("service", "PSIS")]
         ),
-        503.0
+        Some(503.0)
     );
 }
 

@@ -1,20 +1,15 @@
 //! The three controllers running together on scripted agents, on a paused clock.
 
 use super::*;
-use crate::fakes::{fixture, headline, Fixture};
+use crate::fakes::{fixture, headline, Call, Fixture};
 use crate::triggers::Applied;
 use steward_agent::ClientError;
 use steward_model::ServiceKind;
 
 /// Polls on the paused clock, so "120 s" costs nothing unless the fleet really stalls.
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let polled = tokio::time::timeout(Duration::from_secs(120), async {
-        while !done() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    assert!(polled.is_ok(), "timed out waiting for {what}");
+    let (deadline, poll) = (Duration::from_secs(120), Duration::from_millis(100));
+    steward_testkit::eventually_async(what, deadline, poll, || std::future::ready(done())).await;
 }
 
 struct Running {
@@ -57,10 +52,10 @@ fn first(events: &[Event], object: &str, reason: &str) -> usize {
 async fn a_fresh_fleet_converges_in_order_despite_a_flaky_agent() {
     let mut fx = fixture(&[("app1", &["PSIS", "PSWS"]), ("app2", &["HEALTH", "HL7"])]);
     let app2 = fx.agent("app2");
-    app2.fail_next("host", ClientError::Timeout(Duration::from_secs(5)));
+    app2.fail_next(Call::Host, ClientError::Timeout(Duration::from_secs(5)));
     for _ in 0..2 {
         app2.fail_next(
-            "services",
+            Call::Services,
             ClientError::Status {
                 status: 503,
                 code: None,
@@ -68,7 +63,7 @@ async fn a_fresh_fleet_converges_in_order_despite_a_flaky_agent() {
             },
         );
     }
-    app2.fail_next("certificate", ClientError::InvalidBody("<html>".into()));
+    app2.fail_next(Call::Certificate, ClientError::InvalidBody("<html>".into()));
     let running = start(&mut fx);
     let store = running.store.clone();
     wait_until("convergence", || store.converged(1)).await;
@@ -93,7 +88,7 @@ async fn a_fresh_fleet_converges_in_order_despite_a_flaky_agent() {
     assert!(status.servers.iter().all(|s| s.agent_up == Some(true)));
     assert_eq!(
         fx.gauge("steward_hl7_active_listener", &[("server", "app2")]),
-        1.0
+        Some(1.0)
     );
 
     let report = running.stop().await;
@@ -131,7 +126,10 @@ async fn a_server_whose_agent_is_down_does_not_hold_up_the_others() {
     let app2_status = &status.servers[1];
     assert_eq!(headline(&app2_status.conditions), "AgentConnectionRefused");
     assert!(!store.converged(1));
-    assert_eq!(fx.gauge("steward_agent_up", &[("server", "app2")]), 0.0);
+    assert_eq!(
+        fx.gauge("steward_agent_up", &[("server", "app2")]),
+        Some(0.0)
+    );
     let health = store.resource("service", "app2.HEALTH").unwrap();
     assert_eq!(headline(&health.conditions), "AgentConnectionRefused");
 
@@ -161,9 +159,10 @@ async fn new_generations_wake_what_they_change_and_prune_servers() {
     })
     .await;
     assert!(fx.agent("app2").state().services.is_empty());
-    assert!(fx.agent("app2").calls("cleanup_remnants") >= 1);
+    assert!(fx.agent("app2").calls(Call::CleanupRemnants) >= 1);
     assert!(store.converged(2));
-    assert_eq!(fx.gauge("steward_agent_up", &[("server", "app2")]), 0.0);
+    // A pruned server's series is removed, not left at 0.
+    assert_eq!(fx.gauge("steward_agent_up", &[("server", "app2")]), None);
     running.stop().await;
 }
 
@@ -389,7 +388,7 @@ async fn health_is_unknown_while_the_agent_is_down_and_the_gauge_agrees() {
         (health.healthy, health.health_unknown)
     };
     assert_eq!(shown(&fx), (Some(true), None));
-    assert_eq!(fx.gauge("steward_service_healthy", &labels), 1.0);
+    assert_eq!(fx.gauge("steward_service_healthy", &labels), Some(1.0));
 
     fx.agent("app1").set_down(true);
     fx.run::<crate::server::Servers>("app1".into())
@@ -405,7 +404,7 @@ async fn health_is_unknown_while_the_agent_is_down_and_the_gauge_agrees() {
         !has_series(&fx, "steward_service_healthy", &labels),
         "unknown in the status, no series in /metrics"
     );
-    assert_eq!(fx.gauge("steward_service_installed", &labels), 1.0);
+    assert_eq!(fx.gauge("steward_service_installed", &labels), Some(1.0));
     let json = serde_json::to_value(fx.ctx.store.status()).unwrap();
     assert!(json["servers"][0]["services"][0]["healthy"].is_null());
 
@@ -414,7 +413,7 @@ async fn health_is_unknown_while_the_agent_is_down_and_the_gauge_agrees() {
         .await
         .unwrap();
     assert_eq!(shown(&fx), (Some(true), None));
-    assert_eq!(fx.gauge("steward_service_healthy", &labels), 1.0);
+    assert_eq!(fx.gauge("steward_service_healthy", &labels), Some(1.0));
 }
 
 #[tokio::test]
@@ -435,12 +434,12 @@ async fn a_restarting_service_is_unknown_in_status_and_metrics_alike() {
         steward_agent::api::ServiceStatus::Stopped,
     );
     fx.run::<crate::service::Services>(psis).await.unwrap();
-    assert_eq!(fx.agent("app1").calls("restart"), 1);
+    assert_eq!(fx.agent("app1").calls(Call::Restart), 1);
     let status = fx.ctx.store.status();
     assert_eq!(status.servers[0].services[0].healthy, None);
     let labels = [("server", "app1"), ("service", "PSIS")];
     assert!(!has_series(&fx, "steward_service_healthy", &labels));
-    assert_eq!(fx.gauge("steward_service_installed", &labels), 1.0);
+    assert_eq!(fx.gauge("steward_service_installed", &labels), Some(1.0));
 }
 
 #[tokio::test]
@@ -475,7 +474,7 @@ async fn convergence_waits_for_pending_prunes() {
     fx.run::<crate::service::Services>(health.clone())
         .await
         .unwrap();
-    assert_eq!(fx.agent("app1").calls("uninstall"), 1);
+    assert_eq!(fx.agent("app1").calls(Call::Uninstall), 1);
     fx.run::<crate::service::Services>(health).await.unwrap();
     assert!(fx.ctx.store.converged(fx.generation()));
 }
@@ -488,7 +487,7 @@ async fn a_restarted_daemon_recognises_the_certificates_it_issued() {
         .await
         .unwrap();
     let agent = fx.agent("app1");
-    assert_eq!(agent.calls("install_certificate"), 1);
+    assert_eq!(agent.calls(Call::InstallCertificate), 1);
     let thumbprint = agent.state().certificate.clone().unwrap().thumbprint;
 
     let restarted = fx.restart();
@@ -497,7 +496,7 @@ async fn a_restarted_daemon_recognises_the_certificates_it_issued() {
         .await
         .unwrap();
     assert_eq!(
-        agent.calls("install_certificate"),
+        agent.calls(Call::InstallCertificate),
         1,
         "nothing issued again"
     );

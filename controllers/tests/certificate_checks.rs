@@ -8,64 +8,26 @@
 #[path = "../../crates/pki/tests/support/openssl.rs"]
 mod openssl;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use openssl::LeafSpec;
-use steward_agent::{AgentClient, AgentConfig, AgentServer, DriverConfig};
-use steward_controllers::{
-    AgentEndpoint, ConditionStatus, Controllers, ControllersConfig, Desired, Store,
-};
+use steward_controllers::{AgentEndpoint, ConditionStatus, ControllersConfig, Store};
 use steward_pki::CertificateAuthority;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+
+mod support;
+use steward_testkit::{within_async, Fixture};
+use support::agents::{
+    controllers_config, daemon_tls, snapshot_of, RunningControllers, Services, TestAgent,
+};
 
 const LB: &str = "ps.example.eng";
 const PATIENCE: Duration = Duration::from_secs(60);
 const PFX_PASSWORD: &str = "Test-Pfx-Passw0rd";
 /// Set for this process only; the name is unique to this test.
 const PFX_ENV: &str = "STEWARD_TEST_CERT_CHECKS_PFX_PASSWORD";
-
-struct Agent {
-    url: String,
-    client: AgentClient,
-    stop: CancellationToken,
-}
-
-async fn agent(
-    dir: &Path,
-    ca: &CertificateAuthority,
-    hostname: &str,
-    tls: &rustls::ClientConfig,
-) -> Agent {
-    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let issued = ca.issue_agent(hostname, &[ip]).unwrap();
-    let (cert, key) = issued.write_pair(dir, "agent").unwrap();
-    let server = AgentServer::bind(AgentConfig {
-        listen: SocketAddr::new(ip, 0),
-        state_dir: dir.join("state"),
-        ca_pem: ca.cert_path(),
-        cert,
-        key,
-        hostname: Some(hostname.to_owned()),
-        driver: DriverConfig {
-            program: None,
-            lab: true,
-            bind: None,
-            stop_timeout: Duration::from_secs(1),
-            stop_services_on_exit: true,
-        },
-    })
-    .await
-    .unwrap();
-    let url = format!("https://{}", server.local_addr());
-    let stop = CancellationToken::new();
-    tokio::spawn(server.run(stop.clone().cancelled_owned()));
-    let client = AgentClient::new(&url, tls.clone(), Duration::from_secs(5)).unwrap();
-    Agent { url, client, stop }
-}
 
 /// The reason of the certificate's headline condition.
 fn reason(store: &Store, server: &str) -> Option<String> {
@@ -102,13 +64,7 @@ async fn each_broken_certificate_stops_at_its_own_reason_and_good_ones_are_insta
 
     // The steward CA still exists (mutual TLS to the agents) but must issue nothing.
     let steward_ca = Arc::new(CertificateAuthority::init(tmp.path().join("steward-ca")).unwrap());
-    let client_cert = steward_ca.issue_client("steward-daemon").unwrap();
-    let agent_tls = steward_pki::mtls_client_config(
-        steward_ca.cert_pem(),
-        &client_cert.cert_pem,
-        client_cert.key_pem.expose(),
-    )
-    .unwrap();
+    let agent_tls = daemon_tls(&steward_ca);
 
     // name -> (certificate line, expected reason)
     let mut servers: Vec<(&str, String, &str)> = Vec::new();
@@ -242,96 +198,73 @@ async fn each_broken_certificate_stops_at_its_own_reason_and_good_ones_are_insta
     // One agent per server.
     let mut agents = Vec::new();
     for (name, _, _) in &servers {
-        agents.push(agent(&tmp.path().join(name), &steward_ca, &host(name), &agent_tls).await);
+        let dir = tmp.path().join(name);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let agent = TestAgent::start(&dir, &steward_ca, &host(name), ip, Services::Stub).await;
+        let client = agent.client(&agent_tls);
+        agents.push((agent, client));
     }
     let mut seeds = Vec::new();
-    for a in &agents {
-        seeds.push(a.client.certificate().await.unwrap().unwrap().thumbprint);
+    for (_, client) in &agents {
+        seeds.push(client.certificate().await.unwrap().unwrap().thumbprint);
     }
 
     let desired_dir = tmp.path().join("desired");
-    std::fs::write(
-        desired_dir.join("installation.yaml"),
-        format!(
-            "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: corp}}\nspec:\n  environment: production\n  installType: advanced\n  release: \"6.12.1\"\n  loadBalancer: {{fqdn: {LB}}}\n  database: {{server: db.example.eng, name: PS, user: ps, passwordRef: env:PS_DB_PASSWORD}}\n  certificateAuthority: {{mode: existing, certFile: {}}}\n",
+    let mut desired_state = Fixture::installation()
+        .name("corp")
+        .environment("production")
+        .load_balancer(LB)
+        .database("PS", "ps", "env:PS_DB_PASSWORD")
+        .certificate_authority(&format!(
+            "{{mode: existing, certFile: {}}}",
             rel(&root.cert)
-        ),
-    )
-    .unwrap();
-    for ((name, certificate, _), agent) in servers.iter().zip(&agents) {
-        std::fs::write(
-            desired_dir.join(format!("{name}.yaml")),
-            format!(
-                "apiVersion: steward/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  hostname: {}\n  agent: {}\n  {certificate}\n",
-                host(name),
-                agent.url
-            ),
-        )
-        .unwrap();
+        ));
+    for ((name, certificate, _), (agent, _)) in servers.iter().zip(&agents) {
+        let certificate = certificate.strip_prefix("certificate: ").unwrap();
+        desired_state = desired_state.server(
+            Fixture::server(name)
+                .hostname(&host(name))
+                .agent(&agent.url)
+                .certificate(certificate),
+        );
     }
-    let compiled = steward_model::validate_dir(&desired_dir).unwrap();
-    let snapshot = compiled
-        .snapshot
-        .unwrap_or_else(|| panic!("invalid desired state: {:?}", compiled.diagnostics));
+    desired_state.write(&desired_dir);
+    let snapshot = snapshot_of(&desired_dir);
 
     // SAFETY: set before the controllers start; no other thread of this test reads the
     // environment concurrently, and the name is this test's own.
     unsafe { std::env::set_var(PFX_ENV, PFX_PASSWORD) };
-    let registry = steward_controllers::MetricsRegistry::default();
-    let controllers = Controllers::new(
-        ControllersConfig {
-            ca: Some(steward_ca.clone()),
-            agent_tls: agent_tls.clone(),
-            probe_roots: vec![std::fs::read_to_string(&root.cert).unwrap()],
-            endpoints: Arc::new(AgentEndpoint::from_server),
-            resync: Duration::from_secs(1),
-            agent_timeout: Duration::from_secs(5),
-            max_concurrent: 8,
-            per_server: 2,
-            installed_by: "steward-cert-test".into(),
-            state_dir: None,
-        },
-        &registry,
-    )
-    .unwrap();
-    let store = controllers.store();
-    let (_tx, rx) = watch::channel(Some(Desired {
-        generation: 1,
-        snapshot: Arc::new(snapshot),
-        dir: desired_dir.clone(),
-        diff: None,
-    }));
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(controllers.run(rx, shutdown.clone()));
+    let config = ControllersConfig {
+        endpoints: Arc::new(AgentEndpoint::from_server),
+        ..controllers_config(
+            steward_ca.clone(),
+            agent_tls.clone(),
+            vec![std::fs::read_to_string(&root.cert).unwrap()],
+            "steward-cert-test",
+        )
+    };
+    let controllers = RunningControllers::start(config, snapshot, &desired_dir);
+    let (store, registry) = (&controllers.store, &controllers.registry);
 
-    let started = tokio::time::Instant::now();
-    loop {
-        let got: Vec<Option<String>> = servers.iter().map(|(n, _, _)| reason(&store, n)).collect();
-        let want: Vec<Option<String>> = servers
-            .iter()
-            .map(|(_, _, r)| Some((*r).to_owned()))
-            .collect();
-        if got == want {
-            break;
-        }
-        assert!(
-            started.elapsed() < PATIENCE,
-            "conditions never settled:\n got {got:?}\nwant {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let want: Vec<Option<String>> = servers
+        .iter()
+        .map(|(_, _, r)| Some((*r).to_owned()))
+        .collect();
+    let settled = within_async(PATIENCE, Duration::from_millis(100), || {
+        let got: Vec<Option<String>> = servers.iter().map(|(n, _, _)| reason(store, n)).collect();
+        std::future::ready(got == want)
+    })
+    .await;
+    if settled.is_none() {
+        let got: Vec<Option<String>> = servers.iter().map(|(n, _, _)| reason(store, n)).collect();
+        panic!("conditions never settled:\n got {got:?}\nwant {want:?}");
     }
     // Let a few more reconciles pass: nothing bad may be installed later either.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let status = store.status();
-    for (((name, _, expected), agent), seed) in servers.iter().zip(&agents).zip(&seeds) {
-        let on_agent = agent
-            .client
-            .certificate()
-            .await
-            .unwrap()
-            .unwrap()
-            .thumbprint;
+    for (((name, _, expected), (_, client)), seed) in servers.iter().zip(&agents).zip(&seeds) {
+        let on_agent = client.certificate().await.unwrap().unwrap().thumbprint;
         let summary = &status
             .servers
             .iter()
@@ -385,9 +318,8 @@ async fn each_broken_certificate_stops_at_its_own_reason_and_good_ones_are_insta
         "{metrics}"
     );
 
-    shutdown.cancel();
-    running.await.unwrap();
-    for a in agents {
-        a.stop.cancel();
+    controllers.stop().await;
+    for (agent, _) in agents {
+        agent.shutdown().await;
     }
 }

@@ -16,22 +16,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use steward_agent::{AgentClient, AgentConfig, AgentServer, DriverConfig};
-use steward_controllers::{
-    AgentEndpoint, Controllers, ControllersConfig, Desired, EventType, Store,
-};
-use steward_model::snapshot::Server;
+use steward_controllers::{EventType, Store};
 use steward_model::ServiceKind;
 use steward_pki::CertificateAuthority;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 mod support;
+use steward_testkit::Fixture;
+use support::agents::{
+    controllers_config, daemon_tls, snapshot_of, RunningControllers, Services, TestAgent,
+};
 
 const TEST_NAME: &str = "certificate_rotation_fails_no_request";
 /// Generous: two cores shared with a parallel build.
 const PATIENCE: Duration = Duration::from_secs(120);
+const POLL: Duration = Duration::from_millis(100);
 const HOST: &str = "app1.example.eng";
 
 fn main() -> ExitCode {
@@ -50,25 +49,22 @@ fn address(pid: u32) -> IpAddr {
 }
 
 fn desired_state(dir: &Path, database: &str, agent: &str) -> steward_model::Snapshot {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("installation.yaml"),
-        format!("apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: rotation}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {database}\n  certificateAuthority: {{mode: generated, duration: 2m, renewBefore: 1m40s}}\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("app1.yaml"),
-        format!("apiVersion: steward/v1\nkind: Server\nmetadata: {{name: app1}}\nspec:\n  hostname: {HOST}\n  agent: {agent}\n  certificate: {{generate: true}}\n  services: [{{kind: PSIS}}, {{kind: PSWS}}]\n"),
-    )
-    .unwrap();
-    let compiled = steward_model::validate_dir(dir).unwrap();
-    compiled
-        .snapshot
-        .unwrap_or_else(|| panic!("invalid desired state: {:?}", compiled.diagnostics))
+    Fixture::installation()
+        .name("rotation")
+        .database_flow(database)
+        .certificate_authority("{mode: generated, duration: 2m, renewBefore: 1m40s}")
+        .server(
+            Fixture::server("app1")
+                .hostname(HOST)
+                .agent(agent)
+                .services(["PSIS", "PSWS"]),
+        )
+        .write(dir);
+    snapshot_of(dir)
 }
 
-async fn eventually(what: &str, done: impl FnMut() -> bool) {
-    support::harness::eventually(PATIENCE, what, done).await;
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    steward_testkit::eventually_async(what, PATIENCE, POLL, || std::future::ready(done())).await;
 }
 
 /// Thumbprints the controllers announced in `CertificateRenewed` events, oldest first.
@@ -138,38 +134,11 @@ async fn probe(tls: &tokio_rustls::TlsConnector, addr: SocketAddr) -> Result<Str
 async fn scenario() {
     let tmp = tempfile::tempdir().unwrap();
     let ca = Arc::new(CertificateAuthority::init(tmp.path().join("ca")).unwrap());
-    let client_cert = ca.issue_client("steward-daemon").unwrap();
-    let agent_tls = steward_pki::mtls_client_config(
-        ca.cert_pem(),
-        &client_cert.cert_pem,
-        client_cert.key_pem.expose(),
-    )
-    .unwrap();
+    let agent_tls = daemon_tls(&ca);
     let ip = address(std::process::id());
-    let dir = tmp.path().join("app1");
-    let issued = ca.issue_agent(HOST, &[ip]).unwrap();
-    let (cert, key) = issued.write_pair(&dir, "agent").unwrap();
-    let server = AgentServer::bind(AgentConfig {
-        listen: SocketAddr::new(ip, 0),
-        state_dir: dir.join("state"),
-        ca_pem: ca.cert_path(),
-        cert,
-        key,
-        hostname: Some(HOST.to_owned()),
-        driver: DriverConfig {
-            program: Some(std::env::current_exe().unwrap()),
-            lab: true,
-            bind: None,
-            stop_timeout: Duration::from_secs(3),
-            stop_services_on_exit: true,
-        },
-    })
-    .await
-    .unwrap();
-    let agent_url = format!("https://{}", server.local_addr());
-    let agent_stop = CancellationToken::new();
-    let agent_task = tokio::spawn(server.run(agent_stop.clone().cancelled_owned()));
-    let client = AgentClient::new(&agent_url, agent_tls.clone(), Duration::from_secs(5)).unwrap();
+    let agent = TestAgent::start(&tmp.path().join("app1"), &ca, HOST, ip, Services::Lab).await;
+    let agent_url = agent.url.clone();
+    let client = agent.client(&agent_tls);
 
     let desired_dir = tmp.path().join("desired");
     // Installs wait for the database: a real one.
@@ -177,35 +146,14 @@ async fn scenario() {
         return;
     };
     let snapshot = desired_state(&desired_dir, &db.database_yaml(), &agent_url);
-    let registry = steward_controllers::MetricsRegistry::default();
-    let controllers = Controllers::new(
-        ControllersConfig {
-            ca: Some(ca.clone()),
-            agent_tls: agent_tls.clone(),
-            probe_roots: vec![ca.cert_pem().to_owned()],
-            endpoints: Arc::new(move |server: &Server| AgentEndpoint {
-                base_url: server.agent_url.clone(),
-                connect_ip: Some(ip),
-            }),
-            resync: Duration::from_secs(1),
-            agent_timeout: Duration::from_secs(5),
-            max_concurrent: 8,
-            per_server: 2,
-            installed_by: "steward-rotation-test".into(),
-            state_dir: None,
-        },
-        &registry,
-    )
-    .unwrap();
-    let store = controllers.store();
-    let (_tx, rx) = watch::channel(Some(Desired {
-        generation: 1,
-        snapshot: Arc::new(snapshot),
-        dir: desired_dir.clone(),
-        diff: None,
-    }));
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(controllers.run(rx, shutdown.clone()));
+    let config = controllers_config(
+        ca.clone(),
+        agent_tls.clone(),
+        vec![ca.cert_pem().to_owned()],
+        "steward-rotation-test",
+    );
+    let controllers = RunningControllers::start(config, snapshot, &desired_dir);
+    let store = &controllers.store;
 
     eventually("the server to converge", || store.converged(1)).await;
     let first = store.status().servers[0]
@@ -213,7 +161,7 @@ async fn scenario() {
         .thumbprint
         .clone()
         .unwrap();
-    let renewals_before = renewed(&store).len();
+    let renewals_before = renewed(store).len();
     let psis = client.service(ServiceKind::Psis).await.unwrap();
     let addr = SocketAddr::new(ip, psis.listen_ports[0]);
     let warnings_before = store
@@ -248,7 +196,7 @@ async fn scenario() {
     // Renewed (20 s after issue), and the renewed certificate served.
     let mut renewed_to = None;
     eventually("a renewal whose certificate PSIS serves", || {
-        let renewals = renewed(&store);
+        let renewals = renewed(store);
         let seen = served.lock().unwrap();
         renewed_to = renewals[renewals_before..]
             .iter()
@@ -309,8 +257,6 @@ async fn scenario() {
     assert_eq!(warnings, warnings_before, "{:#?}", status.events);
     assert!(store.converged(1));
 
-    shutdown.cancel();
-    running.await.unwrap();
-    agent_stop.cancel();
-    agent_task.await.unwrap().unwrap();
+    controllers.stop().await;
+    agent.shutdown().await;
 }

@@ -10,71 +10,32 @@
 //! no `steward` binary (another crate's), and runs exactly the lab code the daemon runs.
 //! A lab service exits when this process goes away, so a failed run leaves no strays.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use steward_agent::api::ServiceStatus;
-use steward_agent::{AgentClient, AgentConfig, AgentServer, DriverConfig};
-use steward_controllers::{
-    AgentEndpoint, ConditionStatus, ConditionType, Controllers, ControllersConfig, Desired,
-    FleetStatus, ServiceHealth, Store,
-};
+use steward_agent::AgentClient;
+use steward_controllers::{ConditionStatus, ConditionType, FleetStatus, ServiceHealth, Store};
 use steward_model::resource::Mode;
-use steward_model::snapshot::Server;
 use steward_model::{ServiceKind, Snapshot};
 use steward_pki::CertificateAuthority;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use steward_testkit::Fixture;
 
 mod support;
+use support::agents::{
+    controllers_config, daemon_tls, desired, snapshot_of, RunningControllers, Services, TestAgent,
+};
 
 const TEST_NAME: &str = "fleet_converges_repairs_and_degrades";
 /// Generous: two cores shared with a parallel build.
 const PATIENCE: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(100);
 
 fn main() -> ExitCode {
     support::harness::main(TEST_NAME, scenario)
-}
-
-struct Agent {
-    url: String,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), steward_agent::AgentError>>,
-}
-
-impl Agent {
-    async fn start(dir: &Path, ca: &CertificateAuthority, hostname: &str, ip: IpAddr) -> Self {
-        let issued = ca.issue_agent(hostname, &[ip]).unwrap();
-        let (cert, key) = issued.write_pair(dir, "agent").unwrap();
-        let config = AgentConfig {
-            listen: SocketAddr::new(ip, 0),
-            state_dir: dir.join("state"),
-            ca_pem: ca.cert_path(),
-            cert,
-            key,
-            hostname: Some(hostname.to_owned()),
-            driver: DriverConfig {
-                program: Some(std::env::current_exe().unwrap()),
-                lab: true,
-                bind: None,
-                stop_timeout: Duration::from_secs(3),
-                stop_services_on_exit: true,
-            },
-        };
-        let server = AgentServer::bind(config).await.unwrap();
-        let url = format!("https://{}", server.local_addr());
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(server.run(stop.clone().cancelled_owned()));
-        Self { url, stop, task }
-    }
-
-    async fn shutdown(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
-    }
 }
 
 /// Addresses no other test uses: 127.1xx.y.z from this process's id.
@@ -94,36 +55,22 @@ fn desired_state(
     app1: &[&str],
     app2: &[&str],
 ) -> Snapshot {
-    std::fs::create_dir_all(dir).unwrap();
-    let installation = format!(
-        r#"apiVersion: steward/v1
-kind: Installation
-metadata: {{name: fleet}}
-spec:
-  environment: non-production
-  installType: advanced
-  release: "6.12.1"
-  database: {database}
-  certificateAuthority: {{mode: generated}}
-"#
-    );
-    std::fs::write(dir.join("installation.yaml"), installation).unwrap();
+    let mut fleet = Fixture::installation()
+        .name("fleet")
+        .database_flow(database);
     for (name, agent, kinds) in [("app1", agents[0], app1), ("app2", agents[1], app2)] {
-        let services: Vec<String> = kinds.iter().map(|k| format!("{{kind: {k}}}")).collect();
-        let text = format!(
-            "apiVersion: steward/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  hostname: {name}.example.eng\n  agent: {agent}\n  certificate: {{generate: true}}\n  services: [{}]\n",
-            services.join(", ")
+        fleet = fleet.server(
+            Fixture::server(name)
+                .agent(agent)
+                .services(kinds.iter().copied()),
         );
-        std::fs::write(dir.join(format!("{name}.yaml")), text).unwrap();
     }
-    let compiled = steward_model::validate_dir(dir).unwrap();
-    compiled
-        .snapshot
-        .unwrap_or_else(|| panic!("invalid desired state: {:?}", compiled.diagnostics))
+    fleet.write(dir);
+    snapshot_of(dir)
 }
 
-async fn eventually(what: &str, done: impl FnMut() -> bool) {
-    support::harness::eventually(PATIENCE, what, done).await;
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    steward_testkit::eventually_async(what, PATIENCE, POLL, || std::future::ready(done())).await;
 }
 
 fn service<'a>(status: &'a FleetStatus, server: &str, kind: ServiceKind) -> &'a ServiceHealth {
@@ -154,13 +101,13 @@ fn ready_reason(conditions: &[steward_controllers::Condition]) -> String {
         .unwrap_or_default()
 }
 
-fn metric(registry: &steward_controllers::MetricsRegistry, line_start: &str) -> f64 {
+/// The sample of the series `line_start` starts, `None` when there is no such series.
+fn metric(registry: &steward_controllers::MetricsRegistry, line_start: &str) -> Option<f64> {
     registry
         .text()
         .lines()
         .find_map(|l| l.strip_prefix(line_start))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn kill(pid: u32) {
@@ -175,31 +122,25 @@ async fn pid_of(client: &AgentClient, kind: ServiceKind) -> Option<u32> {
 async fn scenario() {
     let tmp = tempfile::tempdir().unwrap();
     let ca = Arc::new(CertificateAuthority::init(tmp.path().join("ca")).unwrap());
-    let client_cert = ca.issue_client("steward-daemon").unwrap();
-    let agent_tls = steward_pki::mtls_client_config(
-        ca.cert_pem(),
-        &client_cert.cert_pem,
-        client_cert.key_pem.expose(),
-    )
-    .unwrap();
+    let agent_tls = daemon_tls(&ca);
     let pid = std::process::id();
-    let a = Agent::start(
+    let a = TestAgent::start(
         &tmp.path().join("app1"),
         &ca,
         "app1.example.eng",
         address(pid, 1),
+        Services::Lab,
     )
     .await;
-    let b = Agent::start(
+    let b = TestAgent::start(
         &tmp.path().join("app2"),
         &ca,
         "app2.example.eng",
         address(pid, 2),
+        Services::Lab,
     )
     .await;
-    let client =
-        |url: &str| AgentClient::new(url, agent_tls.clone(), Duration::from_secs(5)).unwrap();
-    let (client_a, client_b) = (client(&a.url), client(&b.url));
+    let (client_a, client_b) = (a.client(&agent_tls), b.client(&agent_tls));
     let seed_thumbprint = client_a.certificate().await.unwrap().unwrap().thumbprint;
 
     let desired_dir = tmp.path().join("desired");
@@ -214,40 +155,19 @@ async fn scenario() {
         &["PSIS", "PSWS"],
         &["HEALTH", "HL7"],
     );
-    let registry = steward_controllers::MetricsRegistry::default();
-    let config = ControllersConfig {
-        ca: Some(ca.clone()),
-        agent_tls: agent_tls.clone(),
-        probe_roots: vec![ca.cert_pem().to_owned()],
-        // Services are reached at the agent's address under the server's hostname.
-        endpoints: Arc::new(|server: &Server| AgentEndpoint {
-            base_url: server.agent_url.clone(),
-            connect_ip: server
-                .agent_url
-                .trim_start_matches("https://")
-                .rsplit_once(':')
-                .and_then(|(host, _)| host.parse().ok()),
-        }),
-        resync: Duration::from_secs(1),
-        agent_timeout: Duration::from_secs(5),
-        max_concurrent: 8,
-        per_server: 2,
-        installed_by: "steward-fleet-test".into(),
-        state_dir: None,
-    };
-    let controllers = Controllers::new(config, &registry).unwrap();
-    let store = controllers.store();
-    let desired = |generation: u64, snapshot: Snapshot| {
-        Some(Desired {
-            generation,
-            snapshot: Arc::new(snapshot),
-            dir: desired_dir.clone(),
-            diff: None,
-        })
-    };
-    let (tx, rx) = watch::channel(desired(1, snapshot.clone()));
-    let shutdown = CancellationToken::new();
-    let running = tokio::spawn(controllers.run(rx, shutdown.clone()));
+    let config = controllers_config(
+        ca.clone(),
+        agent_tls.clone(),
+        vec![ca.cert_pem().to_owned()],
+        "steward-fleet-test",
+    );
+    let controllers = RunningControllers::start(config, snapshot.clone(), &desired_dir);
+    let (store, registry, tx) = (
+        &controllers.store,
+        &controllers.registry,
+        &controllers.desired,
+    );
+    let desired = |generation: u64, snapshot: Snapshot| desired(generation, snapshot, &desired_dir);
 
     // 1. A fresh fleet converges, PSIS first, then PSWS, then the rest.
     eventually("the fleet to converge", || store.converged(1)).await;
@@ -292,15 +212,15 @@ async fn scenario() {
     assert!(probe.success && probe.http_status == Some(200), "{probe:?}");
     assert_eq!(status.hl7.active_listener.as_deref(), Some("app2"));
     assert_eq!(
-        metric(&registry, "steward_hl7_active_listener{server=\"app2\"}"),
-        1.0
+        metric(registry, "steward_hl7_active_listener{server=\"app2\"}"),
+        Some(1.0)
     );
     assert_eq!(
         metric(
-            &registry,
+            registry,
             "steward_service_healthy{server=\"app1\",service=\"PSIS\"}"
         ),
-        1.0
+        Some(1.0)
     );
     let on_agent = client_b.service(ServiceKind::Health).await.unwrap();
     assert_eq!(on_agent.installed_by, "steward-fleet-test");
@@ -319,17 +239,17 @@ async fn scenario() {
     })
     .await;
     eventually("HEALTH to be healthy again", || {
-        healthy(&store, "app2", ServiceKind::Health)
+        healthy(store, "app2", ServiceKind::Health)
     })
     .await;
     let after = pid_of(&client_b, ServiceKind::Health).await.unwrap();
     assert_ne!(before, after);
     assert_eq!(
         metric(
-            &registry,
+            registry,
             "steward_drift_corrected_total{kind=\"service_stopped\"}"
         ),
-        1.0
+        Some(1.0)
     );
 
     // 3. Monitor mode reports drift and changes nothing.
@@ -361,17 +281,17 @@ async fn scenario() {
     );
     assert_eq!(
         metric(
-            &registry,
+            registry,
             "steward_drift_detected_total{kind=\"service_stopped\"}"
         ),
-        2.0
+        Some(2.0)
     );
     assert_eq!(
         metric(
-            &registry,
+            registry,
             "steward_drift_corrected_total{kind=\"service_stopped\"}"
         ),
-        1.0
+        Some(1.0)
     );
     assert_eq!(store.status().hl7.active_listener, None);
 
@@ -395,15 +315,20 @@ async fn scenario() {
         let degraded = app2.conditions.iter().any(|c| {
             c.condition_type == ConditionType::Degraded && c.status == ConditionStatus::True
         });
-        healthy(&store, "app1", ServiceKind::Client) && app2.agent_up == Some(false) && degraded
+        healthy(store, "app1", ServiceKind::Client) && app2.agent_up == Some(false) && degraded
     })
     .await;
     assert!(!store.converged(4));
-    assert_eq!(metric(&registry, "steward_agent_up{server=\"app2\"}"), 0.0);
-    assert_eq!(metric(&registry, "steward_agent_up{server=\"app1\"}"), 1.0);
+    assert_eq!(
+        metric(registry, "steward_agent_up{server=\"app2\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(registry, "steward_agent_up{server=\"app1\"}"),
+        Some(1.0)
+    );
 
-    shutdown.cancel();
-    let report = running.await.unwrap();
+    let report = controllers.stop().await;
     assert!(report["service"].succeeded > 0, "{report:?}");
     a.shutdown().await;
 }

@@ -48,16 +48,7 @@ fn main() {
         let killed_at = now();
         signal(pid, Signal::KILL);
         let status = lab.wait_status(&format!("{srv}/{kind} healthy again"), |s| {
-            service(s, srv, kind).is_some_and(|svc| {
-                service_up(svc)
-                    && condition(svc, "Ready").is_some_and(|c| {
-                        c["status"] == "True"
-                            && c["lastTransitionTime"]
-                                .as_str()
-                                .and_then(parse_time)
-                                .is_some_and(|t| t > killed_at)
-                    })
-            })
+            ready_since(s, srv, kind, killed_at)
         });
         let ready_at = service(&status, srv, kind)
             .and_then(|s| condition(s, "Ready"))

@@ -1,5 +1,5 @@
 use super::*;
-use crate::fakes::{fixture, fixture_with, headline};
+use crate::fakes::{fixture, fixture_with, headline, Call};
 use steward_agent::ClientError;
 use steward_model::resource::CaMode;
 use steward_runtime::ReconcileError;
@@ -26,7 +26,7 @@ async fn generated_certificate_is_issued_once_and_renewed_when_old() {
         .unwrap();
     assert_eq!(action, Action::requeue(fx.ctx.pace.short()));
     let agent = fx.agent("app1");
-    assert_eq!(agent.calls("install_certificate"), 1);
+    assert_eq!(agent.calls(Call::InstallCertificate), 1);
     assert!(fx.ctx.store.cert_ready("app1"));
     let installed = agent.state().certificate.clone().unwrap();
     assert_eq!(installed.subject, "CN=app1.example.eng");
@@ -40,14 +40,14 @@ async fn generated_certificate_is_issued_once_and_renewed_when_old() {
             "steward_certificate_expiry_timestamp_seconds",
             &[("server", "app1")]
         ),
-        installed.not_after.unix_timestamp() as f64
+        Some(installed.not_after.unix_timestamp() as f64)
     );
 
     // Read back: in place, nothing installed.
     reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
         .await
         .unwrap();
-    assert_eq!(agent.calls("install_certificate"), 1);
+    assert_eq!(agent.calls(Call::InstallCertificate), 1);
     assert_eq!(cert_reason(&fx), "CertificateInstalled");
 
     // Close to expiry: renewed.
@@ -56,17 +56,17 @@ async fn generated_certificate_is_issued_once_and_renewed_when_old() {
     reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
         .await
         .unwrap();
-    assert_eq!(agent.calls("install_certificate"), 2);
+    assert_eq!(agent.calls(Call::InstallCertificate), 2);
 
     // Replaced behind steward's back: drift, corrected.
     agent.state().certificate.as_mut().unwrap().thumbprint = "0".repeat(40);
     reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
         .await
         .unwrap();
-    assert_eq!(agent.calls("install_certificate"), 3);
+    assert_eq!(agent.calls(Call::InstallCertificate), 3);
     assert_eq!(
         fx.counter("steward_drift_corrected_total", &[("kind", "certificate")]),
-        1.0
+        Some(1.0)
     );
 }
 
@@ -119,7 +119,7 @@ async fn pem_files_are_checked_before_install_and_never_quoted() {
         .await
         .unwrap();
     assert_eq!(
-        agent.calls("install_certificate"),
+        agent.calls(Call::InstallCertificate),
         1,
         "same thumbprint: left alone"
     );
@@ -135,7 +135,7 @@ async fn pem_files_are_checked_before_install_and_never_quoted() {
 async fn agent_errors_are_conditions_and_errors() {
     let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
     fx.agent("app1")
-        .fail_next("certificate", ClientError::ConnectRefused);
+        .fail_next(Call::Certificate, ClientError::ConnectRefused);
     let err = reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
         .await
         .unwrap_err();
@@ -151,6 +151,7 @@ async fn monitor_mode_installs_nothing() {
         .unwrap();
     fx.set_mode(Mode::Monitor);
     let agent = fx.agent("app1");
+    agent.forbid(Call::InstallCertificate);
     agent.state().certificate.as_mut().unwrap().thumbprint = "0".repeat(40);
     reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
         .await
@@ -158,15 +159,15 @@ async fn monitor_mode_installs_nothing() {
     reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
         .await
         .unwrap();
-    assert_eq!(agent.calls("install_certificate"), 1);
+    assert_eq!(agent.calls(Call::InstallCertificate), 1);
     assert_eq!(cert_reason(&fx), "CertificateDrift");
     assert_eq!(
         fx.counter("steward_drift_detected_total", &[("kind", "certificate")]),
-        1.0
+        Some(1.0)
     );
     assert_eq!(
         fx.counter("steward_drift_corrected_total", &[("kind", "certificate")]),
-        0.0
+        Some(0.0)
     );
 }
 
@@ -216,7 +217,7 @@ async fn generated_certificates_follow_duration_and_renew_before() {
             "steward_certificate_renewal_timestamp_seconds",
             &[("server", "app1")]
         ),
-        renewal as f64
+        Some(renewal as f64)
     );
 
     // In place: woken again at the renewal point, not after a whole resync.
@@ -232,7 +233,7 @@ async fn generated_certificates_follow_duration_and_renew_before() {
         ),
         other => panic!("{other:?}"),
     }
-    assert_eq!(agent.calls("install_certificate"), 1);
+    assert_eq!(agent.calls(Call::InstallCertificate), 1);
 
     // Past the renewal point: renewed, with its own event.
     agent.state().certificate.as_mut().unwrap().not_after =
@@ -240,7 +241,7 @@ async fn generated_certificates_follow_duration_and_renew_before() {
     reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
         .await
         .unwrap();
-    assert_eq!(agent.calls("install_certificate"), 2);
+    assert_eq!(agent.calls(Call::InstallCertificate), 2);
     assert_eq!(events(&fx, "CertificateRenewed"), 1);
     assert_ne!(
         agent.state().certificate.as_ref().unwrap().thumbprint,
@@ -262,7 +263,7 @@ async fn default_renewal_is_at_two_thirds_of_the_lifetime() {
     );
     assert_eq!(
         renewal,
-        (not_after - time::Duration::days(30)).unix_timestamp() as f64
+        Some((not_after - time::Duration::days(30)).unix_timestamp() as f64)
     );
     // 31 days left: in place; 29 days left: renewed.
     agent.state().certificate.as_mut().unwrap().not_after =
@@ -270,13 +271,13 @@ async fn default_renewal_is_at_two_thirds_of_the_lifetime() {
     reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
         .await
         .unwrap();
-    assert_eq!(agent.calls("install_certificate"), 1);
+    assert_eq!(agent.calls(Call::InstallCertificate), 1);
     agent.state().certificate.as_mut().unwrap().not_after =
         OffsetDateTime::now_utc() + time::Duration::days(29);
     reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
         .await
         .unwrap();
-    assert_eq!(agent.calls("install_certificate"), 2);
+    assert_eq!(agent.calls(Call::InstallCertificate), 2);
 }
 
 #[tokio::test]
@@ -289,7 +290,7 @@ async fn an_existing_ca_means_nothing_is_ever_issued() {
     reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
         .await
         .unwrap();
-    assert_eq!(fx.agent("app1").calls("install_certificate"), 0);
+    assert_eq!(fx.agent("app1").calls(Call::InstallCertificate), 0);
     assert_eq!(cert_reason(&fx), "NoCertificateAuthority");
     assert!(!fx.ctx.store.cert_ready("app1"));
 }
@@ -345,7 +346,7 @@ async fn replaced_files_are_reinstalled_and_due_ones_reported() {
         .await
         .unwrap();
     assert_eq!(cert_reason(&fx), "KeyMismatch");
-    assert_eq!(agent.calls("install_certificate"), 2);
+    assert_eq!(agent.calls(Call::InstallCertificate), 2);
     assert_eq!(
         agent.state().certificate.as_ref().unwrap().thumbprint,
         second.sha1_thumbprint
@@ -402,7 +403,7 @@ async fn pfx_password_problems_are_conditions_without_the_password() {
         .await
         .unwrap();
     assert_eq!(cert_reason(&fx), "SecretUnresolved");
-    assert_eq!(fx.agent("app1").calls("install_certificate"), 0);
+    assert_eq!(fx.agent("app1").calls(Call::InstallCertificate), 0);
 
     std::fs::write(&secret, format!("{password}\n")).unwrap();
     reconcile("app1".into(), Reason::Requeue, fx.ctx.clone())
@@ -441,7 +442,7 @@ async fn a_certificate_gone_from_the_server_is_not_ready_and_installed_again() {
 
     // Its files deleted: the agent reports none. Until it is back, not Ready.
     agent.state().certificate = None;
-    agent.fail_next("install_certificate", ClientError::ConnectRefused);
+    agent.fail_next(Call::InstallCertificate, ClientError::ConnectRefused);
     let _ = reconcile("app1".into(), Reason::Resync, fx.ctx.clone()).await;
     assert!(!fx.ctx.store.cert_ready("app1"));
     assert_ne!(cert_reason(&fx), "CertificateInstalled");
@@ -451,7 +452,7 @@ async fn a_certificate_gone_from_the_server_is_not_ready_and_installed_again() {
         .unwrap();
     assert!(fx.ctx.store.cert_ready("app1"));
     assert_eq!(cert_reason(&fx), "CertificateInstalled");
-    assert_eq!(agent.calls("install_certificate"), 3);
+    assert_eq!(agent.calls(Call::InstallCertificate), 3);
     let events = fx.ctx.store.status().events;
     assert!(
         events
@@ -461,6 +462,6 @@ async fn a_certificate_gone_from_the_server_is_not_ready_and_installed_again() {
     );
     assert_eq!(
         fx.counter("steward_drift_corrected_total", &[("kind", "certificate")]),
-        1.0
+        Some(1.0)
     );
 }

@@ -5,14 +5,14 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use steward_agent::api::ServiceStatus;
 use steward_model::{SecretRef, ServiceKind};
 use steward_runtime::ReconcileError;
 
 use super::*;
-use crate::fakes::{fixture, headline, Fixture};
+use crate::fakes::{fixture, headline, Call, Fixture};
 use crate::reconciler::reconcile_and_record;
 use crate::service_key::ServiceKey;
 
@@ -73,14 +73,13 @@ impl Iridium {
             .expect("start iridium-server");
         self.child = Some(child);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "iridium did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let what = format!("iridium to listen on {addr}");
+        steward_testkit::eventually(
+            &what,
+            Duration::from_secs(30),
+            Duration::from_millis(10),
+            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+        );
     }
 
     fn stop(&mut self) {
@@ -171,12 +170,12 @@ async fn a_present_database_opens_the_gate_and_missing_login_pieces_only_degrade
     );
 
     assert_eq!(install_psis(&fx).await, "WaitingForHealthCheck");
-    assert_eq!(fx.agent("app1").calls("install"), 1);
-    assert_eq!(fx.gauge("steward_database_up", &[]), 1.0);
+    assert_eq!(fx.agent("app1").calls(Call::Install), 1);
+    assert_eq!(fx.gauge("steward_database_up", &[]), Some(1.0));
     let version = db.version.unwrap();
     assert_eq!(
         fx.gauge("steward_database_info", &[("version", version.as_str())]),
-        1.0
+        Some(1.0)
     );
 }
 
@@ -205,8 +204,8 @@ async fn services_are_not_installed_while_the_database_is_missing() {
     );
 
     assert_eq!(install_psis(&fx).await, "WaitingForDatabase");
-    assert_eq!(fx.agent("app1").calls("install"), 0);
-    assert_eq!(fx.gauge("steward_database_up", &[]), 0.0);
+    assert_eq!(fx.agent("app1").calls(Call::Install), 0);
+    assert_eq!(fx.gauge("steward_database_up", &[]), Some(0.0));
 }
 
 #[tokio::test]
@@ -286,29 +285,29 @@ async fn a_database_that_goes_down_degrades_uninstalls_nothing_and_comes_back() 
     let _dir = point_at(&fx, &server, "iridium_sql", PASSWORD);
     check(&fx).await.unwrap();
     install_psis(&fx).await;
-    assert_eq!(fx.agent("app1").calls("install"), 1);
+    assert_eq!(fx.agent("app1").calls(Call::Install), 1);
 
     server.stop();
     let error = check(&fx).await.unwrap_err();
     assert_eq!(error.reason(), "Unreachable");
     assert_eq!(status(&fx).up, Some(false));
     assert_eq!(headline(&status(&fx).conditions), "Unreachable");
-    assert_eq!(fx.gauge("steward_database_up", &[]), 0.0);
+    assert_eq!(fx.gauge("steward_database_up", &[]), Some(0.0));
     // The installed service stays: nothing is uninstalled or reinstalled for it.
     fx.agent("app1")
         .set_status(ServiceKind::Psis, ServiceStatus::Running);
     fx.run::<Services>(ServiceKey::new("app1", ServiceKind::Psis))
         .await
         .unwrap();
-    assert_eq!(fx.agent("app1").calls("uninstall"), 0);
-    assert_eq!(fx.agent("app1").calls("install"), 1);
+    assert_eq!(fx.agent("app1").calls(Call::Uninstall), 0);
+    assert_eq!(fx.agent("app1").calls(Call::Install), 1);
 
     // Back on the same port: the same pool logs in again, no restart of anything.
     server.spawn();
     check(&fx).await.unwrap();
     assert_eq!(status(&fx).up, Some(true));
     assert_eq!(headline(&status(&fx).conditions), "ServiceLoginIncomplete");
-    assert_eq!(fx.gauge("steward_database_up", &[]), 1.0);
+    assert_eq!(fx.gauge("steward_database_up", &[]), Some(1.0));
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::fakes::{fixture, headline, snapshot, Fixture};
+use crate::fakes::{fixture, headline, snapshot, Call, Fixture};
 use steward_agent::ClientError;
 use steward_runtime::ReconcileError;
 
@@ -62,7 +62,7 @@ async fn installs_wait_for_the_certificate_then_for_dependencies() {
         Action::requeue(fx.ctx.pace.wait())
     );
     assert_eq!(reason(&fx, "app1", Psis), "WaitingForCertificate");
-    assert_eq!(app1.calls("install"), 0);
+    assert_eq!(app1.calls(Call::Install), 0);
 
     certificates(&fx, &["app1", "app2"]).await;
     run(&fx, "app2", Health).await.unwrap();
@@ -75,19 +75,19 @@ async fn installs_wait_for_the_certificate_then_for_dependencies() {
     );
     run(&fx, "app1", Psws).await.unwrap();
     assert_eq!(reason(&fx, "app1", Psws), "WaitingForDependency");
-    assert_eq!(app1.calls("install"), 0);
+    assert_eq!(app1.calls(Call::Install), 0);
 
     // PSIS installs; it is not ready until a probe passed.
     assert_eq!(
         run(&fx, "app1", Psis).await.unwrap(),
         Action::requeue(fx.ctx.pace.short())
     );
-    assert_eq!(app1.calls("install"), 1);
+    assert_eq!(app1.calls(Call::Install), 1);
     assert_eq!(app1.state().services[&Psis].ports, vec![7001]);
     assert_eq!(app1.state().services[&Psis].installed_by, "steward-test");
     run(&fx, "app1", Psws).await.unwrap();
     assert_eq!(
-        app1.calls("install"),
+        app1.calls(Call::Install),
         1,
         "PSIS installed but not yet healthy"
     );
@@ -104,7 +104,7 @@ async fn installs_wait_for_the_certificate_then_for_dependencies() {
             "steward_service_healthy",
             &[("server", "app2"), ("service", "HEALTH")]
         ),
-        1.0
+        Some(1.0)
     );
     // A fresh rollout is not drift.
     assert_eq!(
@@ -112,7 +112,7 @@ async fn installs_wait_for_the_certificate_then_for_dependencies() {
             "steward_drift_detected_total",
             &[("kind", "service_missing")]
         ),
-        0.0
+        Some(0.0)
     );
 }
 
@@ -126,15 +126,21 @@ async fn a_stopped_service_is_restarted_and_counted_as_drift() {
     let agent = fx.agent("app1");
     agent.set_status(Health, ServiceStatus::Stopped);
     run(&fx, "app1", Health).await.unwrap();
-    assert_eq!(agent.calls("restart"), 1);
+    assert_eq!(agent.calls(Call::Restart), 1);
     assert_eq!(
         agent.state().services[&Health].status,
         ServiceStatus::Running
     );
     assert_eq!(reason(&fx, "app1", Health), "Restarted");
     let stopped = [("kind", "service_stopped")];
-    assert_eq!(fx.counter("steward_drift_detected_total", &stopped), 1.0);
-    assert_eq!(fx.counter("steward_drift_corrected_total", &stopped), 1.0);
+    assert_eq!(
+        fx.counter("steward_drift_detected_total", &stopped),
+        Some(1.0)
+    );
+    assert_eq!(
+        fx.counter("steward_drift_corrected_total", &stopped),
+        Some(1.0)
+    );
     let events = fx
         .ctx
         .store
@@ -170,7 +176,7 @@ async fn changed_ports_reinstall_and_a_vanished_service_is_reinstalled() {
     assert_eq!(agent.state().services[&Psws].ports, vec![7002]);
     assert_eq!(
         fx.counter("steward_drift_corrected_total", &[("kind", "service_spec")]),
-        1.0
+        Some(1.0)
     );
 
     agent.state().services.remove(&Psws);
@@ -181,7 +187,7 @@ async fn changed_ports_reinstall_and_a_vanished_service_is_reinstalled() {
             "steward_drift_corrected_total",
             &[("kind", "service_missing")]
         ),
-        1.0
+        Some(1.0)
     );
 
     // A new release is a rollout, not drift.
@@ -192,7 +198,7 @@ async fn changed_ports_reinstall_and_a_vanished_service_is_reinstalled() {
     assert_eq!(agent.state().services[&Psws].release, "6.13.0");
     assert_eq!(
         fx.counter("steward_drift_detected_total", &[("kind", "service_spec")]),
-        1.0
+        Some(1.0)
     );
 }
 
@@ -209,7 +215,7 @@ async fn monitor_mode_reports_drift_and_changes_nothing() {
     agent.state().services.remove(&Psws);
     agent.state().services.get_mut(&Psis).unwrap().release = "6.0.0".into();
     let calls = |a: &crate::fakes::FakeAgent| {
-        a.calls("install") + a.calls("restart") + a.calls("uninstall")
+        a.calls(Call::Install) + a.calls(Call::Restart) + a.calls(Call::Uninstall)
     };
     let before = calls(&agent);
     for _ in 0..3 {
@@ -224,12 +230,12 @@ async fn monitor_mode_reports_drift_and_changes_nothing() {
     for kind in ["service_stopped", "service_missing", "service_spec"] {
         assert_eq!(
             fx.counter("steward_drift_detected_total", &[("kind", kind)]),
-            1.0,
+            Some(1.0),
             "{kind} counted once"
         );
         assert_eq!(
             fx.counter("steward_drift_corrected_total", &[("kind", kind)]),
-            0.0
+            Some(0.0)
         );
     }
     assert!(!fx.ctx.store.converged(fx.generation()));
@@ -266,7 +272,7 @@ async fn undeclared_services_are_reported_unless_pruned_dependents_first() {
         .unwrap();
     run(&fx, "app1", Job).await.unwrap();
     assert_eq!(reason(&fx, "app1", Job), "Orphaned");
-    assert_eq!(agent.calls("uninstall"), 0);
+    assert_eq!(agent.calls(Call::Uninstall), 0);
     let status = fx.ctx.store.status();
     let job = status.servers[0]
         .services
@@ -286,10 +292,10 @@ async fn undeclared_services_are_reported_unless_pruned_dependents_first() {
     assert_eq!(reason(&fx, "app1", Psis), "WaitingForDependents");
     run(&fx, "app1", Psws).await.unwrap();
     assert_eq!(reason(&fx, "app1", Psws), "WaitingForDependents");
-    assert_eq!(agent.calls("uninstall"), 0);
+    assert_eq!(agent.calls(Call::Uninstall), 0);
     run(&fx, "app1", Health).await.unwrap();
     run(&fx, "app1", Job).await.unwrap();
-    assert_eq!(agent.calls("uninstall"), 2);
+    assert_eq!(agent.calls(Call::Uninstall), 2);
     run(&fx, "app1", Psis).await.unwrap();
     assert_eq!(
         reason(&fx, "app1", Psis),
@@ -307,12 +313,13 @@ async fn undeclared_services_are_reported_unless_pruned_dependents_first() {
         );
     }
     assert!(fx.ctx.store.status().servers[0].services.is_empty());
+    // Forgotten: its series is removed, not left at 0.
     assert_eq!(
         fx.gauge(
             "steward_service_installed",
             &[("server", "app1"), ("service", "PSIS")]
         ),
-        0.0
+        None
     );
 }
 
@@ -333,7 +340,7 @@ async fn a_failing_probe_degrades_after_fall_failures_and_recovers_after_rise() 
     assert_eq!((psis.healthy_servers, psis.healthy), (0, false));
     assert_eq!(
         fx.gauge("steward_service_kind_healthy", &[("service", "PSIS")]),
-        0.0
+        Some(0.0)
     );
     let health = fx.ctx.store.resource("service", "app1.PSIS").unwrap();
     let crate::status::ResourceDetail::Service(detail) = health.detail else {
@@ -347,7 +354,7 @@ async fn a_failing_probe_degrades_after_fall_failures_and_recovers_after_rise() 
             "steward_service_healthy",
             &[("server", "app1"), ("service", "PSIS")]
         ),
-        0.0
+        Some(0.0)
     );
     // Unhealthy is not ready: PSWS may not install.
     run(&fx, "app1", Psws).await.unwrap();
@@ -360,7 +367,7 @@ async fn a_failing_probe_degrades_after_fall_failures_and_recovers_after_rise() 
     assert_eq!(reason(&fx, "app1", Psis), "Healthy");
     assert_eq!(
         fx.gauge("steward_service_kind_healthy", &[("service", "PSIS")]),
-        1.0
+        Some(1.0)
     );
 }
 
@@ -377,7 +384,7 @@ async fn an_unreachable_agent_degrades_its_services_but_they_are_still_probed() 
     );
     assert_eq!(
         fx.gauge("steward_hl7_active_listener", &[("server", "app1")]),
-        1.0
+        Some(1.0)
     );
     let agent = fx.agent("app1");
     agent.set_down(true);
@@ -399,7 +406,7 @@ async fn an_unreachable_agent_degrades_its_services_but_they_are_still_probed() 
     // 503 then OK: the error is reported, the next run recovers.
     agent.set_down(false);
     agent.fail_next(
-        "services",
+        Call::Services,
         ClientError::Status {
             status: 503,
             code: None,
@@ -419,7 +426,7 @@ async fn install_failures_are_conditions_not_panics() {
     let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
     certificates(&fx, &["app1"]).await;
     fx.agent("app1").fail_next(
-        "install",
+        Call::Install,
         ClientError::Status {
             status: 409,
             code: Some("conflict".into()),

@@ -5,7 +5,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PASSWORD: &str = "Iridium-Fleet-Pw1!";
 
@@ -52,14 +52,13 @@ impl Iridium {
             .spawn()
             .expect("start iridium-server");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "iridium did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let what = format!("iridium to listen on {addr}");
+        steward_testkit::eventually(
+            &what,
+            Duration::from_secs(30),
+            Duration::from_millis(10),
+            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+        );
         let password_file = dir.join("db-password");
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(&password_file, PASSWORD).unwrap();

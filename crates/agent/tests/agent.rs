@@ -423,22 +423,13 @@ async fn api_errors_are_json_with_stable_codes() {
 }
 
 /// Waits longer than `eventually`: the agent's restart backoff reaches 10 s.
-async fn within_30s<T, F, Fut>(what: &str, mut check: F) -> T
+async fn within_30s<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (deadline, poll) = (Duration::from_secs(30), Duration::from_millis(50));
+    steward_testkit::eventually_async(what, deadline, poll, check).await
 }
 
 #[tokio::test]

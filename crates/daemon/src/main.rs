@@ -59,7 +59,7 @@ enum Command {
     /// Run the agent on an application server (HTTPS with mutual TLS).
     Agent(cmd::agent::Args),
     /// Run one lab service (started by a lab agent's process driver).
-    LabService(steward_lab::LabServiceArgs),
+    LabService(cmd::lab_service::LabServiceCli),
     /// Act on a running lab: `steward lab kill SERVER KIND`.
     Lab(cmd::lab::Args),
 }

@@ -1,27 +1,16 @@
 //! The `steward` binary's validate / plan / schema commands: output format and exit codes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use steward_testkit::copy_dir;
+use steward_testkit::{bundled_desired_state, copy_dir, run, text};
 
 fn steward(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(args)
-        .output()
-        .expect("run steward")
-}
-
-fn bundled() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../desired-state")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    run(env!("CARGO_BIN_EXE_steward"), args, &[])
 }
 
 #[test]
 fn bundled_state_validates_with_warnings_only() {
-    let out = steward(&["validate", bundled().to_str().unwrap()]);
+    let out = steward(&["validate", bundled_desired_state().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.lines().all(|l| l.contains(": warning[")), "{stdout}");
@@ -30,7 +19,7 @@ fn bundled_state_validates_with_warnings_only() {
 #[test]
 fn invalid_state_exits_1_with_located_errors_and_json() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&bundled(), dir.path());
+    copy_dir(&bundled_desired_state(), dir.path());
     let app2 = dir.path().join("servers/app2.yaml");
     let broken = std::fs::read_to_string(&app2)
         .unwrap()
@@ -80,7 +69,7 @@ fn missing_directory_is_a_usage_error() {
 
 #[test]
 fn plan_of_a_fresh_fleet_exits_2_and_orders_installs() {
-    let out = steward(&["plan", bundled().to_str().unwrap()]);
+    let out = steward(&["plan", bundled_desired_state().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let pos = |needle: &str| {
@@ -96,7 +85,7 @@ fn plan_of_a_fresh_fleet_exits_2_and_orders_installs() {
     assert!(stdout.contains("https://app1.example.eng:7001/identityserver"));
     assert!(stdout.contains("Plan: 14 to add, 0 to change, 0 to remove."));
 
-    let out = steward(&["plan", bundled().to_str().unwrap(), "--json"]);
+    let out = steward(&["plan", bundled_desired_state().to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(2));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let installs: Vec<&serde_json::Value> = plan["steps"]
@@ -116,7 +105,7 @@ fn plan_of_a_fresh_fleet_exits_2_and_orders_installs() {
 #[test]
 fn plan_of_invalid_state_exits_1_and_plans_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&bundled(), dir.path());
+    copy_dir(&bundled_desired_state(), dir.path());
     std::fs::write(
         dir.path().join("bad.yaml"),
         "apiVersion: steward/v1\nkind: Server\n",
@@ -157,10 +146,11 @@ fn schema_is_json_schema_covering_every_kind() {
 // log colours and formats. The daemon tests bind 127.0.202.x-127.0.204.x; run them in a
 // network namespace of their own (`unshare -n`) when others share the machine.
 mod output_and_logs {
-    use super::{bundled, copy_dir, steward, text};
+    use super::{bundled_desired_state, copy_dir, steward, text};
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Output, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
+    use steward_testkit::within;
 
     /// 128 + SIGPIPE, what a shell reports for `yes | head -1`.
     const BROKEN_PIPE: i32 = 141;
@@ -194,7 +184,7 @@ mod output_and_logs {
 
     #[test]
     fn a_closed_pipe_ends_validate_plan_schema_and_ca_quietly() {
-        let dir = bundled();
+        let dir = bundled_desired_state();
         let dir = dir.to_str().unwrap();
         for args in [
             vec!["validate", dir],
@@ -264,15 +254,10 @@ mod output_and_logs {
         }
 
         fn wait_log(&self, needle: &str) {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !self.log().contains(needle) {
-                assert!(
-                    Instant::now() < deadline,
-                    "no {needle:?} in the log:\n{}",
-                    self.log()
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            let found = within(Duration::from_secs(60), Duration::from_millis(100), || {
+                self.log().contains(needle)
+            });
+            assert!(found.is_some(), "no {needle:?} in the log:\n{}", self.log());
         }
 
         /// SIGTERM, then the exit code.
@@ -296,7 +281,7 @@ mod output_and_logs {
     fn lab_desired_state(tmp: &Path, database: &str) -> PathBuf {
         let dir = tmp.join("desired-state");
         std::fs::create_dir_all(&dir).unwrap();
-        copy_dir(&bundled(), &dir);
+        copy_dir(&bundled_desired_state(), &dir);
         let file = dir.join("installation.yaml");
         let text = std::fs::read_to_string(&file).unwrap();
         let text = text.replacen("server: 127.0.0.1 ", &format!("server: {database} "), 1);
@@ -306,24 +291,26 @@ mod output_and_logs {
 
     /// Run `steward status` until `done` accepts its output, or fail after two minutes.
     fn status_until(url: &str, daemon: &Daemon, done: impl Fn(&Output) -> bool) -> Output {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
+        let mut last = None;
+        let found = within(Duration::from_secs(120), Duration::from_millis(250), || {
             let out = steward(&["status", "--url", url]);
             if done(&out) {
-                return out;
+                return Some(out);
             }
-            assert!(
-                Instant::now() < deadline,
+            last = Some(out);
+            None
+        });
+        found.unwrap_or_else(|| {
+            let out = last.expect("steward status ran");
+            panic!(
                 "steward status never got there; last exit {:?}:\n{}{}\ndaemon log:\n{}",
                 out.status.code(),
                 text(&out.stdout),
                 text(&out.stderr),
                 daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+            )
+        })
     }
-
     #[test]
     fn status_of_a_lab_daemon_shows_every_port_and_exits_3_when_degraded() {
         let tmp = tempfile::tempdir().unwrap();
@@ -397,7 +384,7 @@ mod output_and_logs {
     fn daemon_logs_to_a_file_without_colour_and_ends_with_a_readable_summary() {
         let tmp = tempfile::tempdir().unwrap();
         let mut daemon = Daemon::start(
-            &bundled().canonicalize().unwrap(),
+            &bundled_desired_state().canonicalize().unwrap(),
             tmp.path(),
             &["--listen", "127.0.203.1:9464"],
         );
@@ -532,7 +519,7 @@ fn run_fails_fast_when_the_listen_address_is_taken() {
         "--state-dir",
         state.path().to_str().unwrap(),
         "--desired-state",
-        bundled().to_str().unwrap(),
+        bundled_desired_state().to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1));
     let said = text(&out.stderr) + &text(&out.stdout);
@@ -633,7 +620,7 @@ fn validate_reports_hostile_entries_as_located_errors_and_exits() {
     ];
     for (what, make, expected) in cases {
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(&bundled(), dir.path());
+        copy_dir(&bundled_desired_state(), dir.path());
         make(dir.path());
         let out = validate_exits(dir.path());
         let stdout = text(&out.stdout);
@@ -670,7 +657,7 @@ fn validate_reports_an_unreadable_file() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&bundled(), dir.path());
+    copy_dir(&bundled_desired_state(), dir.path());
     let file = dir.path().join("servers/app2.yaml");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
     let out = validate_exits(dir.path());

@@ -1,29 +1,17 @@
 //! `steward db script [DIR]`: the DBA's provisioning T-SQL from the desired state.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use steward_testkit::copy_dir;
+use std::process::Output;
+use steward_testkit::{bundled_desired_state, copy_dir, run, text};
 
 fn steward(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_steward"))
-        .args(args)
-        // The script never resolves secrets: a value here must not show up anywhere.
-        .env("PS_DB_PASSWORD", "installer-S3cret-Value")
-        .output()
-        .expect("run steward")
-}
-
-fn bundled() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../desired-state")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    // The script never resolves secrets: a value here must not show up anywhere.
+    let secret = [("PS_DB_PASSWORD", "installer-S3cret-Value")];
+    run(env!("CARGO_BIN_EXE_steward"), args, &secret)
 }
 
 #[test]
 fn prints_the_provisioning_batches_for_the_bundled_database() {
-    let out = steward(&["db", "script", bundled().to_str().unwrap()]);
+    let out = steward(&["db", "script", bundled_desired_state().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     // The bundled (lab) desired state names a database iridium_server has.
@@ -46,7 +34,7 @@ fn prints_the_provisioning_batches_for_the_bundled_database() {
 #[test]
 fn a_declared_service_login_name_is_the_one_created() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&bundled(), dir.path());
+    copy_dir(&bundled_desired_state(), dir.path());
     let file = dir.path().join("installation.yaml");
     let yaml = std::fs::read_to_string(&file).unwrap().replace(
         "    create: false\n",
@@ -69,7 +57,7 @@ fn a_declared_service_login_name_is_the_one_created() {
 #[test]
 fn hostile_database_names_are_quoted() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&bundled(), dir.path());
+    copy_dir(&bundled_desired_state(), dir.path());
     let file = dir.path().join("installation.yaml");
     let yaml = std::fs::read_to_string(&file)
         .unwrap()
@@ -91,7 +79,7 @@ fn hostile_database_names_are_quoted() {
 #[test]
 fn an_invalid_directory_prints_nothing_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&bundled(), dir.path());
+    copy_dir(&bundled_desired_state(), dir.path());
     let file = dir.path().join("installation.yaml");
     let yaml = std::fs::read_to_string(&file)
         .unwrap()

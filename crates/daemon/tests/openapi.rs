@@ -5,38 +5,21 @@
 //! `servers[]` but has its resource, every service kind meets `minimumHealthy`, and the
 //! probe metrics are there, and docs/metrics.md lists exactly the metrics served.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use steward_testkit::copy_dir;
+use std::process::Command;
+use std::time::Duration;
+use steward_testkit::http::Request;
+use steward_testkit::lab::{LabDaemon, Options};
 
 use serde_json::{json, Value};
 
 #[path = "openapi/metrics_doc.rs"]
 mod metrics_doc;
 
+/// The lab's number: its API is on 127.0.212.1:9464, its servers from 127.0.212.11.
+const LAB_NUMBER: u8 = 212;
 const API: &str = "127.0.212.1:9464";
-const LAB: &str = "127.0.212.11";
 const TOKEN: &str = "openapi-test-token";
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SIGTERM, so the daemon stops its lab agents and services too.
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-    }
-}
 
 struct Reply {
     status: u16,
@@ -51,74 +34,21 @@ impl Reply {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close`.
+/// One request to the lab's API, with the reconcile token if given.
 fn request(method: &str, path: &str, token: Option<&str>) -> std::io::Result<Reply> {
-    let mut stream = TcpStream::connect(API)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {API}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a complete response head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut content_type = String::new();
-    let mut chunked = false;
-    for line in lines {
-        let (name, value) = line.split_once(':').unwrap();
-        match name.to_ascii_lowercase().as_str() {
-            "content-type" => content_type = value.trim().to_owned(),
-            "transfer-encoding" => chunked = value.trim().eq_ignore_ascii_case("chunked"),
-            _ => {}
-        }
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let resp = Request {
+        method,
+        headers: &headers,
+        ..Request::get(API, path)
     }
-    if chunked {
-        body = dechunk(&body);
-    }
+    .send()?;
     Ok(Reply {
-        status,
-        content_type,
-        body,
+        status: resp.status,
+        content_type: resp.header("content-type").unwrap_or_default().to_owned(),
+        body: resp.body,
     })
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&data[..line_end])
-                .split(';')
-                .next()
-                .unwrap()
-                .trim(),
-            16,
-        )
-        .unwrap();
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
 }
 
 fn get(path: &str) -> Reply {
@@ -235,50 +165,25 @@ impl Checker {
     }
 }
 
-fn wait_until(what: &str, limit: Duration, log: &Path, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; daemon log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 #[test]
 fn the_openapi_document_describes_every_real_response() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../desired-state");
-    let dir = tmp.path().join("desired-state");
-    copy_dir(&bundled, &dir);
+    let options = Options {
+        env: vec![("STEWARD_RECONCILE_TOKEN", TOKEN)],
+        ..Options::default()
+    };
+    let mut lab = LabDaemon::new(
+        Path::new(env!("CARGO_BIN_EXE_steward")),
+        LAB_NUMBER,
+        options,
+    );
     // app2 becomes a standby server: reconciled, left off the dashboard.
-    let app2 = dir.join("servers/app2.yaml");
-    let text = std::fs::read_to_string(&app2).unwrap().replace(
+    lab.edit(
+        "servers/app2.yaml",
         "  hostname: app2.example.eng\n",
         "  hostname: app2.example.eng\n  monitor: false\n",
     );
-    std::fs::write(&app2, text).unwrap();
-    let log_path = tmp.path().join("daemon.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let _daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_steward"))
-            .args(["run", "--lab", "--listen", API, "--lab-first-address", LAB])
-            .arg("--desired-state")
-            .arg(&dir)
-            .arg("--state-dir")
-            .arg(tmp.path().join("state"))
-            .env("STEWARD_RECONCILE_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-
-    wait_until("the API", Duration::from_secs(60), &log_path, || {
-        request("GET", "/healthz", None).is_ok()
-    });
+    lab.spawn();
+    let dir = lab.desired.clone();
     let openapi = get("/api/v1/openapi.json");
     let doc = openapi.json();
     assert_eq!(doc["openapi"], "3.1.0");
@@ -315,12 +220,9 @@ fn the_openapi_document_describes_every_real_response() {
             .unwrap_or_default();
         kinds.len() == 11 && kinds.iter().all(|k| k["healthy"] == true)
     };
-    wait_until(
-        "convergence",
-        Duration::from_secs(150),
-        &log_path,
-        converged,
-    );
+    lab.wait_until("convergence", Duration::from_secs(150), || {
+        converged().then_some(())
+    });
 
     let status = get("/api/v1/status");
     checker.check("get", "/api/v1/status", &status);

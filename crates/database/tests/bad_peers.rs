@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use steward_database::{Connection, DatabaseConfig, Error, Password, Stage};
+use steward_testkit::serve_each;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 const PASSWORD: &str = "Bad-Peer-Sentinel-Pw";
 
@@ -18,22 +18,6 @@ fn config(port: u16) -> DatabaseConfig {
     c.timeouts.login = Duration::from_millis(300);
     c.timeouts.command = Duration::from_millis(300);
     c
-}
-
-/// Serves every connection with `serve` until the test ends.
-async fn peer<F, Fut>(serve: F) -> u16
-where
-    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve(stream));
-        }
-    });
-    port
 }
 
 fn no_password_in(err: &Error) {
@@ -58,7 +42,7 @@ async fn nothing_listening_is_unreachable() {
 
 #[tokio::test]
 async fn a_server_that_never_answers_times_out_at_login() {
-    let port = peer(|mut stream| async move {
+    let port = serve_each(|mut stream| async move {
         // Read whatever comes, say nothing, keep the socket open.
         let mut buf = [0u8; 4096];
         while let Ok(n) = stream.read(&mut buf).await {
@@ -81,7 +65,7 @@ async fn a_server_that_never_answers_times_out_at_login() {
 
 #[tokio::test]
 async fn a_server_that_answers_garbage_is_a_protocol_error() {
-    let port = peer(|mut stream| async move {
+    let port = serve_each(|mut stream| async move {
         let mut buf = [0u8; 512];
         let _ = stream.read(&mut buf).await;
         // An HTTP error page, padded past the largest TDS packet (64 KiB) so that whatever
@@ -100,7 +84,7 @@ async fn a_server_that_answers_garbage_is_a_protocol_error() {
 
 #[tokio::test]
 async fn a_server_that_hangs_up_mid_login_is_unreachable() {
-    let port = peer(|mut stream| async move {
+    let port = serve_each(|mut stream| async move {
         let mut buf = [0u8; 512];
         let _ = stream.read(&mut buf).await;
         drop(stream);

@@ -7,8 +7,8 @@ mod support;
 use std::time::Duration;
 
 use steward_directory::{DirectoryConfig, Password, Session};
+use steward_testkit::serve_each;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 const PASSWORD: &str = "Hostile-Test-Pw-1";
@@ -25,22 +25,6 @@ fn config(url: String) -> DirectoryConfig {
     config
 }
 
-/// A listener whose every connection is handed to `serve`; returns its port.
-async fn server<F, Fut>(serve: F) -> u16
-where
-    F: Fn(TcpStream) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve(stream));
-        }
-    });
-    port
-}
-
 fn assert_no_secret(err: &steward_directory::DirectoryError) {
     for shown in [err.to_string(), format!("{err:?}")] {
         assert!(!shown.contains(PASSWORD), "{shown}");
@@ -49,7 +33,7 @@ fn assert_no_secret(err: &steward_directory::DirectoryError) {
 
 #[tokio::test]
 async fn a_server_that_accepts_and_never_answers_is_a_bounded_timeout() {
-    let port = server(|mut stream| async move {
+    let port = serve_each(|mut stream| async move {
         let mut sink = Vec::new();
         let _ = stream.read_to_end(&mut sink).await;
     })
@@ -85,7 +69,7 @@ async fn a_closed_port_is_unreachable() {
 
 #[tokio::test]
 async fn a_server_that_hangs_up_is_unreachable() {
-    let port = server(|stream| async move { drop(stream) }).await;
+    let port = serve_each(|stream| async move { drop(stream) }).await;
     for url in [
         format!("ldaps://127.0.0.1:{port}"),
         format!("ldap://127.0.0.1:{port}"),
@@ -98,7 +82,7 @@ async fn a_server_that_hangs_up_is_unreachable() {
 
 #[tokio::test]
 async fn a_server_speaking_garbage_is_a_protocol_error() {
-    let port = server(|mut stream| async move {
+    let port = serve_each(|mut stream| async move {
         let mut buf = [0u8; 512];
         let _ = stream.read(&mut buf).await;
         // An HTTP server on the LDAP port: long enough to be a complete (wrong) answer.
@@ -125,7 +109,7 @@ async fn a_refused_starttls_never_leads_to_a_bind_in_clear() {
     let (seen_tx, seen_rx) = oneshot::channel::<Vec<u8>>();
     let seen_tx = std::sync::Mutex::new(Some(seen_tx));
     let seen_tx = std::sync::Arc::new(seen_tx);
-    let port = server(move |mut stream| {
+    let port = serve_each(move |mut stream| {
         let seen_tx = seen_tx.clone();
         async move {
             let mut request = [0u8; 256];

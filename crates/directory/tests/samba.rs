@@ -1,22 +1,21 @@
 //! Against a real Active Directory: one Samba AD DC for the whole binary (its ports are
-//! fixed), started by `main` before the tests and stopped after them. `harness = false`
-//! so the DC outlives every test and is stopped even when one fails; output follows
-//! libtest's format (`test NAME ... ok`, a closing `test result:` line) and a name filter
-//! argument works like libtest's.
+//! fixed), started before the first test and stopped after the last. `harness = false`
+//! (with `libtest-mimic` for libtest's command line and output) so the DC outlives every
+//! test and is stopped even when one fails.
 
 mod support;
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
 
-use futures::FutureExt;
-use steward_directory::{
-    Created, DirectoryKind, Lookup, MemberChanges, MembersPolicy, Password, Session,
-    GLOBAL_SECURITY_GROUP,
-};
+use libtest_mimic::{Arguments, Trial};
+use steward_directory::{Created, DirectoryKind, Lookup, Session, GLOBAL_SECURITY_GROUP};
 use support::samba::{Samba, BASE, CONTAINER};
+use support::scenario::{
+    additive_membership, deleted_behind_our_back, exact_membership_then_absent_removal,
+    wrong_password_is_bind_failed_and_never_shown,
+};
 
 type TestFn = for<'a> fn(&'a Samba) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
 
@@ -56,55 +55,31 @@ fn tests() -> Vec<(&'static str, TestFn)> {
     ]
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
-    let selected: Vec<_> = tests()
+fn main() -> std::process::ExitCode {
+    let mut args = Arguments::from_args();
+    // One DC, shared: the tests run one after the other, like the groups they create.
+    args.test_threads = Some(1);
+    let runtime = Arc::new(tokio::runtime::Runtime::new().expect("tokio runtime"));
+    // Started by the first test that runs (none: a filter left nothing to run), stopped
+    // after the last.
+    let samba: Arc<OnceLock<Option<Samba>>> = Arc::default();
+    let trials = tests()
         .into_iter()
-        .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
+        .map(|(name, test)| {
+            let (runtime, samba) = (runtime.clone(), samba.clone());
+            Trial::test(name, move || {
+                let samba = samba.get_or_init(|| runtime.block_on(Samba::start(false)));
+                // No DC here (outside CI): `Samba::start` printed the skip.
+                if let Some(samba) = samba {
+                    runtime.block_on(test(samba));
+                }
+                Ok(())
+            })
+        })
         .collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in &selected {
-            println!("{name}: test");
-        }
-        return;
-    }
-    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    println!("\nrunning {} tests", selected.len());
-    if selected.is_empty() {
-        println!("\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n");
-        return;
-    }
-    let Some(samba) = runtime.block_on(Samba::start(false)) else {
-        println!("\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n");
-        return;
-    };
-    let started = Instant::now();
-    let mut failed = Vec::new();
-    for (name, test) in &selected {
-        let outcome = runtime.block_on(AssertUnwindSafe(test(&samba)).catch_unwind());
-        match outcome {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(*name);
-            }
-        }
-    }
+    let conclusion = libtest_mimic::run(&args, trials);
     drop(samba);
-    let passed = selected.len() - failed.len();
-    let verdict = if failed.is_empty() { "ok" } else { "FAILED" };
-    if !failed.is_empty() {
-        println!("\nfailures:\n    {}", failed.join("\n    "));
-    }
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {} failed; 0 ignored; 0 measured; 0 filtered out; finished in {:.2}s\n",
-        failed.len(),
-        started.elapsed().as_secs_f64()
-    );
-    if !failed.is_empty() {
-        std::process::exit(101);
-    }
+    conclusion.exit_code()
 }
 
 async fn service(samba: &Samba) -> Session {
@@ -134,14 +109,7 @@ async fn untrusted(samba: &Samba) {
 
 async fn wrong_password(samba: &Samba) {
     let secret = "Not-The-Pw-4417!";
-    let mut config = samba.service_config(LDAPS);
-    config.password = Password::new(secret);
-    let err = Session::connect(&config).await.unwrap_err();
-    assert_eq!(err.label(), "BindFailed", "{err}");
-    assert!(err.to_string().contains("invalidCredentials (49)"), "{err}");
-    for shown in [err.to_string(), format!("{err:?}"), format!("{config:?}")] {
-        assert!(!shown.contains(secret), "password leaked: {shown}");
-    }
+    wrong_password_is_bind_failed_and_never_shown(samba.service_config(LDAPS), secret).await;
 }
 
 async fn groups(samba: &Samba) {
@@ -193,27 +161,12 @@ async fn shared(samba: &Samba) {
 async fn deleted(samba: &Samba) {
     let mut session = service(samba).await;
     session.create_group("PS-Users-T3").await.unwrap();
-    assert!(session
-        .find_groups(&["PS-Users-T3"])
-        .await
-        .unwrap()
-        .missing()
-        .is_empty());
     let mut admin = Session::connect(&samba.admin_config(STARTTLS))
         .await
         .unwrap();
-    admin
-        .delete_entry(&format!("CN=PS-Users-T3,{CONTAINER}"))
-        .await
-        .unwrap();
-    assert_eq!(
-        session
-            .find_groups(&["PS-Users-T3"])
-            .await
-            .unwrap()
-            .missing(),
-        ["PS-Users-T3"]
-    );
+    let dn = format!("CN=PS-Users-T3,{CONTAINER}");
+    let names = ["PS-Users-T3"];
+    deleted_behind_our_back(&mut session, &mut admin, names[0], &dn, &names).await;
     assert!(matches!(
         session.create_group("PS-Users-T3").await.unwrap(),
         Created::Created { .. }
@@ -247,60 +200,19 @@ async fn membership(samba: &Samba) {
         dn_of("t4-mallory")
     ));
 
-    let plan = session
-        .plan_members(
-            &group,
-            &["t4-alice", "T4-BOB", "t4-nobody"],
-            MembersPolicy::Additive,
-        )
-        .await
-        .unwrap();
-    assert_eq!(plan.unknown, ["t4-nobody"]);
-    assert!(plan.changes.remove.is_empty());
-    let applied = session.apply_members(&group, &plan.changes).await.unwrap();
-    assert_eq!((applied.added, applied.removed), (2, 0));
-    assert_eq!(
-        session.read_members(&group).await.unwrap().len(),
-        3,
-        "mallory kept under additive"
-    );
-    // AD answers 68 for a value already present: converged, not an error.
-    assert_eq!(
-        session
-            .apply_members(&group, &plan.changes)
-            .await
-            .unwrap()
-            .already_member,
-        2
-    );
+    // Names match whatever their case; AD answers 68 for a value already present:
+    // converged, not an error.
+    additive_membership(&mut session, &group, ["t4-alice", "T4-BOB", "t4-nobody"]).await;
 
-    let exact = session
-        .plan_members(&group, &["t4-alice", "t4-carol"], MembersPolicy::Exact)
-        .await
-        .unwrap();
-    assert_eq!(exact.changes.add, [dn_of("t4-carol")]);
-    assert_eq!(
-        steward_directory::sorted(&exact.changes.remove),
-        steward_directory::sorted(&[dn_of("t4-bob"), dn_of("t4-mallory")])
-    );
-    session.apply_members(&group, &exact.changes).await.unwrap();
-    assert_eq!(
-        steward_directory::sorted(&session.read_members(&group).await.unwrap()),
-        steward_directory::sorted(&[dn_of("t4-alice"), dn_of("t4-carol")])
-    );
     // AD answers 53 for removing a value that is absent: converged, not an error.
-    let gone = MemberChanges {
-        add: vec![],
-        remove: vec![dn_of("t4-bob")],
-    };
-    assert_eq!(
-        session
-            .apply_members(&group, &gone)
-            .await
-            .unwrap()
-            .not_member,
-        1
-    );
+    exact_membership_then_absent_removal(
+        &mut session,
+        &group,
+        ["t4-alice", "t4-bob", "t4-carol"],
+        &["t4-mallory"],
+        dn_of,
+    )
+    .await;
 }
 
 async fn big_group(samba: &Samba) {

@@ -4,8 +4,11 @@
 mod support;
 
 use steward_directory::{
-    Created, DirectoryConfig, DirectoryKind, Lookup, MemberChanges, MembersPolicy, Password,
-    Session,
+    Created, DirectoryConfig, DirectoryKind, Lookup, MembersPolicy, Password, Session,
+};
+use support::scenario::{
+    additive_membership, deleted_behind_our_back, exact_membership_then_absent_removal,
+    wrong_password_is_bind_failed_and_never_shown,
 };
 use support::slapd::{groups_ldif, users_ldif, Slapd, ADMIN_DN, ADMIN_PASSWORD, SUFFIX};
 
@@ -85,14 +88,7 @@ async fn a_wrong_password_is_bind_failed_and_never_shown() {
         return;
     };
     let secret = "Wrong-Secret-9f3a";
-    let mut config = config(&slapd, &ldaps(&slapd));
-    config.password = Password::new(secret);
-    let err = Session::connect(&config).await.unwrap_err();
-    assert_eq!(err.label(), "BindFailed", "{err}");
-    assert!(err.to_string().contains("invalidCredentials (49)"), "{err}");
-    for shown in [err.to_string(), format!("{err:?}"), format!("{config:?}")] {
-        assert!(!shown.contains(secret), "password leaked: {shown}");
-    }
+    wrong_password_is_bind_failed_and_never_shown(config(&slapd, &ldaps(&slapd)), secret).await;
 }
 
 #[tokio::test]
@@ -187,27 +183,11 @@ async fn a_group_deleted_behind_our_back_is_reported_missing() {
     let mut steward = Session::connect(&config(&slapd, &ldaps(&slapd)))
         .await
         .unwrap();
-    assert!(steward
-        .find_groups(&["PS-1"])
-        .await
-        .unwrap()
-        .missing()
-        .is_empty());
     let mut admin = Session::connect(&config(&slapd, &starttls(&slapd)))
         .await
         .unwrap();
-    admin
-        .delete_entry(&format!("cn=PS-1,{SUFFIX}"))
-        .await
-        .unwrap();
-    assert_eq!(
-        steward
-            .find_groups(&["PS-0", "PS-1"])
-            .await
-            .unwrap()
-            .missing(),
-        ["PS-1"]
-    );
+    let dn = format!("cn=PS-1,{SUFFIX}");
+    deleted_behind_our_back(&mut steward, &mut admin, "PS-1", &dn, &["PS-0", "PS-1"]).await;
 }
 
 #[tokio::test]
@@ -224,65 +204,22 @@ async fn additive_membership_adds_and_keeps_others_exact_removes_them() {
         .await
         .unwrap();
 
-    let plan = session
-        .plan_members(
-            &group_dn,
-            &["alice", "bob", "nobody"],
-            MembersPolicy::Additive,
-        )
-        .await
-        .unwrap();
-    assert_eq!(plan.unknown, ["nobody"]);
+    // Applying the same adds again (a concurrent change) converges instead of failing.
+    let plan = additive_membership(&mut session, &group_dn, ["alice", "bob", "nobody"]).await;
     assert_eq!(
         plan.changes.add,
         [format!("uid=alice,{SUFFIX}"), format!("uid=bob,{SUFFIX}")]
     );
-    assert!(plan.changes.remove.is_empty());
-    let applied = session
-        .apply_members(&group_dn, &plan.changes)
-        .await
-        .unwrap();
-    assert_eq!((applied.added, applied.removed), (2, 0));
-    let members = steward_directory::sorted(&session.read_members(&group_dn).await.unwrap());
-    assert_eq!(members.len(), 3, "mallory kept: {members:?}");
 
-    // Applying the same adds again (a concurrent change) converges instead of failing.
-    let again = session
-        .apply_members(&group_dn, &plan.changes)
-        .await
-        .unwrap();
-    assert_eq!((again.added, again.already_member), (0, 2));
-
-    let exact = session
-        .plan_members(&group_dn, &["alice", "carol"], MembersPolicy::Exact)
-        .await
-        .unwrap();
-    assert_eq!(exact.changes.add, [format!("uid=carol,{SUFFIX}")]);
-    assert_eq!(
-        steward_directory::sorted(&exact.changes.remove),
-        steward_directory::sorted(&[format!("uid=bob,{SUFFIX}"), format!("uid=mallory,{SUFFIX}")])
-    );
-    session
-        .apply_members(&group_dn, &exact.changes)
-        .await
-        .unwrap();
-    let members = steward_directory::sorted(&session.read_members(&group_dn).await.unwrap());
-    let expected =
-        steward_directory::sorted(&[format!("uid=alice,{SUFFIX}"), format!("uid=carol,{SUFFIX}")]);
-    assert_eq!(members, expected);
     // Removing someone no longer there counts as converged.
-    let gone = MemberChanges {
-        add: vec![],
-        remove: vec![format!("uid=bob,{SUFFIX}")],
-    };
-    assert_eq!(
-        session
-            .apply_members(&group_dn, &gone)
-            .await
-            .unwrap()
-            .not_member,
-        1
-    );
+    exact_membership_then_absent_removal(
+        &mut session,
+        &group_dn,
+        ["alice", "bob", "carol"],
+        &["mallory"],
+        |n| format!("uid={n},{SUFFIX}"),
+    )
+    .await;
 }
 
 #[tokio::test]

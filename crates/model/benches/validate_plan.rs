@@ -7,6 +7,7 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion};
 use steward_model::plan::{plan, Observed};
 use steward_model::validate_dir;
+use steward_testkit::Fixture;
 
 const SERVERS: usize = 1_000;
 const KINDS: [&str; 11] = [
@@ -24,20 +25,19 @@ const KINDS: [&str; 11] = [
 ];
 
 fn write_fleet(dir: &Path) {
-    std::fs::write(
-        dir.join("installation.yaml"),
-        "apiVersion: steward/v1\nkind: Installation\nmetadata: {name: big}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  loadBalancer: {fqdn: lb.example.eng}\n  database: {server: db.example.eng, name: PS, user: ps, passwordRef: env:PS_DB_PASSWORD}\n  certificateAuthority: {mode: generated}\n",
-    )
-    .unwrap();
+    let installation = Fixture::installation()
+        .name("big")
+        .load_balancer("lb.example.eng")
+        .database("PS", "ps", "env:PS_DB_PASSWORD");
+    std::fs::write(dir.join("installation.yaml"), installation.yaml()).unwrap();
     std::fs::create_dir_all(dir.join("servers")).unwrap();
     for i in 0..SERVERS {
-        let mut text = format!(
-            "apiVersion: steward/v1\nkind: Server\nmetadata:\n  name: app{i}\nspec:\n  hostname: app{i}.example.eng\n  certificate:\n    certFile: certs/app{i}.pem\n    keyFile: certs/app{i}.key\n  services:\n"
-        );
-        for kind in KINDS {
-            text.push_str(&format!("    - kind: {kind}\n"));
-        }
-        std::fs::write(dir.join(format!("servers/app{i}.yaml")), text).unwrap();
+        let server = Fixture::server(&format!("app{i}"))
+            .certificate(&format!(
+                "{{certFile: certs/app{i}.pem, keyFile: certs/app{i}.key}}"
+            ))
+            .services(KINDS);
+        std::fs::write(dir.join(format!("servers/app{i}.yaml")), server.yaml()).unwrap();
     }
 }
 

@@ -412,31 +412,20 @@ fn installation_changes(a: &Installation, b: &Installation) -> BTreeSet<Installa
 mod tests {
     use std::path::Path;
 
+    use steward_testkit::Fixture;
+
     use super::*;
     use crate::load::{load_text, Loaded};
     use crate::validate::compile;
 
-    const INSTALLATION: &str = r#"
-apiVersion: steward/v1
-kind: Installation
-metadata: { name: patientsecure }
-spec:
-  environment: non-production
-  installType: advanced
-  release: "6.12.1"
-  mode: autoCorrect
-  prune: false
-  database:
-    server: db.example.eng
-    port: 1433
-    name: PatientSecure
-    user: ps_installer
-    passwordRef: env:PS_DB_PASSWORD
-    create: false
-    encrypt: true
-  certificateAuthority:
-    mode: generated
-"#;
+    fn installation() -> String {
+        Fixture::installation()
+            .name("patientsecure")
+            .mode("autoCorrect")
+            .prune(false)
+            .database("PatientSecure", "ps_installer", "env:PS_DB_PASSWORD")
+            .yaml()
+    }
 
     const APP1: &str = r#"
 apiVersion: steward/v1
@@ -501,7 +490,7 @@ spec:
     }
 
     fn base() -> Snapshot {
-        snapshot(&[("installation.yaml", INSTALLATION), ("app1.yaml", APP1)])
+        snapshot(&[("installation.yaml", &installation()), ("app1.yaml", APP1)])
     }
 
     fn svc(server: &str, kind: ServiceKind) -> ServiceRef {
@@ -519,7 +508,7 @@ spec:
     fn same_desired_state_written_differently_is_empty() {
         let reformatted = APP1.replace("services:", "# the services\n  services:  # here");
         let new = snapshot(&[
-            ("installation.yaml", INSTALLATION),
+            ("installation.yaml", &installation()),
             ("servers/app1.yaml", &reformatted),
         ]);
         let d = diff(Some(&base()), &new);
@@ -531,7 +520,7 @@ spec:
     #[test]
     fn initial_diff_adds_everything() {
         let new = snapshot(&[
-            ("installation.yaml", INSTALLATION),
+            ("installation.yaml", &installation()),
             ("app1.yaml", APP1),
             ("corp.yaml", CORP),
             ("checks.yaml", PSWS_CHECK),
@@ -566,7 +555,10 @@ spec:
     #[test]
     fn port_change_changes_that_service_and_the_connection_strings() {
         let moved = APP1.replace("- kind: PSWS", "- kind: PSWS\n      port: 7102");
-        let new = snapshot(&[("installation.yaml", INSTALLATION), ("app1.yaml", &moved)]);
+        let new = snapshot(&[
+            ("installation.yaml", &installation()),
+            ("app1.yaml", &moved),
+        ]);
         let d = diff(Some(&base()), &new);
         assert_eq!(d.services.changed, set(&[svc("app1", ServiceKind::Psws)]));
         assert!(d.services.added.is_empty() && d.services.removed.is_empty());
@@ -592,7 +584,10 @@ spec:
     #[test]
     fn drive_change_changes_the_service_but_not_the_urls() {
         let moved = APP1.replace("- kind: PSIS", "- kind: PSIS\n      drive: \"D:\"");
-        let new = snapshot(&[("installation.yaml", INSTALLATION), ("app1.yaml", &moved)]);
+        let new = snapshot(&[
+            ("installation.yaml", &installation()),
+            ("app1.yaml", &moved),
+        ]);
         let d = diff(Some(&base()), &new);
         assert_eq!(d.services.changed, set(&[svc("app1", ServiceKind::Psis)]));
         assert!(!d.connection_strings_changed);
@@ -601,7 +596,7 @@ spec:
 
     #[test]
     fn release_change_changes_every_service() {
-        let upgraded = INSTALLATION.replace("6.12.1", "6.13.0");
+        let upgraded = installation().replace("6.12.1", "6.13.0");
         let new = snapshot(&[("installation.yaml", &upgraded), ("app1.yaml", APP1)]);
         let d = diff(Some(&base()), &new);
         assert_eq!(d.installation, set(&[InstallationField::Release]));
@@ -618,10 +613,10 @@ spec:
 
     #[test]
     fn mode_prune_and_database_are_installation_changes_only() {
-        let changed = INSTALLATION
+        let changed = installation()
             .replace("mode: autoCorrect", "mode: monitor")
             .replace("prune: false", "prune: true")
-            .replace("port: 1433", "port: 1434");
+            .replace("server: db.example.eng", "server: db2.example.eng");
         let new = snapshot(&[("installation.yaml", &changed), ("app1.yaml", APP1)]);
         let d = diff(Some(&base()), &new);
         assert_eq!(
@@ -639,7 +634,7 @@ spec:
 
     #[test]
     fn load_balancer_moves_the_urls() {
-        let with_lb = INSTALLATION.replace(
+        let with_lb = installation().replace(
             "  database:",
             "  loadBalancer:\n    fqdn: lb.example.eng\n  database:",
         );
@@ -653,7 +648,7 @@ spec:
     #[test]
     fn added_server_adds_its_services() {
         let new = snapshot(&[
-            ("installation.yaml", INSTALLATION),
+            ("installation.yaml", &installation()),
             ("app1.yaml", APP1),
             ("app2.yaml", APP2),
         ]);
@@ -667,7 +662,7 @@ spec:
     #[test]
     fn removed_server_removes_its_services() {
         let old = snapshot(&[
-            ("installation.yaml", INSTALLATION),
+            ("installation.yaml", &installation()),
             ("app1.yaml", APP1),
             ("app2.yaml", APP2),
         ]);
@@ -683,7 +678,10 @@ spec:
     #[test]
     fn hostname_change_changes_the_server_not_its_services() {
         let renamed = APP1.replace("app1.example.eng", "app1b.example.eng");
-        let new = snapshot(&[("installation.yaml", INSTALLATION), ("app1.yaml", &renamed)]);
+        let new = snapshot(&[
+            ("installation.yaml", &installation()),
+            ("app1.yaml", &renamed),
+        ]);
         let d = diff(Some(&base()), &new);
         assert_eq!(d.servers.changed, set(&["app1".to_owned()]));
         assert!(d.services.is_empty());
@@ -695,7 +693,7 @@ spec:
     #[test]
     fn directories_and_health_checks_by_key() {
         let old = snapshot(&[
-            ("installation.yaml", INSTALLATION),
+            ("installation.yaml", &installation()),
             ("app1.yaml", APP1),
             ("corp.yaml", CORP),
             ("checks.yaml", PSWS_CHECK),
@@ -705,7 +703,7 @@ spec:
             .replace("service: PSWS", "service: PSIS");
         let corp = CORP.replace("Corp AD", "Corporate AD");
         let new = snapshot(&[
-            ("installation.yaml", INSTALLATION),
+            ("installation.yaml", &installation()),
             ("app1.yaml", APP1),
             ("corp.yaml", &corp),
             ("checks.yaml", &psis_check),

@@ -416,62 +416,64 @@ fn describe(step: &Step) -> String {
     }
 }
 
+/// One step of every kind, so tests cover the wire names and schema of all variants
+/// (for other crates' tests with the `test-util` feature).
+#[cfg(any(test, feature = "test-util"))]
+pub fn every_step() -> Vec<Step> {
+    let (server, service) = (String::from("app1"), ServiceKind::Psis);
+    vec![
+        Step::InitCertificateAuthority,
+        Step::IssueCertificate {
+            server: server.clone(),
+            subject_alt_names: vec!["app1.example.eng".into()],
+        },
+        Step::InstallCertificate {
+            server: server.clone(),
+            from: "certs/app1.pem".into(),
+        },
+        Step::CheckDatabase {
+            server: "sql1:1433".into(),
+            database: "PatientSecure".into(),
+            service_login: "ImprivataPatientSecureServices_PatientSecure".into(),
+            encrypt: true,
+            create: true,
+        },
+        Step::CheckDirectory {
+            directory: "corp".into(),
+            server: "dc1".into(),
+            groups: vec!["PS-Admins".into()],
+            manage_members: true,
+        },
+        Step::Install {
+            server: server.clone(),
+            service,
+            ports: vec![7001],
+            drive: "C:".into(),
+            release: "6.12.1".into(),
+        },
+        Step::Reinstall {
+            server: server.clone(),
+            service,
+            ports: vec![7001],
+            drive: "C:".into(),
+            release: "6.12.1".into(),
+            because: "release 6.12.0 -> 6.12.1".into(),
+        },
+        Step::Start {
+            server: server.clone(),
+            service,
+        },
+        Step::Uninstall {
+            server: server.clone(),
+            service,
+        },
+        Step::Orphaned { server, service },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// One step of every kind, so the wire names of all variants are covered.
-    pub(crate) fn every_step() -> Vec<Step> {
-        let (server, service) = (String::from("app1"), ServiceKind::Psis);
-        vec![
-            Step::InitCertificateAuthority,
-            Step::IssueCertificate {
-                server: server.clone(),
-                subject_alt_names: vec!["app1.example.eng".into()],
-            },
-            Step::InstallCertificate {
-                server: server.clone(),
-                from: "certs/app1.pem".into(),
-            },
-            Step::CheckDatabase {
-                server: "sql1:1433".into(),
-                database: "PatientSecure".into(),
-                service_login: "ImprivataPatientSecureServices_PatientSecure".into(),
-                encrypt: true,
-                create: true,
-            },
-            Step::CheckDirectory {
-                directory: "corp".into(),
-                server: "dc1".into(),
-                groups: vec!["PS-Admins".into()],
-                manage_members: true,
-            },
-            Step::Install {
-                server: server.clone(),
-                service,
-                ports: vec![7001],
-                drive: "C:".into(),
-                release: "6.12.1".into(),
-            },
-            Step::Reinstall {
-                server: server.clone(),
-                service,
-                ports: vec![7001],
-                drive: "C:".into(),
-                release: "6.12.1".into(),
-                because: "release 6.12.0 -> 6.12.1".into(),
-            },
-            Step::Start {
-                server: server.clone(),
-                service,
-            },
-            Step::Uninstall {
-                server: server.clone(),
-                service,
-            },
-            Step::Orphaned { server, service },
-        ]
-    }
 
     fn keys(value: &serde_json::Value, out: &mut Vec<String>) {
         match value {

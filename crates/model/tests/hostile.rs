@@ -14,22 +14,30 @@ use std::time::Duration;
 use steward_model::load::{load_dir, load_dir_with, load_text, Limits, LoadError, Loaded};
 use steward_model::validate::compile;
 use steward_model::{validate_dir, Code, Compiled, Diagnostic};
+use steward_testkit::Fixture;
 use tempfile::TempDir;
 
-const INSTALLATION: &str = "apiVersion: steward/v1\nkind: Installation\nmetadata: {name: ps}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  prune: true\n  database: {server: db.example.eng, name: PS, user: ps_installer, passwordRef: env:PS_DB_PASSWORD}\n  certificateAuthority: {mode: generated}\n";
-
-fn server(name: &str) -> String {
-    format!("apiVersion: steward/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  hostname: {name}.example.eng\n  certificate: {{generate: true}}\n  services: [{{kind: HEALTH}}]\n")
+fn installation() -> String {
+    Fixture::installation()
+        .prune(true)
+        .database("PS", "ps_installer", "env:PS_DB_PASSWORD")
+        .yaml()
 }
 
-const APP1: &str = "apiVersion: steward/v1\nkind: Server\nmetadata: {name: app1}\nspec:\n  hostname: app1.example.eng\n  certificate: {generate: true}\n  services: [{kind: PSIS}, {kind: PSWS}]\n";
+fn server(name: &str) -> String {
+    Fixture::server(name).services(["HEALTH"]).yaml()
+}
+
+fn app1() -> String {
+    Fixture::server("app1").services(["PSIS", "PSWS"]).yaml()
+}
 
 /// A valid desired state (an installation and app1) to put hostile entries next to.
 fn valid_dir() -> TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    fs::write(tmp.path().join("installation.yaml"), INSTALLATION).unwrap();
+    fs::write(tmp.path().join("installation.yaml"), installation()).unwrap();
     fs::create_dir(tmp.path().join("servers")).unwrap();
-    fs::write(tmp.path().join("servers/app1.yaml"), APP1).unwrap();
+    fs::write(tmp.path().join("servers/app1.yaml"), app1()).unwrap();
     tmp
 }
 
@@ -310,8 +318,8 @@ fn a_50_mb_value_is_quoted_short_in_every_message() {
         format!("apiVersion: steward/v1\nkind: Server\nmetadata: {{name: app5}}\nspec:\n  ? {big}\n  : 1\n"),
     ];
     let mut loaded = Loaded::default();
-    load_text(Path::new("installation.yaml"), INSTALLATION, &mut loaded);
-    load_text(Path::new("app1.yaml"), APP1, &mut loaded);
+    load_text(Path::new("installation.yaml"), &installation(), &mut loaded);
+    load_text(Path::new("app1.yaml"), &app1(), &mut loaded);
     for (i, text) in files.iter().enumerate() {
         load_text(Path::new(&format!("big{i}.yaml")), text, &mut loaded);
     }
@@ -339,7 +347,7 @@ fn a_50_mb_value_is_quoted_short_in_every_message() {
 #[test]
 fn control_characters_cannot_forge_a_diagnostic_or_colour_the_terminal() {
     let evil = r#""x\nx.yaml:1:1: error[fake]: forged\e[2J\e[31m\u202e""#;
-    let text = format!("{INSTALLATION}---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: {evil}}}\nspec:\n  hostname: {evil}\n  certificate: {{generate: true}}\n  services: [{{kind: {evil}}}]\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app2}}\nspec:\n  {evil}: 1\n---\napiVersion: steward/v1\nkind: {evil}\n---\napiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps2}}\nspec:\n  environment: {evil}\n");
+    let text = format!("{}---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: {evil}}}\nspec:\n  hostname: {evil}\n  certificate: {{generate: true}}\n  services: [{{kind: {evil}}}]\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app2}}\nspec:\n  {evil}: 1\n---\napiVersion: steward/v1\nkind: {evil}\n---\napiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps2}}\nspec:\n  environment: {evil}\n", installation());
     let mut loaded = Loaded::default();
     load_text(Path::new("evil.yaml"), &text, &mut loaded);
     let c = compile(loaded);
@@ -388,7 +396,7 @@ fn the_directory_itself_missing_or_a_file_is_a_load_error() {
         Err(LoadError::Io { .. })
     ));
     let file = tmp.path().join("file.yaml");
-    fs::write(&file, INSTALLATION).unwrap();
+    fs::write(&file, installation()).unwrap();
     assert!(matches!(load_dir(&file), Err(LoadError::NotADirectory(_))));
     // A link to the directory is fine: only links below it are refused.
     let dir = valid_dir();

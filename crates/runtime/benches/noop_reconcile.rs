@@ -9,31 +9,22 @@
 //!
 //! Prints `noop reconciles/s: N` first, then runs the criterion benchmark.
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use futures::{stream, Stream, StreamExt};
-use steward_runtime::{
-    run, Action, CancellationToken, ControllerConfig, Reason, ReconcileError, StopCause,
-};
+use steward_runtime::{run, Action, CancellationToken, ControllerConfig, Reason, StopCause};
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::Notify;
 
 const KEYS: u32 = 10_000;
 const ROUNDS: u32 = 20;
 
-#[derive(Debug, thiserror::Error)]
-#[error("never")]
-struct Never(Infallible);
-
-impl ReconcileError for Never {
-    fn metric_label(&self) -> &'static str {
-        "never"
-    }
-}
+#[path = "../tests/support/never.rs"]
+mod never;
+use never::Never;
 
 /// Counts reconciles and wakes the trigger source when a round is done.
 #[derive(Default)]

@@ -5,12 +5,11 @@
 //! callsite first hit by a parallel test without a subscriber could be cached
 //! as disabled, making this check flaky inside the unit-test binary.
 
-use std::convert::Infallible;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use steward_runtime::{run, Action, CancellationToken, ControllerConfig, Reason, ReconcileError};
+use steward_runtime::{run, Action, CancellationToken, ControllerConfig, Reason};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
@@ -50,15 +49,9 @@ impl Subscriber for Capture {
     fn exit(&self, _: &Id) {}
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("never")]
-struct Never(Infallible);
-
-impl ReconcileError for Never {
-    fn metric_label(&self) -> &'static str {
-        "never"
-    }
-}
+#[path = "support/never.rs"]
+mod never;
+use never::Never;
 
 #[tokio::test(start_paused = true)]
 async fn reconcile_span_records_controller_key_and_reason() {

@@ -191,14 +191,8 @@ async fn closed_by_server(tcp: &mut TcpStream) -> Vec<u8> {
 }
 
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let poll = Duration::from_millis(20);
+    steward_testkit::eventually_async(what, PATIENCE, poll, || std::future::ready(done())).await;
 }
 
 #[tokio::test]

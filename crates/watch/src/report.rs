@@ -190,7 +190,7 @@ mod tests {
 
     fn tracker_at_generation_one() -> Tracker {
         let mut t = Tracker::new("/d".into());
-        let text = "apiVersion: steward/v1\nkind: Installation\nmetadata: {name: ps}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {server: db.example.eng, name: PS, user: u, passwordRef: env:PW}\n  certificateAuthority: {mode: generated}\n";
+        let text = &steward_testkit::Fixture::installation().yaml();
         let mut loaded = steward_model::load::Loaded::default();
         steward_model::load::load_text(Path::new("i.yaml"), text, &mut loaded);
         let snapshot = steward_model::validate::compile(loaded).snapshot.unwrap();

@@ -316,35 +316,14 @@ mod tests {
     use steward_model::load::{load_text, Loaded};
     use steward_model::validate::compile;
     use steward_model::Pos;
+    use steward_testkit::Fixture;
 
     use super::*;
     use crate::WatchError;
 
-    const INSTALLATION: &str = r#"
-apiVersion: steward/v1
-kind: Installation
-metadata: { name: patientsecure }
-spec:
-  environment: non-production
-  installType: advanced
-  release: "6.12.1"
-  mode: autoCorrect
-  prune: false
-  database:
-    server: db.example.eng
-    port: 1433
-    name: PatientSecure
-    user: ps_installer
-    passwordRef: env:PS_DB_PASSWORD
-    create: false
-    encrypt: true
-  certificateAuthority:
-    mode: generated
-"#;
-
     fn snapshot(release: &str) -> Snapshot {
         let mut loaded = Loaded::default();
-        let text = INSTALLATION.replace("6.12.1", release);
+        let text = Fixture::installation().release(release).yaml();
         load_text(Path::new("installation.yaml"), &text, &mut loaded);
         compile(loaded).snapshot.expect("valid")
     }

@@ -13,9 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use steward_model::Code;
-use steward_watch::{watch, WatchConfig};
+use steward_watch::WatchConfig;
 use support::*;
-use tokio_util::sync::CancellationToken;
 
 /// Put a hostile entry in a watched copy of the bundled state (generation 1), expect one
 /// located error of `code` on `file` while generation 1 stays live, then remove it and
@@ -213,14 +212,7 @@ async fn a_linked_directory_outside_is_not_watched() {
     let dir = tmp.path().join("desired-state");
     copy_dir(Path::new(FIXTURE), &dir);
     symlink(outside.path(), dir.join("elsewhere")).unwrap();
-    let shutdown = CancellationToken::new();
-    let (handle, task) = watch(dir.clone(), WatchConfig::default(), shutdown.clone()).unwrap();
-    let mut status = handle.status();
-    let s = tokio::time::timeout(PATIENCE, status.wait_for(|s| s.attempts >= 1))
-        .await
-        .expect("the first load")
-        .unwrap()
-        .clone();
+    let (handle, task, shutdown, s) = first_load(&dir).await;
     assert!(s.errors.iter().any(|e| e.code == Code::Symlink), "{s:#?}");
     for i in 0..20 {
         fs::write(outside.path().join("app9.yaml"), format!("# {i}\n")).unwrap();

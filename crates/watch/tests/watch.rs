@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use steward_model::diff::{ObjectRef, ServiceRef};
 use steward_model::ServiceKind;
-use steward_watch::{watch, Trigger, WatchConfig};
-use tokio_util::sync::CancellationToken;
+use steward_watch::{Trigger, WatchConfig};
 
 mod support;
 
@@ -202,14 +201,7 @@ async fn watching_a_directory_that_does_not_exist_yet() {
     // The daemon may start before the checkout: a status, not a failure.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("desired-state");
-    let shutdown = CancellationToken::new();
-    let (handle, task) = watch(dir.clone(), WatchConfig::default(), shutdown.clone()).unwrap();
-    let mut status = handle.status();
-    let s = tokio::time::timeout(PATIENCE, status.wait_for(|s| s.attempts >= 1))
-        .await
-        .expect("the first load")
-        .unwrap()
-        .clone();
+    let (handle, task, shutdown, s) = first_load(&dir).await;
     assert!(!s.valid);
     assert_eq!(s.errors[0].code, "directory-missing");
     assert_eq!(

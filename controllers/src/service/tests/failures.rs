@@ -158,11 +158,15 @@ async fn a_running_service_failing_for_restart_after_is_restarted_with_backoff()
     hang(&fx).await;
     tokio::time::advance(Duration::from_secs(59)).await;
     run(&fx, "app1", Health).await.unwrap();
-    assert_eq!(agent.calls("restart"), 0, "60 s (the default) not over yet");
+    assert_eq!(
+        agent.calls(Call::Restart),
+        0,
+        "60 s (the default) not over yet"
+    );
 
     tokio::time::advance(Duration::from_secs(2)).await;
     run(&fx, "app1", Health).await.unwrap();
-    assert_eq!(agent.calls("restart"), 1);
+    assert_eq!(agent.calls(Call::Restart), 1);
     assert_eq!(reason(&fx, "app1", Health), "WaitingForHealthCheck");
     assert!(
         message(&fx).contains("restarted after failing"),
@@ -175,10 +179,10 @@ async fn a_running_service_failing_for_restart_after_is_restarted_with_backoff()
     hang(&fx).await;
     tokio::time::advance(Duration::from_secs(61)).await;
     run(&fx, "app1", Health).await.unwrap();
-    assert_eq!(agent.calls("restart"), 1);
+    assert_eq!(agent.calls(Call::Restart), 1);
     tokio::time::advance(Duration::from_secs(60)).await;
     run(&fx, "app1", Health).await.unwrap();
-    assert_eq!(agent.calls("restart"), 2);
+    assert_eq!(agent.calls(Call::Restart), 2);
 
     // It answers again: healthy, and the backoff starts over.
     fx.prober.set_healthy(HOST, Health, true);
@@ -186,7 +190,7 @@ async fn a_running_service_failing_for_restart_after_is_restarted_with_backoff()
     hang(&fx).await;
     tokio::time::advance(Duration::from_secs(61)).await;
     run(&fx, "app1", Health).await.unwrap();
-    assert_eq!(agent.calls("restart"), 3);
+    assert_eq!(agent.calls(Call::Restart), 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -197,7 +201,7 @@ async fn monitor_mode_and_restart_after_zero_never_restart_a_failing_service() {
     hang(&fx).await;
     tokio::time::advance(Duration::from_secs(600)).await;
     run(&fx, "app1", Health).await.unwrap();
-    assert_eq!(agent.calls("restart"), 0, "monitor mode only reports");
+    assert_eq!(agent.calls(Call::Restart), 0, "monitor mode only reports");
     assert_eq!(reason(&fx, "app1", Health), "HealthCheckFailing");
 
     fx.set_mode(Mode::AutoCorrect);
@@ -205,11 +209,11 @@ async fn monitor_mode_and_restart_after_zero_never_restart_a_failing_service() {
     hang(&fx).await;
     tokio::time::advance(Duration::from_secs(600)).await;
     run(&fx, "app1", Health).await.unwrap();
-    assert_eq!(agent.calls("restart"), 0, "restartAfter: 0 is never");
+    assert_eq!(agent.calls(Call::Restart), 0, "restartAfter: 0 is never");
 
     restart_after(&fx, Duration::from_secs(5));
     run(&fx, "app1", Health).await.unwrap();
     tokio::time::advance(Duration::from_secs(6)).await;
     run(&fx, "app1", Health).await.unwrap();
-    assert_eq!(agent.calls("restart"), 1, "restartAfter 5s");
+    assert_eq!(agent.calls(Call::Restart), 1, "restartAfter 5s");
 }

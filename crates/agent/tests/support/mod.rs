@@ -120,22 +120,12 @@ impl RunningAgent {
 }
 
 /// Poll `check` until it returns `Some`, or fail after a while.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    steward_testkit::eventually_async(what, TIMEOUT, Duration::from_millis(50), check).await
 }
 
 pub fn alive(pid: u32) -> bool {

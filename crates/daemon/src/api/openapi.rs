@@ -240,66 +240,10 @@ mod tests {
 
     /// A plan with one step of every action, as the planner serializes it.
     fn plan_with_every_step() -> Value {
-        use steward_model::plan::{Step, Summary};
+        use steward_model::plan::{every_step, Summary};
         use steward_model::resource::Mode;
         use steward_model::snapshot::ConnectionStrings;
-        use steward_model::ServiceKind;
-        let (server, service) = (String::from("app1"), ServiceKind::Psis);
-        let install = |because: Option<&str>| {
-            let (ports, drive, release) = (vec![7001], "C:".into(), "6.12.1".into());
-            match because {
-                None => Step::Install {
-                    server: server.clone(),
-                    service,
-                    ports,
-                    drive,
-                    release,
-                },
-                Some(b) => Step::Reinstall {
-                    server: server.clone(),
-                    service,
-                    ports,
-                    drive,
-                    release,
-                    because: b.into(),
-                },
-            }
-        };
-        let steps = vec![
-            Step::InitCertificateAuthority,
-            Step::IssueCertificate {
-                server: server.clone(),
-                subject_alt_names: vec!["app1.example.eng".into()],
-            },
-            Step::InstallCertificate {
-                server: server.clone(),
-                from: "certs/app1.pem".into(),
-            },
-            Step::CheckDatabase {
-                server: "sql1:1433".into(),
-                database: "PatientSecure".into(),
-                service_login: "ImprivataPatientSecureServices_PatientSecure".into(),
-                encrypt: true,
-                create: true,
-            },
-            Step::CheckDirectory {
-                directory: "corp".into(),
-                server: "dc1.corp.example".into(),
-                groups: vec!["PS-Admins".into()],
-                manage_members: true,
-            },
-            install(None),
-            install(Some("release 6.12.0 -> 6.12.1")),
-            Step::Start {
-                server: server.clone(),
-                service,
-            },
-            Step::Uninstall {
-                server: server.clone(),
-                service,
-            },
-            Step::Orphaned { server, service },
-        ];
+        let steps = every_step();
         serde_json::to_value(Plan {
             installation: "hospital".into(),
             release: "6.12.1".into(),

@@ -86,15 +86,13 @@ mod tests {
     use steward_model::load::{load_text, Loaded};
 
     fn snapshot(servers: &[&str]) -> Snapshot {
-        let mut text = "apiVersion: steward/v1\nkind: Installation\nmetadata: {name: ps}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {server: db.example.eng, name: PS, user: u, passwordRef: env:PW}\n  certificateAuthority: {mode: generated}\n".to_owned();
+        let mut fleet = steward_testkit::Fixture::installation();
         for (i, name) in servers.iter().enumerate() {
-            let services = if i == 0 {
-                "[{kind: PSIS}, {kind: PSWS}]"
-            } else {
-                "[]"
-            };
-            text.push_str(&format!("---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  hostname: {name}.example.eng\n  certificate: {{generate: true}}\n  services: {services}\n"));
+            let services: &[&str] = if i == 0 { &["PSIS", "PSWS"] } else { &[] };
+            fleet = fleet
+                .server(steward_testkit::Fixture::server(name).services(services.iter().copied()));
         }
+        let text = fleet.documents();
         let mut loaded = Loaded::default();
         load_text(Path::new("t.yaml"), &text, &mut loaded);
         steward_model::validate::compile(loaded)

@@ -8,7 +8,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use steward_database::{DatabaseConfig, Password};
 
@@ -83,14 +83,13 @@ impl Iridium {
     /// Polls until the port accepts TCP (iridium starts in well under a second).
     pub fn wait_until_accepting(&self) {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "iridium did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let what = format!("iridium to listen on {addr}");
+        steward_testkit::eventually(
+            &what,
+            Duration::from_secs(30),
+            Duration::from_millis(10),
+            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+        );
     }
 
     /// Kills the server and waits until it is gone.

@@ -9,6 +9,7 @@
 
 pub mod pki;
 pub mod samba;
+pub mod scenario;
 pub mod slapd;
 
 use std::net::TcpListener;

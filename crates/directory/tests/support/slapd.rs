@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::pki::{ServerCert, TestCa};
 use super::{free_port, require_tool, write};
@@ -125,12 +125,14 @@ impl Slapd {
     }
 
     fn wait_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
         for port in [self.ldap_port, self.ldaps_port] {
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "slapd did not listen on {port}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            let what = format!("slapd to listen on {port}");
+            steward_testkit::eventually(
+                &what,
+                Duration::from_secs(20),
+                Duration::from_millis(20),
+                || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            );
         }
     }
 }

@@ -379,13 +379,15 @@ fn install_type(
 mod tests {
     use std::path::Path;
 
+    use steward_testkit::Fixture;
+
     use crate::load::{load_text, Loaded};
     use crate::{Code, Compiled};
 
     fn server(spec: &str) -> Compiled {
-        let text = format!(
-            "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {{mode: generated}}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app1}}\nspec:\n  hostname: app1.example.eng\n  certificate: {{generate: true}}\n{spec}"
-        );
+        let text = Fixture::installation()
+            .server(Fixture::server("app1").spec_lines(spec))
+            .documents();
         let mut loaded = Loaded::default();
         load_text(Path::new("s.yaml"), &text, &mut loaded);
         crate::validate::compile(loaded)

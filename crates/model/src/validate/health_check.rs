@@ -209,17 +209,20 @@ mod tests {
     use std::time::Duration;
 
     use crate::catalog::ServiceKind;
+    use steward_testkit::Fixture;
+
     use crate::load::{load_text, Loaded};
     use crate::snapshot::DEFAULT_RESTART_AFTER;
 
     /// `restartAfter` of PSWS with this HealthCheck spec line (none: no HealthCheck).
     fn restart_after(line: Option<&str>) -> Result<Duration, Vec<String>> {
-        let mut text = "apiVersion: steward/v1\nkind: Installation\nmetadata: {name: ps}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {server: db.example.eng, name: PS, user: u, passwordRef: env:PW}\n  certificateAuthority: {mode: generated}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {name: app1}\nspec:\n  hostname: app1.example.eng\n  certificate: {generate: true}\n  services: [{kind: PSIS}, {kind: PSWS}]\n".to_owned();
+        let mut fleet = Fixture::installation().servers([("app1", &["PSIS", "PSWS"][..])]);
         if let Some(line) = line {
-            text.push_str(&format!(
-                "---\napiVersion: steward/v1\nkind: HealthCheck\nmetadata: {{name: psws}}\nspec:\n  service: PSWS\n  {line}\n"
+            fleet = fleet.document(&format!(
+                "apiVersion: steward/v1\nkind: HealthCheck\nmetadata: {{name: psws}}\nspec:\n  service: PSWS\n  {line}\n"
             ));
         }
+        let text = fleet.documents();
         let mut loaded = Loaded::default();
         load_text(Path::new("h.yaml"), &text, &mut loaded);
         let compiled = crate::validate::compile(loaded);

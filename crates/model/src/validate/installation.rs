@@ -262,13 +262,16 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
+    use steward_testkit::Fixture;
+
     use crate::load::{load_text, Loaded};
     use crate::Code;
 
     fn compile(ca: &str) -> crate::Compiled {
-        let text = format!(
-            "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {ca}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app1}}\nspec:\n  hostname: app1.example.eng\n  certificate: {{generate: true}}\n  services: [{{kind: PSIS}}, {{kind: PSWS}}]\n"
-        );
+        let text = Fixture::installation()
+            .certificate_authority(ca)
+            .servers([("app1", &["PSIS", "PSWS"][..])])
+            .documents();
         let mut loaded = Loaded::default();
         load_text(Path::new("i.yaml"), &text, &mut loaded);
         crate::validate::compile(loaded)

@@ -124,3 +124,20 @@ pub fn psws_port(d: &DesiredState) -> u16 {
 pub fn with_psws_port(app1: &str, port: u16) -> String {
     app1.replace("- kind: PSWS", &format!("- kind: PSWS\n      port: {port}"))
 }
+
+/// Watch `dir` (which may not exist, or be invalid) with the default settings and wait for
+/// its first load, whatever the verdict: the handle, the watcher's task, its shutdown and
+/// the status after that load.
+pub async fn first_load(
+    dir: &Path,
+) -> (WatchHandle, JoinHandle<()>, CancellationToken, WatchStatus) {
+    let shutdown = CancellationToken::new();
+    let (handle, task) = watch(dir.to_owned(), WatchConfig::default(), shutdown.clone()).unwrap();
+    let mut status = handle.status();
+    let s = tokio::time::timeout(PATIENCE, status.wait_for(|s| s.attempts >= 1))
+        .await
+        .expect("the first load")
+        .unwrap()
+        .clone();
+    (handle, task, shutdown, s)
+}
