@@ -2,14 +2,10 @@
 //! per test; `scripts/test-all.sh` installs it into `target/peers/bin`). Without it a test
 //! fails under CI=true and is otherwise skipped with a reason.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use steward_agent::api::ServiceStatus;
 use steward_model::{SecretRef, ServiceKind};
 use steward_runtime::ReconcileError;
+use steward_testkit::iridium::Iridium;
 
 use super::*;
 use crate::fakes::{fixture, headline, Call, Fixture};
@@ -17,84 +13,6 @@ use crate::reconciler::reconcile_and_record;
 use crate::service_key::ServiceKey;
 
 const PASSWORD: &str = "Iridium-Ctl-Pw1!";
-
-/// A real TDS server on a free loopback port (plain TDS: iridium's TLS breaks after the
-/// handshake with tiberius 0.13).
-struct Iridium {
-    binary: PathBuf,
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Iridium {
-    fn start() -> Option<Self> {
-        let found = std::env::var_os("IRIDIUM_SERVER")
-            .map(PathBuf::from)
-            .into_iter()
-            .chain([PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../target/peers/bin/iridium-server"
-            ))])
-            .find(|p| p.is_file());
-        let Some(binary) = found else {
-            steward_testkit::skip(
-                "iridium-server is not installed (scripts/test-all.sh installs it into target/peers)",
-            );
-            return None;
-        };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = Self {
-            binary,
-            child: None,
-            port,
-        };
-        server.spawn();
-        Some(server)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(&self.binary)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args([
-                "--user",
-                "sa",
-                "--password",
-                PASSWORD,
-                "--memory",
-                "--no-tls",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start iridium-server");
-        self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let what = format!("iridium to listen on {addr}");
-        steward_testkit::eventually(
-            &what,
-            Duration::from_secs(30),
-            Duration::from_millis(10),
-            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
-        );
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Iridium {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// Points the fixture's installation at `server`'s database `name`, the password read
 /// from a file, and returns the directory holding that file.
@@ -139,7 +57,7 @@ async fn install_psis(fx: &Fixture) -> String {
 
 #[tokio::test]
 async fn a_present_database_opens_the_gate_and_missing_login_pieces_only_degrade() {
-    let Some(server) = Iridium::start() else {
+    let Some(server) = Iridium::start(PASSWORD) else {
         return;
     };
     let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
@@ -181,7 +99,7 @@ async fn a_present_database_opens_the_gate_and_missing_login_pieces_only_degrade
 
 #[tokio::test]
 async fn services_are_not_installed_while_the_database_is_missing() {
-    let Some(server) = Iridium::start() else {
+    let Some(server) = Iridium::start(PASSWORD) else {
         return;
     };
     let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
@@ -210,7 +128,7 @@ async fn services_are_not_installed_while_the_database_is_missing() {
 
 #[tokio::test]
 async fn a_refused_login_is_login_failed_and_the_password_shows_nowhere() {
-    let Some(server) = Iridium::start() else {
+    let Some(server) = Iridium::start(PASSWORD) else {
         return;
     };
     let fx = fixture(&[("app1", &["PSIS"])]);
@@ -278,7 +196,7 @@ fn the_connection_follows_the_desired_state() {
 
 #[tokio::test]
 async fn a_database_that_goes_down_degrades_uninstalls_nothing_and_comes_back() {
-    let Some(mut server) = Iridium::start() else {
+    let Some(mut server) = Iridium::start(PASSWORD) else {
         return;
     };
     let fx = fixture(&[("app1", &["PSIS"])]);
@@ -312,7 +230,7 @@ async fn a_database_that_goes_down_degrades_uninstalls_nothing_and_comes_back() 
 
 #[tokio::test]
 async fn create_true_provisions_what_is_missing_and_monitor_mode_never_does() {
-    let Some(server) = Iridium::start() else {
+    let Some(server) = Iridium::start(PASSWORD) else {
         return;
     };
     let fx = fixture(&[("app1", &["PSIS"])]);

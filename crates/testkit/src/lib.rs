@@ -13,6 +13,7 @@
 //! - [`fixture`]: desired-state YAML built from a few calls instead of pasted copies.
 //! - [`bundled_desired_state`], [`run`], [`text`]: the example deployment and the
 //!   command-line program under test.
+//! - [`iridium::Iridium`]: a real TDS server (iridium_server) on loopback.
 //! - [`serve_each`]: a misbehaving peer on loopback, scripted by the test.
 //! - [`copy_dir`], [`rerun_unprivileged`]: files a test prepares, and tests about
 //!   unreadable files that must not run as root.
@@ -24,6 +25,7 @@ mod files;
 pub mod fixture;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod iridium;
 #[cfg(feature = "lab")]
 pub mod lab;
 mod peer;

@@ -5,40 +5,16 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
 use std::time::Duration;
 
 use steward_database::{DatabaseConfig, Password};
 
-pub const USER: &str = "sa";
+pub use steward_testkit::iridium::USER;
 pub const PASSWORD: &str = "Iridium-Test-Pw1!";
 
-pub struct Iridium {
-    binary: PathBuf,
-    child: Option<Child>,
-    pub port: u16,
-    extra: Vec<String>,
-}
-
-/// The iridium-server binary, or `None` after printing why the test is skipped.
-pub fn binary() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("IRIDIUM_SERVER").map(PathBuf::from),
-        Some(PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../target/peers/bin/iridium-server"
-        ))),
-    ];
-    if let Some(found) = candidates.into_iter().flatten().find(|p| p.is_file()) {
-        return Some(found);
-    }
-    let reason =
-        "iridium-server is not installed (scripts/test-all.sh installs it into target/peers)";
-    steward_testkit::skip(reason);
-    None
-}
+/// The test kit's iridium_server with this crate's `config()` (through `Deref`).
+pub struct Iridium(steward_testkit::iridium::Iridium);
 
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
@@ -52,58 +28,12 @@ pub fn free_port() -> u16 {
 impl Iridium {
     /// Starts a plain-TDS (`--no-tls`) server, or returns `None` when the binary is missing.
     pub fn start() -> Option<Self> {
-        Self::start_with(vec!["--no-tls".into()])
+        steward_testkit::iridium::Iridium::start(PASSWORD).map(Self)
     }
 
     /// Starts with extra flags (`--no-tls`, or `--tls-cert F --tls-key F`).
     pub fn start_with(extra: Vec<String>) -> Option<Self> {
-        let mut server = Self {
-            binary: binary()?,
-            child: None,
-            port: free_port(),
-            extra,
-        };
-        server.spawn();
-        Some(server)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(&self.binary)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--user", USER, "--password", PASSWORD, "--memory"])
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start iridium-server");
-        self.child = Some(child);
-        self.wait_until_accepting();
-    }
-
-    /// Polls until the port accepts TCP (iridium starts in well under a second).
-    pub fn wait_until_accepting(&self) {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let what = format!("iridium to listen on {addr}");
-        steward_testkit::eventually(
-            &what,
-            Duration::from_secs(30),
-            Duration::from_millis(10),
-            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
-        );
-    }
-
-    /// Kills the server and waits until it is gone.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
+        steward_testkit::iridium::Iridium::start_with(PASSWORD, extra).map(Self)
     }
 
     /// A configuration for this server: plain TDS (iridium's TLS breaks after the handshake
@@ -119,8 +49,15 @@ impl Iridium {
     }
 }
 
-impl Drop for Iridium {
-    fn drop(&mut self) {
-        self.stop();
+impl std::ops::Deref for Iridium {
+    type Target = steward_testkit::iridium::Iridium;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Iridium {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
     }
 }
