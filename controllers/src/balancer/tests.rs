@@ -159,7 +159,7 @@ fn the_member_series_follow_the_status() {
             &[("kind", "PSIS"), ("server", server)],
         )
     };
-    assert_eq!((up("app1"), up("app2")), (1.0, 0.0));
+    assert_eq!((up("app1").0, up("app2").0), (Some(1.0), Some(0.0)));
     // The load balancer goes: so do its series.
     fx.ctx.store.set_load_balancer(None);
     let text = fx.registry.text();
