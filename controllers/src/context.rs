@@ -36,6 +36,14 @@ pub(crate) struct Context {
     pub trust: TrustRoots,
     /// The connection pool of the database in force.
     pub database: DatabasePool,
+    /// Mail notifications: every Notifications object's outbox and the dedup state.
+    pub notifier: Arc<steward_notify::Notifier>,
+    /// Mails the notifier could not deliver, for the feed to record (taken by `run`).
+    pub undelivered: std::sync::Mutex<
+        Option<futures::channel::mpsc::UnboundedReceiver<steward_notify::Undelivered>>,
+    >,
+    /// Stops the notifier's outboxes.
+    pub notify_shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Context {

@@ -33,6 +33,7 @@ mod error;
 mod hl7;
 mod in_force;
 mod metrics;
+mod notifications;
 pub mod prober;
 mod probes;
 mod reconciler;
@@ -91,6 +92,7 @@ fn register(bus: &mut TriggerBus) -> Vec<Box<dyn Registered>> {
         bus.register::<certificate::Certificates>(),
         bus.register::<service::Services>(),
         bus.register::<balancer::LoadBalancers>(),
+        bus.register::<notifications::Notifications>(),
     ]
 }
 
@@ -230,6 +232,9 @@ impl Controllers {
         let names: Vec<&str> = registered.iter().map(|r| r.name()).collect();
         let metrics = Metrics::register(registry, &names)?;
         let store = Arc::new(Store::with_gauges(metrics.clone()));
+        let (notifier, undelivered, notify_shutdown) =
+            notifier(registry, config.state_dir.as_deref())?;
+        store.set_notifier(Arc::clone(&notifier));
         let monitor = Monitor::new(prober, MonitorSettings::default());
         let ctx = Context {
             agents: Agents::new(connector, config.endpoints.clone()),
@@ -244,6 +249,9 @@ impl Controllers {
             issued: IssuedMemos::load(config.state_dir.as_deref()),
             trust: trust::TrustRoots::new(config.probe_roots.clone()),
             database: database::DatabasePool::default(),
+            notifier,
+            undelivered: std::sync::Mutex::new(Some(undelivered)),
+            notify_shutdown,
             config,
         };
         Ok(Self {
@@ -283,11 +291,25 @@ impl Controllers {
             async move { (name, running.await) }
         });
         let sink: Arc<dyn ProbeSink> = ctx.clone();
-        let (summaries, (), (), ()) = tokio::join!(
+        let undelivered = ctx
+            .undelivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| futures::channel::mpsc::unbounded().1);
+        // Outboxes stop with the controllers (what is still queued is counted as dropped).
+        let notify_shutdown = ctx.notify_shutdown.clone();
+        let stop_outboxes = shutdown.clone();
+        tokio::spawn(async move {
+            stop_outboxes.cancelled().await;
+            notify_shutdown.cancel();
+        });
+        let (summaries, (), (), (), ()) = tokio::join!(
             futures::future::join_all(loops),
             watch_desired(ctx.clone(), desired, shutdown.clone()),
             ctx.probes.monitor.run(sink, shutdown.clone()),
             poll_trust(ctx.clone(), shutdown.clone()),
+            notifications::feed::run(ctx.clone(), undelivered, shutdown.clone()),
         );
         RunReport(summaries.into_iter().collect())
     }
@@ -310,6 +332,35 @@ impl Controllers {
             .map(|rx| *rx)
             .unwrap_or_else(|_| panic!("{} has another key type", R::NAME))
     }
+}
+
+type Undeliverable = futures::channel::mpsc::UnboundedReceiver<steward_notify::Undelivered>;
+
+/// The notifier, its metrics registered, and the channel its failures arrive on.
+fn notifier(
+    registry: &prometheus::Registry,
+    state_dir: Option<&std::path::Path>,
+) -> Result<
+    (
+        Arc<steward_notify::Notifier>,
+        Undeliverable,
+        CancellationToken,
+    ),
+    ControllersError,
+> {
+    let metrics = steward_notify::NotifyMetrics::register(Some(registry))?;
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let shutdown = CancellationToken::new();
+    let notifier = steward_notify::Notifier::new(
+        metrics,
+        state_dir,
+        steward_notify::RetryPolicy::default(),
+        Arc::new(move |u| {
+            let _ = tx.unbounded_send(u);
+        }),
+        shutdown.clone(),
+    );
+    Ok((Arc::new(notifier), rx, shutdown))
 }
 
 async fn watch_desired(

@@ -29,6 +29,9 @@ pub struct FleetStatus {
     pub hl7: Hl7Status,
     /// The load balancer's farms; `null` without a `loadBalancer.vendor`.
     pub load_balancer: Option<LoadBalancerStatus>,
+    /// Mail notifications: one per Notifications object.
+    #[serde(default)]
+    pub notifications: Vec<NotificationsStatus>,
     /// Newest first.
     pub events: Vec<Event>,
 }
@@ -268,7 +271,7 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceStatus {
-    /// `Installation`, `Server`, `Certificate` or `Service`.
+    /// `Installation`, `Server`, `Certificate`, `Service` or `Notifications`.
     pub kind: String,
     pub name: String,
     pub observed_generation: Option<u64>,
@@ -285,6 +288,48 @@ pub enum ResourceDetail {
     Server(Box<ServerStatus>),
     Certificate(CertificateSummary),
     Service(ServiceHealth),
+    Notifications(NotificationsStatus),
+}
+
+/// One Notifications object: where it mails, what, and how delivery goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationsStatus {
+    pub name: String,
+    /// The SMTP server, `host:port`.
+    pub server: String,
+    /// `starttls`, `implicit` or `none`.
+    pub tls: String,
+    pub to: Vec<String>,
+    /// The events it mails.
+    pub events: Vec<String>,
+    pub observed_generation: Option<u64>,
+    pub conditions: Vec<Condition>,
+    pub delivery: DeliveryStatus,
+}
+
+/// How mail delivery goes for one Notifications object since the daemon started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryStatus {
+    /// When the SMTP server last accepted a mail.
+    #[serde(with = "crate::rfc3339::option")]
+    #[schemars(schema_with = "crate::schema::optional_date_time")]
+    pub last_sent: Option<OffsetDateTime>,
+    /// The last delivery error (a retry that later succeeded included); never a secret.
+    pub last_error: Option<String>,
+    /// Its bounded label: `dns`, `tcp`, `timeout`, `tls_version`, `certificate`, `tls`,
+    /// `starttls_unavailable`, `auth`, `sender_refused`, `recipient_refused`,
+    /// `message_refused`, `server_busy`, `closed`, `protocol`, `config`, `template`.
+    pub last_error_reason: Option<String>,
+    #[serde(with = "crate::rfc3339::option")]
+    #[schemars(schema_with = "crate::schema::optional_date_time")]
+    pub last_error_time: Option<OffsetDateTime>,
+    /// Mails waiting or being delivered.
+    pub queued: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub dropped: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -127,5 +127,6 @@ pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
     for key in services {
         ctx.triggers.wake::<Services>(key, Reason::DesiredChanged);
     }
+    crate::notifications::wake_changed(ctx, changes, snapshot);
     Applied::Accepted(std::sync::Arc::clone(changes))
 }

@@ -27,7 +27,7 @@ use crate::service_key::ServiceKey;
 use crate::status::{Event, EventType, Phase};
 
 pub(crate) use database::DatabaseSeen;
-pub(crate) use records::{matches_spec, ServerRecord, ServiceRecord};
+pub(crate) use records::{matches_spec, NotificationsRecord, ServerRecord, ServiceRecord};
 use records::{InstallationRecord, State};
 
 /// The controllers' shared state and the status it renders.
@@ -36,6 +36,8 @@ pub struct Store {
     changes: watch::Sender<u64>,
     /// Where derived series go; none in benchmarks that render a store on its own.
     gauges: Option<Metrics>,
+    /// Where the Notifications objects' delivery figures are read from.
+    notifier: std::sync::OnceLock<std::sync::Arc<steward_notify::Notifier>>,
 }
 
 impl fmt::Debug for Store {
@@ -50,6 +52,7 @@ impl Default for Store {
             state: Mutex::new(State::default()),
             changes: watch::Sender::new(0),
             gauges: None,
+            notifier: std::sync::OnceLock::new(),
         }
     }
 }
@@ -86,6 +89,35 @@ impl Store {
     }
 
     // ---- writes ----
+
+    pub(crate) fn set_notifier(&self, notifier: std::sync::Arc<steward_notify::Notifier>) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    /// Change (or create) a Notifications object's record; a condition change is an event.
+    pub(crate) fn with_notifications<R>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut NotificationsRecord) -> R,
+    ) -> R {
+        let mut state = self.lock();
+        let record = state.notifications.entry(name.to_owned()).or_default();
+        let before = record.conditions.clone();
+        let result = change(record);
+        let after = record.conditions.clone();
+        state
+            .events
+            .note_transition(format!("notifications/{name}"), &before, &after);
+        drop(state);
+        self.bump();
+        result
+    }
+
+    pub(crate) fn forget_notifications(&self, name: &str) {
+        if self.lock().notifications.remove(name).is_some() {
+            self.bump();
+        }
+    }
 
     /// Take a new desired state in: records for every declared server and service, the
     /// others marked undeclared (their controllers decide what happens to them).

@@ -156,6 +156,7 @@ pub(super) struct State {
     pub services: BTreeMap<ServiceKey, ServiceRecord>,
     /// `minimumHealthy` of every kind the desired state places somewhere.
     pub minimum_healthy: BTreeMap<ServiceKind, u32>,
+    pub notifications: BTreeMap<String, NotificationsRecord>,
     pub events: EventRing,
     /// `None` without a `loadBalancer.vendor`.
     pub load_balancer: Option<LoadBalancerRecord>,
@@ -166,6 +167,19 @@ pub(crate) struct LoadBalancerRecord {
     pub vendor: &'static str,
     pub farms: Vec<crate::status::FarmStatus>,
     pub conditions: Conditions,
+}
+
+/// A Notifications object as its controller put it in force (delivery figures are the
+/// notifier's, read when the status is rendered).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NotificationsRecord {
+    pub observed_generation: Option<u64>,
+    pub conditions: Conditions,
+    /// `host:port`.
+    pub server: String,
+    pub tls: &'static str,
+    pub to: Vec<String>,
+    pub events: Vec<String>,
 }
 
 impl State {

@@ -8,13 +8,15 @@ use steward_model::ServiceKind;
 
 use super::events::OBJECT_EVENTS;
 use super::records::{
-    shown_health, CertRecord, InstallationRecord, ServerRecord, ServiceRecord, State,
+    shown_health, CertRecord, InstallationRecord, NotificationsRecord, ServerRecord, ServiceRecord,
+    State,
 };
 use super::Store;
 use crate::service_key::ServiceKey;
 use crate::status::{
-    CertificateSummary, FleetStatus, Hl7Status, InstallationStatus, ResourceDetail, ResourceStatus,
-    ServerStatus, ServiceHealth, ServiceKindStatus,
+    CertificateSummary, DeliveryStatus, FleetStatus, Hl7Status, InstallationStatus,
+    NotificationsStatus, ResourceDetail, ResourceStatus, ServerStatus, ServiceHealth,
+    ServiceKindStatus,
 };
 
 impl Store {
@@ -53,6 +55,11 @@ impl Store {
                     conditions: lb.conditions.list(),
                 }
             }),
+            notifications: state
+                .notifications
+                .iter()
+                .map(|(name, record)| self.notifications_status(name, record))
+                .collect(),
             events: state.events.iter().cloned().collect(),
         }
     }
@@ -147,6 +154,17 @@ impl Store {
                     ResourceDetail::Service(health),
                 )
             }
+            "notification" => {
+                let record = state.notifications.get(name)?;
+                let status = self.notifications_status(name, record);
+                (
+                    "Notifications",
+                    format!("notifications/{name}"),
+                    record.observed_generation,
+                    status.conditions.clone(),
+                    ResourceDetail::Notifications(status),
+                )
+            }
             _ => return None,
         };
         let events = state
@@ -164,6 +182,40 @@ impl Store {
             events,
             detail,
         })
+    }
+
+    /// A Notifications object with its live delivery figures (the notifier's own lock is
+    /// never held while the store's is wanted, so taking it under the store's is safe).
+    fn notifications_status(
+        &self,
+        name: &str,
+        record: &NotificationsRecord,
+    ) -> NotificationsStatus {
+        let delivery = self
+            .notifier
+            .get()
+            .and_then(|n| n.status(name))
+            .map(|s| DeliveryStatus {
+                last_sent: s.last_sent,
+                last_error: s.last_error,
+                last_error_reason: s.last_error_reason.map(str::to_owned),
+                last_error_time: s.last_error_time,
+                queued: s.queued as u64,
+                sent: s.sent,
+                failed: s.failed,
+                dropped: s.dropped,
+            })
+            .unwrap_or_default();
+        NotificationsStatus {
+            name: name.to_owned(),
+            server: record.server.clone(),
+            tls: record.tls.to_owned(),
+            to: record.to.clone(),
+            events: record.events.clone(),
+            observed_generation: record.observed_generation,
+            conditions: record.conditions.list(),
+            delivery,
+        }
     }
 
     /// The verdict on a service kind as a whole: `None` if the desired state places it

@@ -31,6 +31,8 @@ pub enum ObjectRef {
     Directory(String),
     /// The health test of a service kind.
     HealthCheck(ServiceKind),
+    /// A Notifications object by `metadata.name`.
+    Notifications(String),
 }
 
 impl fmt::Display for ObjectRef {
@@ -43,6 +45,7 @@ impl fmt::Display for ObjectRef {
             Self::Service { server, kind } => write!(f, "service/{server}/{kind}"),
             Self::Directory(name) => write!(f, "directory/{name}"),
             Self::HealthCheck(kind) => write!(f, "healthCheck/{kind}"),
+            Self::Notifications(name) => write!(f, "notifications/{name}"),
         }
     }
 }
@@ -206,6 +209,8 @@ pub struct SnapshotDiff {
     /// HealthCheck overrides by service kind. Removing one reverts the kind to the
     /// catalog's default test, which is a change for the prober.
     pub health_checks: Changes<ServiceKind>,
+    /// Notifications objects by name.
+    pub notifications: Changes<String>,
 }
 
 impl SnapshotDiff {
@@ -217,6 +222,7 @@ impl SnapshotDiff {
             && !self.connection_strings_changed
             && self.directories.is_empty()
             && self.health_checks.is_empty()
+            && self.notifications.is_empty()
     }
 
     /// Every object to reconcile because of this change, each once, in [`ObjectRef`] order.
@@ -239,6 +245,12 @@ impl SnapshotDiff {
                 .keys()
                 .copied()
                 .map(ObjectRef::HealthCheck),
+        );
+        all.extend(
+            self.notifications
+                .keys()
+                .cloned()
+                .map(ObjectRef::Notifications),
         );
         all.into_iter()
     }
@@ -263,6 +275,7 @@ impl fmt::Display for SnapshotDiff {
         }
         parts.extend(counts("directories", &self.directories));
         parts.extend(counts("health checks", &self.health_checks));
+        parts.extend(counts("notifications", &self.notifications));
         f.write_str(&parts.join("; "))
     }
 }
@@ -307,6 +320,7 @@ pub fn diff(old: Option<&Snapshot>, new: &Snapshot) -> SnapshotDiff {
         },
         directories: Changes::between(&old.directories, &new.directories, PartialEq::eq),
         health_checks: Changes::between(&old.health_checks, &new.health_checks, PartialEq::eq),
+        notifications: Changes::between(&old.notifications, &new.notifications, PartialEq::eq),
     }
 }
 
@@ -321,6 +335,7 @@ fn initial(new: &Snapshot) -> SnapshotDiff {
         connection_string_targets: services.into_keys().collect(),
         directories: added(new.directories.keys().cloned()),
         health_checks: added(new.health_checks.keys().copied()),
+        notifications: added(new.notifications.keys().cloned()),
     }
 }
 

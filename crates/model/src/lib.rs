@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod diff;
 pub mod load;
 pub mod located;
+pub mod notifications;
 pub mod plan;
 pub mod ports;
 pub mod resource;

@@ -4,7 +4,8 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Value};
 
 use crate::resource::{
-    ActiveDirectorySpec, Document, HealthCheckSpec, InstallationSpec, ServerSpec, API_VERSION,
+    ActiveDirectorySpec, Document, HealthCheckSpec, InstallationSpec, NotificationsSpec,
+    ServerSpec, API_VERSION,
 };
 
 /// One schema accepting any document, picking the spec by `kind`.
@@ -15,6 +16,7 @@ pub fn desired_state_schema() -> Value {
         branch::<ServerSpec>(&mut generator, "Server"),
         branch::<ActiveDirectorySpec>(&mut generator, "ActiveDirectory"),
         branch::<HealthCheckSpec>(&mut generator, "HealthCheck"),
+        branch::<NotificationsSpec>(&mut generator, "Notifications"),
     ];
     let defs: serde_json::Map<String, Value> =
         generator.take_definitions(true).into_iter().collect();

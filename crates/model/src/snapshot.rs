@@ -24,6 +24,8 @@ pub struct Snapshot {
     pub directories: BTreeMap<String, ActiveDirectory>,
     /// Overrides of the catalog's default test, by service kind.
     pub health_checks: BTreeMap<ServiceKind, HealthCheck>,
+    /// Mail notifications, by `metadata.name`.
+    pub notifications: BTreeMap<String, crate::notifications::Notifications>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

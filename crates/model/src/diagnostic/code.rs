@@ -99,6 +99,9 @@ codes! {
         LoadBalancerSettings => "load-balancer-settings",
         Hl7Preferred => "hl7-preferred",
         Hl7Failover => "hl7-failover",
+        InvalidTemplate => "invalid-template",
+        InvalidEmail => "invalid-email",
+        SmtpCredentials => "smtp-credentials",
     }
     directory {
         DirectoryMissing => "directory-missing",

@@ -160,7 +160,7 @@ fn parse_document(
             file,
             doc_start,
             Code::MissingField,
-            "document has no `kind` (one of Installation, Server, ActiveDirectory, HealthCheck)",
+            "document has no `kind` (one of Installation, Server, ActiveDirectory, HealthCheck, Notifications)",
         )));
     };
     match header.api_version {
@@ -190,6 +190,7 @@ fn parse_document(
         "Server" => typed(text).map(|d| Ok(Resource::Server(d))),
         "ActiveDirectory" => typed(text).map(|d| Ok(Resource::ActiveDirectory(d))),
         "HealthCheck" => typed(text).map(|d| Ok(Resource::HealthCheck(d))),
+        "Notifications" => typed(text).map(|d| Ok(Resource::Notifications(d))),
         other => Ok(Err(Diagnostic::error(
             file,
             kind.pos,
@@ -368,6 +369,11 @@ fn check_plain_integers(
                 check(field, value.as_ref().map(|v| v.pos), Code::InvalidCount);
             }
         }
+        Resource::Notifications(d) => check(
+            "smtp.port",
+            d.spec.smtp.port.as_ref().map(|p| p.pos),
+            Code::InvalidPort,
+        ),
         Resource::ActiveDirectory(_) => {}
     }
 }

@@ -8,6 +8,7 @@
 mod active_directory;
 mod health_check;
 mod installation;
+mod notifications;
 mod server;
 
 pub use active_directory::{ActiveDirectorySpec, RoleGroups};
@@ -16,6 +17,7 @@ pub use installation::{
     Affinity, CaMode, CertificateAuthoritySpec, DatabaseSpec, Environment, Failback, HaproxySpec,
     Hl7Failover, Hl7Spec, InstallationSpec, LbVendor, LoadBalancerSpec, Mode, ServiceLoginSpec,
 };
+pub use notifications::{NotificationEvent, NotificationsSpec, SmtpSpec, SmtpTls};
 pub use server::{ServerCertificateSpec, ServerServiceSpec, ServerSpec};
 
 use serde::Deserialize;
@@ -26,7 +28,13 @@ use crate::Located;
 pub const API_VERSION: &str = "steward/v1";
 
 /// The resource kinds a document may declare.
-pub const KINDS: [&str; 4] = ["Installation", "Server", "ActiveDirectory", "HealthCheck"];
+pub const KINDS: [&str; 5] = [
+    "Installation",
+    "Server",
+    "ActiveDirectory",
+    "HealthCheck",
+    "Notifications",
+];
 
 /// `metadata` of every document.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -63,6 +71,7 @@ pub enum Resource {
     Server(Document<ServerSpec>),
     ActiveDirectory(Document<ActiveDirectorySpec>),
     HealthCheck(Document<HealthCheckSpec>),
+    Notifications(Document<NotificationsSpec>),
 }
 
 impl Resource {
@@ -72,6 +81,7 @@ impl Resource {
             Self::Server(_) => "Server",
             Self::ActiveDirectory(_) => "ActiveDirectory",
             Self::HealthCheck(_) => "HealthCheck",
+            Self::Notifications(_) => "Notifications",
         }
     }
 
@@ -81,6 +91,7 @@ impl Resource {
             Self::Server(d) => &d.metadata.name,
             Self::ActiveDirectory(d) => &d.metadata.name,
             Self::HealthCheck(d) => &d.metadata.name,
+            Self::Notifications(d) => &d.metadata.name,
         }
     }
 
@@ -90,6 +101,7 @@ impl Resource {
             Self::Server(d) => &d.api_version,
             Self::ActiveDirectory(d) => &d.api_version,
             Self::HealthCheck(d) => &d.api_version,
+            Self::Notifications(d) => &d.api_version,
         }
     }
 }

@@ -10,6 +10,7 @@ mod directory;
 mod fleet;
 mod health_check;
 mod installation;
+mod notifications;
 mod server;
 
 use std::collections::BTreeMap;
@@ -159,6 +160,7 @@ pub fn compile(loaded: Loaded) -> Compiled {
     let mut servers = Vec::new();
     let mut directories = BTreeMap::new();
     let mut health_checks = Vec::new();
+    let mut notifications = BTreeMap::new();
     for doc in &loaded.documents {
         match &doc.resource {
             Resource::Installation(d) => installations.push((doc.file.as_path(), d)),
@@ -175,6 +177,11 @@ pub fn compile(loaded: Loaded) -> Compiled {
             Resource::HealthCheck(d) => {
                 if let Some(hc) = health_check::compile(&doc.file, d, &mut report) {
                     health_checks.push(hc);
+                }
+            }
+            Resource::Notifications(d) => {
+                if let Some(n) = notifications::compile(&doc.file, d, &mut report) {
+                    notifications.insert(n.name.clone(), n);
                 }
             }
         }
@@ -239,6 +246,7 @@ pub fn compile(loaded: Loaded) -> Compiled {
             servers,
             directories,
             health_checks,
+            notifications,
         }),
         _ => None,
     };

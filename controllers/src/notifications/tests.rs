@@ -1,0 +1,140 @@
+//! The Notifications controller and the event feed, on scripted agents.
+
+use std::time::Duration;
+
+use steward_model::load::{load_text, Loaded};
+use steward_model::notifications::Notifications as Spec;
+
+use super::*;
+use crate::fakes::{fixture, headline};
+use crate::status::{EventType, ResourceDetail};
+
+/// A Notifications object compiled from YAML, like the daemon's.
+fn spec(smtp: &str) -> Spec {
+    let text = format!(
+        "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {{mode: generated}}\n---\napiVersion: steward/v1\nkind: Notifications\nmetadata: {{name: admins}}\nspec:\n  smtp: {smtp}\n  from: steward@example.eng\n  to: [ps-admins@example.eng]\n  events: [ServiceDown, AgentDown]\n"
+    );
+    let mut loaded = Loaded::default();
+    load_text(std::path::Path::new("n.yaml"), &text, &mut loaded);
+    let compiled = steward_model::validate::compile(loaded);
+    let snapshot = compiled
+        .snapshot
+        .unwrap_or_else(|| panic!("{:?}", compiled.diagnostics));
+    snapshot.notifications["admins"].clone()
+}
+
+const UNSET: &str = "{server: smtp.example.eng, usernameRef: env:STEWARD_TEST_SMTP_USER_UNSET, passwordRef: env:STEWARD_TEST_SMTP_PASSWORD_UNSET}";
+
+#[tokio::test(start_paused = true)]
+async fn a_notifications_object_is_shown_with_its_settings_verdict() {
+    let fx = fixture(&[("app1", &["PSIS"])]);
+    let mut s = fx.current();
+    s.notifications.insert("admins".into(), spec(UNSET));
+    fx.apply(s);
+    fx.run::<Notifications>("admins".into()).await.unwrap();
+
+    let status = fx.ctx.store.status();
+    assert_eq!(status.notifications.len(), 1);
+    let n = &status.notifications[0];
+    assert_eq!(n.server, "smtp.example.eng:587");
+    assert_eq!(n.tls, "starttls");
+    assert_eq!(n.events, ["ServiceDown", "AgentDown"]);
+    assert_eq!(headline(&n.conditions), "SettingsUnusable");
+    assert!(
+        n.conditions
+            .iter()
+            .any(|c| c.message.contains("STEWARD_TEST_SMTP_USER_UNSET")),
+        "{:?}",
+        n.conditions
+    );
+    let resource = fx.ctx.store.resource("notifications", "admins").unwrap();
+    assert_eq!(resource.kind, "Notifications");
+    assert!(matches!(resource.detail, ResourceDetail::Notifications(_)));
+
+    // Removed from the files: gone from the status, its outbox closed.
+    let mut s = fx.current();
+    s.notifications.clear();
+    fx.apply(s);
+    fx.run::<Notifications>("admins".into()).await.unwrap();
+    assert!(fx.ctx.store.status().notifications.is_empty());
+    assert!(fx.ctx.notifier.names().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn usable_settings_are_ready() {
+    let fx = fixture(&[("app1", &["PSIS"])]);
+    let mut s = fx.current();
+    s.notifications.insert(
+        "admins".into(),
+        spec("{server: localhost, port: 2525, tls: none}"),
+    );
+    fx.apply(s);
+    fx.run::<Notifications>("admins".into()).await.unwrap();
+    let n = &fx.ctx.store.status().notifications[0];
+    assert_eq!(headline(&n.conditions), "Configured");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_mail_that_cannot_be_sent_is_an_event_a_metric_and_the_last_error() {
+    let fx = fixture(&[("app1", &["PSIS"])]);
+    let mut s = fx.current();
+    s.notifications.insert("admins".into(), spec(UNSET));
+    fx.apply(s);
+    fx.run::<Notifications>("admins".into()).await.unwrap();
+    let undelivered = fx.ctx.undelivered.lock().unwrap().take().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let feed = tokio::spawn(feed::run(fx.ctx.clone(), undelivered, shutdown.clone()));
+    tokio::task::yield_now().await;
+
+    // A service going down is a ServiceDown; its mail cannot be sent (no credentials).
+    fx.ctx.store.event(
+        "service/app1/PSIS".into(),
+        EventType::Warning,
+        "HealthCheckFailing",
+        "503",
+    );
+    let store = fx.ctx.store.clone();
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(e) = store
+                .status()
+                .events
+                .into_iter()
+                .find(|e| e.reason == feed::UNDELIVERED)
+            {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("no NotificationUndelivered event");
+    assert_eq!(found.object, "notifications/admins");
+    assert!(
+        found.message.contains("service/app1/PSIS"),
+        "{}",
+        found.message
+    );
+    assert!(
+        found.message.contains("STEWARD_TEST_SMTP_PASSWORD_UNSET")
+            || found.message.contains("STEWARD_TEST_SMTP_USER_UNSET"),
+        "{}",
+        found.message
+    );
+
+    let delivery = &fx.ctx.store.status().notifications[0].delivery;
+    assert_eq!((delivery.failed, delivery.queued), (1, 0));
+    assert_eq!(delivery.last_error_reason.as_deref(), Some("config"));
+    assert_eq!(
+        fx.counter("steward_notifications_sent_total", &[("result", "failed")]),
+        1.0
+    );
+    // Events that are not notification events mail nothing.
+    fx.ctx
+        .store
+        .event("server/app1".into(), EventType::Normal, "AgentReady", "ok");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(fx.ctx.store.status().notifications[0].delivery.failed, 1);
+    shutdown.cancel();
+    feed.await.unwrap();
+}
