@@ -45,6 +45,7 @@ done
 # Python peers, one group per line, pinned: "name: package==version ...".
 PIP_PEERS=(
   "sqlfluff: sqlfluff==4.5.0 sqlglot==30.30.0"     # two independent T-SQL parsers: the database crate's generated statements
+  "aiosmtpd: aiosmtpd==1.4.6"                       # a real SMTP server (STARTTLS, SMTPS, AUTH): the notify crate's delivery tests
 )
 for group in "${PIP_PEERS[@]}"; do
   name=${group%%:*}

@@ -68,9 +68,10 @@ pub use metrics::{
 };
 pub use service_key::ServiceKey;
 pub use status::{
-    CertificateSummary, Condition, ConditionStatus, ConditionType, DatabaseStatus, DirectoryStatus,
-    Event, EventType, FleetStatus, GroupStatus, Hl7Status, InstallationStatus, LastProbe,
-    ResourceDetail, ResourceStatus, ServerStatus, ServiceHealth, ServiceKindStatus,
+    CertificateSummary, Condition, ConditionStatus, ConditionType, DatabaseStatus, DeliveryStatus,
+    DirectoryStatus, Event, EventType, FleetStatus, GroupStatus, Hl7Status, InstallationStatus,
+    LastProbe, NotificationsStatus, ResourceDetail, ResourceStatus, ServerStatus, ServiceHealth,
+    ServiceKindStatus,
 };
 pub use store::Store;
 

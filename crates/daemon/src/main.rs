@@ -62,6 +62,8 @@ enum Command {
     LabService(cmd::lab_service::LabServiceCli),
     /// Act on a running lab: `steward lab kill SERVER KIND`.
     Lab(cmd::lab::Args),
+    /// Mail notifications: `steward notify test [DIR]` sends a test message.
+    Notify(cmd::notify::Args),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +89,9 @@ fn main() -> ExitCode {
         Command::Agent(args) => async_main(cli.log_format, cmd::agent::run(args)),
         Command::LabService(args) => async_main(cli.log_format, cmd::lab_service::run(args)),
         Command::Lab(args) => cmd::lab::run(&args),
+        Command::Notify(args) => async_main(cli.log_format, async {
+            exit_code("notify", cmd::notify::run(args).await, 2)
+        }),
     };
     ExitCode::from(code)
 }

@@ -182,6 +182,12 @@ fn the_openapi_document_describes_every_real_response() {
         "  hostname: app2.example.eng\n",
         "  hostname: app2.example.eng\n  monitor: false\n",
     );
+    // Mail notifications to a server that is not there: shown with their delivery state.
+    std::fs::write(
+        lab.desired.join("notifications.yaml"),
+        "apiVersion: steward/v1\nkind: Notifications\nmetadata: {name: admins}\nspec:\n  smtp: {server: 127.0.0.1, port: 1, tls: none}\n  from: steward@example.eng\n  to: [ps-admins@example.eng]\n  events: [ServiceDown, ServiceRecovered]\n",
+    )
+    .unwrap();
     lab.spawn();
     let dir = lab.desired.clone();
     let openapi = get("/api/v1/openapi.json");
@@ -238,6 +244,8 @@ fn the_openapi_document_describes_every_real_response() {
     assert_eq!(status["hl7"]["activeListener"], "app2");
     assert_eq!(status["valid"], true);
     assert_eq!(status["activeDirectory"], json!([]));
+    assert_eq!(status["notifications"][0]["name"], "admins");
+    assert_eq!(status["notifications"][0]["server"], "127.0.0.1:1");
     let app1 = &status["servers"][0];
     assert!(app1["host"]["computerName"].is_string());
     assert!(app1["certificate"]["notAfter"].is_string());
@@ -263,6 +271,7 @@ fn the_openapi_document_describes_every_real_response() {
         "/api/v1/resources/service/app1:psis".to_owned(),
         "/api/v1/resources/certificate/app1".to_owned(),
         format!("/api/v1/resources/installation/{installation}"),
+        "/api/v1/resources/notifications/admins".to_owned(),
         "/api/v1/resources/server/nope".to_owned(),
     ] {
         let reply = get(&path);

@@ -110,11 +110,12 @@ impl Notice {
         })
     }
 
-    /// A notice made up for `steward notify test`.
-    pub fn test(installation: &str) -> Self {
+    /// A notice made up for `steward notify test`: the object `test/notify` says what it is
+    /// in any subject template.
+    pub fn test() -> Self {
         Self {
             event: NotificationEvent::ServiceDown,
-            object: format!("installation/{installation}"),
+            object: "test/notify".into(),
             reason: "NotificationTest".into(),
             message: "a test message sent by `steward notify test`; nothing is down".into(),
             time: OffsetDateTime::from(SystemTime::now()),

@@ -81,7 +81,7 @@ pub fn document() -> Value {
                 "responses": {"200": text_body("metrics", "text/plain; version=0.0.4; charset=utf-8")}
             }},
             "/api/v1/status": {"get": {
-                "summary": "The dashboard model: desired state, installation, database, servers (standby servers left out) with services, health, last probe and conditions, service kinds against minimumHealthy, AD directories, HL7 listener, recent events.",
+                "summary": "The dashboard model: desired state, installation, database, servers (standby servers left out) with services, health, last probe and conditions, service kinds against minimumHealthy, AD directories, HL7 listener, Notifications objects with their delivery, recent events.",
                 "operationId": "status",
                 "responses": {"200": json_body("the status document", status.to_value())}
             }},
@@ -90,7 +90,7 @@ pub fn document() -> Value {
                 "operationId": "resource",
                 "parameters": [
                     {"name": "kind", "in": "path", "required": true,
-                     "description": "installation, server, certificate or service (a plural and any case are accepted)",
+                     "description": "installation, server, certificate, service or notifications (a plural and any case are accepted)",
                      "schema": {"type": "string"}},
                     {"name": "name", "in": "path", "required": true,
                      "description": "the object's name; a service is SERVER.KIND (also SERVER:KIND), e.g. app1.PSIS",

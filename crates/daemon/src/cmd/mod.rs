@@ -7,6 +7,7 @@ pub mod daemon_client;
 pub mod db;
 pub mod lab;
 pub mod lab_service;
+pub mod notify;
 pub mod plan;
 pub mod run;
 pub mod schema;
