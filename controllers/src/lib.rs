@@ -198,6 +198,19 @@ impl ControllersHandle {
     pub fn store(&self) -> Arc<Store> {
         Arc::clone(&self.ctx.store)
     }
+
+    /// The desired-state files were found invalid (the last good state stays in force):
+    /// an event on the installation, which mail notifications turn into
+    /// `DesiredStateInvalid`.
+    pub fn desired_state_invalid(&self, message: &str) {
+        let object = self.ctx.desired.current().map_or_else(
+            || "installation".to_owned(),
+            |a| format!("installation/{}", a.desired.snapshot.installation.name),
+        );
+        self.ctx
+            .store
+            .event(object, EventType::Warning, "DesiredStateInvalid", message);
+    }
 }
 
 impl Controllers {

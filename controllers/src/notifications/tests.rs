@@ -138,3 +138,23 @@ async fn a_mail_that_cannot_be_sent_is_an_event_a_metric_and_the_last_error() {
     shutdown.cancel();
     feed.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn invalid_desired_state_is_an_event_mail_notifications_see() {
+    let fx = fixture(&[("app1", &["PSIS"])]);
+    let handle = crate::ControllersHandle {
+        ctx: fx.ctx.clone(),
+    };
+    let mut events = fx.ctx.store.events();
+    handle.desired_state_invalid("the desired state is invalid (1 error)");
+    let event = events.recv().await.unwrap();
+    assert_eq!(event.object, "installation/ps");
+    assert_eq!(
+        steward_notify::event_for(
+            &event.object,
+            event.event_type == EventType::Warning,
+            &event.reason
+        ),
+        Some(steward_model::notifications::NotificationEvent::DesiredStateInvalid)
+    );
+}

@@ -101,3 +101,77 @@ async fn test(dir: &std::path::Path, only: Option<&str>) -> Result<u8, OutputErr
     }
     Ok(u8::from(failed))
 }
+
+/// Each time the desired-state files turn invalid (valid before, or the first load), record
+/// it as an event for mail notifications (`DesiredStateInvalid`); the watcher logs it.
+pub async fn report_invalid(
+    watch: steward_watch::WatchHandle,
+    controllers: steward_controllers::ControllersHandle,
+) {
+    let mut status = watch.status();
+    let mut was_valid = true;
+    loop {
+        let message = {
+            let s = status.borrow_and_update();
+            turned_invalid(&mut was_valid, s.attempts, s.valid)
+                .then(|| invalid_message(s.error_count, s.errors.first()))
+        };
+        if let Some(message) = message {
+            controllers.desired_state_invalid(&message);
+        }
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `3 errors; the first: servers/app2.yaml:12:11: error[duplicate-port]: ...` (the
+/// diagnostic's values are already quoted and bounded; none is a secret).
+fn invalid_message(count: usize, first: Option<&steward_model::Diagnostic>) -> String {
+    let plural = if count == 1 { "" } else { "s" };
+    match first {
+        Some(d) => format!(
+            "the desired state is invalid ({count} error{plural}; the last good state stays in force); the first: {d}"
+        ),
+        None => format!(
+            "the desired state is invalid ({count} error{plural}; the last good state stays in force)"
+        ),
+    }
+}
+
+/// Whether a load (`attempts` so far, `valid` or not) turns the files invalid, given what
+/// the last judged load said (`was_valid`, updated): once per turn, not once per reload.
+fn turned_invalid(was_valid: &mut bool, attempts: u64, valid: bool) -> bool {
+    if attempts == 0 {
+        return false;
+    }
+    let turned = *was_valid && !valid;
+    *was_valid = valid;
+    turned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_is_reported_once_per_turn() {
+        let mut was_valid = true;
+        let loads = [
+            (0, false),
+            (1, true),
+            (2, false),
+            (3, false),
+            (4, true),
+            (5, false),
+        ];
+        let reported: Vec<bool> = loads
+            .iter()
+            .map(|&(attempts, valid)| turned_invalid(&mut was_valid, attempts, valid))
+            .collect();
+        assert_eq!(reported, [false, false, true, false, false, true]);
+        // A first load that is already invalid counts too.
+        let mut was_valid = true;
+        assert!(turned_invalid(&mut was_valid, 1, false));
+    }
+}

@@ -158,6 +158,10 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         &registry,
     )?;
     let handle = controllers.handle();
+    tokio::spawn(super::notify::report_invalid(
+        watch_handle.clone(),
+        handle.clone(),
+    ));
 
     if args.lab {
         // All or nothing: a half-started lab would leave the other servers unreachable.
