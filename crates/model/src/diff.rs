@@ -706,6 +706,36 @@ spec:
     }
 
     #[test]
+    fn notifications_by_name() {
+        const ADMINS: &str = "apiVersion: steward/v1\nkind: Notifications\nmetadata: {name: admins}\nspec:\n  smtp: {server: smtp.example.eng}\n  from: steward@example.eng\n  to: [ps-admins@example.eng]\n  events: [ServiceDown]\n";
+        let old = base();
+        let new = snapshot(&[
+            ("installation.yaml", INSTALLATION),
+            ("app1.yaml", APP1),
+            ("mail.yaml", ADMINS),
+        ]);
+        let d = diff(Some(&old), &new);
+        assert_eq!(d.notifications.added, set(&["admins".to_owned()]));
+        let affected: Vec<String> = d.affected().map(|r| r.to_string()).collect();
+        assert_eq!(affected, ["notifications/admins"]);
+        assert_eq!(d.to_string(), "notifications +1");
+        let more = ADMINS.replace("[ServiceDown]", "[ServiceDown, AgentDown]");
+        let changed = snapshot(&[
+            ("installation.yaml", INSTALLATION),
+            ("app1.yaml", APP1),
+            ("mail.yaml", &more),
+        ]);
+        assert_eq!(
+            diff(Some(&new), &changed).notifications.changed,
+            set(&["admins".to_owned()])
+        );
+        assert_eq!(
+            diff(Some(&new), &old).notifications.removed,
+            set(&["admins".to_owned()])
+        );
+    }
+
+    #[test]
     fn directories_and_health_checks_by_key() {
         let old = snapshot(&[
             ("installation.yaml", &installation()),
