@@ -130,7 +130,13 @@ fn schema_is_json_schema_covering_every_kind() {
         .collect();
     assert_eq!(
         kinds,
-        ["Installation", "Server", "ActiveDirectory", "HealthCheck"]
+        [
+            "Installation",
+            "Server",
+            "ActiveDirectory",
+            "HealthCheck",
+            "Notifications"
+        ]
     );
     let server = &schema["oneOf"][1];
     assert_eq!(server["additionalProperties"], false);

@@ -253,7 +253,7 @@ async fn a_connection_the_server_closed_while_idle_is_replaced() {
     m.send(&first).await.unwrap();
     server.wait_for(1);
     // The server hangs up on the idle connection (lettre's pool would now fail, #743).
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let second = render(
         &n,
         &notice(NotificationEvent::ServiceDown, "service/app2/PSIS"),
@@ -330,10 +330,17 @@ async fn a_server_stopped_mid_queue_and_restarted_loses_nothing() {
             1
         );
     }
-    // Down for a while: the outbox keeps them and retries.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(notifier.status("admins").unwrap().queued > 0);
-    assert!(notifier.status("admins").unwrap().last_error.is_some());
+    // Down: the outbox keeps them and retries (the failed attempts show as the last error).
+    for _ in 0..300 {
+        if notifier.status("admins").unwrap().last_error.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiting = notifier.status("admins").unwrap();
+    assert_eq!(waiting.last_error_reason, Some("tcp"), "{waiting:?}");
+    assert_eq!(waiting.queued, 5);
+    assert_eq!(server.received().len(), 1);
     server.restart();
     let got = server.wait_for(6);
     let mut subjects: Vec<String> = got.iter().map(|m| m.header("Subject").unwrap()).collect();
