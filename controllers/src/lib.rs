@@ -352,7 +352,7 @@ type Undeliverable = futures::channel::mpsc::UnboundedReceiver<steward_notify::U
 
 /// The notifier, its metrics registered, and the channel its failures arrive on.
 fn notifier(
-    registry: &prometheus::Registry,
+    registry: &MetricsRegistry,
     state_dir: Option<&std::path::Path>,
 ) -> Result<
     (
@@ -362,7 +362,8 @@ fn notifier(
     ),
     ControllersError,
 > {
-    let metrics = steward_notify::NotifyMetrics::register(Some(registry))?;
+    let metrics = steward_notify::NotifyMetrics::new();
+    registry.register(notifications::metrics::NotificationsFamily(metrics.clone()))?;
     let (tx, rx) = futures::channel::mpsc::unbounded();
     let shutdown = CancellationToken::new();
     let notifier = steward_notify::Notifier::new(

@@ -6,6 +6,7 @@
 //! back as an event of the Notifications object (`NotificationUndelivered`).
 
 pub(crate) mod feed;
+pub(crate) mod metrics;
 #[cfg(test)]
 mod tests;
 

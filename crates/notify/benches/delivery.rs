@@ -34,7 +34,7 @@ fn notice(event: NotificationEvent, object: &str) -> Notice {
 fn notifier(port: u16) -> Notifier {
     let n = notifications(port, SmtpTls::None, None, None);
     let notifier = Notifier::new(
-        NotifyMetrics::register(None).unwrap(),
+        NotifyMetrics::new(),
         None,
         RetryPolicy::default(),
         Arc::new(|u| panic!("undelivered: {}", u.error)),

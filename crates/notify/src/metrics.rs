@@ -1,6 +1,9 @@
-//! `steward_notifications_sent_total{result}` and `steward_notifications_queued`.
+//! The counts behind `steward_notifications_sent_total{result}` and
+//! `steward_notifications_queued`. Plain atomics: the controllers' metrics registry reads
+//! them when `/metrics` is written (this crate knows nothing of the exposition format).
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// What became of one mail: the `result` label, a closed set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,51 +26,46 @@ impl SendResult {
             Self::Dropped => "dropped",
         }
     }
+
+    fn index(self) -> usize {
+        match self {
+            Self::Sent => 0,
+            Self::Failed => 1,
+            Self::Dropped => 2,
+        }
+    }
 }
 
-#[derive(Debug, Clone)]
-pub struct NotifyMetrics {
-    sent: IntCounterVec,
-    queued: IntGauge,
+#[derive(Debug, Default)]
+struct Counts {
+    sent: [AtomicU64; 3],
+    queued: AtomicI64,
 }
+
+/// Shared by handle: the notifier counts, the metrics family reads.
+#[derive(Debug, Clone, Default)]
+pub struct NotifyMetrics(Arc<Counts>);
 
 impl NotifyMetrics {
-    /// Register into `registry` (`None`: counted but not exported, for tools and tests).
-    pub fn register(registry: Option<&Registry>) -> Result<Self, prometheus::Error> {
-        let sent = IntCounterVec::new(
-            Opts::new(
-                "steward_notifications_sent_total",
-                "Mails by what became of them: sent (accepted by the SMTP server), failed (undeliverable after retries, or refused), dropped (queue full or Notifications removed).",
-            ),
-            &["result"],
-        )?;
-        let queued = IntGauge::new(
-            "steward_notifications_queued",
-            "Mails waiting for delivery or being delivered, over all Notifications objects.",
-        )?;
-        for r in SendResult::ALL {
-            sent.with_label_values(&[r.as_str()]);
-        }
-        if let Some(registry) = registry {
-            registry.register(Box::new(sent.clone()))?;
-            registry.register(Box::new(queued.clone()))?;
-        }
-        Ok(Self { sent, queued })
+    pub fn new() -> Self {
+        Self::default()
     }
 
     pub(crate) fn count(&self, result: SendResult) {
-        self.sent.with_label_values(&[result.as_str()]).inc();
+        self.0.sent[result.index()].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Mails with this result since start.
     pub fn sent(&self, result: SendResult) -> u64 {
-        self.sent.with_label_values(&[result.as_str()]).get()
+        self.0.sent[result.index()].load(Ordering::Relaxed)
     }
 
     pub(crate) fn queued_add(&self, n: i64) {
-        self.queued.add(n);
+        self.0.queued.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Mails waiting or being delivered, over all Notifications objects.
     pub fn queued(&self) -> i64 {
-        self.queued.get()
+        self.0.queued.load(Ordering::Relaxed)
     }
 }

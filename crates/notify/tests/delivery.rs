@@ -301,7 +301,7 @@ fn quick_retries() -> RetryPolicy {
 
 fn notifier(sink: Arc<Mutex<Vec<Undelivered>>>) -> Notifier {
     Notifier::new(
-        NotifyMetrics::register(None).unwrap(),
+        NotifyMetrics::new(),
         None,
         quick_retries(),
         Arc::new(move |u| sink.lock().unwrap().push(u)),
