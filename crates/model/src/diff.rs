@@ -709,8 +709,9 @@ spec:
     fn notifications_by_name() {
         const ADMINS: &str = "apiVersion: steward/v1\nkind: Notifications\nmetadata: {name: admins}\nspec:\n  smtp: {server: smtp.example.eng}\n  from: steward@example.eng\n  to: [ps-admins@example.eng]\n  events: [ServiceDown]\n";
         let old = base();
+        let installation = installation();
         let new = snapshot(&[
-            ("installation.yaml", INSTALLATION),
+            ("installation.yaml", &installation),
             ("app1.yaml", APP1),
             ("mail.yaml", ADMINS),
         ]);
@@ -721,7 +722,7 @@ spec:
         assert_eq!(d.to_string(), "notifications +1");
         let more = ADMINS.replace("[ServiceDown]", "[ServiceDown, AgentDown]");
         let changed = snapshot(&[
-            ("installation.yaml", INSTALLATION),
+            ("installation.yaml", &installation),
             ("app1.yaml", APP1),
             ("mail.yaml", &more),
         ]);
