@@ -1,0 +1,112 @@
+//! Writing a file so that no reader ever sees half of it and it never has broader
+//! permissions than intended, not even between creating and chmod-ing it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::BackupError;
+
+/// Write (or atomically replace) `path` with mode 0600: an archive file.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), BackupError> {
+    write_atomically(path, contents, 0o600)
+}
+
+/// Write `contents` to a temporary file beside `path` created with `mode` (then set
+/// exactly, whatever the umask), flushed to disk, then renamed over `path`.
+pub(crate) fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), BackupError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let temp = temp_path(&dir, path);
+    let result = write_temp(&temp, contents, mode)
+        .and_then(|()| fs::rename(&temp, path).map_err(|e| BackupError::write(path, e)));
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    } else if let Ok(d) = File::open(&dir) {
+        // Best effort: make the new directory entry durable too.
+        let _ = d.sync_all();
+    }
+    result
+}
+
+fn write_temp(temp: &Path, contents: &[u8], mode: u32) -> Result<(), BackupError> {
+    let failed = |e| BackupError::write(temp, e);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode & 0o600)
+        .open(temp)
+        .map_err(failed)?;
+    file.write_all(contents).map_err(failed)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(failed)?;
+    file.sync_all().map_err(failed)
+}
+
+/// Create `dir` and its missing parents below `root` (mode 0700), refusing any existing
+/// component that is not a real directory: a link there could lead the restore elsewhere.
+pub(crate) fn create_dirs_below(root: &Path, relative: &Path) -> Result<(), BackupError> {
+    let mut here = root.to_path_buf();
+    for component in relative.components() {
+        here.push(component);
+        match fs::symlink_metadata(&here) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(BackupError::write(
+                    &here,
+                    std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "exists and is not a directory (links are not followed)",
+                    ),
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&here)
+                .map_err(|e| BackupError::write(&here, e))?,
+            Err(e) => return Err(BackupError::write(&here, e)),
+        }
+    }
+    Ok(())
+}
+
+fn temp_path(dir: &Path, target: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_file_is_0600_and_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.age");
+        write_private_file(&path, b"one").unwrap();
+        write_private_file(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_link_below_the_root_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("lab")).unwrap();
+        let err = create_dirs_below(dir.path(), Path::new("lab/app1")).unwrap_err();
+        assert!(matches!(err, BackupError::Write { .. }), "{err}");
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    }
+}
