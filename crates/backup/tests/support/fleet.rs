@@ -14,7 +14,7 @@ pub fn fleet_state(dir: &Path, servers: usize) {
         let host = format!("{name}.example.eng");
         let issued = ca
             .issue_server(
-                &[host.clone()],
+                std::slice::from_ref(&host),
                 &[],
                 std::time::Duration::from_secs(365 * 86_400),
             )
