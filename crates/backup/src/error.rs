@@ -41,6 +41,8 @@ pub enum BackupError {
     UnknownEntry { path: String },
     #[error("{} exists; refusing to replace the steward CA (every certificate it issued would be orphaned): pass --force to replace it", path.display())]
     CaExists { path: PathBuf },
+    #[error("{}: no steward CA there; is --state-dir the daemon's state directory?", path.display())]
+    NoState { path: PathBuf },
     #[error("{} is over {limit} bytes", path.display())]
     TooLarge { path: PathBuf, limit: u64 },
     #[error("{} is not a regular file", path.display())]
@@ -79,6 +81,7 @@ impl BackupError {
             Self::ChecksumMismatch { .. } => "checksum_mismatch",
             Self::UnknownEntry { .. } => "unknown_entry",
             Self::CaExists { .. } => "ca_exists",
+            Self::NoState { .. } => "no_state",
             Self::TooLarge { .. } | Self::NotAFile { .. } | Self::Read { .. } => "read",
             Self::Write { .. } => "write",
             Self::Encrypt(_) => "encrypt",

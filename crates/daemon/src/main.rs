@@ -64,6 +64,10 @@ enum Command {
     Lab(cmd::lab::Args),
     /// Mail notifications: `steward notify test [DIR]` sends a test message.
     Notify(cmd::notify::Args),
+    /// Write an encrypted archive of the daemon's state (CA, issued certificates...).
+    Backup(cmd::backup::Args),
+    /// Verify a backup whole, then restore it into a state directory.
+    Restore(cmd::restore::Args),
 }
 
 fn main() -> ExitCode {
@@ -92,6 +96,8 @@ fn main() -> ExitCode {
         Command::Notify(args) => async_main(cli.log_format, async {
             exit_code("notify", cmd::notify::run(args).await, 2)
         }),
+        Command::Backup(args) => exit_code("backup", cmd::backup::run(&args), 1),
+        Command::Restore(args) => exit_code("restore", cmd::restore::run(&args), 1),
     };
     ExitCode::from(code)
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each `run` returns the process exit code.
 
 pub mod agent;
+pub mod backup;
 pub mod ca;
 pub mod console;
 pub mod daemon_client;
@@ -9,6 +10,7 @@ pub mod lab;
 pub mod lab_service;
 pub mod notify;
 pub mod plan;
+pub mod restore;
 pub mod run;
 pub mod schema;
 pub mod status;
