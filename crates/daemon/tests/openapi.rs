@@ -34,6 +34,8 @@ impl Reply {
     }
 }
 
+const BACKUP_PASSPHRASE: &str = "openapi-test-backup-passphrase";
+
 /// One request to the lab's API, with the reconcile token if given.
 fn request(method: &str, path: &str, token: Option<&str>) -> std::io::Result<Reply> {
     let auth = token.map(|t| format!("Bearer {t}"));
@@ -168,7 +170,10 @@ impl Checker {
 #[test]
 fn the_openapi_document_describes_every_real_response() {
     let options = Options {
-        env: vec![("STEWARD_RECONCILE_TOKEN", TOKEN)],
+        env: vec![
+            ("STEWARD_RECONCILE_TOKEN", TOKEN),
+            ("STEWARD_BACKUP_PASSPHRASE", BACKUP_PASSPHRASE),
+        ],
         ..Options::default()
     };
     let mut lab = LabDaemon::new(
@@ -325,6 +330,21 @@ fn the_openapi_document_describes_every_real_response() {
     let accepted = request("POST", "/api/v1/reconcile", Some(TOKEN)).unwrap();
     assert_eq!(accepted.status, 202);
     checker.check("post", "/api/v1/reconcile", &accepted);
+
+    let denied = request("GET", "/api/v1/backup", None).unwrap();
+    assert_eq!(denied.status, 401);
+    checker.check("get", "/api/v1/backup", &denied);
+    let backup = request("GET", "/api/v1/backup", Some(TOKEN)).unwrap();
+    assert_eq!(backup.status, 200);
+    checker.check("get", "/api/v1/backup", &backup);
+    let passphrase = steward_backup::Passphrase::new(BACKUP_PASSPHRASE.to_owned()).unwrap();
+    let archive = steward_backup::open(&backup.body, &passphrase).expect("the backup opens");
+    assert!(archive.entries.iter().any(|e| e.path == "ca/ca.key"));
+    let log = lab.log_all();
+    assert!(
+        !log.contains(BACKUP_PASSPHRASE),
+        "the passphrase is in the log"
+    );
 
     // Every documented path was exercised.
     for path in doc["paths"].as_object().unwrap().keys() {

@@ -9,6 +9,7 @@
 //! them can carry a secret because neither holds one (secrets are resolved at the point of
 //! use and dropped).
 
+mod backup;
 mod chunks;
 mod fallback;
 mod openapi;
@@ -30,6 +31,8 @@ use steward_serve::{Limits, Server};
 use steward_watch::WatchHandle;
 use tokio::net::TcpListener;
 
+pub use backup::BackupSource;
+
 /// The most connections the API holds, however many files the process may open.
 const MAX_CONNECTIONS: usize = 1024;
 
@@ -45,6 +48,8 @@ pub struct AppState {
     /// `POST /api/v1/reconcile` requires `Authorization: Bearer <token>`; `None` disables it.
     /// Redacted in `Debug`, wiped when dropped.
     pub reconcile_token: Option<Arc<SecretValue>>,
+    /// `GET /api/v1/backup` (same token); `None`: no state directory to back up.
+    pub backup: Option<Arc<backup::BackupSource>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -57,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/observed", get(observed))
         .route("/api/v1/plan", get(plan))
         .route("/api/v1/reconcile", reconcile::post())
+        .route("/api/v1/backup", backup::get())
         .route("/ca.pem", get(ca_pem))
         .route("/api/v1/openapi.json", get(openapi::serve))
         .merge(crate::dashboard::routes())

@@ -125,6 +125,19 @@ pub fn document() -> Value {
                     "429": text("too many failed attempts from this address; see Retry-After")
                 }
             }},
+            "/api/v1/backup": {"get": {
+                "summary": "An encrypted backup of the daemon's state (the archive `steward backup` writes), encrypted to the daemon's STEWARD_BACKUP_PASSPHRASE.",
+                "operationId": "backup",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": text_body("age-encrypted archive", "application/octet-stream"),
+                    "401": text("bearer token missing or wrong"),
+                    "403": text("backup download is disabled (no token configured)"),
+                    "429": text("too many failed attempts from this address; see Retry-After"),
+                    "500": json_body("the backup failed (the daemon's log says why)", schema_ref("Error")),
+                    "503": json_body("no STEWARD_BACKUP_PASSPHRASE in the daemon's environment", schema_ref("Error"))
+                }
+            }},
             "/api/v1/openapi.json": {"get": {
                 "summary": "This document.",
                 "operationId": "openapi",

@@ -36,7 +36,7 @@ pub(super) fn post() -> MethodRouter<AppState> {
 
 /// Failed attempts per client address.
 #[derive(Default)]
-struct FailedAttempts {
+pub(super) struct FailedAttempts {
     by_address: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
 
@@ -78,20 +78,40 @@ async fn reconcile(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(refusal) = refusal(&state, &failures, peer, &headers, "manual reconcile") {
+        return refusal;
+    }
+    // A changed directory becomes a new generation; either way every object is looked at.
+    state.watch.reload();
+    state.controllers.resync_all();
+    (StatusCode::ACCEPTED, "reload and reconcile requested\n").into_response()
+}
+
+/// The bearer-token check of every endpoint that acts (`what` names it in the log): the
+/// response refusing the request (403 disabled, 429 rate-limited, 401), `None` to go on.
+pub(super) fn refusal(
+    state: &AppState,
+    failures: &FailedAttempts,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    what: &'static str,
+) -> Option<Response> {
     let Some(token) = &state.reconcile_token else {
-        tracing::info!(%peer, outcome = "disabled", "manual reconcile refused: no token is configured");
-        return (StatusCode::FORBIDDEN, "manual reconcile is disabled\n").into_response();
+        tracing::info!(%peer, outcome = "disabled", "{what} refused: no token is configured");
+        return Some((StatusCode::FORBIDDEN, format!("{what} is disabled\n")).into_response());
     };
     let now = Instant::now();
     if let Some(left) = failures.blocked(peer.ip(), now) {
-        tracing::debug!(%peer, outcome = "rate_limited", "manual reconcile refused");
+        tracing::debug!(%peer, outcome = "rate_limited", "{what} refused");
         let retry_after = left.as_secs().max(1).to_string();
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, retry_after)],
-            "too many failed attempts; try again later\n",
-        )
-            .into_response();
+        return Some(
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, retry_after)],
+                "too many failed attempts; try again later\n",
+            )
+                .into_response(),
+        );
     }
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -104,15 +124,12 @@ async fn reconcile(
     };
     if let Some(reason) = refused {
         failures.failed(peer.ip(), now);
-        tracing::warn!(%peer, outcome = "refused", reason, "manual reconcile refused");
-        return (StatusCode::UNAUTHORIZED, "bearer token required\n").into_response();
+        tracing::warn!(%peer, outcome = "refused", reason, "{what} refused");
+        return Some((StatusCode::UNAUTHORIZED, "bearer token required\n").into_response());
     }
     failures.succeeded(peer.ip());
-    tracing::info!(%peer, outcome = "accepted", "manual reconcile requested");
-    // A changed directory becomes a new generation; either way every object is looked at.
-    state.watch.reload();
-    state.controllers.resync_all();
-    (StatusCode::ACCEPTED, "reload and reconcile requested\n").into_response()
+    tracing::info!(%peer, outcome = "accepted", "{what} requested");
+    None
 }
 
 /// The token of an `Authorization: Bearer <token>` value: the scheme in any case, then one

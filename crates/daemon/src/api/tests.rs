@@ -32,6 +32,11 @@ impl Drop for Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with_backup(None)
+}
+
+/// With `passphrase`, `GET /api/v1/backup` backs up the fixture's directory (it holds a CA).
+fn fixture_with_backup(passphrase: Option<&str>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let stop = CancellationToken::new();
     let (watch, _task) = steward_watch::watch(
@@ -65,6 +70,10 @@ fn fixture() -> Fixture {
         registry,
         ca_pem: None,
         reconcile_token: Some(Arc::new(steward_model::SecretValue::new(TOKEN.to_owned()))),
+        backup: Some(Arc::new(super::BackupSource {
+            state_dir: dir.path().to_path_buf(),
+            passphrase: passphrase.map(|p| steward_backup::Passphrase::new(p.to_owned()).unwrap()),
+        })),
     };
     Fixture {
         router: router(state),
@@ -81,6 +90,17 @@ async fn send(
     authorization: Option<&str>,
     peer: &str,
 ) -> (StatusCode, axum::http::HeaderMap, String) {
+    let (status, headers, body) = send_bytes(router, method, uri, authorization, peer).await;
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn send_bytes(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    authorization: Option<&str>,
+    peer: &str,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let mut request = Request::builder().method(method).uri(uri);
     if let Some(value) = authorization {
         request = request.header(header::AUTHORIZATION, value);
@@ -94,11 +114,7 @@ async fn send(
         .unwrap();
     let (parts, body) = response.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    (parts.status, parts.headers, body.to_vec())
 }
 
 fn json_body(headers: &axum::http::HeaderMap, body: &str) -> Value {
@@ -252,4 +268,51 @@ async fn failed_reconcile_attempts_are_refused_then_rate_limited_per_address() {
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn backup_needs_the_token_and_a_passphrase_then_sends_an_archive_that_opens() {
+    const PASSPHRASE: &str = "api-backup-passphrase";
+    let f = fixture_with_backup(None);
+    let (status, _, _) = send(&f.router, "GET", "/api/v1/backup", None, "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, headers, body) = send(
+        &f.router,
+        "GET",
+        "/api/v1/backup",
+        Some(&bearer),
+        "127.0.0.1:1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(json_body(&headers, &body)["error"]
+        .as_str()
+        .unwrap()
+        .contains("STEWARD_BACKUP_PASSPHRASE"));
+
+    let f = fixture_with_backup(Some(PASSPHRASE));
+    let (status, _, _) = send(
+        &f.router,
+        "GET",
+        "/api/v1/backup",
+        Some("Bearer wrong"),
+        "127.0.0.1:1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, headers, body) = send_bytes(
+        &f.router,
+        "GET",
+        "/api/v1/backup",
+        Some(&bearer),
+        "127.0.0.1:1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/octet-stream");
+    let passphrase = steward_backup::Passphrase::new(PASSPHRASE.to_owned()).unwrap();
+    let archive = steward_backup::open(&body, &passphrase).unwrap();
+    let paths: Vec<&str> = archive.entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["ca/ca.pem", "ca/ca.key"]);
 }

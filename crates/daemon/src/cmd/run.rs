@@ -203,6 +203,9 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         registry,
         ca_pem: Some(Arc::from(ca.cert_pem())),
         reconcile_token: args.reconcile_token.take().map(Arc::new),
+        backup: Some(Arc::new(api::BackupSource::from_env(
+            args.state_dir.clone(),
+        ))),
     });
     tracing::info!("API and dashboard on http://{}", args.listen);
     let http = tokio::spawn(api::serve(
