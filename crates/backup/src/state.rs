@@ -220,6 +220,15 @@ mod tests {
     }
 
     #[test]
+    fn docs_backup_md_lists_every_state_file() {
+        let docs = include_str!("../../../docs/backup.md");
+        for state_file in STATE_FILES {
+            let quoted = format!("`{}`", state_file.pattern);
+            assert!(docs.contains(&quoted), "docs/backup.md does not list {quoted}");
+        }
+    }
+
+    #[test]
     fn collect_takes_listed_regular_files_only() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();

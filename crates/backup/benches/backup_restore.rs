@@ -1,0 +1,54 @@
+//! Backup and restore of a 1,000-server state (the CA, 1,000 issued server certificates
+//! and keys, their memo, the agents' records), without the passphrase KDF (scrypt at
+//! work factor 2^1) and with it (age's calibration: about a second by design).
+//!
+//! `cargo bench -p steward-backup --bench backup_restore` (criterion prints the figures).
+
+#[path = "../tests/support/fleet.rs"]
+mod fleet;
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use steward_backup::{backup, read_file, restore_archive, write_private_file, Kdf, Passphrase};
+
+const FLEET: usize = 1_000;
+
+fn bench(c: &mut Criterion) {
+    let source = tempfile::tempdir().expect("tempdir");
+    fleet::fleet_state(source.path(), FLEET);
+    let passphrase = Passphrase::new("benchmark passphrase".to_owned()).expect("passphrase");
+    let mut group = c.benchmark_group("backup_restore_1000_servers");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    for (name, kdf) in [("without_kdf", Kdf::WorkFactor(1)), ("with_kdf", Kdf::Calibrated)] {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let file = scratch.path().join("state.age");
+        group.bench_function(format!("backup_{name}"), |b| {
+            b.iter(|| {
+                let archive = backup(source.path(), &passphrase, kdf).expect("backup");
+                write_private_file(&file, &archive).expect("write");
+                archive.len()
+            })
+        });
+        group.bench_function(format!("restore_{name}"), |b| {
+            b.iter_batched(
+                || tempfile::tempdir_in(scratch.path()).expect("tempdir"),
+                |target| {
+                    let archive = read_file(&file).expect("read");
+                    let (_, restored) = restore_archive(&archive, &passphrase, target.path(), false)
+                        .expect("restore");
+                    assert!(restored.files > 4 * FLEET);
+                    target
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        println!("archive of {FLEET} servers: {size} bytes");
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
