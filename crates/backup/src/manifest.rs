@@ -104,6 +104,7 @@ pub(crate) fn decode(plain: &[u8]) -> Result<(Manifest, Vec<StateEntry>), Backup
     let manifest: Manifest =
         serde_json::from_slice(json).map_err(|_| malformed("the manifest does not parse"))?;
     let mut entries = Vec::with_capacity(manifest.entries.len());
+    let mut seen = std::collections::HashSet::with_capacity(manifest.entries.len());
     for entry in &manifest.entries {
         if state::matching(&entry.path).is_none() {
             return Err(BackupError::UnknownEntry {
@@ -123,7 +124,7 @@ pub(crate) fn decode(plain: &[u8]) -> Result<(Manifest, Vec<StateEntry>), Backup
                 path: entry.path.clone(),
             });
         }
-        if entries.iter().any(|e: &StateEntry| e.path == entry.path) {
+        if !seen.insert(entry.path.as_str()) {
             return Err(malformed("an entry appears twice"));
         }
         entries.push(StateEntry {
