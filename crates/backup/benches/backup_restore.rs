@@ -21,7 +21,10 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("backup_restore_1000_servers");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
-    for (name, kdf) in [("without_kdf", Kdf::WorkFactor(1)), ("with_kdf", Kdf::Calibrated)] {
+    for (name, kdf) in [
+        ("without_kdf", Kdf::WorkFactor(1)),
+        ("with_kdf", Kdf::Calibrated),
+    ] {
         let scratch = tempfile::tempdir().expect("tempdir");
         let file = scratch.path().join("state.age");
         group.bench_function(format!("backup_{name}"), |b| {
@@ -36,8 +39,9 @@ fn bench(c: &mut Criterion) {
                 || tempfile::tempdir_in(scratch.path()).expect("tempdir"),
                 |target| {
                     let archive = read_file(&file).expect("read");
-                    let (_, restored) = restore_archive(&archive, &passphrase, target.path(), false)
-                        .expect("restore");
+                    let (_, restored) =
+                        restore_archive(&archive, &passphrase, target.path(), false)
+                            .expect("restore");
                     assert!(restored.files > 4 * FLEET);
                     target
                 },

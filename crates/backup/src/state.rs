@@ -224,7 +224,10 @@ mod tests {
         let docs = include_str!("../../../docs/backup.md");
         for state_file in STATE_FILES {
             let quoted = format!("`{}`", state_file.pattern);
-            assert!(docs.contains(&quoted), "docs/backup.md does not list {quoted}");
+            assert!(
+                docs.contains(&quoted),
+                "docs/backup.md does not list {quoted}"
+            );
         }
     }
 
