@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::archive::VerifiedArchive;
-use crate::files::{create_dirs_below, write_atomically};
+use crate::files::{create_dirs_below, Batch};
 use crate::state;
 use crate::BackupError;
 
@@ -45,14 +45,17 @@ pub fn restore(
     entries.sort_by_key(|(ca, _)| *ca);
     std::fs::create_dir_all(dir).map_err(|e| BackupError::write(dir, e))?;
     let mut bytes = 0;
+    let mut batch = Batch::default();
     for (_, entry) in &entries {
         let relative = PathBuf::from(&entry.path);
         if let Some(parent) = relative.parent() {
             create_dirs_below(dir, parent)?;
         }
-        write_atomically(&dir.join(&relative), &entry.contents, entry.mode)?;
+        batch.stage(&dir.join(&relative), &entry.contents, entry.mode)?;
         bytes += entry.contents.len() as u64;
     }
+    // Renamed in the order staged: the CA last.
+    batch.commit(dir)?;
     Ok(Restored {
         files: entries.len(),
         bytes,
