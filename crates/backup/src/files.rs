@@ -74,9 +74,8 @@ pub(crate) fn create_dirs_below(root: &Path, relative: &Path) -> Result<(), Back
     Ok(())
 }
 
-/// Files written in two steps so that thousands of them cost one flush to disk, not one
-/// each: every file to a temporary name (no fsync), one `syncfs`, then every rename, then
-/// one fsync per directory. Until [`Batch::commit`] renames, nothing under the targets has
+/// Files written in two steps so that thousands of them cost two flushes to disk, not
+/// one each: every file to a temporary name (no fsync), `syncfs`, every rename, `syncfs`. Until [`Batch::commit`] renames, nothing under the targets has
 /// changed, and dropping the batch removes the temporary files.
 #[derive(Default)]
 pub(crate) struct Batch {
@@ -109,26 +108,18 @@ impl Batch {
             .map_err(failed)
     }
 
-    /// Flush every staged file's data, then rename each into place in staging order.
+    /// Flush every staged file's data, rename each into place in staging order, then
+    /// flush again so the new directory entries are durable too (one `syncfs` for all
+    /// directories: an fsync per directory cost ~4,000 journal commits for 1,000 servers).
     pub(crate) fn commit(mut self, root: &Path) -> Result<(), BackupError> {
         flush_filesystem(root)?;
-        let mut dirs = std::collections::BTreeSet::new();
         for (temp, path) in std::mem::take(&mut self.staged) {
             if let Err(e) = fs::rename(&temp, &path) {
                 let _ = fs::remove_file(&temp);
                 return Err(BackupError::write(path, e));
             }
-            if let Some(dir) = path.parent() {
-                dirs.insert(dir.to_path_buf());
-            }
         }
-        for dir in dirs {
-            // Best effort: make the new directory entries durable too.
-            if let Ok(d) = File::open(&dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+        flush_filesystem(root)
     }
 }
 
