@@ -27,6 +27,9 @@ fn bench(c: &mut Criterion) {
     ] {
         let scratch = tempfile::tempdir().expect("tempdir");
         let file = scratch.path().join("state.age");
+        // Restore's input, also when only the restore benchmarks are selected.
+        let archive = backup(source.path(), &passphrase, kdf).expect("backup");
+        write_private_file(&file, &archive).expect("write");
         group.bench_function(format!("backup_{name}"), |b| {
             b.iter(|| {
                 let archive = backup(source.path(), &passphrase, kdf).expect("backup");
