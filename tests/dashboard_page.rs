@@ -168,6 +168,12 @@ return {
     server: d.dataset.server, open: d.open, summary: d.querySelector('summary').textContent.trim(),
     kinds: Array.from(d.querySelectorAll('li')).map((e) => e.dataset.kind),
   })),
+  directories: Array.from(document.querySelectorAll('[data-directory]')).map((d) => ({
+    name: d.dataset.directory, state: d.querySelector('.server-head .badge').dataset.state,
+    groups: Array.from(d.querySelectorAll('tr[data-group]')).map((r) => ({
+      group: r.dataset.group, state: r.querySelector('.badge').dataset.state, text: r.innerText.trim(),
+    })),
+  })),
   images: document.querySelectorAll('img').length,
   xss: document.body.dataset.xss || null,
   tiles: Array.from(document.querySelectorAll('.svc')).map((e) => ({
@@ -322,6 +328,23 @@ fn dashboard_lists_every_problem_folds_undeclared_kinds_and_shows_markup_as_text
         .unwrap()
         .contains("Active listener"));
     assert!(page["database"].as_str().is_some(), "{page}");
+    // The lab's directory: up, and every role group present, in colour (state) and words.
+    let directory = &page["directories"][0];
+    assert_eq!(directory["name"], "corp", "{page}");
+    assert_eq!(directory["state"], "healthy", "{page}");
+    let groups = directory["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 3, "{page}");
+    for group in groups {
+        assert_eq!(group["state"], "healthy", "{group}");
+        assert!(
+            group["text"].as_str().unwrap().contains("Present"),
+            "{group}"
+        );
+    }
+    assert!(
+        groups[2]["text"].as_str().unwrap().ends_with('2'),
+        "PS-Users has 2 members: {page}"
+    );
     assert!(page["events"].as_u64().unwrap() > 0, "no events shown");
     for (server, shown) in status["servers"]
         .as_array()

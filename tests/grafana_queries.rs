@@ -49,11 +49,7 @@ const CONTRACT: [&str; 18] = [
 
 /// Panels whose metrics the daemon does not export yet: their queries must run without
 /// error, but may return nothing. Remove an entry once its controller exports the metric.
-const NOT_EXPORTED_YET: [(&str, &str); 2] = [
-    // steward_active_directory_up / _group_present: the directory controller is a later issue.
-    ("system-health.json", "Active Directory up"),
-    ("system-health.json", "Active Directory role groups"),
-];
+const NOT_EXPORTED_YET: [(&str, &str); 0] = [];
 
 /// Grafana's variables, as Grafana would expand them for a 1 s scrape interval and the
 /// "All" server selection.

@@ -87,3 +87,24 @@ impl fmt::Debug for ControllersConfig {
             .finish_non_exhaustive()
     }
 }
+
+/// Where an ActiveDirectory's stand-in listens in the lab (by directory name); `None`: use
+/// its URL.
+pub type DirectoryAddressFn = Arc<dyn Fn(&str) -> Option<std::net::SocketAddr> + Send + Sync>;
+
+/// The lab's directories: each reached at its lab address (the certificate is still
+/// checked for the URL's host), trusted through `trust` besides the system roots and
+/// the directory's own `trust` files.
+#[derive(Clone)]
+pub struct DirectoryLab {
+    pub trust: Vec<PathBuf>,
+    pub address: DirectoryAddressFn,
+}
+
+impl fmt::Debug for DirectoryLab {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DirectoryLab")
+            .field("trust", &self.trust)
+            .finish_non_exhaustive()
+    }
+}

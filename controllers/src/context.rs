@@ -44,6 +44,9 @@ pub(crate) struct Context {
     >,
     /// Stops the notifier's outboxes.
     pub notify_shutdown: tokio_util::sync::CancellationToken,
+    /// Where the lab's stand-in directories are, and the CA they are trusted by; unset
+    /// outside the lab.
+    pub directory_lab: std::sync::OnceLock<crate::config::DirectoryLab>,
 }
 
 impl Context {

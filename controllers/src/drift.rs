@@ -13,15 +13,22 @@ pub(crate) enum DriftKind {
     Certificate,
     /// The agent holds other service URLs than the desired state implies.
     ConnectionStrings,
+    /// A role group of an ActiveDirectory is gone.
+    DirectoryGroup,
+    /// A managed group's members differ from `members` (a listed account taken out, or
+    /// with `exact`, one added).
+    DirectoryMembers,
 }
 
 impl DriftKind {
-    pub(crate) const ALL: [DriftKind; 5] = [
+    pub(crate) const ALL: [DriftKind; 7] = [
         DriftKind::ServiceMissing,
         DriftKind::ServiceStopped,
         DriftKind::ServiceSpec,
         DriftKind::Certificate,
         DriftKind::ConnectionStrings,
+        DriftKind::DirectoryGroup,
+        DriftKind::DirectoryMembers,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -31,6 +38,8 @@ impl DriftKind {
             Self::ServiceSpec => "service_spec",
             Self::Certificate => "certificate",
             Self::ConnectionStrings => "connection_strings",
+            Self::DirectoryGroup => "directory_group",
+            Self::DirectoryMembers => "directory_members",
         }
     }
 }

@@ -1,10 +1,13 @@
-//! The one error every controller returns: an agent call that failed, or the database
-//! (its own classified error, `crate::database::DatabaseError`). What a person
+//! The one error every controller returns: an agent call that failed, the database
+//! (its own classified error, `crate::database::DatabaseError`), or a directory that could
+//! not be bound or read. What a person
 //! should look at is its condition reason ([`ControllerError::reason`]); what a metric may
 //! carry is its bounded label ([`ReconcileError::metric_label`]), never the error text.
 
 use steward_agent::ClientError;
 use steward_balancer::BalancerError;
+use steward_directory::DirectoryError;
+use steward_model::secret::SecretResolveError;
 use steward_runtime::ReconcileError;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,26 @@ pub(crate) enum ControllerError {
     /// rejected, reload failed, socket silent, a rendered file not written).
     #[error(transparent)]
     Balancer(#[from] BalancerError),
+    /// An ActiveDirectory could not be bound or read. `bound`: the bind had succeeded (the
+    /// directory answers; an operation on it failed).
+    #[error("ActiveDirectory {directory}: {source}")]
+    Directory {
+        directory: String,
+        bound: bool,
+        #[source]
+        source: DirectoryError,
+    },
+    /// The directory's bind password cannot be read from its reference (the error names
+    /// the reference, never a value).
+    #[error(
+        "ActiveDirectory {directory}: the bind password ({reference}) cannot be read: {source}"
+    )]
+    Secret {
+        directory: String,
+        reference: String,
+        #[source]
+        source: SecretResolveError,
+    },
 }
 
 impl ControllerError {
@@ -53,6 +76,9 @@ impl ControllerError {
         let source = match self {
             Self::Database(e) => return e.reason(),
             Self::Balancer(e) => return e.reason(),
+            // The directory crate's labels are the documented condition reasons.
+            Self::Directory { source, .. } => return source.label(),
+            Self::Secret { .. } => return "PasswordUnavailable",
             Self::AgentDown { source, .. } | Self::AgentCall { source, .. } => source,
         };
         match source {
@@ -72,6 +98,19 @@ impl ReconcileError for ControllerError {
         let source = match self {
             Self::Database(e) => return e.metric_label(),
             Self::Balancer(e) => return e.metric_label(),
+            Self::Secret { .. } => return "directory_password",
+            Self::Directory { source, .. } => {
+                return match source {
+                    DirectoryError::Config(_) => "directory_config",
+                    DirectoryError::TlsUntrusted { .. } => "directory_tls_untrusted",
+                    DirectoryError::TlsHostMismatch { .. } => "directory_tls_host_mismatch",
+                    DirectoryError::BindFailed { .. } => "directory_bind_failed",
+                    DirectoryError::Unreachable { .. } => "directory_unreachable",
+                    DirectoryError::Timeout { .. } => "directory_timeout",
+                    DirectoryError::Protocol { .. } => "directory_protocol",
+                    DirectoryError::Rejected { .. } => "directory_rejected",
+                }
+            }
             Self::AgentDown { source, .. } | Self::AgentCall { source, .. } => source,
         };
         match source {

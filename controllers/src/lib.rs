@@ -1,5 +1,6 @@
-//! Steward's controllers: the database, servers, certificates and services, each
-//! reconciled by the runtime's loop (the database over TDS, the rest through the agents), with the status document and Prometheus metrics the
+//! Steward's controllers: the database, servers, certificates, services and Active
+//! Directories, each reconciled by the runtime's loop (the database over TDS, directories
+//! over LDAP, the rest through the agents), with the status document and Prometheus metrics the
 //! daemon serves. Every controller has one shape ([`reconciler::Reconciler`]) and is
 //! registered once ([`register`]).
 //!
@@ -7,7 +8,8 @@
 //! Desired (watch) ──> triggers ──> database controller    (login, database there? service login complete?)
 //!                              ├─> server controller      (agent up? host, inventory, connection strings)
 //!                              ├─> certificate controller (the server's TLS certificate)
-//!                              └─> service controller     (install / reinstall / restart / prune)
+//!                              ├─> service controller     (install / reinstall / restart / prune)
+//!                              └─> directory controller   (bind, role groups, membership)
 //!                                        │    ▲ verdict changed
 //!                                        ▼    │
 //!                                   probe monitor (every service on its own interval)
@@ -28,6 +30,7 @@ mod certificate;
 mod config;
 mod context;
 mod database;
+mod directory;
 mod drift;
 mod error;
 mod hl7;
@@ -60,7 +63,9 @@ use steward_runtime::{ControllerObserver, RunSummary};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{AgentEndpoint, ControllersConfig, Desired, EndpointFn};
+pub use config::{
+    AgentEndpoint, ControllersConfig, Desired, DirectoryAddressFn, DirectoryLab, EndpointFn,
+};
 pub use in_force::{Accepted, DesiredInForce};
 pub use metrics::{
     Counter, Family, Gauge, Histogram, LabelSet, MetricsError, MetricsRegistry, Value,
@@ -94,6 +99,7 @@ fn register(bus: &mut TriggerBus) -> Vec<Box<dyn Registered>> {
         bus.register::<service::Services>(),
         bus.register::<balancer::LoadBalancers>(),
         bus.register::<notifications::Notifications>(),
+        bus.register::<directory::Directories>(),
     ]
 }
 
@@ -266,6 +272,7 @@ impl Controllers {
             notifier,
             undelivered: std::sync::Mutex::new(Some(undelivered)),
             notify_shutdown,
+            directory_lab: std::sync::OnceLock::new(),
             config,
         };
         Ok(Self {
@@ -276,6 +283,12 @@ impl Controllers {
 
     pub fn store(&self) -> Arc<Store> {
         self.ctx.store.clone()
+    }
+
+    /// Reach directories where the lab runs their stand-ins, trusting the lab's CA for
+    /// them. Only the first call counts.
+    pub fn lab_directories(&self, lab: DirectoryLab) {
+        let _ = self.ctx.directory_lab.set(lab);
     }
 
     pub fn handle(&self) -> ControllersHandle {

@@ -116,6 +116,34 @@ impl LabelSet for LbMemberLabels {
     }
 }
 
+/// `directory`: an ActiveDirectory's name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct DirectoryLabel {
+    directory: String,
+}
+
+impl LabelSet for DirectoryLabel {
+    const NAMES: &'static [&'static str] = &["directory"];
+    fn values(&self) -> Vec<&str> {
+        vec![&self.directory]
+    }
+}
+
+/// `directory`, `role`, `group`: one role group of an ActiveDirectory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct GroupLabels {
+    directory: String,
+    role: String,
+    group: String,
+}
+
+impl LabelSet for GroupLabels {
+    const NAMES: &'static [&'static str] = &["directory", "role", "group"];
+    fn values(&self) -> Vec<&str> {
+        vec![&self.directory, &self.role, &self.group]
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Metrics {
     reconcile_total: Counter<ReconcileLabels>,
@@ -131,6 +159,9 @@ pub(crate) struct Metrics {
     database_up: Gauge<()>,
     database_info: Gauge<VersionLabel>,
     lb_member_up: Gauge<LbMemberLabels>,
+    /// No series before the first attempt.
+    directory_up: Gauge<DirectoryLabel>,
+    group_present: Gauge<GroupLabels>,
 }
 
 impl Metrics {
@@ -180,6 +211,14 @@ impl Metrics {
                 "steward_lb_member_up",
                 "1 while the load balancer routes to the server's member of the kind's farm (up), 0 when it is down, draining or in maintenance.",
             ),
+            directory_up: Gauge::new(
+                "steward_active_directory_up",
+                "Whether steward can bind to the ActiveDirectory (1) or not (0).",
+            ),
+            group_present: Gauge::new(
+                "steward_active_directory_group_present",
+                "Whether the role's group exists in the directory.",
+            ),
         };
         registry.register(metrics.reconcile_total.clone())?;
         registry.register(metrics.reconcile_duration.clone())?;
@@ -191,6 +230,8 @@ impl Metrics {
         registry.register(metrics.database_up.clone())?;
         registry.register(metrics.database_info.clone())?;
         registry.register(metrics.lb_member_up.clone())?;
+        registry.register(metrics.directory_up.clone())?;
+        registry.register(metrics.group_present.clone())?;
         // Known label values start at zero, so that rate() and alerts see the first event.
         for controller in controllers {
             for result in ReconcileResult::ALL {
@@ -255,6 +296,36 @@ impl Metrics {
             },
             1,
         );
+    }
+
+    /// `steward_active_directory_up`; `None` removes it (not known yet, or any more).
+    pub(crate) fn directory_up(&self, directory: &str, up: Option<bool>) {
+        let labels = DirectoryLabel {
+            directory: directory.to_owned(),
+        };
+        match up {
+            Some(up) => self.directory_up.set(&labels, up),
+            None => self.directory_up.remove(&labels),
+        }
+    }
+
+    /// `steward_active_directory_group_present`; `None` removes it.
+    pub(crate) fn group_present(
+        &self,
+        directory: &str,
+        role: &str,
+        group: &str,
+        present: Option<bool>,
+    ) {
+        let labels = GroupLabels {
+            directory: directory.to_owned(),
+            role: role.to_owned(),
+            group: group.to_owned(),
+        };
+        match present {
+            Some(present) => self.group_present.set(&labels, present),
+            None => self.group_present.remove(&labels),
+        }
     }
 
     pub(crate) fn agent_up(&self, server: &str, up: bool) {

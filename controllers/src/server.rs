@@ -46,7 +46,9 @@ impl Reconciler for Servers {
             ControllerError::AgentDown { .. } => mark_down(ctx, name, error),
             ControllerError::AgentCall { .. }
             | ControllerError::Database(_)
-            | ControllerError::Balancer(_) => set_conditions(
+            | ControllerError::Balancer(_)
+            | ControllerError::Directory { .. }
+            | ControllerError::Secret { .. } => set_conditions(
                 ctx,
                 name,
                 Phase::Degraded,

@@ -24,7 +24,7 @@ pub struct FleetStatus {
     pub servers: Vec<ServerStatus>,
     /// Each kind the desired state places, judged as a whole against its `minimumHealthy`.
     pub service_kinds: Vec<ServiceKindStatus>,
-    /// Empty until the Active Directory controller exists.
+    /// Every declared ActiveDirectory, by name.
     pub active_directory: Vec<DirectoryStatus>,
     pub hl7: Hl7Status,
     /// The load balancer's farms; `null` without a `loadBalancer.vendor`.
@@ -186,21 +186,35 @@ pub struct ServiceKindStatus {
     pub healthy: bool,
 }
 
-/// An Active Directory (filled by the directory controller, a later issue).
+/// An ActiveDirectory as the directory controller last saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DirectoryStatus {
     pub name: String,
+    pub display_name: String,
+    pub domain: String,
+    /// `ldaps://host:port` or `ldap://host:port` (StartTLS).
+    pub server: String,
+    /// Whether steward could bind; `null` before the first attempt.
     pub up: Option<bool>,
+    /// Every group of `roles`, in role order.
     pub groups: Vec<GroupStatus>,
+    pub observed_generation: Option<u64>,
+    pub conditions: Vec<Condition>,
 }
 
+/// One role group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupStatus {
+    /// `owners`, `administrators` or `users`.
     pub role: String,
     pub group: String,
+    /// `null` until the directory answered.
     pub present: Option<bool>,
+    /// How many members the group has, when steward manages its membership (`members`
+    /// lists it); `null` otherwise.
+    pub members: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -271,7 +285,7 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceStatus {
-    /// `Installation`, `Server`, `Certificate`, `Service` or `Notifications`.
+    /// `Installation`, `Server`, `Certificate`, `Service`, `ActiveDirectory` or `Notifications`.
     pub kind: String,
     pub name: String,
     pub observed_generation: Option<u64>,
@@ -288,6 +302,7 @@ pub enum ResourceDetail {
     Server(Box<ServerStatus>),
     Certificate(CertificateSummary),
     Service(ServiceHealth),
+    ActiveDirectory(DirectoryStatus),
     Notifications(NotificationsStatus),
 }
 

@@ -14,6 +14,7 @@ use crate::certificate::Certificates;
 use crate::config::Desired;
 use crate::context::Context;
 use crate::database::{DatabaseKey, Databases};
+use crate::directory::Directories;
 use crate::server::Servers;
 use crate::service::Services;
 use crate::service_key::ServiceKey;
@@ -128,5 +129,15 @@ pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
         ctx.triggers.wake::<Services>(key, Reason::DesiredChanged);
     }
     crate::notifications::wake_changed(ctx, changes, snapshot);
+    // Directories are few: any whose document (or the mode) changed runs again now.
+    for (name, directory) in &snapshot.directories {
+        let before = previous
+            .as_ref()
+            .and_then(|p| p.desired.snapshot.directories.get(name));
+        if everything || before != Some(directory) {
+            ctx.triggers
+                .wake::<Directories>(name.clone(), Reason::DesiredChanged);
+        }
+    }
     Applied::Accepted(std::sync::Arc::clone(changes))
 }

@@ -8,9 +8,18 @@ use steward_model::ServiceKind;
 
 use super::records::matches_spec;
 use super::Store;
+use crate::directory::RECONCILED;
 use crate::service_key::ServiceKey;
 
 impl Store {
+    /// Whether the directory's last run found it as declared, under `generation`: then
+    /// anything that differs now happened behind steward's back (drift).
+    pub(crate) fn directory_settled(&self, name: &str, generation: u64) -> bool {
+        self.lock().directories.get(name).is_some_and(|r| {
+            r.observed_generation == Some(generation) && r.conditions.headline().1 == RECONCILED
+        })
+    }
+
     /// Whether the controllers accepted `generation` and the fleet is what it declares:
     /// every declared service installed as declared, running and passing its health test
     /// on a server whose agent answers; and, with `prune: true` (autoCorrect), nothing

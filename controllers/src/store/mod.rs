@@ -27,7 +27,9 @@ use crate::service_key::ServiceKey;
 use crate::status::{Event, EventType, Phase};
 
 pub(crate) use database::DatabaseSeen;
-pub(crate) use records::{matches_spec, NotificationsRecord, ServerRecord, ServiceRecord};
+pub(crate) use records::{
+    matches_spec, DirectoryRecord, NotificationsRecord, ServerRecord, ServiceRecord,
+};
 use records::{InstallationRecord, State};
 
 /// The controllers' shared state and the status it renders.
@@ -192,6 +194,18 @@ impl Store {
         for kind in ServiceKind::ALL {
             self.derive_kind(&state, kind);
         }
+        let previous = std::mem::take(&mut state.directories);
+        for (name, record) in &previous {
+            if !snapshot.directories.contains_key(name) {
+                self.derive_directory(name, Some(record), None);
+            }
+        }
+        for (name, directory) in &snapshot.directories {
+            let before = previous.get(name);
+            let record = DirectoryRecord::refreshed(before, directory);
+            self.derive_directory(name, before, Some(&record));
+            state.directories.insert(name.clone(), record);
+        }
         drop(state);
         self.bump();
     }
@@ -292,6 +306,31 @@ impl Store {
         result
     }
 
+    /// Change one directory's record; `None` if the desired state in force does not
+    /// declare it (a reconcile that outlived its directory changes nothing).
+    pub(crate) fn with_directory<R>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut DirectoryRecord) -> R,
+    ) -> Option<R> {
+        let mut state = self.lock();
+        let record = state.directories.get_mut(name)?;
+        let before = record.clone();
+        let result = change(record);
+        let after = record.clone();
+        state.events.note_transition(
+            format!("activedirectory/{name}"),
+            &before.conditions,
+            &after.conditions,
+        );
+        self.derive_directory(name, Some(&before), Some(&after));
+        drop(state);
+        if before != after {
+            self.bump();
+        }
+        Some(result)
+    }
+
     pub(crate) fn event(&self, object: String, event_type: EventType, reason: &str, message: &str) {
         self.lock()
             .events
@@ -330,6 +369,35 @@ impl Store {
     }
 
     // ---- derived series ----
+
+    /// `steward_active_directory_up` and `_group_present` of one directory: what its
+    /// record says (no series while unknown), none once it is gone.
+    fn derive_directory(
+        &self,
+        name: &str,
+        before: Option<&DirectoryRecord>,
+        after: Option<&DirectoryRecord>,
+    ) {
+        let Some(metrics) = &self.gauges else {
+            return;
+        };
+        metrics.directory_up(name, after.and_then(|r| r.up));
+        let now: Vec<_> = after
+            .map(|r| r.groups.as_slice())
+            .unwrap_or_default()
+            .to_vec();
+        for old in before.map(|r| r.groups.as_slice()).unwrap_or_default() {
+            let kept = now
+                .iter()
+                .any(|g| g.role == old.role && g.group == old.group && g.present.is_some());
+            if !kept {
+                metrics.group_present(name, &old.role, &old.group, None);
+            }
+        }
+        for group in &now {
+            metrics.group_present(name, &group.role, &group.group, group.present);
+        }
+    }
 
     /// `steward_service_installed`/`_healthy` of `key`, if they changed from `before`
     /// (`None`: unknown, write them).

@@ -6,14 +6,14 @@ use steward_agent::api::{
     ConnectionStrings, FailureReason, HostInfo, ServiceInfo, ServiceStatus as AgentStatus,
 };
 use steward_model::resource::Mode;
-use steward_model::snapshot::{CertificateSource, PlacedService, Server};
+use steward_model::snapshot::{ActiveDirectory, CertificateSource, PlacedService, Server};
 use steward_model::ServiceKind;
 use time::OffsetDateTime;
 
 use super::events::EventRing;
 use crate::drift::DriftKind;
 use crate::service_key::ServiceKey;
-use crate::status::{Conditions, LastProbe};
+use crate::status::{Conditions, GroupStatus, LastProbe};
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CertRecord {
@@ -157,6 +157,7 @@ pub(super) struct State {
     /// `minimumHealthy` of every kind the desired state places somewhere.
     pub minimum_healthy: BTreeMap<ServiceKind, u32>,
     pub notifications: BTreeMap<String, NotificationsRecord>,
+    pub directories: BTreeMap<String, DirectoryRecord>,
     pub events: EventRing,
     /// `None` without a `loadBalancer.vendor`.
     pub load_balancer: Option<LoadBalancerRecord>,
@@ -167,6 +168,54 @@ pub(crate) struct LoadBalancerRecord {
     pub vendor: &'static str,
     pub farms: Vec<crate::status::FarmStatus>,
     pub conditions: Conditions,
+}
+
+/// One declared ActiveDirectory.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DirectoryRecord {
+    pub display_name: String,
+    pub domain: String,
+    pub server: String,
+    pub up: Option<bool>,
+    /// Every role group, in role order; `present` and `members` as last observed.
+    pub groups: Vec<GroupStatus>,
+    pub observed_generation: Option<u64>,
+    pub conditions: Conditions,
+}
+
+impl DirectoryRecord {
+    /// The record for `directory`, keeping what was observed of groups it still declares.
+    pub(super) fn refreshed(previous: Option<&Self>, directory: &ActiveDirectory) -> Self {
+        let groups = directory
+            .roles
+            .iter()
+            .flat_map(|(role, groups)| groups.iter().map(move |g| (role.as_str(), g)))
+            .map(|(role, group)| {
+                previous
+                    .and_then(|p| {
+                        p.groups
+                            .iter()
+                            .find(|g| g.role == role && &g.group == group)
+                    })
+                    .cloned()
+                    .unwrap_or_else(|| GroupStatus {
+                        role: role.to_owned(),
+                        group: group.clone(),
+                        present: None,
+                        members: None,
+                    })
+            })
+            .collect();
+        Self {
+            display_name: directory.display_name.clone(),
+            domain: directory.domain.clone(),
+            server: directory.server.clone(),
+            up: previous.and_then(|p| p.up),
+            groups,
+            observed_generation: previous.and_then(|p| p.observed_generation),
+            conditions: previous.map(|p| p.conditions.clone()).unwrap_or_default(),
+        }
+    }
 }
 
 /// A Notifications object as its controller put it in force (delivery figures are the

@@ -8,15 +8,16 @@ use steward_model::ServiceKind;
 
 use super::events::OBJECT_EVENTS;
 use super::records::{
-    shown_health, CertRecord, InstallationRecord, NotificationsRecord, ServerRecord, ServiceRecord,
+    shown_health, CertRecord, DirectoryRecord, InstallationRecord, NotificationsRecord,
+    ServerRecord, ServiceRecord,
     State,
 };
 use super::Store;
 use crate::service_key::ServiceKey;
 use crate::status::{
-    CertificateSummary, DeliveryStatus, FleetStatus, Hl7Status, InstallationStatus,
-    NotificationsStatus, ResourceDetail, ResourceStatus, ServerStatus, ServiceHealth,
-    ServiceKindStatus,
+    CertificateSummary, DeliveryStatus, DirectoryStatus, FleetStatus, Hl7Status,
+    InstallationStatus, NotificationsStatus, ResourceDetail, ResourceStatus, ServerStatus,
+    ServiceHealth, ServiceKindStatus,
 };
 
 impl Store {
@@ -44,7 +45,11 @@ impl Store {
                 .keys()
                 .filter_map(|kind| kind_status(&state, *kind))
                 .collect(),
-            active_directory: Vec::new(),
+            active_directory: state
+                .directories
+                .iter()
+                .map(|(name, record)| directory_status(name, record))
+                .collect(),
             hl7: Hl7Status {
                 active_listener: crate::hl7::active(&state.services),
             },
@@ -101,8 +106,9 @@ impl Store {
         }
     }
 
-    /// One object: `installation/NAME`, `server/NAME`, `certificate/SERVER`, or
-    /// `service/SERVER.KIND` (also `SERVER:KIND` or `SERVER/KIND`; kind in any case).
+    /// One object: `installation/NAME`, `server/NAME`, `certificate/SERVER`,
+    /// `service/SERVER.KIND` (also `SERVER:KIND` or `SERVER/KIND`; kind in any case) or
+    /// `activedirectory/NAME`.
     pub fn resource(&self, kind: &str, name: &str) -> Option<ResourceStatus> {
         let state = self.lock();
         let kind = kind.to_ascii_lowercase();
@@ -163,6 +169,17 @@ impl Store {
                     record.observed_generation,
                     status.conditions.clone(),
                     ResourceDetail::Notifications(status),
+                )
+            }
+            "activedirectory" | "directory" => {
+                let record = state.directories.get(name)?;
+                let status = directory_status(name, record);
+                (
+                    "ActiveDirectory",
+                    format!("activedirectory/{name}"),
+                    record.observed_generation,
+                    status.conditions.clone(),
+                    ResourceDetail::ActiveDirectory(status),
                 )
             }
             _ => return None,
@@ -231,6 +248,19 @@ pub(super) fn installation_status(record: &InstallationRecord) -> InstallationSt
         release: record.release.clone(),
         mode: record.mode,
         prune: record.prune,
+        observed_generation: record.observed_generation,
+        conditions: record.conditions.list(),
+    }
+}
+
+fn directory_status(name: &str, record: &DirectoryRecord) -> DirectoryStatus {
+    DirectoryStatus {
+        name: name.to_owned(),
+        display_name: record.display_name.clone(),
+        domain: record.domain.clone(),
+        server: record.server.clone(),
+        up: record.up,
+        groups: record.groups.clone(),
         observed_generation: record.observed_generation,
         conditions: record.conditions.list(),
     }

@@ -75,6 +75,11 @@ fn main() -> ExitCode {
     // Child processes (the lab's agents, and their lab services) log the same way; set
     // while this process is still single-threaded.
     logging::pass_to_children(cli.log_format);
+    if let Command::Run(args) = &cli.command {
+        if args.lab() {
+            lab::directory::provide_password();
+        }
+    }
     use cmd::console::exit_code;
     let code = match cli.command {
         Command::Validate(args) => exit_code("validate", cmd::validate::run(&args), 2),

@@ -248,7 +248,10 @@ fn the_openapi_document_describes_every_real_response() {
     checker.rejects_drift(&status);
     assert_eq!(status["hl7"]["activeListener"], "app2");
     assert_eq!(status["valid"], true);
-    assert_eq!(status["activeDirectory"], json!([]));
+    // The lab's slapd stands in for the example's directory: bound, every group present.
+    let directory = &status["activeDirectory"][0];
+    assert_eq!(directory["name"], "corp", "{status}");
+    assert_eq!(directory["up"], true, "{directory}");
     assert_eq!(status["notifications"][0]["name"], "admins");
     assert_eq!(status["notifications"][0]["server"], "127.0.0.1:1");
     let app1 = &status["servers"][0];
@@ -277,6 +280,7 @@ fn the_openapi_document_describes_every_real_response() {
         "/api/v1/resources/certificate/app1".to_owned(),
         format!("/api/v1/resources/installation/{installation}"),
         "/api/v1/resources/notifications/admins".to_owned(),
+        "/api/v1/resources/activedirectory/corp".to_owned(),
         "/api/v1/resources/server/nope".to_owned(),
     ] {
         let reply = get(&path);

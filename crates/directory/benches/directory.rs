@@ -8,8 +8,7 @@
 //! `cargo bench -p steward-directory --bench directory`. Prints one line per figure; a peer
 //! that is missing is reported as skipped. Timings are printed, never asserted.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use steward_directory::test_support as support;
 
 use std::time::{Duration, Instant};
 

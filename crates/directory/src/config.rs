@@ -53,6 +53,9 @@ pub struct DirectoryConfig {
     pub max_entries: usize,
     /// A group with more member values than this is reported rather than read on.
     pub max_members: usize,
+    /// Connect here instead of resolving the URL's host (the lab's stand-in directory);
+    /// the certificate is still checked against the URL's host.
+    pub connect_to: Option<std::net::SocketAddr>,
 }
 
 impl DirectoryConfig {
@@ -75,6 +78,7 @@ impl DirectoryConfig {
             operation_timeout: Duration::from_secs(10),
             max_entries: 10_000,
             max_members: 100_000,
+            connect_to: None,
         }
     }
 

@@ -87,8 +87,13 @@ pub(crate) async fn tcp_connect(
     endpoint: &Endpoint,
 ) -> Result<TcpStream, DirectoryError> {
     let url = config.url.clone();
-    let address = (endpoint.host.as_str(), endpoint.port);
-    let tcp = match timeout(config.connect_timeout, TcpStream::connect(address)).await {
+    let connect = async {
+        match config.connect_to {
+            Some(addr) => TcpStream::connect(addr).await,
+            None => TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await,
+        }
+    };
+    let tcp = match timeout(config.connect_timeout, connect).await {
         Err(_) => {
             return Err(DirectoryError::Unreachable {
                 url,
@@ -98,7 +103,10 @@ pub(crate) async fn tcp_connect(
         Ok(Err(e)) => {
             return Err(DirectoryError::Unreachable {
                 url,
-                reason: format!("TCP connect to {}:{}: {e}", endpoint.host, endpoint.port),
+                reason: match config.connect_to {
+                    Some(addr) => format!("TCP connect to {addr}: {e}"),
+                    None => format!("TCP connect to {}:{}: {e}", endpoint.host, endpoint.port),
+                },
             })
         }
         Ok(Ok(tcp)) => tcp,

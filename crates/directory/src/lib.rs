@@ -31,6 +31,9 @@ mod session;
 mod starttls;
 mod tls;
 
+#[cfg(feature = "test-support")]
+pub mod test_support;
+
 pub use config::{DirectoryConfig, Endpoint, Password, Transport};
 pub use entry::Entry;
 pub use error::DirectoryError;

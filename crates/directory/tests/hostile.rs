@@ -2,7 +2,7 @@
 //! there at all. Each costs one bounded call and a precise error; none leads to a bind
 //! in clear.
 
-mod support;
+use steward_directory::test_support as support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! (with `libtest-mimic` for libtest's command line and output) so the DC outlives every
 //! test and is stopped even when one fails.
 
-mod support;
+use steward_directory::test_support as support;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,7 +1,7 @@
 //! The generic-LDAP paths and the TLS/bind failure classes against real OpenLDAP slapd
 //! instances (one per test, on loopback).
 
-mod support;
+use steward_directory::test_support as support;
 
 use steward_directory::{
     Created, DirectoryConfig, DirectoryKind, Lookup, MembersPolicy, Password, Session,
@@ -319,4 +319,31 @@ async fn a_stopped_server_is_unreachable_for_the_session_and_new_connections() {
     let err = Session::connect(&config).await.unwrap_err();
     assert_eq!(err.label(), "Unreachable", "{err}");
     assert!(err.to_string().contains("TCP connect"), "{err}");
+}
+
+#[tokio::test]
+async fn connect_to_reaches_that_address_and_the_certificate_is_checked_for_the_urls_host() {
+    let Some(slapd) = Slapd::start("") else {
+        return;
+    };
+    let at = Some(std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        slapd.ldaps_port,
+    )));
+    // dc1.example.eng does not resolve here: only connect_to gets there.
+    let mut named = config(
+        &slapd,
+        &format!("ldaps://dc1.example.eng:{}", slapd.ldaps_port),
+    );
+    named.connect_to = at;
+    Session::connect(&named)
+        .await
+        .expect("bound through connect_to");
+    let mut other = config(
+        &slapd,
+        &format!("ldaps://dc9.example.eng:{}", slapd.ldaps_port),
+    );
+    other.connect_to = at;
+    let err = Session::connect(&other).await.unwrap_err();
+    assert_eq!(err.label(), "TlsHostMismatch", "{err}");
 }

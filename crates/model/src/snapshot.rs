@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::catalog::{HealthTest, InstallType, ServiceKind};
-use crate::resource::{Affinity, CaMode, Environment, Failback, Hl7Failover, LbVendor, Mode};
+use crate::resource::{
+    Affinity, CaMode, Environment, Failback, Hl7Failover, LbVendor, MembersPolicy, Mode,
+};
 use crate::{SecretRef, StatusRanges};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -264,6 +266,10 @@ pub struct ActiveDirectory {
     pub roles: BTreeMap<Role, Vec<String>>,
     /// Only when set does steward manage membership.
     pub members: Option<BTreeMap<String, Vec<String>>>,
+    pub members_policy: MembersPolicy,
+    pub create_missing_groups: bool,
+    /// Extra CAs for the directory's certificate, as written (relative to the directory).
+    pub trust: Vec<PathBuf>,
 }
 
 /// The effective test of one service kind: the catalog's default with any override applied.

@@ -43,6 +43,7 @@ const WARNING_RULES: &[Code] = &[
     Code::OptionalServiceCertificate,
     Code::NoServers,
     Code::UnmappedGroupMembers,
+    Code::MembersPolicyWithoutMembers,
     Code::PortDisplacesDefault,
 ];
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use steward_controllers::{
-    AgentEndpoint, Controllers, ControllersConfig, ControllersHandle, Desired,
+    AgentEndpoint, Controllers, ControllersConfig, ControllersHandle, Desired, DirectoryLab,
 };
 use steward_model::snapshot::Server;
 use steward_model::SecretValue;
@@ -16,6 +16,7 @@ use steward_watch::{WatchConfig, WatchHandle};
 use tokio::sync::watch;
 
 use crate::api::{self, AppState};
+use crate::lab::directory::LabDirectories;
 use crate::lab::{lab_dir, LabAddresses, LabFleet, DEFAULT_FIRST_ADDRESS};
 use crate::metrics::DesiredStateMetrics;
 
@@ -57,6 +58,13 @@ fn parse_resync(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+impl Args {
+    /// `--lab`: the lab supplies agents and a directory.
+    pub(crate) fn lab(&self) -> bool {
+        self.lab
+    }
 }
 
 /// The lab's agents must live on this machine: a 127/8 address (not .0 or .255 of
@@ -157,6 +165,21 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         },
         &registry,
     )?;
+    let lab_directories = Arc::new(tokio::sync::Mutex::new(LabDirectories::new(
+        // Beside the lab's server directories, not among them.
+        args.state_dir.join("directories"),
+        args.lab_first_address,
+    )));
+    if args.lab {
+        // The lab's directories: at their lab addresses, certificates from the steward CA.
+        let addresses = lab_directories.lock().await.addresses();
+        controllers.lab_directories(DirectoryLab {
+            trust: vec![ca.cert_path()],
+            address: Arc::new(move |name: &str| {
+                addresses.read().ok().and_then(|a| a.get(name).copied())
+            }),
+        });
+    }
     let handle = controllers.handle();
     tokio::spawn(super::notify::report_invalid(
         watch_handle.clone(),
@@ -192,6 +215,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
             fleet,
             ca: Arc::clone(&ca),
             store: handle.store(),
+            directories: Arc::clone(&lab_directories),
         }),
     ));
     tokio::spawn(report_convergence(handle.clone()));
@@ -217,6 +241,9 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     let report = controllers.run(desired_rx, shutdown.clone()).await;
     tracing::info!("controllers stopped ({report})");
     if let Some(fleet) = lab_fleet {
+        // The directories first: the fleet's clean-up takes any process left on the
+        // lab's state directory for an orphaned service.
+        lab_directories.lock().await.shutdown().await;
         fleet.lock().await.shutdown(Duration::from_secs(8)).await;
         tracing::info!("lab stopped");
     }
@@ -278,6 +305,7 @@ struct LabSetup {
     ca: Arc<CertificateAuthority>,
     /// Where the lab says what it could not do for the database.
     store: Arc<steward_controllers::Store>,
+    directories: Arc<tokio::sync::Mutex<LabDirectories>>,
 }
 
 /// Hand each new generation, with the loader's diff, to the controllers. In lab mode its
@@ -300,6 +328,11 @@ async fn forward_desired(
                 }
                 let note = fleet.ensure_database(&state.snapshot, &dir).await;
                 lab.store.set_database_note(note);
+                drop(fleet);
+                let mut directories = lab.directories.lock().await;
+                for e in directories.ensure(&state.snapshot, &dir, &lab.ca).await {
+                    tracing::error!(error = %e, "lab");
+                }
             }
             let _ = tx.send(Some(Desired {
                 generation: state.generation,

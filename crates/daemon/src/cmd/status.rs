@@ -2,8 +2,8 @@
 //!
 //! The exit code answers "is everything as declared?" for scripts and monitoring, as
 //! `systemctl is-active` and Nagios plugins do: 0 when every declared service is installed
-//! and healthy on a reachable agent under a valid, applied desired state; 3 otherwise (the
-//! problems are listed); 1 when the daemon cannot be asked; 2 for usage errors.
+//! and healthy on a reachable agent, and every Active Directory bound and as declared,
+//! under a valid, applied desired state; 3 otherwise (the problems are listed); 1 when the daemon cannot be asked; 2 for usage errors.
 
 mod table;
 
@@ -22,8 +22,8 @@ pub const DEGRADED: u8 = 3;
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Exit status: 0 everything declared is installed and healthy; \
-3 degraded (a service down or not installed, an agent unreachable, the desired state \
-invalid or not applied yet); 1 the daemon cannot be reached; 2 usage error."
+3 degraded (a service down or not installed, an agent unreachable, an Active Directory \
+that cannot be bound or lacks a role group, the desired state invalid or not applied yet); 1 the daemon cannot be reached; 2 usage error."
 )]
 pub struct Args {
     /// The daemon's HTTP address.
@@ -167,6 +167,24 @@ fn problems(doc: &Value) -> Vec<String> {
             } else if svc["healthy"] != Value::Bool(true) {
                 out.push(format!("{what}: not healthy{why}"));
             }
+        }
+    }
+    // A directory not checked yet (`up: null`) is no problem yet; one that cannot be bound,
+    // or lacks a group, or has members that differ, is.
+    for directory in doc["activeDirectory"].as_array().into_iter().flatten() {
+        let what = format!("Active Directory {}", name(&directory["name"]));
+        let not_ready = directory["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "False");
+        let why = ready_reason(directory)
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        if directory["up"] == Value::Bool(false) {
+            out.push(format!("{what}: cannot bind{why}"));
+        } else if directory["up"] == Value::Bool(true) && not_ready {
+            out.push(format!("{what}: not as declared{why}"));
         }
     }
     out
@@ -327,6 +345,25 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn directories_that_cannot_be_bound_or_differ_are_problems() {
+        let mut doc = doc();
+        let conditions = |reason: &str, message: &str| json!([{"type": "Ready", "status": "False", "reason": reason, "message": message}]);
+        doc["activeDirectory"] = json!([
+            {"name": "corp", "up": false, "conditions": conditions("BindFailed", "invalidCredentials (49)")},
+            {"name": "lab", "up": true, "conditions": conditions("GroupMissing", "missing role group(s): PS-Users")},
+            {"name": "new", "up": null, "conditions": conditions("Pending", "not reconciled yet")},
+            {"name": "fine", "up": true, "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled", "message": ""}]},
+        ]);
+        assert_eq!(
+            problems(&doc),
+            [
+                "Active Directory corp: cannot bind (BindFailed: invalidCredentials (49))",
+                "Active Directory lab: not as declared (GroupMissing: missing role group(s): PS-Users)",
+            ]
+        );
     }
 
     #[test]

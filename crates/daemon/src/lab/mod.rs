@@ -8,6 +8,7 @@
 
 mod addresses;
 mod database;
+pub mod directory;
 mod orphans;
 mod supervise;
 

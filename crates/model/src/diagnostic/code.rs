@@ -78,6 +78,7 @@ codes! {
         OptionalServiceCertificate => "optional-service-certificate",
         GroupInTwoRoles => "group-in-two-roles",
         UnmappedGroupMembers => "unmapped-group-members",
+        MembersPolicyWithoutMembers => "members-policy-without-members",
         DuplicateDomain => "duplicate-domain",
         InvalidUrl => "invalid-url",
         InvalidPath => "invalid-path",

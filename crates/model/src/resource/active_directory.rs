@@ -26,6 +26,39 @@ pub struct ActiveDirectorySpec {
     /// Optional: when set, steward manages these groups' membership.
     #[serde(default)]
     pub members: Option<BTreeMap<String, Vec<Located<String>>>>,
+    /// How `members` relates to the members a group already has; default `additive`.
+    #[serde(default)]
+    pub members_policy: Option<Located<MembersPolicy>>,
+    /// Create role groups the directory lacks (global security groups below `container`);
+    /// default false: the vendor requires them to exist, so a missing one is reported.
+    #[serde(default)]
+    pub create_missing_groups: Option<Located<bool>>,
+    /// More CAs (PEM files) trusted for the directory's TLS certificate, besides the
+    /// system roots; relative paths resolve against the desired-state directory.
+    #[serde(default)]
+    pub trust: Vec<Located<String>>,
+}
+
+/// How listed members relate to a group's other members.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    serde::Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum MembersPolicy {
+    /// Add the listed accounts; never remove anyone.
+    #[default]
+    Additive,
+    /// Also remove members that are not listed.
+    Exact,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]

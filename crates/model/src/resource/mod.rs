@@ -11,7 +11,7 @@ mod installation;
 mod notifications;
 mod server;
 
-pub use active_directory::{ActiveDirectorySpec, RoleGroups};
+pub use active_directory::{ActiveDirectorySpec, MembersPolicy, RoleGroups};
 pub use health_check::HealthCheckSpec;
 pub use installation::{
     Affinity, CaMode, CertificateAuthoritySpec, DatabaseSpec, Environment, Failback, HaproxySpec,

@@ -4,7 +4,7 @@ use std::path::Path;
 use super::{max_len, normalize_host, Report};
 use crate::diagnostic::{quote, Code};
 use crate::load::Sourced;
-use crate::resource::{ActiveDirectorySpec, Document};
+use crate::resource::{ActiveDirectorySpec, Document, MembersPolicy};
 use crate::snapshot::{ActiveDirectory, Role};
 use crate::syntax::{check_fqdn, parse_host_url};
 use crate::Located;
@@ -129,6 +129,33 @@ pub(super) fn compile(
             })
             .collect()
     });
+    for path in &spec.trust {
+        if report.within_length(file, "trust", path, max_len::PATH) && path.trim().is_empty() {
+            report.error(
+                file,
+                path.pos,
+                Code::EmptyValue,
+                "trust file must not be empty",
+            );
+        }
+    }
+    let members_policy = spec
+        .members_policy
+        .as_ref()
+        .map(|p| p.value)
+        .unwrap_or_default();
+    if let (Some(policy), None) = (&spec.members_policy, &spec.members) {
+        if policy.value == MembersPolicy::Exact {
+            // Without `members` no membership is managed, so `exact` does nothing: most
+            // likely the list was forgotten, and nobody should believe it is enforced.
+            report.warning(
+                file,
+                policy.pos,
+                Code::MembersPolicyWithoutMembers,
+                "membersPolicy `exact` has no effect without `members`; list each managed group's members",
+            );
+        }
+    }
     Some(ActiveDirectory {
         name: doc.metadata.name.value.clone(),
         display_name: spec.display_name.value.clone(),
@@ -139,6 +166,13 @@ pub(super) fn compile(
         password_ref: spec.password_ref.value.clone(),
         roles,
         members,
+        members_policy,
+        create_missing_groups: spec.create_missing_groups.as_ref().is_some_and(|c| c.value),
+        trust: spec
+            .trust
+            .iter()
+            .map(|t| std::path::PathBuf::from(&t.value))
+            .collect(),
     })
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use steward_directory::{DirectoryConfig, Password, Session};
+use crate::{DirectoryConfig, Password, Session};
 
 use super::pki::TestCa;
 use super::{require_tool, skip};

@@ -1,9 +1,7 @@
 //! Scenario steps the same against OpenLDAP and Active Directory: only the accounts' names
 //! and how a name becomes a DN differ.
 
-use steward_directory::{
-    DirectoryConfig, MemberChanges, MembersPolicy, MembershipPlan, Password, Session,
-};
+use crate::{DirectoryConfig, MemberChanges, MembersPolicy, MembershipPlan, Password, Session};
 
 /// `requested` (two accounts that exist, as written, then one that does not) added to
 /// `group`, which has one other member: the unknown one is reported, nobody is removed,
@@ -47,13 +45,13 @@ pub async fn exact_membership_then_absent_removal(
     let mut removed: Vec<String> = others.iter().map(|n| dn_of(n)).collect();
     removed.push(dn_of(bob));
     assert_eq!(
-        steward_directory::sorted(&exact.changes.remove),
-        steward_directory::sorted(&removed)
+        crate::sorted(&exact.changes.remove),
+        crate::sorted(&removed)
     );
     session.apply_members(group, &exact.changes).await.unwrap();
     assert_eq!(
-        steward_directory::sorted(&session.read_members(group).await.unwrap()),
-        steward_directory::sorted(&[dn_of(alice), dn_of(carol)])
+        crate::sorted(&session.read_members(group).await.unwrap()),
+        crate::sorted(&[dn_of(alice), dn_of(carol)])
     );
     let gone = MemberChanges {
         add: vec![],

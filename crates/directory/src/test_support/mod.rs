@@ -1,11 +1,10 @@
-//! Real peers for the integration tests: a test PKI, OpenLDAP slapd instances and one
+//! Real peers for tests (this crate's and the controllers'), behind the `test-support`
+//! feature: a test PKI, OpenLDAP slapd instances and one
 //! Samba AD DC, all on loopback, all stopped by PID when dropped. Run the tests inside a
 //! private network namespace when other test runs share the machine.
 //!
 //! A missing peer binary fails the test under `CI=true`; otherwise the test prints
 //! `SKIPPED: <reason>` and returns.
-
-#![allow(dead_code)] // each test binary uses its own subset
 
 pub mod pki;
 pub mod samba;
