@@ -82,8 +82,8 @@ fn the_lab_directory_is_green_and_drift_is_repaired() {
     let metrics = lab.metrics();
     for line in [
         "steward_active_directory_up{directory=\"corp\"} 1",
-        "steward_active_directory_group_present{directory=\"corp\",group=\"PS-Admins\",role=\"administrators\"} 1",
-        "steward_active_directory_group_present{directory=\"corp\",group=\"PS-Users\",role=\"users\"} 1",
+        "steward_active_directory_group_present{directory=\"corp\",role=\"administrators\",group=\"PS-Admins\"} 1",
+        "steward_active_directory_group_present{directory=\"corp\",role=\"users\",group=\"PS-Users\"} 1",
     ] {
         assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
     }
