@@ -9,8 +9,7 @@ use steward_model::ServiceKind;
 use super::events::OBJECT_EVENTS;
 use super::records::{
     shown_health, CertRecord, DirectoryRecord, InstallationRecord, NotificationsRecord,
-    ServerRecord, ServiceRecord,
-    State,
+    ServerRecord, ServiceRecord, State,
 };
 use super::Store;
 use crate::service_key::ServiceKey;
