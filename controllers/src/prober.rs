@@ -21,6 +21,8 @@ mod exhaustion_tests;
 #[cfg(test)]
 mod peers;
 #[cfg(test)]
+mod schedule_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::IpAddr;

@@ -126,7 +126,6 @@ struct Due {
     version: u64,
     target: Arc<ProbeTarget>,
     failing: bool,
-    planned: Instant,
 }
 
 impl Monitor {
@@ -284,7 +283,6 @@ impl Monitor {
                 version: entry.version,
                 target: entry.target.clone(),
                 failing: entry.last_success == Some(false),
-                planned: Instant::now(),
             }
         };
         Some(self.probe(due, sink).await)
@@ -299,7 +297,7 @@ impl Monitor {
             if *at > now {
                 break;
             }
-            let Some(Reverse((planned, key, version))) = registry.queue.pop() else {
+            let Some(Reverse((_, key, version))) = registry.queue.pop() else {
                 break;
             };
             let Some(entry) = registry.entries.get_mut(&key) else {
@@ -314,7 +312,6 @@ impl Monitor {
                 failing: entry.last_success == Some(false),
                 key,
                 version,
-                planned,
             });
         }
         let next = registry.queue.peek().map(|Reverse((at, _, _))| *at);
@@ -343,11 +340,13 @@ impl Monitor {
             ),
         };
         drop(permit);
-        self.complete(due, &result, sink);
+        self.complete(due, started, &result, sink);
         result
     }
 
-    fn complete(&self, due: Due, result: &ProbeResult, sink: &dyn ProbeSink) {
+    /// `started`: when the probe got its permit and went out; the next one is planned an
+    /// `interval` after it, never earlier, however late this one started.
+    fn complete(&self, due: Due, started: Instant, result: &ProbeResult, sink: &dyn ProbeSink) {
         let now = Instant::now();
         let mut registry = self.lock();
         let Registry {
@@ -368,7 +367,9 @@ impl Monitor {
             return;
         }
         let check = &entry.target.check;
-        let next = (due.planned + check.interval).max(now);
+        // From when it ran, not from when it was due: a probe that started late (a busy
+        // loop, a wait for a permit) is not followed by a catch-up probe right after it.
+        let next = (started + check.interval).max(now);
         if let Some(e) = result.outcome.as_ref().err().filter(|e| e.is_local()) {
             // Steward could not even try: no verdict on the service, nothing to report.
             warn_local_failure(local_failures, &due.key, e, now);

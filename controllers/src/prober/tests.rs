@@ -272,11 +272,10 @@ async fn hl7_is_an_mllp_round_trip_that_must_come_back_aa() {
     );
 }
 
-/// One report of the monitor: when, the probe's outcome, the verdict after it, and
+/// One report of the monitor: the probe's outcome, the verdict after it, and
 /// whether that verdict changed.
 #[derive(Debug, Clone, Copy)]
 struct Seen {
-    at: Instant,
     success: bool,
     verdict: Option<bool>,
     changed: bool,
@@ -291,7 +290,6 @@ struct Recorder {
 impl ProbeSink for Recorder {
     fn observe(&self, key: &ServiceKey, report: &ProbeReport<'_>) {
         let seen = Seen {
-            at: Instant::now(),
             success: report.result.success(),
             verdict: report.verdict,
             changed: report.changed,
@@ -347,13 +345,9 @@ async fn the_monitor_probes_on_interval_and_applies_rise_and_fall() {
         recorder.verdict(&key) == Some(true)
     })
     .await;
+    // It keeps probing on its own; the spacing of the probes is checked on a paused clock
+    // (`schedule_tests.rs`), not here in real time.
     until("a few probes", PATIENCE, || recorder.of(&key).len() >= 5).await;
-    // Completion times; the first probe also paid for the TLS handshake.
-    let seen = recorder.of(&key);
-    for pair in seen[1..].windows(2) {
-        let gap = pair[1].at - pair[0].at;
-        assert!(gap >= Duration::from_millis(40), "probed every {gap:?}");
-    }
 
     code.store(503, Ordering::SeqCst);
     until("down", PATIENCE, || recorder.verdict(&key) == Some(false)).await;
