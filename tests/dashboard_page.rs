@@ -10,7 +10,9 @@
 //! refreshes (every second), so the red state would only be seen by luck. The test
 //! therefore holds each killed service's port for a moment: steward's restarts fail
 //! ("port in use", a real failure mode) and the service stays down until the test lets go,
-//! after which steward's next restart brings it back.
+//! after which steward's next restart brings it back. Meanwhile the page must say Down,
+//! whichever it saw last: the failing probes, a restart, or the agent's cause of the failed
+//! restarts (the port in use); a service in that crash loop is never shown Unknown.
 //!
 //! Missing chromium or chromedriver fails under CI=true; locally the test is skipped.
 

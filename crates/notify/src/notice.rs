@@ -13,7 +13,8 @@ use steward_model::notifications::NotificationEvent;
 use time::OffsetDateTime;
 
 /// Reasons of a service that is down (its conditions' reasons, see the service controller).
-const SERVICE_DOWN: &[&str] = &[
+/// The dashboard shows a service whose Ready condition has one of these as Down.
+pub const SERVICE_DOWN: &[&str] = &[
     "HealthCheckFailing",
     "NotRunning",
     "NotInstalled",

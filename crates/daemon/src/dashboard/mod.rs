@@ -25,6 +25,18 @@ use crate::api::AppState;
 const TEMPLATE: &str = include_str!("index.html");
 /// Replaced by the catalog (kind, name) list, in install order.
 const CATALOG_PLACEHOLDER: &str = "[/*CATALOG*/]";
+/// Replaced by the Ready-condition reasons the page shows as Down.
+const DOWN_REASONS_PLACEHOLDER: &str = "[/*DOWN_REASONS*/]";
+
+/// The Ready-condition reasons of an installed service shown as Down: every reason of a
+/// down service in notifications, so the page and the mails agree (a service steward keeps
+/// restarting because its port is in use is Down in both, with that reason), and
+/// `Restarted`, what a restart with no known cause awaits.
+fn down_reasons() -> Vec<&'static str> {
+    let mut reasons = steward_notify::notice::SERVICE_DOWN.to_vec();
+    reasons.push("Restarted");
+    reasons
+}
 
 /// Nothing but inline script and style, and requests to this origin only.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
@@ -43,7 +55,11 @@ fn render() -> String {
     let json = serde_json::Value::Array(catalog)
         .to_string()
         .replace('<', "\\u003c");
-    TEMPLATE.replacen(CATALOG_PLACEHOLDER, &json, 1)
+    // Fixed words of the controllers: nothing to escape.
+    let down = serde_json::json!(down_reasons()).to_string();
+    TEMPLATE
+        .replacen(CATALOG_PLACEHOLDER, &json, 1)
+        .replacen(DOWN_REASONS_PLACEHOLDER, &down, 1)
 }
 
 /// The dashboard's routes, merged into the API router.
@@ -76,6 +92,29 @@ mod tests {
         let hl7 = page[start..].find(r#""kind":"HL7""#).unwrap();
         assert!(psws < hl7);
         assert!(page.contains("Identity Server"));
+    }
+
+    /// A service steward keeps restarting for a known cause (its port in use, an exit with
+    /// an error, a failed start) is Down on the page, as it is in notifications, not
+    /// Unknown; so is one being restarted for no known cause.
+    #[test]
+    fn the_failure_reasons_of_a_service_show_it_down() {
+        let page = render();
+        assert!(!page.contains(DOWN_REASONS_PLACEHOLDER));
+        let start = page
+            .find("const DOWN_REASONS = new Set([")
+            .expect("DOWN_REASONS");
+        let line = page[start..].lines().next().unwrap();
+        for reason in [
+            "PortInUse",
+            "ExitedWithError",
+            "StartFailed",
+            "NotRunning",
+            "HealthCheckFailing",
+            "Restarted",
+        ] {
+            assert!(line.contains(&format!("\"{reason}\"")), "{reason}: {line}");
+        }
     }
 
     /// The page works in a hospital network without internet access: it references no
