@@ -126,10 +126,20 @@ async fn requests_keep_succeeding_while_a_member_is_killed() {
     };
     victim.abort();
     let killed = Instant::now();
-    let (mut ok, mut failed) = (0, Vec::new());
+    // TLS passes through in TCP mode, so a connection the victim had already accepted when
+    // it died fails mid-handshake and HAProxy cannot redispatch it: the client retries once,
+    // as an HTTP client does for an idempotent GET. Goal: none fails after its retry.
+    let (mut ok, mut retried, mut failed) = (0, 0, Vec::new());
     let mut marked_down = None;
     while Instant::now() < killed + Duration::from_secs(20) {
-        match lab.request(&pki.client).await {
+        let answer = match lab.request(&pki.client).await {
+            Err(_) => {
+                retried += 1;
+                lab.request(&pki.client).await
+            }
+            first => first,
+        };
+        match answer {
             Ok(name) => {
                 assert_eq!(name, survivor);
                 ok += 1;
@@ -150,7 +160,7 @@ async fn requests_keep_succeeding_while_a_member_is_killed() {
         }
     }
     println!(
-        "member killed: {ok} requests succeeded, {} failed; marked down after {:?} (inter 1s, fall 2)",
+        "member killed: {ok} requests succeeded ({retried} after one retry), {} failed; marked down after {:?} (inter 1s, fall 2)",
         failed.len(),
         marked_down
     );
@@ -158,7 +168,7 @@ async fn requests_keep_succeeding_while_a_member_is_killed() {
         marked_down.is_some(),
         "the killed member was never marked down"
     );
-    // Connections refused by the killed member are retried on the other (redispatch).
+    // Connections refused by the killed member are redispatched to the other by HAProxy.
     failed.dedup();
     assert!(failed.is_empty(), "failed requests: {failed:?}");
 }
