@@ -1,7 +1,7 @@
 //! Delivery against real aiosmtpd servers on loopback: STARTTLS + AUTH on a server capped
 //! at TLS 1.2, implicit TLS, plain; wrong password; refused recipient; a server that
 //! closes idle connections or answers 421; a server stopped mid-queue and restarted.
-//! Run inside a private network namespace (`/work/.../isolated cargo test`), like every
+//! Run each test binary in its own network namespace when several suites share a machine, like every
 //! test that binds loopback ports.
 
 mod support;
