@@ -13,6 +13,9 @@ use crate::{DirectoryConfig, Password, Session};
 use super::pki::TestCa;
 use super::{require_tool, skip};
 
+/// How often a starting peer is asked whether it answers yet.
+const POLL: Duration = Duration::from_millis(200);
+
 pub const DOMAIN: &str = "example.eng";
 pub const BASE: &str = "DC=example,DC=eng";
 pub const ADMIN_DN: &str = "CN=Administrator,CN=Users,DC=example,DC=eng";
@@ -154,14 +157,15 @@ impl Samba {
     }
 
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(120);
         let config = self.admin_config("ldaps://127.0.0.1:636");
-        loop {
-            match Session::connect(&config).await {
-                Ok(session) => return session.close().await,
-                Err(e) => assert!(Instant::now() < deadline, "samba never answered LDAPS: {e}"),
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let connect = || async { Session::connect(&config).await.ok() };
+        match steward_testkit::within_async(Duration::from_secs(120), POLL, connect).await {
+            Some(session) => session.close().await,
+            // Once more, to say why.
+            None => match Session::connect(&config).await {
+                Ok(session) => session.close().await,
+                Err(e) => panic!("samba never answered LDAPS within 120 s: {e}"),
+            },
         }
     }
 
