@@ -18,15 +18,20 @@ use steward_balancer::farm::Farms;
 use steward_balancer::haproxy::{Applied, Haproxy, MemberState, ServerStat};
 use steward_balancer::render::haproxy::{render, HaproxyOptions};
 use steward_balancer::render::{rendered, write_if_changed, Written};
-use steward_balancer::BalancerError;
 use steward_model::resource::LbVendor;
-use steward_model::Snapshot;
 use steward_runtime::{Action, ControllerConfig, Reason};
 
 use crate::context::Context;
 use crate::error::ControllerError;
 use crate::reconciler::Reconciler;
-use crate::status::{EventType, FarmMemberStatus, FarmStatus, LbMemberState, Phase};
+use crate::status::{
+    EventType, FarmListenerStatus, FarmMemberStatus, FarmStatus, LbMemberState, Phase,
+};
+
+mod settings;
+use settings::trusted_pem;
+pub use settings::BalancerSettings;
+pub(crate) use settings::BalancerState;
 
 /// Member states are read again this often while nothing changes.
 const REFRESH: Duration = Duration::from_secs(2);
@@ -89,10 +94,10 @@ async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
             // Known before HAProxy answers, so that a failure below has a record to
             // carry its condition.
             ctx.store
-                .set_load_balancer(Some((vendor, farm_status(&farms, &[]))));
-            let stats = haproxy(ctx, snapshot, &farms, state_dir).await?;
+                .set_load_balancer(Some((vendor, farm_status(&farms, &[], None))));
+            let (stats, opts) = haproxy(ctx, &accepted, &farms, state_dir).await?;
             ctx.store
-                .set_load_balancer(Some((vendor, farm_status(&farms, &stats))));
+                .set_load_balancer(Some((vendor, farm_status(&farms, &stats, Some(&opts)))));
             ctx.store.load_balancer_condition(
                 Phase::Ready,
                 "Serving",
@@ -102,7 +107,7 @@ async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
         }
         LbVendor::Arr | LbVendor::CitrixAdc | LbVendor::F5 => {
             ctx.store
-                .set_load_balancer(Some((vendor, farm_status(&farms, &[]))));
+                .set_load_balancer(Some((vendor, farm_status(&farms, &[], None))));
             let lb = snapshot.installation.load_balancer.as_ref();
             let dir = resolve(state_dir, lb.map_or(Path::new("lb"), |lb| &lb.render));
             if let Some((name, content)) = rendered(&farms)? {
@@ -133,29 +138,49 @@ async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
 /// Apply the rendered configuration and read the member states.
 async fn haproxy(
     ctx: &Context,
-    snapshot: &Snapshot,
+    accepted: &crate::in_force::Accepted,
     farms: &Farms,
     state_dir: &Path,
-) -> Result<Vec<ServerStat>, ControllerError> {
+) -> Result<(Vec<ServerStat>, HaproxyOptions), ControllerError> {
+    let snapshot = &accepted.desired.snapshot;
     let files = snapshot
         .installation
         .load_balancer
         .as_ref()
         .map(|lb| lb.haproxy.clone())
         .unwrap_or_default();
-    let bin = find_on_path("haproxy")
-        .ok_or_else(|| BalancerError::HaproxyMissing("no haproxy on PATH".into()))?;
+    let settings = ctx.balancer.settings();
     let h = Haproxy::new(
-        bin,
+        settings.binary()?,
         resolve(state_dir, &files.config_file),
         resolve(state_dir, &files.admin_socket),
     );
+    ctx.balancer.check_version(&h).await?;
+    // The members' certificates are verified (with SNI and the host name) against the CAs
+    // steward trusts for probing, kept beside the configuration.
+    let ca_file = h.config_file.with_file_name("trusted-ca.pem");
+    let authority = &snapshot.installation.certificate_authority;
+    let pem = trusted_pem(&ctx.config.probe_roots, authority, &accepted.desired.dir);
+    write_if_changed(&ca_file, &pem)?;
+    // Members at the address the daemon reaches their server at (the lab's loopback
+    // addresses), else by host name.
+    let addresses = farms
+        .farms
+        .iter()
+        .flat_map(|f| &f.members)
+        .filter_map(|m| {
+            let server = snapshot.servers.get(&m.server)?;
+            let ip = (ctx.config.endpoints)(server).connect_ip?;
+            Some((m.server.clone(), ip))
+        })
+        .collect();
     let opts = HaproxyOptions {
-        bind: "0.0.0.0".into(),
-        map_low_ports: false,
+        bind: settings.bind_text(),
+        map_low_ports: settings.map_low_ports,
         admin_socket: h.admin_socket.clone(),
         state_file: h.state_file.clone(),
-        ca_file: None,
+        ca_file: Some(ca_file),
+        addresses,
     };
     let content = render(farms, &opts);
     if h.apply(&content).await? == Applied::Reloaded {
@@ -166,15 +191,44 @@ async fn haproxy(
             &format!("haproxy reloaded with {}", h.config_file.display()),
         );
     }
-    Ok(h.runtime().servers().await?)
+    Ok((h.runtime().servers().await?, opts))
 }
 
-fn farm_status(farms: &Farms, stats: &[ServerStat]) -> Vec<FarmStatus> {
+/// Each farm with every listener's member states; a member's state in the farm is its
+/// worst over the listeners (ADMIN's port 80 backend drained is ADMIN drained).
+fn farm_status(
+    farms: &Farms,
+    stats: &[ServerStat],
+    opts: Option<&HaproxyOptions>,
+) -> Vec<FarmStatus> {
     farms
         .farms
         .iter()
         .map(|farm| {
-            let backend = farm.id(&farm.listeners[0]);
+            let listeners: Vec<FarmListenerStatus> = farm
+                .listeners
+                .iter()
+                .map(|listener| {
+                    let backend = farm.id(listener);
+                    FarmListenerStatus {
+                        port: listener.port,
+                        listen_port: opts
+                            .map(|o| o.bind_port(listener.port))
+                            .and_then(|p| u16::try_from(p).ok()),
+                        members: farm
+                            .routed()
+                            .filter(|m| m.ports.get(listener.slot).is_some())
+                            .map(|m| FarmMemberStatus {
+                                server: m.server.clone(),
+                                state: stats
+                                    .iter()
+                                    .find(|s| s.backend == backend && s.server == m.server)
+                                    .map(|s| lb_state(s.state)),
+                            })
+                            .collect(),
+                    }
+                })
+                .collect();
             FarmStatus {
                 kind: farm.kind,
                 port: farm.listeners[0].port,
@@ -182,20 +236,45 @@ fn farm_status(farms: &Farms, stats: &[ServerStat]) -> Vec<FarmStatus> {
                     .routed()
                     .map(|m| FarmMemberStatus {
                         server: m.server.clone(),
-                        state: stats
-                            .iter()
-                            .find(|s| s.backend == backend && s.server == m.server)
-                            .map(|s| match s.state {
-                                MemberState::Up => LbMemberState::Up,
-                                MemberState::Down => LbMemberState::Down,
-                                MemberState::Drain => LbMemberState::Drain,
-                                MemberState::Maint => LbMemberState::Maint,
-                            }),
+                        state: worst(listeners.iter().flat_map(|l| {
+                            l.members
+                                .iter()
+                                .filter(|x| x.server == m.server)
+                                .map(|x| x.state)
+                        })),
                     })
                     .collect(),
+                listeners,
             }
         })
         .collect()
+}
+
+fn lb_state(state: MemberState) -> LbMemberState {
+    match state {
+        MemberState::Up => LbMemberState::Up,
+        MemberState::Down => LbMemberState::Down,
+        MemberState::Drain => LbMemberState::Drain,
+        MemberState::Maint => LbMemberState::Maint,
+    }
+}
+
+/// Down over maintenance over drain over up; unknown when any listener's is.
+fn worst(states: impl Iterator<Item = Option<LbMemberState>>) -> Option<LbMemberState> {
+    let rank = |s: LbMemberState| match s {
+        LbMemberState::Up => 0,
+        LbMemberState::Drain => 1,
+        LbMemberState::Maint => 2,
+        LbMemberState::Down => 3,
+    };
+    let mut worst = None;
+    for state in states {
+        let state = state?;
+        if worst.is_none_or(|w| rank(state) > rank(w)) {
+            worst = Some(state);
+        }
+    }
+    worst
 }
 
 fn resolve(state_dir: &Path, path: &Path) -> PathBuf {
@@ -204,14 +283,6 @@ fn resolve(state_dir: &Path, path: &Path) -> PathBuf {
     } else {
         state_dir.join(path)
     }
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 #[cfg(test)]

@@ -47,6 +47,9 @@ pub(crate) struct Context {
     /// Where the lab's stand-in directories are, and the CA they are trusted by; unset
     /// outside the lab.
     pub directory_lab: std::sync::OnceLock<crate::config::DirectoryLab>,
+    /// How the load balancer runs here (bind address, low ports, binary) and which
+    /// HAProxy binary passed the version check.
+    pub balancer: crate::balancer::BalancerState,
 }
 
 impl Context {

@@ -63,6 +63,7 @@ use steward_runtime::{ControllerObserver, RunSummary};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use balancer::BalancerSettings;
 pub use config::{
     AgentEndpoint, ControllersConfig, Desired, DirectoryAddressFn, DirectoryLab, EndpointFn,
 };
@@ -273,6 +274,7 @@ impl Controllers {
             undelivered: std::sync::Mutex::new(Some(undelivered)),
             notify_shutdown,
             directory_lab: std::sync::OnceLock::new(),
+            balancer: Default::default(),
             config,
         };
         Ok(Self {
@@ -289,6 +291,13 @@ impl Controllers {
     /// them. Only the first call counts.
     pub fn lab_directories(&self, lab: DirectoryLab) {
         let _ = self.ctx.directory_lab.set(lab);
+    }
+
+    /// Where the load balancer steward runs listens (bind address, low ports mapped) and
+    /// which `haproxy` runs it; unset: every address, declared ports, `haproxy` on PATH.
+    /// Only the first call counts.
+    pub fn balancer_settings(&self, settings: BalancerSettings) {
+        let _ = self.ctx.balancer.settings.set(settings);
     }
 
     pub fn handle(&self) -> ControllersHandle {

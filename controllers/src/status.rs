@@ -240,6 +240,23 @@ pub struct FarmStatus {
     pub kind: ServiceKind,
     /// The port the farm listens on at the load balancer.
     pub port: u16,
+    /// Each member's state in the farm: its worst over the farm's listeners (down, then
+    /// maintenance, then drain, then up).
+    pub members: Vec<FarmMemberStatus>,
+    /// Every port the farm listens on, the farm port first (ADMIN also 80, EMERGENCY
+    /// also 7006), with each member's state behind it.
+    #[serde(default)]
+    pub listeners: Vec<FarmListenerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FarmListenerStatus {
+    /// The port as declared (the catalog's or the farm's).
+    pub port: u16,
+    /// Where HAProxy really listens: `port`, or 10000 + a port below 1024 when low ports
+    /// are mapped (the lab); `null` for rendered vendors.
+    pub listen_port: Option<u16>,
     pub members: Vec<FarmMemberStatus>,
 }
 

@@ -150,7 +150,9 @@ fn the_member_series_follow_the_status() {
             members: vec![
                 member("app1", Some(LbMemberState::Up)),
                 member("app2", Some(LbMemberState::Drain)),
+                member("app3", None),
             ],
+            listeners: vec![],
         }],
     )));
     let up = |server: &str| {
@@ -160,8 +162,163 @@ fn the_member_series_follow_the_status() {
         )
     };
     assert_eq!((up("app1").0, up("app2").0), (Some(1.0), Some(0.0)));
+    // Unknown (HAProxy not reached yet, or a rendered vendor): no series, not a 0.
+    assert_eq!(up("app3").0, None);
     // The load balancer goes: so do its series.
     fx.ctx.store.set_load_balancer(None);
     let text = fx.registry.text();
     assert!(!text.contains("steward_lb_member_up{"), "{text}");
+}
+
+/// A stand-in `haproxy` that reports `version` to `-vv` and answers `-c` with `check`
+/// (a shell snippet), so each failure of the binary itself can be shown without one.
+fn fake_haproxy(dir: &Path, version: &str, check: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("haproxy");
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in\n  -vv) echo '{version}'; exit 0;;\n  -c) {check};;\nesac\nexit 64\n"
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+fn haproxy_fleet(state_dir: &Path, bin: std::path::PathBuf) -> Fixture {
+    let fx = fleet(state_dir, "{fqdn: lb.example.eng, vendor: haproxy}");
+    fx.ctx
+        .balancer
+        .settings
+        .set(BalancerSettings {
+            haproxy: Some(bin),
+            ..Default::default()
+        })
+        .unwrap();
+    fx
+}
+
+/// Runs one reconcile expected to fail, as the runtime would: the error becomes the
+/// load balancer's condition. Returns its reason and message.
+async fn failed_run(fx: &Fixture) -> (ControllerError, String) {
+    let err = reconcile(&fx.ctx).await.unwrap_err();
+    LoadBalancers::error_policy(&LoadBalancerKey, &err, &fx.ctx);
+    let status = fx
+        .ctx
+        .store
+        .status()
+        .load_balancer
+        .expect("a load balancer");
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.condition_type == crate::status::ConditionType::Ready)
+        .expect("a Ready condition");
+    assert_eq!(ready.status, crate::status::ConditionStatus::False);
+    (err, format!("{}: {}", ready.reason, ready.message))
+}
+
+#[tokio::test]
+async fn a_missing_or_too_old_haproxy_is_a_condition_and_nothing_is_written() {
+    let state = tempfile::tempdir().unwrap();
+    let fx = haproxy_fleet(state.path(), state.path().join("nowhere/haproxy"));
+    let (err, headline) = failed_run(&fx).await;
+    assert_eq!(err.reason(), "HAProxyMissing", "{err}");
+    assert!(headline.contains("HAProxyMissing"), "{headline}");
+    assert!(!state.path().join("haproxy").exists());
+
+    let bins = tempfile::tempdir().unwrap();
+    let old = fake_haproxy(
+        bins.path(),
+        "HAProxy version 2.4.22-0+deb12u1 2023/02/14",
+        "exit 0",
+    );
+    let state = tempfile::tempdir().unwrap();
+    let fx = haproxy_fleet(state.path(), old);
+    let (err, headline) = failed_run(&fx).await;
+    assert_eq!(err.reason(), "HAProxyMissing", "{err}");
+    assert!(
+        err.to_string()
+            .contains("2.4.22-0+deb12u1 is too old: 2.6 or later"),
+        "{err}"
+    );
+    assert!(headline.contains("too old"), "{headline}");
+    assert!(!state.path().join("haproxy/haproxy.cfg").exists());
+}
+
+#[tokio::test]
+async fn a_rejected_configuration_leaves_the_installed_one_alone() {
+    let bins = tempfile::tempdir().unwrap();
+    let bin = fake_haproxy(
+        bins.path(),
+        "HAProxy version 2.6.12-1+deb12u4 2026/10/17",
+        "echo \"[ALERT]    (1) : config : parsing [$3:9] : unknown keyword 'bogus'\" >&2; exit 1",
+    );
+    let state = tempfile::tempdir().unwrap();
+    let installed = state.path().join("haproxy/haproxy.cfg");
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    std::fs::write(&installed, "# the last good configuration\n").unwrap();
+    let fx = haproxy_fleet(state.path(), bin);
+    let (err, headline) = failed_run(&fx).await;
+    assert_eq!(err.reason(), "ConfigRejected", "{err}");
+    assert!(err.to_string().contains("unknown keyword 'bogus'"), "{err}");
+    assert!(headline.contains("ConfigRejected"), "{headline}");
+    assert_eq!(
+        std::fs::read_to_string(&installed).unwrap(),
+        "# the last good configuration\n"
+    );
+    // No candidate left behind either.
+    let names: Vec<String> = std::fs::read_dir(installed.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("candidate")), "{names:?}");
+}
+
+#[tokio::test]
+async fn a_socket_that_does_not_answer_is_a_condition() {
+    let bins = tempfile::tempdir().unwrap();
+    let bin = fake_haproxy(
+        bins.path(),
+        "HAProxy version 2.6.12-1+deb12u4 2026/10/17",
+        "exit 0",
+    );
+    let state = tempfile::tempdir().unwrap();
+    let fx = haproxy_fleet(state.path(), bin);
+    // A socket file nobody listens on: what a crashed HAProxy leaves behind.
+    let socket = state.path().join("haproxy/admin.sock");
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let (err, headline) = failed_run(&fx).await;
+    assert_eq!(err.reason(), "SocketUnresponsive", "{err}");
+    assert!(headline.contains("admin.sock"), "{headline}");
+    // The checked configuration is in place for the HAProxy that starts next, verifying
+    // the members against the steward CA with their host names.
+    let cfg = std::fs::read_to_string(state.path().join("haproxy/haproxy.cfg")).unwrap();
+    let ca = state.path().join("haproxy/trusted-ca.pem");
+    assert!(
+        cfg.contains(&format!(
+            "server app1 app1.example.eng:7001 check check-ssl verify required ca-file '{}' check-sni app1.example.eng verifyhost app1.example.eng",
+            ca.display()
+        )),
+        "{cfg}"
+    );
+    assert!(!cfg.contains("verify none"), "{cfg}");
+    assert!(cfg.contains("bind 0.0.0.0:7001"), "{cfg}");
+    assert!(std::fs::read_to_string(&ca)
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+    // Again, with the file already in place: still the socket, named.
+    let (err, _) = failed_run(&fx).await;
+    assert_eq!(err.reason(), "SocketUnresponsive", "{err}");
+}
+
+#[test]
+fn a_member_is_as_bad_as_its_worst_listener() {
+    use LbMemberState::*;
+    assert_eq!(worst([Some(Up), Some(Drain)].into_iter()), Some(Drain));
+    assert_eq!(
+        worst([Some(Maint), Some(Down), Some(Up)].into_iter()),
+        Some(Down)
+    );
+    assert_eq!(worst([Some(Up), None].into_iter()), None);
+    assert_eq!(worst([Some(Up)].into_iter()), Some(Up));
 }

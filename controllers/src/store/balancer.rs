@@ -25,12 +25,15 @@ impl Store {
             }
         });
         if let Some(metrics) = &self.gauges {
+            // A member whose state is unknown (a rendered vendor steward does not reach,
+            // an HAProxy that has not answered) has no series: 0 would page someone.
             let members = |r: &Option<LoadBalancerRecord>| -> Vec<(ServiceKind, String, bool)> {
                 r.iter()
                     .flat_map(|r| &r.farms)
                     .flat_map(|f| {
-                        f.members.iter().map(move |m| {
-                            (f.kind, m.server.clone(), m.state == Some(LbMemberState::Up))
+                        f.members.iter().filter_map(move |m| {
+                            let up = m.state? == LbMemberState::Up;
+                            Some((f.kind, m.server.clone(), up))
                         })
                     })
                     .collect()

@@ -55,6 +55,7 @@ async fn main() {
         admin_socket: h.admin_socket.clone(),
         state_file: h.state_file.clone(),
         ca_file: None,
+        ..Default::default()
     };
     let (p1, app1) = live::member(&pki, "app1").await;
     let (p2, _app2) = live::member(&pki, "app2").await;

@@ -36,6 +36,7 @@ async fn start(dir: tempfile::TempDir, pki: &Pki, farms: &Farms, front: u16) -> 
         admin_socket: haproxy.admin_socket.clone(),
         state_file: haproxy.state_file.clone(),
         ca_file: Some(ca),
+        ..Default::default()
     };
     std::fs::write(&config_file, render(farms, &opts)).unwrap();
     let process = haproxy.master().spawn().await.unwrap();

@@ -23,6 +23,7 @@ fn haproxy_options(dir: &Path) -> haproxy::HaproxyOptions {
         admin_socket: dir.join("admin.sock"),
         state_file: dir.join("server-state"),
         ca_file: None,
+        ..Default::default()
     }
 }
 

@@ -1,6 +1,6 @@
 //! HAProxy in master-worker mode: starting it, and reloads through the master CLI.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -34,10 +34,23 @@ impl Master {
 
     /// Start `haproxy -W` in the foreground on the installed configuration, and wait until
     /// its worker answers on the runtime socket. The caller owns the process (killed when
-    /// the returned child is dropped).
+    /// the returned child is dropped). HAProxy's messages are piped: for short-lived uses
+    /// that do not reload often (a long-running one would fill the pipe; see
+    /// [`Master::spawn_logged`]).
     pub async fn spawn(&self) -> Result<Child, BalancerError> {
+        self.start(None).await
+    }
+
+    /// [`Master::spawn`], HAProxy's messages appended to `log`, in a process group of its
+    /// own (the master and its workers), so that a supervisor can stop them together.
+    pub async fn spawn_logged(&self, log: &Path) -> Result<Child, BalancerError> {
+        self.start(Some(log)).await
+    }
+
+    async fn start(&self, log: Option<&Path>) -> Result<Child, BalancerError> {
         let _ = std::fs::remove_file(&self.socket);
-        let mut child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .arg("-W")
             .arg("-db")
             .arg("-S")
@@ -46,8 +59,27 @@ impl Master {
             .arg(&self.config_file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        let log_start = match log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| BalancerError::Write {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                let start = file.metadata().map(|m| m.len()).unwrap_or(0);
+                command.stderr(file).process_group(0);
+                Some((path, start))
+            }
+            None => {
+                command.stderr(Stdio::piped());
+                None
+            }
+        };
+        let mut child = command
             .spawn()
             .map_err(|e| BalancerError::HaproxyMissing(format!("{}: {e}", self.bin.display())))?;
         let started = Instant::now();
@@ -56,11 +88,22 @@ impl Master {
                 return Ok(child);
             }
             if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut stderr) = child.stderr.take() {
-                    use tokio::io::AsyncReadExt;
-                    let _ = (&mut stderr).take(64 * 1024).read_to_string(&mut err).await;
-                }
+                let err = match log_start {
+                    Some((path, start)) => std::fs::read(path)
+                        .map(|b| {
+                            String::from_utf8_lossy(b.get(start as usize..).unwrap_or(&[]))
+                                .into_owned()
+                        })
+                        .unwrap_or_default(),
+                    None => {
+                        let mut err = String::new();
+                        if let Some(mut stderr) = child.stderr.take() {
+                            use tokio::io::AsyncReadExt;
+                            let _ = (&mut stderr).take(64 * 1024).read_to_string(&mut err).await;
+                        }
+                        err
+                    }
+                };
                 let alerts: Vec<&str> = err.lines().filter(|l| l.contains("ALERT")).collect();
                 return Err(BalancerError::ReloadFailed(format!(
                     "haproxy exited ({status}) at start: {}",

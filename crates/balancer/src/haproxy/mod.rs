@@ -18,8 +18,11 @@ pub use stats::{parse_stat, MemberState, ServerStat};
 use crate::render::{write_if_changed, Written};
 use crate::BalancerError;
 
-/// The oldest HAProxy whose `http-check send`/`expect` rules the configuration uses.
-pub const MIN_VERSION: (u32, u32) = (2, 2);
+/// The oldest HAProxy steward drives: `http-check send`/`expect` (2.2), the master CLI's
+/// `reload` answering on the master socket and `expose-fd listeners` handing sockets over
+/// across reloads as steward relies on them (tested on 2.6, the LTS Debian ships).
+pub const MIN_VERSION: (u32, u32) = (2, 6);
+const NEEDED: &str = "2.6";
 
 /// How long a socket command or `haproxy -c` may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,24 +69,21 @@ impl Haproxy {
         Master::new(self)
     }
 
-    /// `haproxy -v`, refused below [`MIN_VERSION`].
+    /// `haproxy -vv`: the version, refused below [`MIN_VERSION`] (or when the binary
+    /// does not say which it is).
     pub async fn version(&self) -> Result<String, BalancerError> {
-        let out = self.run(&["-v"]).await?;
+        let out = self.run(&["-vv"]).await?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let version = text
-            .split_whitespace()
-            .skip_while(|w| *w != "version")
-            .nth(1)
-            .unwrap_or("")
-            .to_owned();
-        let mut parts = version
-            .split(['.', '-'])
-            .map(|p| p.parse::<u32>().unwrap_or(0));
-        let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        let Some((found, version)) = parse_version(&text) else {
+            return Err(BalancerError::HaproxyMissing(format!(
+                "{} -vv does not name a HAProxy version",
+                self.bin.display()
+            )));
+        };
         if found < MIN_VERSION {
             return Err(BalancerError::HaproxyTooOld {
                 found: version,
-                needed: "2.2",
+                needed: NEEDED,
             });
         }
         Ok(version)
@@ -164,5 +164,44 @@ impl Haproxy {
                 COMMAND_TIMEOUT.as_secs()
             ))),
         }
+    }
+}
+
+/// `(major, minor)` and the version word of `haproxy -v`/`-vv` output: "HAProxy version
+/// 2.6.12-1+deb12u4 2023/..." (before 2.0 "HA-Proxy version 1.8.19 ...").
+pub fn parse_version(text: &str) -> Option<((u32, u32), String)> {
+    let version = text
+        .lines()
+        .find(|l| l.starts_with("HAProxy version") || l.starts_with("HA-Proxy version"))?
+        .split_whitespace()
+        .nth(2)?;
+    let mut parts = version.split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some(((major, minor), version.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_either_banner() {
+        let v = |t| parse_version(t).map(|(n, _)| n);
+        assert_eq!(
+            parse_version(
+                "HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/\nStatus: ..."
+            )
+            .unwrap(),
+            ((2, 6), "2.6.12-1+deb12u4".to_owned())
+        );
+        assert_eq!(
+            v("HA-Proxy version 1.8.19-1+deb10u3 2020/08/01"),
+            Some((1, 8))
+        );
+        assert_eq!(v("HAProxy version 3.0.5 2024/09/19"), Some((3, 0)));
+        assert_eq!(v("Usage : haproxy [-f <cfgfile>]"), None);
+        assert_eq!(v("HAProxy version x.y"), None);
+        assert!((2, 4) < MIN_VERSION && (2, 6) >= MIN_VERSION && (3, 0) > MIN_VERSION);
     }
 }

@@ -1,7 +1,9 @@
 //! `haproxy.cfg`: one TCP frontend/backend per listener of each farm, TLS passed through to
 //! the servers, HTTP health checks over TLS with the kind's test.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use steward_model::StatusRanges;
 use crate::farm::{CheckKind, Farm, Farms, Listener};
 
 /// Where HAProxy listens and keeps its files; not part of the desired state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HaproxyOptions {
     /// The address frontends bind (`0.0.0.0`, or a lab's 127.0.0.10).
     pub bind: String,
@@ -23,6 +25,10 @@ pub struct HaproxyOptions {
     pub state_file: PathBuf,
     /// Verify members' certificates against this CA (with SNI); `None`: `verify none`.
     pub ca_file: Option<PathBuf>,
+    /// Connect to a member (by server name) at this address instead of resolving its host
+    /// name (the lab's loopback addresses); the certificate is still checked for the host
+    /// name.
+    pub addresses: BTreeMap<String, IpAddr>,
 }
 
 impl HaproxyOptions {
@@ -131,7 +137,15 @@ fn section(
         let Some(port) = m.ports.get(listener.slot) else {
             continue;
         };
-        let _ = write!(out, "    server {} {}:{port} check", m.server, m.hostname);
+        let _ = match opts.addresses.get(&m.server) {
+            Some(ip) => write!(
+                out,
+                "    server {} {}:{port} check",
+                m.server,
+                SocketIp(*ip)
+            ),
+            None => write!(out, "    server {} {}:{port} check", m.server, m.hostname),
+        };
         // The health surface is on the first port, whichever port this listener forwards.
         if listener.slot != 0 {
             let _ = write!(out, " port {}", m.ports[0]);
@@ -151,6 +165,18 @@ fn section(
             }
         }
         out.push('\n');
+    }
+}
+
+/// An address as HAProxy's `server` line takes it before `:port` (IPv6 in brackets).
+struct SocketIp(IpAddr);
+
+impl std::fmt::Display for SocketIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(ip) => write!(f, "{ip}"),
+            IpAddr::V6(ip) => write!(f, "[{ip}]"),
+        }
     }
 }
 
