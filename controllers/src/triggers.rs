@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use steward_model::diff::SnapshotDiff;
 use steward_runtime::Reason;
 
+use crate::balancer::{LoadBalancerKey, LoadBalancers};
 use crate::certificate::Certificates;
 use crate::config::Desired;
 use crate::context::Context;
@@ -129,6 +130,12 @@ pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
         ctx.triggers.wake::<Services>(key, Reason::DesiredChanged);
     }
     crate::notifications::wake_changed(ctx, changes, snapshot);
+    // The farms are drawn from the installation, the servers, their services and the
+    // health checks: any change may change them (an unchanged rendering changes nothing).
+    if !changes.is_empty() {
+        ctx.triggers
+            .wake::<LoadBalancers>(LoadBalancerKey, Reason::DesiredChanged);
+    }
     // Directories are few: any whose document (or the mode) changed runs again now.
     for (name, directory) in &snapshot.directories {
         let before = previous

@@ -16,6 +16,7 @@ use steward_watch::{WatchConfig, WatchHandle};
 use tokio::sync::watch;
 
 use crate::api::{self, AppState};
+use crate::lab::balancer::LabBalancer;
 use crate::lab::directory::LabDirectories;
 use crate::lab::{lab_dir, LabAddresses, LabFleet, DEFAULT_FIRST_ADDRESS};
 use crate::metrics::DesiredStateMetrics;
@@ -180,6 +181,13 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
             }),
         });
     }
+    let lab_balancer = Arc::new(tokio::sync::Mutex::new(LabBalancer::new(
+        args.state_dir.clone(),
+    )));
+    if args.lab {
+        // The lab's HAProxy: on the address below the first server's, low ports mapped.
+        controllers.balancer_settings(crate::lab::balancer::settings(args.lab_first_address));
+    }
     let handle = controllers.handle();
     tokio::spawn(super::notify::report_invalid(
         watch_handle.clone(),
@@ -216,6 +224,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
             ca: Arc::clone(&ca),
             store: handle.store(),
             directories: Arc::clone(&lab_directories),
+            balancer: Arc::clone(&lab_balancer),
         }),
     ));
     tokio::spawn(report_convergence(handle.clone()));
@@ -244,6 +253,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         // The directories first: the fleet's clean-up takes any process left on the
         // lab's state directory for an orphaned service.
         lab_directories.lock().await.shutdown().await;
+        lab_balancer.lock().await.shutdown().await;
         fleet.lock().await.shutdown(Duration::from_secs(8)).await;
         tracing::info!("lab stopped");
     }
@@ -306,6 +316,7 @@ struct LabSetup {
     /// Where the lab says what it could not do for the database.
     store: Arc<steward_controllers::Store>,
     directories: Arc<tokio::sync::Mutex<LabDirectories>>,
+    balancer: Arc<tokio::sync::Mutex<LabBalancer>>,
 }
 
 /// Hand each new generation, with the loader's diff, to the controllers. In lab mode its
@@ -333,6 +344,8 @@ async fn forward_desired(
                 for e in directories.ensure(&state.snapshot, &dir, &lab.ca).await {
                     tracing::error!(error = %e, "lab");
                 }
+                drop(directories);
+                lab.balancer.lock().await.ensure(&state.snapshot).await;
             }
             let _ = tx.send(Some(Desired {
                 generation: state.generation,

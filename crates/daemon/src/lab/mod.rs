@@ -7,6 +7,7 @@
 //! steward's own logic: the lab only supplies the machines.
 
 mod addresses;
+pub mod balancer;
 mod database;
 pub mod directory;
 mod orphans;
