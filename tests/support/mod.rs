@@ -11,6 +11,8 @@ use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod haproxy;
+
 #[allow(unused_imports)] // each test binary uses a part
 pub use steward_testkit::copy_dir;
 pub use steward_testkit::lab::*;

@@ -37,9 +37,12 @@ fn haproxy_cfg_golden() {
         hl7.contains("server app2 ") && !hl7.contains("server app1 "),
         "{hl7}"
     );
-    // ADMIN's 443 is served on 10443 in the lab, and its 80 is tested on 443 over TLS.
+    // ADMIN's 443 is served on 10443 in the lab, by the load balancer and by its members
+    // (the lab's agents map it the same way), and its 80 is tested on 443 over TLS.
     assert!(cfg.contains("bind 127.0.0.10:10443\n"));
-    assert!(cfg.contains("server app1 app1.example.eng:80 check port 443 check-ssl verify none"));
+    assert!(
+        cfg.contains("server app1 app1.example.eng:10080 check port 10443 check-ssl verify none")
+    );
     // The HealthCheck override reaches the farm.
     let psws = cfg.split("\nbackend psws\n").nth(1).unwrap();
     assert!(

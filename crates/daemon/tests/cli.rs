@@ -16,6 +16,37 @@ fn bundled_state_validates_with_warnings_only() {
     assert!(stdout.lines().all(|l| l.contains(": warning[")), "{stdout}");
 }
 
+/// `examples/ha`: valid, every kind on both servers behind HAProxy, HL7 failover on.
+#[test]
+fn the_ha_example_validates_and_plans_both_servers() {
+    let dir = steward_testkit::workspace_root().join("examples/ha");
+    let out = steward(&["validate", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.lines().all(|l| l.contains(": warning[")), "{stdout}");
+    let out = steward(&["plan", dir.to_str().unwrap(), "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let installs: Vec<(String, String)> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] == "install")
+        .map(|s| {
+            (
+                s["server"].as_str().unwrap_or_default().to_owned(),
+                s["service"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(installs.len(), 22, "{plan:#}");
+    for server in ["app1", "app2"] {
+        assert_eq!(installs.iter().filter(|(s, _)| s == server).count(), 11);
+    }
+    let installation = std::fs::read_to_string(dir.join("installation.yaml")).unwrap();
+    assert!(installation.contains("vendor: haproxy"));
+    assert!(installation.contains("failover: automatic"));
+}
+
 #[test]
 fn invalid_state_exits_1_with_located_errors_and_json() {
     let dir = tempfile::tempdir().unwrap();

@@ -187,6 +187,12 @@ fn the_openapi_document_describes_every_real_response() {
         "  hostname: app2.example.eng\n",
         "  hostname: app2.example.eng\n  monitor: false\n",
     );
+    // HAProxy in front (the lab starts it): the load balancer's status and member series.
+    lab.edit(
+        "installation.yaml",
+        "  database:\n",
+        "  loadBalancer: {fqdn: lb.example.eng, vendor: haproxy}\n  database:\n",
+    );
     // Mail notifications to a server that is not there: shown with their delivery state.
     std::fs::write(
         lab.desired.join("notifications.yaml"),
@@ -229,7 +235,10 @@ fn the_openapi_document_describes_every_real_response() {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        kinds.len() == 11 && kinds.iter().all(|k| k["healthy"] == true)
+        let members_known = status["loadBalancer"]["farms"]
+            .as_array()
+            .is_some_and(|f| f.iter().all(|f| f["members"][0]["state"] == "up"));
+        kinds.len() == 11 && kinds.iter().all(|k| k["healthy"] == true) && members_known
     };
     lab.wait_until("convergence", Duration::from_secs(150), || {
         converged().then_some(())

@@ -17,7 +17,8 @@ use crate::farm::{CheckKind, Farm, Farms, Listener};
 pub struct HaproxyOptions {
     /// The address frontends bind (`0.0.0.0`, or a lab's 127.0.0.10).
     pub bind: String,
-    /// Ports below 1024 are served on 10000 + port (the lab runs unprivileged).
+    /// Ports below 1024 are served on 10000 + port, by this load balancer and by its
+    /// members (the lab runs unprivileged, its agents map them the same way).
     pub map_low_ports: bool,
     /// The runtime API (stats socket, level admin).
     pub admin_socket: PathBuf,
@@ -134,7 +135,7 @@ fn section(
         check.rise
     );
     for m in farm.routed() {
-        let Some(port) = m.ports.get(listener.slot) else {
+        let Some(port) = m.ports.get(listener.slot).map(|p| opts.bind_port(*p)) else {
             continue;
         };
         let _ = match opts.addresses.get(&m.server) {
@@ -148,7 +149,7 @@ fn section(
         };
         // The health surface is on the first port, whichever port this listener forwards.
         if listener.slot != 0 {
-            let _ = write!(out, " port {}", m.ports[0]);
+            let _ = write!(out, " port {}", opts.bind_port(m.ports[0]));
         }
         if tls_check {
             match &opts.ca_file {

@@ -5,7 +5,8 @@
 //! document every second and redraws: a banner listing every current problem (the first
 //! few, then a count), desired state, database, servers with one indicator per declared
 //! service (green/red/grey, always with its state in words) and the catalog's other kinds
-//! folded into a closed list, certificates, the HL7 active listener, Active Directory and
+//! folded into a closed list, certificates, the HL7 active listener, the load balancer
+//! (each farm, its ports and every member's state as HAProxy reports it), Active Directory and
 //! recent events.
 //!
 //! The service names and their order come from the model's catalog, injected into the page

@@ -351,6 +351,40 @@ impl LabDaemon {
         self.commit(message);
     }
 
+    /// Watch a copy of another example (`examples/ha`, relative to the workspace) instead
+    /// of `desired-state/`, committed; before [`LabDaemon::spawn`]. Its database moves to
+    /// this lab's address and its password file into this lab's root, as for the bundled
+    /// example.
+    pub fn use_example(&self, example: &str) {
+        for entry in fs::read_dir(&self.desired).expect("the desired state") {
+            let entry = entry.expect("entry");
+            if entry.file_name() == ".git" {
+                continue;
+            }
+            if entry.file_type().expect("file type").is_dir() {
+                fs::remove_dir_all(entry.path()).expect("remove a directory");
+            } else {
+                fs::remove_file(entry.path()).expect("remove a file");
+            }
+        }
+        copy_dir(&crate::workspace_root().join(example), &self.desired);
+        let installation = self.desired.join("installation.yaml");
+        let text = fs::read_to_string(&installation).expect("installation.yaml");
+        let text = text
+            .replacen(
+                "server: 127.0.0.1\n",
+                &format!("server: 127.0.{}.10\n", self.n),
+                1,
+            )
+            .replacen(
+                "passwordRef: file:../../.steward/",
+                "passwordRef: file:../.steward/",
+                1,
+            );
+        fs::write(&installation, text).expect("installation.yaml");
+        self.commit(&format!("the {example} deployment"));
+    }
+
     // ----- the daemon's HTTP API -----
 
     pub fn try_get(&self, path: &str) -> std::io::Result<(u16, String)> {
