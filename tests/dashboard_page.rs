@@ -517,3 +517,161 @@ fn dashboard_lists_every_problem_folds_undeclared_kinds_and_shows_markup_as_text
     assert_eq!(page["images"], 0, "markup became elements: {page}");
     assert_eq!(page["xss"], Value::Null, "an injected handler ran: {page}");
 }
+
+/// The Load balancer section, read in the browser: each farm's row, each member's badge.
+const READ_LOAD_BALANCER: &str = r#"
+const farms = Array.from(document.querySelectorAll('#lb-farms tr[data-farm]')).map((row) => ({
+  kind: row.dataset.farm,
+  ports: row.children[1].innerText.trim(),
+  members: Array.from(row.querySelectorAll('td[data-server]')).map((td) => {
+    const b = td.querySelector('.badge');
+    return { server: td.dataset.server, state: b ? b.dataset.state : null, text: td.innerText.trim(),
+             color: b ? getComputedStyle(b).color : null };
+  }),
+}));
+return {
+  updates: Number(document.body.dataset.updates || 0),
+  vendor: (document.querySelector('#lb-vendor b') || {}).innerText || null,
+  text: document.querySelector('#load-balancer').innerText,
+  farms,
+  banner: Array.from(document.querySelectorAll('#banner li')).map((e) => e.textContent.trim()),
+};
+"#;
+
+/// `examples/ha` behind the lab's HAProxy: every farm with both members green "Up" and
+/// ADMIN's ports as declared and as the lab serves them; a member HAProxy takes out (PSIS
+/// killed on app1 while steward only monitors) turns red "Down" in its farm only, and the
+/// banner says so.
+#[test]
+fn load_balancer_section_shows_every_member_in_words_and_colour() {
+    let (Some(chromium), Some(chromedriver), Some(_)) = (
+        require_tool("chromium", "chromium"),
+        require_tool("chromedriver", "chromium-driver"),
+        require_tool("haproxy", "haproxy"),
+    ) else {
+        return;
+    };
+    let mut lab = steward_testkit::lab::LabDaemon::new(
+        Path::new(env!("CARGO_BIN_EXE_steward")),
+        228,
+        steward_testkit::lab::Options {
+            resync: "1s",
+            ..Default::default()
+        },
+    );
+    lab.use_example("examples/ha");
+    lab.write(
+        "health-checks.yaml",
+        "apiVersion: steward/v1\nkind: HealthCheck\nmetadata: {name: psis}\nspec: {service: PSIS, interval: 1s, timeout: 500ms, fall: 2, rise: 2}\n",
+    );
+    lab.commit("PSIS checked every second");
+    lab.spawn();
+    let every_member = |s: &Value, state: &str| {
+        s["loadBalancer"]["farms"].as_array().is_some_and(|farms| {
+            farms.len() == 11
+                && farms.iter().all(|f| {
+                    f["members"]
+                        .as_array()
+                        .is_some_and(|m| m.iter().all(|m| m["state"] == state))
+                })
+        })
+    };
+    lab.wait_status("every farm member up at HAProxy", |s| every_member(s, "up"));
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let browser = Browser::start(&chromedriver, &chromium, tmp.path());
+    browser.navigate(&format!("http://{}/", lab.api));
+    let page = wait_for(
+        "every member Up on the page",
+        Duration::from_secs(60),
+        |last| {
+            let page = browser.execute(READ_LOAD_BALANCER);
+            let farms = page["farms"].as_array().cloned().unwrap_or_default();
+            // A server that is no member of a farm (HL7's standby) shows a dash.
+            let members: Vec<&Value> = farms
+                .iter()
+                .flat_map(|f| f["members"].as_array().unwrap().iter())
+                .filter(|m| m["text"] != "—")
+                .collect();
+            // HL7 routes to its active listener only: 10 farms x 2 members + 1.
+            let all_up = members.len() == 21
+                && members
+                    .iter()
+                    .all(|m| m["state"] == "healthy" && m["text"] == "Up");
+            *last = page.to_string();
+            (farms.len() == 11 && all_up).then_some(page)
+        },
+    );
+    assert_eq!(page["vendor"], "haproxy", "{page}");
+    assert!(
+        !page["text"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .any(|l| l.trim() == "null"),
+        "{page}"
+    );
+    let admin = page["farms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "ADMIN")
+        .unwrap();
+    assert_eq!(admin["ports"], "443 (on 10443), 80 (on 10080)", "{page}");
+    let green = page["farms"][0]["members"][0]["color"].clone();
+    browser.screenshot("dashboard-load-balancer.png");
+
+    // PSIS on app1 dies and stays dead (steward only reports in monitor mode): HAProxy
+    // marks it down after two failed checks, and the page follows.
+    lab.commit_edit(
+        "installation.yaml",
+        "mode: autoCorrect",
+        "mode: monitor",
+        "monitor",
+    );
+    lab.wait_status("monitor mode", |s| s["installation"]["mode"] == "monitor");
+    let address = lab.server_address("app1").to_string();
+    let psis = lab
+        .service_processes("PSIS")
+        .into_iter()
+        .find(|p| p.address().as_deref() == Some(address.as_str()))
+        .expect("PSIS on app1");
+    steward_testkit::lab::signal(psis.pid, rustix::process::Signal::KILL);
+    let page = wait_for(
+        "PSIS on app1 Down on the page",
+        Duration::from_secs(60),
+        |last| {
+            let page = browser.execute(READ_LOAD_BALANCER);
+            *last = page.to_string();
+            let farms = page["farms"].as_array()?;
+            let psis = farms.iter().find(|f| f["kind"] == "PSIS")?;
+            let app1 = psis["members"]
+                .as_array()?
+                .iter()
+                .find(|m| m["server"] == "app1")?;
+            (app1["state"] == "down" && app1["text"] == "Down").then_some(page)
+        },
+    );
+    for farm in page["farms"].as_array().unwrap() {
+        for member in farm["members"].as_array().unwrap() {
+            if member["text"] == "—" {
+                continue;
+            }
+            let down = farm["kind"] == "PSIS" && member["server"] == "app1";
+            assert_eq!(member["text"], if down { "Down" } else { "Up" }, "{farm}");
+            // Colour as well as words: red differs from the green of a member up.
+            assert_eq!(member["color"] != green, down, "{farm}");
+        }
+    }
+    assert!(
+        page["banner"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "PSIS on app1 is Down at the load balancer"),
+        "{page}"
+    );
+    browser.screenshot("dashboard-load-balancer-member-down.png");
+    drop(browser);
+    lab.stop();
+}
