@@ -308,3 +308,23 @@ async fn the_installed_haproxy_is_recent_enough() {
         "{version}"
     );
 }
+
+/// A socket that accepts and never answers (a hung HAProxy) is named, after the command
+/// deadline, not waited on for ever.
+#[tokio::test]
+async fn a_socket_that_accepts_and_never_answers_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("admin.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let h = Haproxy::new("haproxy".into(), dir.path().join("haproxy.cfg"), socket);
+    let err = h.runtime().servers().await.unwrap_err();
+    assert_eq!(err.reason(), "SocketUnresponsive", "{err}");
+    assert!(err.to_string().contains("no answer within 10 s"), "{err}");
+    hold.abort();
+}

@@ -327,3 +327,39 @@ fn renderers_are_deterministic() {
 fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, tag: &str) -> Option<roxmltree::Node<'a, 'i>> {
     n.descendants().find(|c| c.has_tag_name(tag))
 }
+
+/// Members at the addresses the daemon reaches their servers at (the lab's loopback
+/// addresses), verified for their host names; IPv6 in brackets. HAProxy accepts it.
+#[test]
+fn haproxy_members_at_given_addresses_are_verified_by_host_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = haproxy_options(dir.path());
+    opts.ca_file = Some(PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+    opts.addresses = [
+        ("app1".to_owned(), "127.0.0.11".parse().unwrap()),
+        ("app2".to_owned(), "::1".parse().unwrap()),
+    ]
+    .into();
+    let cfg = haproxy::render(&farms(HAPROXY), &opts);
+    assert!(
+        cfg.contains("server app1 127.0.0.11:7001 check check-ssl verify required ca-file '/etc/ssl/certs/ca-certificates.crt' check-sni app1.example.eng verifyhost app1.example.eng\n"),
+        "{cfg}"
+    );
+    assert!(cfg.contains("server app2 [::1]:7001 check "), "{cfg}");
+    assert!(!cfg.contains("example.eng:"), "{cfg}");
+    let Some(bin) = steward_testkit::require_tool("haproxy", "haproxy") else {
+        return;
+    };
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, &cfg).unwrap();
+    let out = std::process::Command::new(&bin)
+        .args(["-c", "-f"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
