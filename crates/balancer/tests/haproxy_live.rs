@@ -328,3 +328,40 @@ async fn a_socket_that_accepts_and_never_answers_is_named() {
     assert!(err.to_string().contains("no answer within 10 s"), "{err}");
     hold.abort();
 }
+
+/// A configuration `haproxy -c` accepts but the reload cannot take (its new port is held
+/// by another process): the old worker keeps serving, the installed file is put back to
+/// what it serves, and the next apply tries again instead of finding the file current.
+#[tokio::test]
+async fn a_reload_that_fails_keeps_the_old_worker_and_is_tried_again() {
+    let pki = pki();
+    let (p1, _app1) = member(&pki, "app1").await;
+    let front = free_port();
+    let f = farms(front, &[("app1", p1)], Duration::from_secs(1));
+    let Some(lab) = start(tempfile::tempdir().unwrap(), &pki, &f, front).await else {
+        return;
+    };
+    lab.wait_for(&[("app1", MemberState::Up)]).await;
+    let installed = std::fs::read_to_string(&lab.haproxy.config_file).unwrap();
+    let pid = lab.haproxy.runtime().worker_pid().await.unwrap();
+    let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let moved = render(
+        &farms(taken_port, &[("app1", p1)], Duration::from_secs(1)),
+        &lab.opts,
+    );
+    for attempt in 0..2 {
+        let err = lab.haproxy.apply(&moved).await.unwrap_err();
+        assert_eq!(err.reason(), "ReloadFailed", "attempt {attempt}: {err}");
+        assert_eq!(
+            std::fs::read_to_string(&lab.haproxy.config_file).unwrap(),
+            installed,
+            "attempt {attempt}"
+        );
+        assert_eq!(lab.haproxy.runtime().worker_pid().await.unwrap(), pid);
+        assert_eq!(lab.request(&pki.client).await.unwrap(), "app1");
+    }
+    // Once the port is free, the same configuration goes through.
+    drop(taken);
+    assert_eq!(lab.haproxy.apply(&moved).await.unwrap(), Applied::Reloaded);
+}

@@ -132,10 +132,19 @@ impl Haproxy {
         // No HAProxy answering (not started yet, or its socket is broken): the checked
         // file is installed anyway, so the HAProxy that starts next serves it.
         let saved = self.save_state().await;
+        let previous = std::fs::read_to_string(&self.config_file).ok();
         let written = write_if_changed(&self.config_file, content)?;
         debug_assert_eq!(written, Written::Replaced);
         saved?;
-        self.master().reload().await?;
+        if let Err(e) = self.master().reload().await {
+            // The old worker still serves the previous file: put it back, so that the
+            // installed file stays what HAProxy serves and the next run tries again
+            // instead of finding the file current.
+            if let Some(previous) = previous {
+                write_if_changed(&self.config_file, &previous)?;
+            }
+            return Err(e);
+        }
         Ok(Applied::Reloaded)
     }
 
