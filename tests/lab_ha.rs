@@ -222,3 +222,42 @@ fn drain_survives_a_reload_and_an_edited_config_is_put_back() {
             .is_some_and(|events| events.iter().filter(|e| e["reason"] == "Reloaded").count() >= 2)
     });
 }
+
+/// The daemon is SIGKILLed: its HAProxy keeps serving meanwhile (nobody stops it), and the
+/// next daemon stops that one and runs its own, which serves again; no second HAProxy is
+/// left running.
+#[test]
+fn a_crashed_daemons_haproxy_is_replaced() {
+    let Some(mut lab) = ha_lab(193, None) else {
+        return;
+    };
+    wait_ha_converged(&lab);
+    let haproxies = |lab: &Lab| -> Vec<i32> {
+        let config = haproxy::config_file(lab).display().to_string();
+        lab.processes()
+            .into_iter()
+            .filter(|p| p.args.first().is_some_and(|a| a.ends_with("haproxy")))
+            .filter(|p| p.args.iter().any(|a| *a == config))
+            .map(|p| p.pid)
+            .collect()
+    };
+    let before = haproxies(&lab);
+    assert!(!before.is_empty(), "no HAProxy of the lab runs");
+    lab.kill_daemon();
+    // Still serving without its daemon.
+    assert_eq!(haproxy::get(&lab, PSIS_PORT, PSIS_PATH).unwrap(), 200);
+    lab.respawn_after_crash();
+    lab.wait_until(
+        "the leftover HAProxy replaced",
+        Duration::from_secs(60),
+        || {
+            let now = haproxies(&lab);
+            (!now.is_empty() && now.iter().all(|p| !before.contains(p))).then_some(())
+        },
+    );
+    wait_ha_converged(&lab);
+    assert_eq!(haproxy::get(&lab, PSIS_PORT, PSIS_PATH).unwrap(), 200);
+    lab.wait_log("the leftover reported", |log| {
+        log.contains("stopping a lab haproxy left by a previous daemon")
+    });
+}
