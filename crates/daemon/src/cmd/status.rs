@@ -2,8 +2,8 @@
 //!
 //! The exit code answers "is everything as declared?" for scripts and monitoring, as
 //! `systemctl is-active` and Nagios plugins do: 0 when every declared service is installed
-//! and healthy on a reachable agent, and every Active Directory bound and as declared,
-//! under a valid, applied desired state; 3 otherwise (the problems are listed); 1 when the daemon cannot be asked; 2 for usage errors.
+//! and healthy on a reachable agent, every Active Directory bound and as declared, and the
+//! load balancer steward drives configured, under a valid, applied desired state; 3 otherwise (the problems are listed); 1 when the daemon cannot be asked; 2 for usage errors.
 
 mod table;
 
@@ -23,7 +23,7 @@ pub const DEGRADED: u8 = 3;
 #[command(
     after_help = "Exit status: 0 everything declared is installed and healthy; \
 3 degraded (a service down or not installed, an agent unreachable, an Active Directory \
-that cannot be bound or lacks a role group, the desired state invalid or not applied yet); 1 the daemon cannot be reached; 2 usage error."
+that cannot be bound or lacks a role group, a load balancer steward cannot configure, the desired state invalid or not applied yet); 1 the daemon cannot be reached; 2 usage error."
 )]
 pub struct Args {
     /// The daemon's HTTP address.
@@ -187,7 +187,67 @@ fn problems(doc: &Value) -> Vec<String> {
             out.push(format!("{what}: not as declared{why}"));
         }
     }
+    // The load balancer steward drives cannot be brought to the declared configuration
+    // (haproxy missing, a configuration it rejects, a socket that does not answer ...); a
+    // member it does not route to is its service's problem, or a drain on purpose.
+    let lb = &doc["loadBalancer"];
+    if lb.is_object() {
+        if let Some(reason) = lb["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready" && c["status"] == "False")
+            .map(|c| name(&c["reason"]))
+        {
+            out.push(format!("load balancer ({}): {reason}", name(&lb["vendor"])));
+        }
+    }
     out
+}
+
+/// Each farm's ports and every member's state at the load balancer (`-`: no member).
+fn load_balancer(lb: &Value) -> String {
+    let farms: Vec<&Value> = lb["farms"].as_array().into_iter().flatten().collect();
+    let mut servers: Vec<String> = farms
+        .iter()
+        .flat_map(|f| f["members"].as_array().into_iter().flatten())
+        .map(|m| name(&m["server"]))
+        .collect();
+    servers.sort();
+    servers.dedup();
+    let mut header = vec!["FARM".to_owned(), "PORTS".to_owned()];
+    header.extend(servers.iter().map(|s| s.to_uppercase()));
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut table = Table::new(&header);
+    for farm in farms {
+        let ports: Vec<String> = farm["listeners"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| match (l["port"].as_u64(), l["listenPort"].as_u64()) {
+                (Some(p), Some(on)) if p != on => format!("{p} (on {on})"),
+                (p, _) => p.map_or_else(|| "?".to_owned(), |p| p.to_string()),
+            })
+            .collect();
+        let mut row = vec![name(&farm["kind"]), ports.join(", ")];
+        for server in &servers {
+            let member = farm["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| name(&m["server"]) == *server);
+            row.push(match member {
+                None => "-".to_owned(),
+                Some(m) => m["state"].as_str().unwrap_or("unknown").to_owned(),
+            });
+        }
+        table.row(row);
+    }
+    format!(
+        "\nload balancer: {}\n{}",
+        name(&lb["vendor"]),
+        table.render()
+    )
 }
 
 /// A terminal summary: desired state, servers, services (all their ports, declared and
@@ -266,6 +326,9 @@ fn render(doc: &Value, problems: &[String]) -> String {
     if count > 0 {
         out.push('\n');
         out.push_str(&services.render());
+    }
+    if doc["loadBalancer"].is_object() {
+        out.push_str(&load_balancer(&doc["loadBalancer"]));
     }
     out.push('\n');
     if problems.is_empty() {
@@ -397,6 +460,45 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("\ndatabase: PS on sql1: DOWN\n"), "{shown}");
+    }
+
+    #[test]
+    fn the_load_balancer_shows_every_listener_and_member_and_a_failure_is_a_problem() {
+        let mut doc = doc();
+        let member = |server: &str, state: Value| json!({"server": server, "state": state});
+        doc["loadBalancer"] = json!({"vendor": "haproxy", "conditions": [], "farms": [
+            {"kind": "PSIS", "port": 7001, "members": [member("app1", json!("up")), member("app2", json!("drain"))],
+             "listeners": [{"port": 7001, "listenPort": 7001, "members": []}]},
+            {"kind": "ADMIN", "port": 443, "members": [member("app1", json!("down"))],
+             "listeners": [{"port": 443, "listenPort": 10443, "members": []},
+                           {"port": 80, "listenPort": 10080, "members": []}]},
+            {"kind": "HL7", "port": 2244, "members": [member("app2", Value::Null)],
+             "listeners": [{"port": 2244, "listenPort": null, "members": []}]}]});
+        let text = render(&doc, &problems(&doc));
+        assert!(text.contains("load balancer: haproxy\n"), "{text}");
+        let row = |kind: &str| {
+            text.lines()
+                .find(|l| l.starts_with(kind))
+                .unwrap()
+                .to_owned()
+        };
+        let psis = row("PSIS");
+        assert!(
+            psis.contains("7001") && psis.contains("up") && psis.contains("drain"),
+            "{psis}"
+        );
+        let admin = row("ADMIN");
+        assert!(admin.contains("443 (on 10443), 80 (on 10080)"), "{admin}");
+        assert!(
+            admin.contains("down") && admin.trim_end().ends_with('-'),
+            "{admin}"
+        );
+        assert!(row("HL7").contains("unknown"), "{text}");
+        // Members' states are their services' business; the load balancer itself is fine.
+        assert!(problems(&doc).is_empty(), "{:?}", problems(&doc));
+        doc["loadBalancer"]["conditions"] = json!([{"type": "Ready", "status": "False",
+            "reason": "ConfigRejected", "message": "haproxy rejected the configuration: ..."}]);
+        assert_eq!(problems(&doc), ["load balancer (haproxy): ConfigRejected"]);
     }
 
     #[test]
