@@ -237,7 +237,7 @@ fn a_crashed_daemons_haproxy_is_replaced() {
         lab.processes()
             .into_iter()
             .filter(|p| p.args.first().is_some_and(|a| a.ends_with("haproxy")))
-            .filter(|p| p.args.iter().any(|a| *a == config))
+            .filter(|p| p.args.contains(&config))
             .map(|p| p.pid)
             .collect()
     };
