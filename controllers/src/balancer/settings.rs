@@ -44,7 +44,7 @@ impl BalancerSettings {
     }
 
     /// The binary to run, or why there is none.
-    pub(crate) fn binary(&self) -> Result<PathBuf, BalancerError> {
+    pub fn binary(&self) -> Result<PathBuf, BalancerError> {
         match &self.haproxy {
             Some(bin) => Ok(bin.clone()),
             None => find_on_path("haproxy").ok_or_else(|| {

@@ -181,13 +181,15 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
             }),
         });
     }
+    // The lab's HAProxy: on the address below the first server's, low ports mapped.
+    let lab_balancer_settings = crate::lab::balancer::settings(args.lab_first_address);
+    if args.lab {
+        controllers.balancer_settings(lab_balancer_settings.clone());
+    }
     let lab_balancer = Arc::new(tokio::sync::Mutex::new(LabBalancer::new(
         args.state_dir.clone(),
+        lab_balancer_settings,
     )));
-    if args.lab {
-        // The lab's HAProxy: on the address below the first server's, low ports mapped.
-        controllers.balancer_settings(crate::lab::balancer::settings(args.lab_first_address));
-    }
     let handle = controllers.handle();
     tokio::spawn(super::notify::report_invalid(
         watch_handle.clone(),

@@ -81,13 +81,16 @@ pub struct LabBalancer {
     /// The daemon's state directory (relative HAProxy paths resolve against it, as the
     /// controller resolves them).
     state_dir: PathBuf,
+    settings: BalancerSettings,
     running: Option<Running>,
 }
 
 impl LabBalancer {
-    pub fn new(state_dir: PathBuf) -> Self {
+    /// `settings`: where it binds and which binary runs it, as the controllers have them.
+    pub fn new(state_dir: PathBuf, settings: BalancerSettings) -> Self {
         Self {
             state_dir,
+            settings,
             running: None,
         }
     }
@@ -103,12 +106,13 @@ impl LabBalancer {
         let Some(files) = wanted else {
             return;
         };
-        let Some(bin) = find_on_path("haproxy") else {
-            // The balancer controller reports it as the load balancer's condition.
-            tracing::error!(
-                "lab load balancer: haproxy is not installed (Debian package `haproxy`); the farms stay down"
-            );
-            return;
+        let bin = match self.settings.binary() {
+            Ok(bin) => bin,
+            Err(e) => {
+                // The balancer controller reports it as the load balancer's condition.
+                tracing::error!("lab load balancer: {e}; the farms stay down");
+                return;
+            }
         };
         let haproxy = Haproxy::new(bin, files.0.clone(), files.1.clone());
         let pid = Arc::new(AtomicI32::new(0));
@@ -232,14 +236,6 @@ async fn stop_leftover(config: &Path) {
             signal_pid(pid, Signal::KILL);
         }
     }
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
 }
 
 #[cfg(test)]
