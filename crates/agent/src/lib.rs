@@ -30,5 +30,6 @@ pub use driver::{
 };
 pub use error::{AgentError, DriverError};
 pub use layout::Layout;
+pub use manager::{validate_connection_strings, validate_install};
 pub use server::{serve, AgentServer};
 pub use state::running_service;

@@ -538,7 +538,9 @@ fn read_certificate(layout: &Layout) -> Option<CertificateStatus> {
     }
 }
 
-fn validate_install(
+/// The checks `PUT /v1/services/{KIND}` applies to a request body before anything is done
+/// (public for the fuzz target, which runs them on arbitrary bodies).
+pub fn validate_install(
     kind: ServiceKind,
     mut request: InstallRequest,
 ) -> Result<InstallRequest, AgentError> {
@@ -586,7 +588,9 @@ fn validate_install(
     Ok(request)
 }
 
-fn validate_connection_strings(strings: &ConnectionStrings) -> Result<(), AgentError> {
+/// The checks `PUT /v1/connection-strings` applies to a request body (public, like
+/// [`validate_install`]).
+pub fn validate_connection_strings(strings: &ConnectionStrings) -> Result<(), AgentError> {
     for (name, value) in [
         ("identityServer", Some(&strings.identity_server)),
         ("psws", Some(&strings.psws)),
