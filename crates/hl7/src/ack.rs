@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::message::{Delimiters, Message, ParseError};
+use crate::mllp::{END_BLOCK, START_BLOCK};
 
 /// The version put in an ACK when the original did not say which it speaks.
 pub const DEFAULT_VERSION: &str = "2.5.1";
@@ -242,6 +243,26 @@ fn ack_text(
         out.push_str(&d.escape(text));
     }
     out.push('\r');
+    escape_block_characters(d, out)
+}
+
+/// The fields an ACK echoes come from the sender and may hold MLLP's block characters,
+/// which no frame can carry: they travel as HL7 hex escapes (`\X0B\`), so the ACK can
+/// always be sent. Delimiters are never control characters (the parser refuses them), so
+/// only field content is touched.
+fn escape_block_characters(d: &Delimiters, text: String) -> String {
+    let block = |c: char| c == char::from(START_BLOCK) || c == char::from(END_BLOCK);
+    if !text.contains(block) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if block(c) {
+            out.push_str(&format!("{e}X{:02X}{e}", u32::from(c), e = d.escape));
+        } else {
+            out.push(c);
+        }
+    }
     out
 }
 

@@ -254,7 +254,11 @@ fn parse_delimiters(msh: &str) -> Result<Delimiters, ParseError> {
         delimiters.subcomponent,
     ];
     all.sort_unstable();
-    if all.windows(2).any(|w| w[0] == w[1]) || all.iter().any(|c| c.is_alphanumeric()) {
+    // Control characters are refused too: MLLP's block characters among them could never
+    // be framed in a reply that has to use the same delimiters.
+    if all.windows(2).any(|w| w[0] == w[1])
+        || all.iter().any(|c| c.is_alphanumeric() || c.is_control())
+    {
         return Err(ParseError::BadDelimiters);
     }
     Ok(delimiters)
