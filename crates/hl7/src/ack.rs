@@ -189,13 +189,25 @@ pub fn acknowledge(frame: &[u8], ack_control_id: &str) -> (AckCode, String) {
             }
         }
         Err(err @ ParseError::BadSegmentId { .. }) => {
-            let header_only = text.split(['\r', '\n']).next().unwrap_or_default();
-            let code = AckCode::ApplicationError;
-            let ack = match Message::parse(header_only) {
-                Ok(header) => build_ack(&header, code, Some(&err.to_string()), ack_control_id),
-                Err(_) => headerless_ack(AckCode::ApplicationReject, &err, ack_control_id),
-            };
-            (code, ack)
+            // The header is the first non-blank line, as the parser found it.
+            let header_only = text
+                .split(['\r', '\n'])
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or_default();
+            match Message::parse(header_only) {
+                Ok(header) => {
+                    let code = AckCode::ApplicationError;
+                    let reason = err.to_string();
+                    (
+                        code,
+                        build_ack(&header, code, Some(&reason), ack_control_id),
+                    )
+                }
+                Err(_) => {
+                    let code = AckCode::ApplicationReject;
+                    (code, headerless_ack(code, &err, ack_control_id))
+                }
+            }
         }
         Err(err) => {
             let code = AckCode::ApplicationReject;

@@ -62,3 +62,15 @@ fn a_control_character_as_a_delimiter_is_rejected() {
     assert_eq!(code, AckCode::ApplicationReject);
     assert!(ack.starts_with("MSH|^~\\&|"), "{ack:?}");
 }
+
+/// A blank line before the header (some senders start with `\n`) and a bad segment later:
+/// the header is fine, so the reply is AE addressed to the sender, and the code returned
+/// (logged, counted) is the one sent.
+#[test]
+fn a_blank_line_before_the_header_does_not_lose_the_header() {
+    let (code, ack) = acknowledged(b"\nMSH|^~\\&|A|B|C|D|||ADT^A01|42|P|2.5\rnot a segment");
+    assert_eq!(code, AckCode::ApplicationError);
+    let parsed = Ack::parse(&ack).unwrap();
+    assert_eq!(parsed.message.msh().field(5), Some("A"), "{ack:?}");
+    assert_eq!(parsed.control_id, "42");
+}
