@@ -141,20 +141,24 @@ pub fn build_ack(
         _ => "ACK".to_owned(),
     };
     let processing_id = Some(field(11)).filter(|p| !p.is_empty()).unwrap_or("P");
-    let version = Some(field(12))
-        .filter(|v| !v.is_empty())
-        .unwrap_or(DEFAULT_VERSION);
+    // What steward writes itself is escaped: any non-alphanumeric character may be a
+    // delimiter of the original (`+` or `.` as the field separator would split the time
+    // stamp's offset or the version).
+    let version = match field(12) {
+        "" => d.escape(DEFAULT_VERSION),
+        v => v.to_owned(),
+    };
     let header = [
         field(5),
         field(6),
         field(3),
         field(4),
-        &hl7_timestamp(SystemTime::now()),
+        &d.escape(&hl7_timestamp(SystemTime::now())),
         "",
         &message_type,
         &d.escape(ack_control_id),
         processing_id,
-        version,
+        &version,
     ];
     ack_text(d, &header, code, field(10), text)
 }

@@ -74,3 +74,19 @@ fn a_blank_line_before_the_header_does_not_lose_the_header() {
     assert_eq!(parsed.message.msh().field(5), Some("A"), "{ack:?}");
     assert_eq!(parsed.control_id, "42");
 }
+
+/// `+` (or `.`) as the field separator: the time stamp's `+0000` and the default version
+/// `2.5.1` steward writes into the ACK must not split its fields.
+#[test]
+fn delimiters_in_what_steward_writes_are_escaped() {
+    for message in [
+        &b"MSH+^~\\&+A+B+C+D++++1+P+2.5"[..],
+        b"MSH.^~\\&.A.B.C.D....1.P.",
+    ] {
+        let (code, ack) = acknowledged(message);
+        assert_eq!(code, AckCode::ApplicationReject, "{ack:?}"); // no MSH-9
+        let parsed = Ack::parse(&ack).unwrap();
+        assert_eq!(parsed.message.msh().field(9), Some("ACK"), "{ack:?}");
+        assert_eq!(parsed.control_id, "1", "{ack:?}");
+    }
+}
