@@ -84,6 +84,10 @@ trap 'rm -f "$log" "$STEWARD_SKIPPED_LOG"' EXIT
 set +e
 cargo test --workspace --locked 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# Every cargo-fuzz target for FUZZ_SECONDS (default 20) each: docs/testing.md.
+scripts/fuzz.sh
+fuzz_status=$?
+[ "$status" -ne 0 ] || status=$fuzz_status
 set -e
 if [ -s "$STEWARD_SKIPPED_LOG" ]; then
   echo "skipped tests:"
