@@ -228,20 +228,29 @@ impl Duplicates {
     }
 }
 
-/// The kinds each agent lists, with their ports and pids (`None` while an agent does not
-/// answer).
-fn agent_records(lab: &Lab) -> Option<BTreeMap<(String, String), (Vec<u16>, Option<i32>, Value)>> {
+/// One service as its agent records it.
+struct Record {
+    ports: Vec<u16>,
+    pid: Option<i32>,
+    running: bool,
+}
+
+/// What each agent lists, by (server, kind) (`None` while an agent does not answer).
+fn agent_records(lab: &Lab) -> Option<BTreeMap<(String, String), Record>> {
     let mut out = BTreeMap::new();
     for server in ["app1", "app2"] {
         for s in lab.try_agent_services(server)? {
             let kind = s["kind"].as_str()?.to_owned();
-            let ports = s["ports"]
-                .as_array()?
-                .iter()
-                .filter_map(|p| p.as_u64().map(|p| p as u16))
-                .collect();
-            let pid = s["pid"].as_i64().map(|p| p as i32);
-            out.insert((server.to_owned(), kind), (ports, pid, s));
+            let record = Record {
+                ports: s["ports"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|p| p.as_u64().map(|p| p as u16))
+                    .collect(),
+                pid: s["pid"].as_i64().map(|p| p as i32),
+                running: s["status"] == "running",
+            };
+            out.insert((server.to_owned(), kind), record);
         }
     }
     Some(out)
@@ -260,6 +269,12 @@ fn converged(lab: &Lab, variant: Variant) -> bool {
     if status["valid"] != true || !all_declared_healthy(&status) {
         return false;
     }
+    // The daemon has read the files: FHIR is declared exactly when the variant keeps it
+    // (the ports below tell the other edits apart).
+    let fhir_declared = service(&status, "app2", "FHIR").is_some_and(|s| s["desired"] != false);
+    if fhir_declared == variant.fhir_removed() {
+        return false;
+    }
     let Some(records) = agent_records(lab) else {
         return false;
     };
@@ -275,8 +290,8 @@ fn converged(lab: &Lab, variant: Variant) -> bool {
                 .is_some_and(|s| s["desired"] != false && service_up(s));
             let recorded = records
                 .get(&((*server).to_owned(), (*kind).to_owned()))
-                .is_some_and(|(p, pid, s)| {
-                    (ports.is_empty() || p == ports) && pid.is_some() && s["status"] == "running"
+                .is_some_and(|r| {
+                    (ports.is_empty() || r.ports == *ports) && r.pid.is_some() && r.running
                 });
             in_status && recorded
         })
@@ -315,7 +330,7 @@ fn check_invariants(lab: &Lab, variant: Variant, orphans_allowed: &BTreeSet<Stri
             assert_eq!(pids.len(), 1, "one {kind} process on {server}: {pids:?}");
             let recorded = records
                 .get(&(server.to_owned(), (*kind).to_owned()))
-                .and_then(|r| r.1);
+                .and_then(|r| r.pid);
             assert_eq!(
                 recorded,
                 Some(pids[0]),
@@ -352,16 +367,17 @@ fn kill_victim(lab: &mut Lab, round: &Round) -> String {
         lab.respawn_after_crash();
         return format!("daemon (pid {pid}), started again");
     }
+    // By server and kind, not pid, so a replay picks the same one when the same ones run.
+    let mut candidates = candidates;
+    candidates.sort_by_key(|p| (p.address(), p.service_kind().map(str::to_owned)));
     let victim = &candidates[round.pick % candidates.len()];
     signal(victim.pid, Signal::KILL);
-    let what = if victim.is_agent() {
-        "agent"
-    } else {
-        "service"
+    let what = match victim.service_kind() {
+        Some(kind) => format!("service {kind}"),
+        None => "agent".to_owned(),
     };
     format!(
-        "{what} {} on {} (pid {})",
-        victim.service_kind().unwrap_or(""),
+        "{what} on {} (pid {})",
         victim.address().unwrap_or_default(),
         victim.pid
     )
