@@ -464,6 +464,9 @@ fn fleet_survives_random_kills() {
     if let Some(seed) = env_u64("STEWARD_CHAOS_SEED") {
         let from = Variant(env_u64("STEWARD_CHAOS_FROM").unwrap_or(0) as u8 % Variant::COUNT);
         if from != current {
+            if !from.prune() && from.fhir_removed() {
+                orphans_allowed.insert("FHIR".to_owned()); // as in run_round
+            }
             from.commit(&lab, &example);
             lab.wait_until(
                 "the replayed round's starting files applied",
