@@ -67,8 +67,8 @@ for t in $targets; do
   else
     failed+=("$t")
     echo "fuzz $t: CRASH (exit $status) after $(( $(date +%s) - started )) s"
-    grep -E -A1 "panicked at" "$log" | head -6 | sed "s/^/  /"
-    grep -E "ERROR: libFuzzer|Test unit written" "$log" | head -4 | sed 's/^/  /'
+    grep -E -A1 "panicked at" "$log" | head -6 | sed "s/^/  /" || true
+    grep -E "ERROR: libFuzzer|Test unit written" "$log" | head -4 | sed 's/^/  /' || true
     for a in "$artifacts"/*; do
       [ -e "$a" ] && echo "  replay: (cd fuzz && cargo +nightly fuzz run ${build_flags[*]} $t $a)"
     done

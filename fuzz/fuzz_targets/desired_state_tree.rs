@@ -7,6 +7,7 @@
 #![no_main]
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -156,24 +157,28 @@ fn build(root: &Path, tree: &Tree) {
         | Entry::Link { path, .. }
         | Entry::Fifo { path }) = entry;
         let Some(rel) = relative(path) else { continue };
-        let at = root.join(&rel);
-        if let Some(parent) = at.parent() {
-            let _ = fs::create_dir_all(parent);
+        if !place(root, &rel) {
+            continue;
         }
-        // Failures (a name already taken, a parent that is a file) just leave the tree as
-        // it is: any tree is a valid input.
+        let at = root.join(&rel);
+        // Failures just leave the tree as it is: any tree is a valid input.
         match entry {
             Entry::File {
                 content: c,
                 unreadable,
                 ..
             } => {
-                if fs::write(&at, content(c)).is_ok() && *unreadable {
+                let created = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&at)
+                    .and_then(|mut f| f.write_all(&content(c)));
+                if created.is_ok() && *unreadable {
                     let _ = fs::set_permissions(&at, fs::Permissions::from_mode(0o000));
                 }
             }
             Entry::Dir { unlistable, .. } => {
-                if fs::create_dir_all(&at).is_ok() && *unlistable {
+                if fs::create_dir(&at).is_ok() && *unlistable {
                     let _ = fs::set_permissions(&at, fs::Permissions::from_mode(0o000));
                 }
             }
@@ -192,6 +197,30 @@ fn build(root: &Path, tree: &Tree) {
             }
         }
     }
+}
+
+/// Make `rel`'s parent directories inside `root` and check that `rel` itself is free,
+/// never passing through a link or another entry: building the tree must not follow a
+/// link out of it (the fuzzer may run as root) nor open a FIFO it made (that blocks).
+fn place(root: &Path, rel: &Path) -> bool {
+    let parts: Vec<_> = rel.components().collect();
+    let Some((_, parents)) = parts.split_last() else {
+        return false;
+    };
+    let mut at = root.to_path_buf();
+    for part in parents {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return false,
+            Err(_) => {
+                if fs::create_dir(&at).is_err() {
+                    return false;
+                }
+            }
+        }
+    }
+    fs::symlink_metadata(root.join(rel)).is_err()
 }
 
 fn mkfifo(path: &Path) -> std::io::Result<()> {
@@ -226,7 +255,9 @@ fuzz_target!(|tree: Tree| {
     // In memory when the machine has a tmpfs there: a tree per input is written to disk.
     let shm = Path::new("/dev/shm");
     let outer = if shm.is_dir() {
-        tempfile::Builder::new().prefix("steward-fuzz-").tempdir_in(shm)
+        tempfile::Builder::new()
+            .prefix("steward-fuzz-")
+            .tempdir_in(shm)
     } else {
         tempfile::tempdir()
     }
