@@ -581,8 +581,13 @@ pub fn validate_install(
     if !release_ok {
         return invalid("release must be 1-64 characters of A-Z a-z 0-9 . _ + -".into());
     }
+    // Control characters are looked for in the whole value, not the trimmed one: a
+    // trailing line break would otherwise be kept and shown in the status and logs.
     let by = request.installed_by.trim();
-    if by.is_empty() || by.chars().count() > 128 || by.chars().any(char::is_control) {
+    if by.is_empty()
+        || by.chars().count() > 128
+        || request.installed_by.chars().any(char::is_control)
+    {
         return invalid("installedBy must be 1-128 printable characters".into());
     }
     Ok(request)
