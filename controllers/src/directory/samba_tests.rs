@@ -1,8 +1,9 @@
 //! The directory controller against a real Active Directory: one Samba AD DC (its ports
 //! are fixed, so this is the binary's only Samba test), over LDAPS and StartTLS, as the
 //! service account: role groups created as global security groups with their
-//! sAMAccountName, members added, a group deleted behind steward's back recreated, and a
-//! wrong password a condition that never shows it.
+//! sAMAccountName, members added, a group deleted behind steward's back recreated, a
+//! wrong password a condition that never shows it, and the DC stopped (Unreachable) then
+//! restarted (reconciled again, steward not restarted).
 
 use std::path::Path;
 
@@ -32,7 +33,7 @@ fn snapshot(url: &str) -> Snapshot {
 
 #[tokio::test]
 async fn samba_groups_created_members_added_drift_repaired_and_failures_reported() {
-    let Some(samba) = Samba::start(false).await else {
+    let Some(mut samba) = Samba::start(false).await else {
         return;
     };
     samba.ldif(
@@ -105,4 +106,38 @@ async fn samba_groups_created_members_added_drift_repaired_and_failures_reported
     let text = format!("{error} {}", serde_json::to_string(&shown).unwrap());
     assert!(!text.contains("Wrong-Samba-Pw-3!") && !text.contains(SERVICE_PASSWORD));
     assert!(!text.contains(ADMIN_DN), "only the service account binds");
+
+    // The DC goes away (stopped, as a crash or a reboot would): Unreachable, Degraded
+    // (it may come back by itself), down in status and metrics; the groups last seen stay.
+    std::fs::write(files.path().join("ad.password"), SERVICE_PASSWORD).unwrap();
+    fx.run::<Directories>(NAME.into()).await.unwrap();
+    drop(admin);
+    samba.stop();
+    let error = fx.run::<Directories>(NAME.into()).await.unwrap_err();
+    let shown = directory();
+    assert_eq!(headline(&shown.conditions), "Unreachable", "{error}");
+    assert_eq!(shown.up, Some(false));
+    let active = shown
+        .conditions
+        .iter()
+        .find(|c| c.status == crate::status::ConditionStatus::True)
+        .unwrap();
+    assert_eq!(format!("{:?}", active.condition_type), "Degraded");
+    assert_eq!(
+        fx.gauge("steward_active_directory_up", &[("directory", NAME)]),
+        0.0
+    );
+
+    // Back on the same database: the same controller, context and store (no restart of
+    // steward) binds again at its next run and reports it reconciled and up.
+    samba.restart().await;
+    fx.run::<Directories>(NAME.into()).await.unwrap();
+    let shown = directory();
+    assert_eq!(headline(&shown.conditions), "Reconciled", "{shown:?}");
+    assert_eq!(shown.up, Some(true));
+    assert!(shown.groups.iter().all(|g| g.present == Some(true)));
+    assert_eq!(
+        fx.gauge("steward_active_directory_up", &[("directory", NAME)]),
+        1.0
+    );
 }

@@ -19,12 +19,17 @@ use support::slapd::{self, Slapd};
 const GROUPS: usize = 1_000;
 const MEMBERS: usize = 5_000;
 const RUNS: usize = 5;
+/// Connections for the concurrent-creation figure.
+const CONNECTIONS: usize = 4;
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else to parse.
+    // `cargo bench` passes `--bench`; `samba` as an argument skips the slapd figures.
+    let samba_only = std::env::args().any(|a| a == "samba");
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     runtime.block_on(async {
-        slapd_figures().await;
+        if !samba_only {
+            slapd_figures().await;
+        }
         samba_figures().await;
     });
 }
@@ -108,16 +113,13 @@ async fn slapd_figures() {
     );
 }
 
-async fn samba_figures() {
-    // Writes are timed against a DC that syncs its database like a production one.
-    let Some(samba) = Samba::start(true).await else {
-        return;
-    };
+/// Creates 1,000 groups three ways on `samba`: one add at a time, pipelined over one
+/// connection (what the controller does), and pipelined over `CONNECTIONS` connections.
+async fn samba_creations(samba: &Samba, peer: &str, run: usize) {
     let url = "ldaps://127.0.0.1:636";
-    let mut session = Session::connect(&samba.service_config(url))
-        .await
-        .expect("bind samba");
-    let wanted = names("PS-Bench-");
+    let config = samba.service_config(url);
+    let mut session = Session::connect(&config).await.expect("bind samba");
+    let wanted = names(&format!("PS-Serial{run}-"));
     let (took, ()) = timed(async {
         for name in &wanted {
             session.create_group(name).await.expect("create group");
@@ -125,11 +127,55 @@ async fn samba_figures() {
     })
     .await;
     report(
-        "samba",
-        "create 1,000 groups",
+        peer,
+        "create 1,000 groups one add at a time",
         Duration::from_secs(10),
         &mut [took],
     );
+    let wanted = names(&format!("PS-Piped{run}-"));
+    let (took, created) = timed(session.create_groups(&wanted)).await;
+    assert_eq!(created.expect("create groups").len(), GROUPS);
+    report(
+        peer,
+        "create 1,000 groups pipelined over one connection",
+        Duration::from_secs(10),
+        &mut [took],
+    );
+    let wanted = names(&format!("PS-Conns{run}-"));
+    let mut sessions = Vec::new();
+    for _ in 0..CONNECTIONS {
+        sessions.push(Session::connect(&config).await.expect("bind samba"));
+    }
+    let (took, ()) = timed(async {
+        let chunks = wanted.chunks(GROUPS.div_ceil(CONNECTIONS));
+        let adds = sessions
+            .iter_mut()
+            .zip(chunks)
+            .map(|(s, names)| s.create_groups(names));
+        for created in futures::future::join_all(adds).await {
+            created.expect("create groups");
+        }
+    })
+    .await;
+    report(
+        peer,
+        &format!("create 1,000 groups pipelined over {CONNECTIONS} connections"),
+        Duration::from_secs(10),
+        &mut [took],
+    );
+}
+
+async fn samba_figures() {
+    // Writes are timed against a DC that syncs its database like a production one.
+    let Some(samba) = Samba::start(true).await else {
+        return;
+    };
+    let url = "ldaps://127.0.0.1:636";
+    samba_creations(&samba, "samba", 0).await;
+    let mut session = Session::connect(&samba.service_config(url))
+        .await
+        .expect("bind samba");
+    let wanted = names("PS-Piped0-");
     let mut runs = Vec::new();
     for _ in 0..RUNS {
         let (took, report) = timed(session.find_groups(&wanted)).await;
@@ -149,22 +195,11 @@ async fn samba_figures() {
     let Some(samba) = Samba::start(false).await else {
         return;
     };
+    // The same creations without fsync: what the client and protocol cost by themselves.
+    samba_creations(&samba, "samba (ldb:nosync)", 1).await;
     let mut session = Session::connect(&samba.service_config(url))
         .await
         .expect("bind samba");
-    // The same creations without fsync: what the client and protocol cost by themselves.
-    let (took, ()) = timed(async {
-        for name in &wanted {
-            session.create_group(name).await.expect("create group");
-        }
-    })
-    .await;
-    report(
-        "samba (database fsync off)",
-        "create 1,000 groups",
-        Duration::from_secs(10),
-        &mut [took],
-    );
     let big = support::samba::big_group(&samba, "PS-Bench-Big", MEMBERS);
     let mut runs = Vec::new();
     for _ in 0..RUNS {

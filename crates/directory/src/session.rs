@@ -263,7 +263,11 @@ impl Session {
 
     /// Turns a failed operation into a precise error. When the connection is gone, the
     /// connection task's own outcome tells a close from garbage.
-    async fn failure(&mut self, during: &'static str, failure: Failure) -> DirectoryError {
+    pub(crate) async fn failure(
+        &mut self,
+        during: &'static str,
+        failure: Failure,
+    ) -> DirectoryError {
         let url = self.config.url.clone();
         let op = self.config.operation_timeout;
         match failure {

@@ -27,34 +27,31 @@ pub const SERVICE_PASSWORD: &str = "Svc-Steward-Pw-77!";
 pub const CONTAINER: &str = "OU=PatientSecure,DC=example,DC=eng";
 
 pub struct Samba {
-    child: Child,
+    /// The running DC; `None` while stopped.
+    child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub ca: PathBuf,
     ldapmodify: PathBuf,
+    samba: PathBuf,
+    conf: PathBuf,
+    durable: bool,
 }
 
 impl Drop for Samba {
     fn drop(&mut self) {
-        // samba forks workers into its process group: signal the whole group.
-        let pid = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
 impl Samba {
     /// Provisions and starts the DC, creates the service account and the container.
     /// `durable: false` turns off fsync of the DC's database (`ldb:nosync`, as Samba's own
-    /// test suite does): the DC is thrown away afterwards, and each add then costs ~10 ms
-    /// instead of ~100 ms on a busy machine. Timings of writes need `durable: true`.
+    /// test suite does): the DC is thrown away afterwards, and each add then costs a few
+    /// ms instead of ~70 ms (a synced transaction per add). Timings of writes that stand
+    /// for a production DC need `durable: true`. Provisioning never syncs (the option is
+    /// given to `samba-tool` only; the running DC gets its own on the command line):
+    /// a provisioning that is interrupted is thrown away anyway, and syncing it took a
+    /// minute on a busy disk.
     /// `None` when samba is missing (or we are not root) and not under CI.
     pub async fn start(durable: bool) -> Option<Self> {
         let samba = require_tool("samba", "samba-ad-dc")?;
@@ -74,6 +71,7 @@ impl Samba {
             &["127.0.0.1"],
         );
         let target = path.join("dc");
+        let conf = target.join("etc/smb.conf");
         let started = Instant::now();
         let options = [
             "interfaces=lo".to_string(),
@@ -87,8 +85,8 @@ impl Samba {
             // The default, /run/samba, would make two DCs on one machine refuse each other
             // even in separate network namespaces.
             format!("pid directory={}", path.display()),
-            format!("ldb:nosync={}", if durable { "false" } else { "true" }),
         ];
+        let nosync = |on: bool| format!("ldb:nosync={on}");
         let mut provision = Command::new(&samba_tool);
         provision.args([
             "domain",
@@ -102,11 +100,10 @@ impl Samba {
         ]);
         provision.arg(format!("--adminpass={ADMIN_PASSWORD}"));
         provision.arg(format!("--targetdir={}", target.display()));
-        for option in &options {
+        for option in options.iter().chain([&nosync(true)]) {
             provision.arg(format!("--option={option}"));
         }
         run(&mut provision, &path.join("provision.log"));
-        let conf = target.join("etc/smb.conf");
         run(
             Command::new(&samba_tool)
                 .args(["user", "add", "svc-steward", SERVICE_PASSWORD, "-s"])
@@ -129,22 +126,16 @@ impl Samba {
             "samba: provisioned in {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        let log = std::fs::File::create(path.join("samba.out")).expect("samba.out");
-        let child = Command::new(samba)
-            .args(["-i", "-s"])
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("start samba");
-        let samba = Self {
-            child,
+        let mut samba = Self {
+            child: None,
             ca: ca.cert_pem.clone(),
             dir,
             ldapmodify,
+            samba,
+            conf,
+            durable,
         };
+        samba.spawn();
         samba.wait_ready().await;
         eprintln!(
             "samba: answering LDAPS {:.1} s after start of provisioning",
@@ -154,6 +145,53 @@ impl Samba {
             "dn: {CONTAINER}\nobjectClass: organizationalUnit\nou: PatientSecure\n"
         ));
         Some(samba)
+    }
+
+    /// Starts the DC's process on the provisioned database (its log appended to
+    /// `samba.out`).
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("samba.out"))
+            .expect("samba.out");
+        let child = Command::new(&self.samba)
+            .args(["-i", "-s"])
+            .arg(&self.conf)
+            .arg(format!("--option=ldb:nosync={}", !self.durable))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start samba");
+        self.child = Some(child);
+    }
+
+    /// Stops the DC as a crash or a reboot would take it away: SIGTERM to its process
+    /// group (samba forks workers into it), SIGKILL after 10 s. Its database stays.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = rustix::process::Pid::from_child(&child);
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        let _ = child.wait();
+    }
+
+    /// Starts a stopped DC again on the same database and waits until it answers LDAPS.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&self) {
