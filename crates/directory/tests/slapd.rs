@@ -347,3 +347,71 @@ async fn connect_to_reaches_that_address_and_the_certificate_is_checked_for_the_
     let err = Session::connect(&other).await.unwrap_err();
     assert_eq!(err.label(), "TlsHostMismatch", "{err}");
 }
+
+#[tokio::test]
+async fn many_groups_are_created_in_one_pipelined_call_answered_in_order() {
+    let Some(slapd) = Slapd::start(&groups_ldif("PS-Batch-", 1)) else {
+        return;
+    };
+    let mut session = Session::connect(&config(&slapd, &ldaps(&slapd)))
+        .await
+        .unwrap();
+    // More names than adds in flight, one of which exists already.
+    let names: Vec<String> = (0..40).map(|i| format!("PS-Batch-{i}")).collect();
+    let created = session.create_groups(&names).await.unwrap();
+    assert_eq!(created.len(), names.len());
+    for (name, created) in names.iter().zip(&created) {
+        let dn = format!("CN={name},DC=example,DC=eng");
+        let expected = if name == "PS-Batch-0" {
+            Created::AlreadyExists { dn }
+        } else {
+            Created::Created { dn }
+        };
+        assert_eq!(created, &expected);
+    }
+    let report = session.find_groups(&names).await.unwrap();
+    assert!(report.missing().is_empty(), "{:?}", report.missing());
+}
+
+#[tokio::test]
+async fn a_bad_name_refuses_the_whole_batch_before_anything_is_sent() {
+    let Some(slapd) = Slapd::start("") else {
+        return;
+    };
+    let mut session = Session::connect(&config(&slapd, &ldaps(&slapd)))
+        .await
+        .unwrap();
+    let err = session
+        .create_groups(&["PS-First", "PS-Bad,Name", "PS-Last"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.label(), "Config", "{err}");
+    assert!(err.to_string().contains("PS-Bad,Name"), "{err}");
+    let report = session.find_groups(&["PS-First", "PS-Last"]).await.unwrap();
+    assert_eq!(report.missing(), ["PS-First", "PS-Last"], "nothing created");
+}
+
+/// A server that stops answering after the bind: each call is one operation timeout and
+/// a `Timeout` error, lookups and pipelined creations alike; never a hang.
+#[tokio::test]
+async fn a_server_that_hangs_mid_session_is_a_bounded_timeout_per_call() {
+    let Some(slapd) = Slapd::start("") else {
+        return;
+    };
+    let mut config = config(&slapd, &ldaps(&slapd));
+    config.operation_timeout = std::time::Duration::from_millis(500);
+    let mut session = Session::connect(&config).await.unwrap();
+    slapd.pause();
+    let err = session.find_groups(&["PS-Any"]).await.unwrap_err();
+    assert_eq!(err.label(), "Timeout", "{err}");
+    assert!(
+        err.to_string()
+            .contains("no answer within 500ms while looking up role groups"),
+        "{err}"
+    );
+    let names: Vec<String> = (0..20).map(|i| format!("PS-Hung-{i}")).collect();
+    let err = session.create_groups(&names).await.unwrap_err();
+    assert_eq!(err.label(), "Timeout", "{err}");
+    assert!(err.to_string().contains("creating a group"), "{err}");
+    slapd.resume();
+}

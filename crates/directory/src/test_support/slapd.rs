@@ -28,6 +28,22 @@ impl Drop for Slapd {
 }
 
 impl Slapd {
+    /// Freezes the server (SIGSTOP): the kernel still accepts connections and takes in
+    /// requests, nothing answers. A directory that hangs.
+    pub fn pause(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, signal).expect("signal slapd");
+    }
+
     /// A slapd with the certificate from [`standard_cert`] (SANs dc1.example.eng,
     /// localhost, 127.0.0.1) and `seed` (LDIF, after the suffix entry). `None` when slapd
     /// is missing and not under CI.
