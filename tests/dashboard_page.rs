@@ -14,10 +14,17 @@
 //! whichever it saw last: the failing probes, a restart, or the agent's cause of the failed
 //! restarts (the port in use); a service in that crash loop is never shown Unknown.
 //!
+//! The Notifications section (a second lab): one object mailing a real aiosmtpd shows
+//! "Delivering" in green with when it last sent, one pointed at a closed port shows
+//! "Failing" in red with its queued mail and last error, also in the banner.
+//!
 //! Missing chromium or chromedriver fails under CI=true; locally the test is skipped.
 
 #[path = "dashboard_support/mod.rs"]
 mod support;
+
+#[path = "../crates/notify/tests/support/mod.rs"]
+mod smtp;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -538,6 +545,25 @@ return {
 };
 "#;
 
+/// The Notifications section as the page shows it.
+const READ_NOTIFICATIONS: &str = r#"
+const text = (root, sel) => { const e = root.querySelector(sel); return e ? e.innerText.trim() : null; };
+return {
+  updates: Number(document.body.dataset.updates || 0),
+  objects: Array.from(document.querySelectorAll('[data-notifications]')).map((d) => {
+    const badge = d.querySelector('.server-head .badge');
+    const error = d.querySelector('[data-role=last-error]');
+    return {
+      name: d.dataset.notifications, state: badge.dataset.state, text: badge.innerText.trim(),
+      color: getComputedStyle(badge).color,
+      lastSent: text(d, '[data-role=last-sent] b'), queued: text(d, '[data-role=queued] b'),
+      error: error ? error.innerText.trim() : null, reason: error ? error.dataset.reason : null,
+    };
+  }),
+  banner: Array.from(document.querySelectorAll('#banner li')).map((e) => e.textContent.trim()),
+};
+"#;
+
 /// `examples/ha` behind the lab's HAProxy: every farm with both members green "Up" and
 /// ADMIN's ports as declared and as the lab serves them; a member HAProxy takes out (PSIS
 /// killed on app1 while steward only monitors) turns red "Down" in its farm only, and the
@@ -674,4 +700,95 @@ fn load_balancer_section_shows_every_member_in_words_and_colour() {
     browser.screenshot("dashboard-load-balancer-member-down.png");
     drop(browser);
     lab.stop();
+}
+
+#[test]
+fn notifications_section_shows_last_sent_queue_and_last_error_in_words_and_colour() {
+    let (Some(chromium), Some(chromedriver)) = (
+        require_tool("chromium", "chromium"),
+        require_tool("chromedriver", "chromium-driver"),
+    ) else {
+        return;
+    };
+    let Some(python) = smtp::python() else { return };
+    let server = smtp::Smtpd::start(&python, smtp::ServerOptions::default());
+    let daemon = LabDaemon::start("127.0.228.1:9464", "127.0.228.11");
+    daemon.wait_converged(Duration::from_secs(120));
+
+    // Two objects: `admins` mails the real server, `pager` a port nobody listens on.
+    let closed = free_port("127.0.0.1");
+    let object = |name: &str, port: u16| {
+        format!(
+            "apiVersion: steward/v1\nkind: Notifications\nmetadata: {{name: {name}}}\nspec:\n  smtp: {{server: 127.0.0.1, port: {port}, tls: none}}\n  from: steward@example.eng\n  to: [{name}@example.eng]\n  events: [DesiredStateInvalid]\n"
+        )
+    };
+    let desired = daemon.desired_state();
+    std::fs::write(
+        desired.join("notifications.yaml"),
+        format!(
+            "{}---\n{}",
+            object("admins", server.port),
+            object("pager", closed)
+        ),
+    )
+    .unwrap();
+    wait_for(
+        "both Notifications objects in the status",
+        Duration::from_secs(60),
+        |last| {
+            let doc = daemon.status()?;
+            *last = doc["notifications"].to_string();
+            (doc["notifications"].as_array()?.len() == 2).then_some(())
+        },
+    );
+    // A broken commit: one DesiredStateInvalid mail for each object.
+    let app2 = desired.join("servers/app2.yaml");
+    let original = std::fs::read_to_string(&app2).unwrap();
+    std::fs::write(&app2, original.replacen("  hostname: ", "  hostname: [", 1)).unwrap();
+    server.wait_for(1);
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let browser = Browser::start(&chromedriver, &chromium, tmp.path());
+    browser.navigate("http://127.0.228.1:9464/");
+    let page = wait_for(
+        "both objects on the page",
+        Duration::from_secs(60),
+        |last| {
+            let page = browser.execute(READ_NOTIFICATIONS);
+            *last = page.to_string();
+            let objects = page["objects"].as_array()?;
+            let by = |name: &str| objects.iter().find(|o| o["name"] == name);
+            let (admins, pager) = (by("admins")?, by("pager")?);
+            (admins["state"] == "healthy" && pager["state"] == "down" && pager["queued"] == "1")
+                .then(|| page.clone())
+        },
+    );
+    let objects = page["objects"].as_array().unwrap();
+    let admins = &objects[0];
+    assert_eq!(admins["name"], "admins", "{page}");
+    assert_eq!(admins["text"], "Delivering", "{page}");
+    assert_ne!(admins["lastSent"], "never", "{page}");
+    assert_eq!(admins["queued"], "0", "{page}");
+    assert_eq!(admins["error"], Value::Null, "{page}");
+    let pager = &objects[1];
+    assert_eq!(pager["text"], "Failing", "{page}");
+    assert_eq!(pager["lastSent"], "never", "{page}");
+    assert_eq!(pager["reason"], "tcp", "{page}");
+    assert!(
+        pager["error"]
+            .as_str()
+            .unwrap()
+            .contains(&closed.to_string()),
+        "the last error names where it failed: {page}"
+    );
+    // Colour as well as words: the badges differ, green against red.
+    assert_ne!(admins["color"], pager["color"], "{page}");
+    assert!(
+        page["banner"].as_array().unwrap().iter().any(|l| l
+            .as_str()
+            .unwrap()
+            .starts_with("Mail notifications pager failing: tcp")),
+        "{page}"
+    );
+    browser.screenshot("dashboard-notifications.png");
 }

@@ -1,10 +1,13 @@
 //! End-to-end: the lab's directory. `steward run --lab` starts a slapd standing in for the
 //! example's Active Directory; the status and metrics show it up with every role group
 //! present; a group deleted and a member removed behind steward's back come back within a
-//! resync; the password shows nowhere.
+//! resync; the password shows nowhere. A dead directory (a slapd that accepts and never
+//! answers, then one that is gone) is reported down with a bounded timeout while the rest
+//! of the fleet keeps converging on new commits.
 
 mod support;
 
+use rustix::process::Signal;
 use serde_json::Value;
 use steward_directory::{DirectoryConfig, MemberChanges, Password, Session};
 use support::*;
@@ -131,5 +134,80 @@ fn the_lab_directory_is_green_and_drift_is_repaired() {
     let (_, status) = lab.get("/api/v1/status");
     let everything = format!("{status}{}{}", lab.metrics(), lab.log_all());
     assert!(!everything.contains(PASSWORD), "the password leaked");
+    lab.stop();
+}
+
+/// `(up, reason of the Ready condition, its message)` of the directory.
+fn directory_state(status: &Value) -> (Value, String, String) {
+    let d = directory(status);
+    let ready = condition(&d, "Ready").cloned().unwrap_or_default();
+    (
+        d["up"].clone(),
+        ready["reason"].as_str().unwrap_or_default().to_owned(),
+        ready["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// CLIENT on app1 moved to `port` by a commit, and the fleet converged on it.
+fn move_client_and_converge(lab: &Lab, from: &str, port: u16, generation: u64) {
+    lab.commit_edit(
+        "servers/app1.yaml",
+        from,
+        &format!("    - kind: CLIENT\n      port: {port}\n"),
+        &format!("CLIENT on port {port}"),
+    );
+    let status = lab.wait_converged(generation);
+    let client = service(&status, "app1", "CLIENT").expect("CLIENT");
+    assert_eq!(client["port"], port, "{client}");
+}
+
+#[test]
+fn a_dead_directory_holds_nothing_else_up() {
+    if steward_testkit::require_tool("slapd", "slapd").is_none() {
+        return;
+    }
+    let mut lab = Lab::new(
+        134,
+        Options {
+            env: vec![("PS_AD_PASSWORD", PASSWORD)],
+            ..Options::default()
+        },
+    );
+    lab.spawn();
+    lab.wait_status("the directory up with every group present", green);
+    lab.wait_converged(1);
+    let slapd = lab
+        .processes()
+        .into_iter()
+        .find(|p| p.args.first().is_some_and(|a| a.ends_with("slapd")))
+        .expect("the lab's slapd");
+
+    // 1. Blackholed: the stopped slapd's socket still accepts (the kernel completes the
+    //    handshake) and nothing ever answers. The directory goes down with a bounded
+    //    timeout, and a commit meanwhile converges as if nothing were wrong.
+    signal(slapd.pid, Signal::STOP);
+    let status = lab.wait_status("the blackholed directory down", |s| {
+        directory_state(s).0 == false
+    });
+    let (_, reason, message) = directory_state(&status);
+    assert_eq!(reason, "Timeout", "{message}");
+    assert!(message.contains("no answer within"), "{message}");
+    move_client_and_converge(&lab, "    - kind: CLIENT                 # 7003\n", 7103, 2);
+    // Still down (it never answered), the fleet converged all the same.
+    assert_eq!(directory_state(&lab.status()).0, false);
+
+    // 2. Gone: the port is closed. Unreachable, and the next commit converges too.
+    signal(slapd.pid, Signal::KILL);
+    lab.wait_status("the closed directory unreachable", |s| {
+        directory_state(s).1 == "Unreachable"
+    });
+    move_client_and_converge(&lab, "    - kind: CLIENT\n      port: 7103\n", 7203, 3);
+    let (up, reason, message) = directory_state(&lab.status());
+    assert_eq!(
+        (up, reason.as_str()),
+        (Value::Bool(false), "Unreachable"),
+        "{message}"
+    );
+    assert!(!message.contains(PASSWORD));
     lab.stop();
 }

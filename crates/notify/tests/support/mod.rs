@@ -1,5 +1,6 @@
 //! Real aiosmtpd servers on loopback (tests/smtpd.py), their certificates, and the
-//! Notifications objects that point at them.
+//! Notifications objects that point at them. The end-to-end tests in the top-level
+//! `tests/` include this same file (`#[path]`), so there is one harness for aiosmtpd.
 
 #![allow(dead_code)] // each test binary uses its own part
 
@@ -108,7 +109,8 @@ impl Smtpd {
 
     /// Start again on the same port (after [`Smtpd::stop`]).
     pub fn restart(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtpd.py");
+        // By the workspace root: the end-to-end tests (another crate) include this module.
+        let script = steward_testkit::workspace_root().join("crates/notify/tests/smtpd.py");
         let mut cmd = Command::new(&self.python);
         cmd.arg(script)
             .arg("--port")
