@@ -712,7 +712,7 @@ fn notifications_section_shows_last_sent_queue_and_last_error_in_words_and_colou
     };
     let Some(python) = smtp::python() else { return };
     let server = smtp::Smtpd::start(&python, smtp::ServerOptions::default());
-    let daemon = LabDaemon::start("127.0.228.1:9464", "127.0.228.11");
+    let daemon = LabDaemon::start("127.0.229.1:9464", "127.0.229.11");
     daemon.wait_converged(Duration::from_secs(120));
 
     // Two objects: `admins` mails the real server, `pager` a port nobody listens on.
@@ -749,7 +749,7 @@ fn notifications_section_shows_last_sent_queue_and_last_error_in_words_and_colou
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let browser = Browser::start(&chromedriver, &chromium, tmp.path());
-    browser.navigate("http://127.0.228.1:9464/");
+    browser.navigate("http://127.0.229.1:9464/");
     let page = wait_for(
         "both objects on the page",
         Duration::from_secs(60),
