@@ -57,6 +57,11 @@ pub struct ServiceInfo {
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub installed_at: OffsetDateTime,
     pub status: ServiceStatus,
+    /// Stopped on request (`POST /v1/services/{KIND}/stop`, or installed with
+    /// `?held=true`): it stays stopped across agent restarts and reinstalls, `restart` is
+    /// refused, and only `POST /v1/services/{KIND}/start` runs it again.
+    #[serde(default)]
+    pub held: bool,
     /// The SHA-1 thumbprint of the certificate the service serves (HTTPS services only).
     pub tls_thumbprint: Option<String>,
     /// Where a person would open the service.

@@ -186,6 +186,40 @@ impl AgentClient {
         self.call(Method::DELETE, &path, None::<&()>).await
     }
 
+    /// Install without starting (kept stopped, held, like after [`Self::stop`]).
+    pub async fn install_held(
+        &self,
+        kind: ServiceKind,
+        request: &InstallRequest,
+    ) -> Result<InstallResponse, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/v1/services/{kind}?held=true"),
+            Some(request),
+        )
+        .await
+    }
+
+    /// Stop the service and keep it stopped (across agent restarts) until [`Self::start`].
+    pub async fn stop(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/services/{kind}/stop"),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// Run a service stopped through [`Self::stop`] again.
+    pub async fn start(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
+        self.call(
+            Method::POST,
+            &format!("/v1/services/{kind}/start"),
+            None::<&()>,
+        )
+        .await
+    }
+
     pub async fn restart(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
         self.call(
             Method::POST,

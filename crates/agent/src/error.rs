@@ -95,6 +95,10 @@ pub enum AgentError {
     InvalidCertificate(PkiError),
     #[error("{0}")]
     Conflict(String),
+    /// A restart of a service stopped through `POST .../stop`: only `POST .../start`
+    /// runs it again, so a drift repair cannot bring back a fenced HL7 listener.
+    #[error("{0} was stopped on request (held); POST /v1/services/{0}/start runs it again")]
+    Held(ServiceKind),
     #[error("{kind} was stopped but its files could not be removed ({detail}); retry with ?force=true to forget it")]
     FilesRemain { kind: ServiceKind, detail: String },
     #[error(transparent)]
@@ -118,6 +122,7 @@ impl AgentError {
             Self::InvalidCertificate(_) => "invalid_certificate",
             Self::Conflict(_) => "conflict",
             Self::FilesRemain { .. } => "files_remain",
+            Self::Held(_) => "held",
             Self::Driver(_) => "driver",
         }
     }
@@ -128,7 +133,7 @@ impl AgentError {
                 StatusCode::NOT_FOUND
             }
             Self::InvalidRequest(_) | Self::InvalidCertificate(_) => StatusCode::BAD_REQUEST,
-            Self::Conflict(_) | Self::FilesRemain { .. } => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::FilesRemain { .. } | Self::Held(_) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -100,6 +100,10 @@ impl ServiceManager {
                     continue;
                 }
             }
+            if record.held {
+                // Stopped on request (an HL7 standby): it stays stopped.
+                continue;
+            }
             tracing::info!(service = %kind, "service not running after agent restart; starting it");
             if let Err(e) = self.driver.configure(kind, &strings).await {
                 tracing::warn!(service = %kind, error = %e, "cannot write connection strings");
@@ -212,6 +216,7 @@ impl ServiceManager {
             installed_at: record.installed_at,
             status,
             tls_thumbprint: certificate.filter(|_| is_https),
+            held: record.held,
             pid,
             exit_code,
             message: match status {
@@ -248,10 +253,14 @@ impl ServiceManager {
 
     /// Install, reinstall, (re)start or leave alone, whichever makes the service match
     /// `request` and run.
+    ///
+    /// `held`: a new installation is laid down and not started, as if stopped through
+    /// [`Self::stop`] (an HL7 standby). An installation already held stays held.
     pub async fn install(
         &self,
         kind: ServiceKind,
         request: InstallRequest,
+        held: bool,
     ) -> Result<InstallResponse, AgentError> {
         let request = validate_install(kind, request)?;
         let _op = self.ops.lock().await;
@@ -260,7 +269,9 @@ impl ServiceManager {
         let outcome = match &existing {
             // A record whose last install failed gets the full install again.
             Some(record) if record.same_spec(&request) && record.last_error.is_none() => {
-                if matches!(self.driver.status(kind).await, RunStatus::Running { .. }) {
+                if record.held
+                    || matches!(self.driver.status(kind).await, RunStatus::Running { .. })
+                {
                     InstallOutcome::Unchanged
                 } else {
                     let result = self.start(&record.definition(kind)).await;
@@ -275,10 +286,14 @@ impl ServiceManager {
                 } else {
                     InstallOutcome::Created
                 };
-                let record = ServiceRecord::new(&request);
+                let mut record = ServiceRecord::new(&request);
+                record.held = held || existing.as_ref().is_some_and(|r| r.held);
+                let start = !record.held;
                 let def = record.definition(kind);
                 let _installing = self.mark_installing(kind, record);
-                let result = self.lay_down_and_start(&def, existing.is_some()).await;
+                let result = self
+                    .lay_down_and_start(&def, existing.is_some(), start)
+                    .await;
                 self.persist()?;
                 result?;
                 tracing::info!(service = %kind, release = %def.release, ?outcome, "service installed");
@@ -303,6 +318,7 @@ impl ServiceManager {
         &self,
         def: &ServiceDefinition,
         replacing: bool,
+        start: bool,
     ) -> Result<(), AgentError> {
         let strings = self.connection_strings().unwrap_or_default();
         let prepared = async {
@@ -316,6 +332,9 @@ impl ServiceManager {
         if let Err(e) = prepared {
             self.fail(def.kind, &e);
             return Err(e.into());
+        }
+        if !start {
+            return Ok(());
         }
         self.start(def).await
     }
@@ -382,11 +401,51 @@ impl ServiceManager {
     pub async fn restart(&self, kind: ServiceKind) -> Result<ServiceInfo, AgentError> {
         let _op = self.ops.lock().await;
         let record = self.record(kind).ok_or(AgentError::NotInstalled(kind))?;
+        if record.held {
+            return Err(AgentError::Held(kind));
+        }
         self.driver.stop(kind).await?;
         let result = self.start(&record.definition(kind)).await;
         self.persist()?;
         result?;
         tracing::info!(service = %kind, "service restarted");
+        self.get(kind).await
+    }
+
+    /// Stop the service and keep it stopped (held, persisted) until [`Self::start`]: an
+    /// agent restart, a reinstall or `restart` does not run it again. Idempotent.
+    pub async fn stop(&self, kind: ServiceKind) -> Result<ServiceInfo, AgentError> {
+        let _op = self.ops.lock().await;
+        if self.record(kind).is_none() {
+            return Err(AgentError::NotInstalled(kind));
+        }
+        // Held first (and persisted): an agent that dies during the stop must not start
+        // the service again when it comes back.
+        self.update(kind, |r| r.held = true);
+        self.persist()?;
+        self.driver.stop(kind).await?;
+        tracing::info!(service = %kind, "service stopped on request (held)");
+        self.get(kind).await
+    }
+
+    /// Run a service stopped through [`Self::stop`] (or any stopped one) again, and clear
+    /// its hold. Idempotent: a running service is left as it is.
+    pub async fn start_held(&self, kind: ServiceKind) -> Result<ServiceInfo, AgentError> {
+        let _op = self.ops.lock().await;
+        let record = self.record(kind).ok_or(AgentError::NotInstalled(kind))?;
+        self.update(kind, |r| r.held = false);
+        let result = if matches!(self.driver.status(kind).await, RunStatus::Running { .. }) {
+            Ok(())
+        } else {
+            let strings = self.connection_strings().unwrap_or_default();
+            if let Err(e) = self.driver.configure(kind, &strings).await {
+                tracing::warn!(service = %kind, error = %e, "cannot write connection strings");
+            }
+            self.start(&record.definition(kind)).await
+        };
+        self.persist()?;
+        result?;
+        tracing::info!(service = %kind, "service started on request");
         self.get(kind).await
     }
 

@@ -38,6 +38,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             get(get_service).put(install).delete(uninstall),
         )
         .route("/v1/services/{kind}/restart", post(restart))
+        .route("/v1/services/{kind}/stop", post(stop))
+        .route("/v1/services/{kind}/start", post(start))
         .route("/v1/services/{kind}/logs", get(logs))
         .route("/v1/certificate", get(get_certificate).put(put_certificate))
         .route(
@@ -76,13 +78,25 @@ async fn get_service(State(app): AppState, Path(raw): Path<String>) -> ApiResult
     Ok(Json(app.manager.get(kind(&raw)?).await?))
 }
 
+#[derive(Deserialize)]
+struct InstallQuery {
+    /// Lay the service down without starting it (an HL7 standby).
+    #[serde(default)]
+    held: bool,
+}
+
 async fn install(
     State(app): AppState,
     Path(raw): Path<String>,
+    query: Result<Query<InstallQuery>, QueryRejection>,
     payload: Result<Json<InstallRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<InstallResponse>), AgentError> {
     let kind = kind(&raw)?;
-    let response = app.manager.install(kind, body(payload)?).await?;
+    let Query(query) = query.map_err(|e| AgentError::InvalidRequest(e.body_text()))?;
+    let response = app
+        .manager
+        .install(kind, body(payload)?, query.held)
+        .await?;
     let status = match response.outcome {
         InstallOutcome::Created => StatusCode::CREATED,
         _ => StatusCode::OK,
@@ -108,6 +122,14 @@ async fn uninstall(
 
 async fn restart(State(app): AppState, Path(raw): Path<String>) -> ApiResult<ServiceInfo> {
     Ok(Json(app.manager.restart(kind(&raw)?).await?))
+}
+
+async fn stop(State(app): AppState, Path(raw): Path<String>) -> ApiResult<ServiceInfo> {
+    Ok(Json(app.manager.stop(kind(&raw)?).await?))
+}
+
+async fn start(State(app): AppState, Path(raw): Path<String>) -> ApiResult<ServiceInfo> {
+    Ok(Json(app.manager.start_held(kind(&raw)?).await?))
 }
 
 #[derive(Deserialize)]

@@ -55,6 +55,10 @@ pub(crate) struct ServiceRecord {
     pub handle: Option<RunHandle>,
     /// Why the last install or start failed.
     pub last_error: Option<String>,
+    /// Stopped through `POST .../stop` (an HL7 standby or a fenced listener): not started
+    /// again by an agent restart, a reinstall or `restart`, only by `POST .../start`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 impl ServiceRecord {
@@ -69,6 +73,7 @@ impl ServiceRecord {
                 .unwrap_or_else(|_| OffsetDateTime::now_utc()),
             handle: None,
             last_error: None,
+            held: false,
         }
     }
 

@@ -553,3 +553,59 @@ async fn services_get_a_minimal_environment() {
     assert!(!names.iter().any(|n| n.starts_with("CARGO")), "{names:?}");
     agent.shutdown().await;
 }
+
+/// An HL7 standby: stopped on request, it stays stopped across an agent restart, refuses a
+/// `restart` (a drift repair), and runs again only through `start`.
+#[tokio::test]
+async fn a_stopped_service_stays_stopped_across_an_agent_restart_until_started() {
+    let pki = Pki::new();
+    let state = pki.state_dir().to_string_lossy().into_owned();
+    let mine = move || processes_with(&[&state, "--kind", "HL7"]);
+
+    let first = RunningAgent::start(pki.config(false, true)).await;
+    let client = pki.client(first.addr);
+    let standby = client
+        .install_held(ServiceKind::Hl7, &request(&[2244]))
+        .await
+        .unwrap();
+    assert_eq!(standby.outcome, InstallOutcome::Created);
+    assert_eq!(
+        (standby.service.status, standby.service.held),
+        (ServiceStatus::Stopped, true)
+    );
+    assert!(mine().is_empty(), "a held install starts nothing");
+
+    let started = client.start(ServiceKind::Hl7).await.unwrap();
+    assert_eq!(
+        (started.status, started.held),
+        (ServiceStatus::Running, false)
+    );
+    let pid = started.pid.unwrap();
+    let stopped = client.stop(ServiceKind::Hl7).await.unwrap();
+    assert_eq!(
+        (stopped.status, stopped.held),
+        (ServiceStatus::Stopped, true)
+    );
+    eventually("HL7 gone", || async { (!alive(pid)).then_some(()) }).await;
+    let refused = client.restart(ServiceKind::Hl7).await.unwrap_err();
+    assert!(refused.to_string().contains("held"), "{refused}");
+    // Installing the same again (what a desired state re-applied does) keeps it held.
+    let again = client
+        .install(ServiceKind::Hl7, &request(&[2244]))
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, InstallOutcome::Unchanged);
+    assert_eq!(again.service.status, ServiceStatus::Stopped);
+    first.shutdown().await;
+
+    let second = RunningAgent::start(pki.config(false, true)).await;
+    let client = pki.client(second.addr);
+    let after = client.service(ServiceKind::Hl7).await.unwrap();
+    assert_eq!((after.status, after.held), (ServiceStatus::Stopped, true));
+    assert!(mine().is_empty(), "the agent restart started the held HL7");
+
+    let running = client.start(ServiceKind::Hl7).await.unwrap();
+    assert_eq!(running.status, ServiceStatus::Running);
+    assert_eq!(mine(), [running.pid.unwrap()]);
+    second.shutdown().await;
+}

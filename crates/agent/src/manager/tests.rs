@@ -142,7 +142,7 @@ async fn install_is_idempotent_and_reinstalls_on_change() {
     let f = fixture().await;
     let first = f
         .manager
-        .install(ServiceKind::Psis, request(&[7001], "6.12.1"))
+        .install(ServiceKind::Psis, request(&[7001], "6.12.1"), false)
         .await
         .unwrap();
     assert_eq!(first.outcome, InstallOutcome::Created);
@@ -160,7 +160,7 @@ async fn install_is_idempotent_and_reinstalls_on_change() {
 
     let again = f
         .manager
-        .install(ServiceKind::Psis, request(&[7001], "6.12.1"))
+        .install(ServiceKind::Psis, request(&[7001], "6.12.1"), false)
         .await
         .unwrap();
     assert_eq!(again.outcome, InstallOutcome::Unchanged);
@@ -168,7 +168,7 @@ async fn install_is_idempotent_and_reinstalls_on_change() {
 
     let upgrade = f
         .manager
-        .install(ServiceKind::Psis, request(&[7001], "6.13.0"))
+        .install(ServiceKind::Psis, request(&[7001], "6.13.0"), false)
         .await
         .unwrap();
     assert_eq!(upgrade.outcome, InstallOutcome::Reinstalled);
@@ -187,7 +187,7 @@ async fn install_is_idempotent_and_reinstalls_on_change() {
     f.driver.calls();
     let started = f
         .manager
-        .install(ServiceKind::Psis, request(&[7001], "6.13.0"))
+        .install(ServiceKind::Psis, request(&[7001], "6.13.0"), false)
         .await
         .unwrap();
     assert_eq!(started.outcome, InstallOutcome::Started);
@@ -220,7 +220,11 @@ async fn requests_are_validated_against_the_catalog() {
         ),
     ];
     for (kind, req) in bad {
-        let err = f.manager.install(kind, req.clone()).await.unwrap_err();
+        let err = f
+            .manager
+            .install(kind, req.clone(), false)
+            .await
+            .unwrap_err();
         assert_eq!(
             err.metric_label(),
             "invalid_request",
@@ -229,7 +233,7 @@ async fn requests_are_validated_against_the_catalog() {
     }
     let admin = f
         .manager
-        .install(ServiceKind::Admin, request(&[443, 80], "1"))
+        .install(ServiceKind::Admin, request(&[443, 80], "1"), false)
         .await
         .unwrap();
     assert_eq!(admin.service.listen_ports, [10443, 10080]);
@@ -239,7 +243,7 @@ async fn requests_are_validated_against_the_catalog() {
     );
     let hl7 = f
         .manager
-        .install(ServiceKind::Hl7, request(&[2244], "1"))
+        .install(ServiceKind::Hl7, request(&[2244], "1"), false)
         .await
         .unwrap();
     assert_eq!(hl7.service.link, "mllp://app1.example.eng:2244");
@@ -250,19 +254,19 @@ async fn requests_are_validated_against_the_catalog() {
 async fn a_port_can_serve_only_one_service() {
     let f = fixture().await;
     f.manager
-        .install(ServiceKind::Psis, request(&[7001], "1"))
+        .install(ServiceKind::Psis, request(&[7001], "1"), false)
         .await
         .unwrap();
     let err = f
         .manager
-        .install(ServiceKind::Psws, request(&[7001], "1"))
+        .install(ServiceKind::Psws, request(&[7001], "1"), false)
         .await
         .unwrap_err();
     assert_eq!(err.metric_label(), "conflict");
     assert!(err.to_string().contains("PSIS"), "{err}");
     // Its own port is no conflict on reinstall.
     f.manager
-        .install(ServiceKind::Psis, request(&[7001], "2"))
+        .install(ServiceKind::Psis, request(&[7001], "2"), false)
         .await
         .unwrap();
 }
@@ -271,7 +275,7 @@ async fn a_port_can_serve_only_one_service() {
 async fn force_forgets_a_service_whose_files_remain() {
     let f = fixture().await;
     f.manager
-        .install(ServiceKind::Job, request(&[7010], "1"))
+        .install(ServiceKind::Job, request(&[7010], "1"), false)
         .await
         .unwrap();
     *f.driver.stuck_files.lock().unwrap() = true;
@@ -304,7 +308,7 @@ async fn a_failed_start_is_reported_and_retried_in_full() {
     *f.driver.fail_start.lock().unwrap() = true;
     let err = f
         .manager
-        .install(ServiceKind::Psis, request(&[7001], "1"))
+        .install(ServiceKind::Psis, request(&[7001], "1"), false)
         .await
         .unwrap_err();
     assert_eq!(err.metric_label(), "driver");
@@ -316,7 +320,7 @@ async fn a_failed_start_is_reported_and_retried_in_full() {
     f.driver.calls();
     let retried = f
         .manager
-        .install(ServiceKind::Psis, request(&[7001], "1"))
+        .install(ServiceKind::Psis, request(&[7001], "1"), false)
         .await
         .unwrap();
     assert_eq!(retried.outcome, InstallOutcome::Reinstalled);
@@ -335,7 +339,7 @@ async fn connection_strings_are_validated_stored_and_pushed() {
         "not_set"
     );
     f.manager
-        .install(ServiceKind::Psis, request(&[7001], "1"))
+        .install(ServiceKind::Psis, request(&[7001], "1"), false)
         .await
         .unwrap();
     f.driver.calls();
@@ -392,4 +396,45 @@ async fn a_certificate_whose_files_are_gone_is_reported_missing_until_installed_
     let now = f.manager.certificate().unwrap();
     assert_eq!(now.thumbprint, issued.sha1_thumbprint);
     assert_ne!(now.thumbprint, seeded.thumbprint);
+}
+
+#[tokio::test]
+async fn a_held_service_is_reinstalled_without_being_started() {
+    let f = fixture().await;
+    let held = f
+        .manager
+        .install(ServiceKind::Hl7, request(&[2244], "1"), true)
+        .await
+        .unwrap();
+    assert_eq!(held.outcome, InstallOutcome::Created);
+    assert!(held.service.held);
+    assert_eq!(f.driver.calls(), ["install HL7 1", "configure HL7"]);
+    // A new release is laid down, and the hold outlives it.
+    let upgraded = f
+        .manager
+        .install(ServiceKind::Hl7, request(&[2244], "2"), false)
+        .await
+        .unwrap();
+    assert_eq!(upgraded.outcome, InstallOutcome::Reinstalled);
+    assert_eq!(
+        (upgraded.service.status, upgraded.service.held),
+        (ServiceStatus::Stopped, true)
+    );
+    assert_eq!(
+        f.driver.calls(),
+        ["stop HL7", "install HL7 2", "configure HL7"]
+    );
+    let err = f.manager.restart(ServiceKind::Hl7).await.unwrap_err();
+    assert_eq!(err.metric_label(), "held");
+    assert_eq!(err.status_code(), axum::http::StatusCode::CONFLICT);
+    let started = f.manager.start_held(ServiceKind::Hl7).await.unwrap();
+    assert_eq!(
+        (started.status, started.held),
+        (ServiceStatus::Running, false)
+    );
+    assert_eq!(f.driver.calls(), ["configure HL7", "start HL7"]);
+    // Persisted: a restarted agent knows it is held.
+    f.manager.stop(ServiceKind::Hl7).await.unwrap();
+    let state = PersistedState::load(&f.manager.layout.state_file()).unwrap();
+    assert!(state.services[&ServiceKind::Hl7].held);
 }

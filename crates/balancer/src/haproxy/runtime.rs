@@ -62,6 +62,34 @@ impl RuntimeApi {
         }
     }
 
+    /// Route `backend` to `to` alone: every other server in `members` is put in
+    /// maintenance first (so two never receive traffic at once), then `to` is made ready and
+    /// marked up at once rather than after `rise` checks (the caller has seen it answer).
+    pub async fn route_only(
+        &self,
+        backend: &str,
+        to: &str,
+        members: &[String],
+    ) -> Result<(), BalancerError> {
+        for other in members.iter().filter(|m| m.as_str() != to) {
+            self.set_state(backend, other, AdminState::Maint).await?;
+        }
+        self.set_state(backend, to, AdminState::Ready).await?;
+        self.set_health_up(backend, to).await
+    }
+
+    /// Mark a server's operational state up without waiting for its checks (they go on and
+    /// take it down again if it fails them).
+    pub async fn set_health_up(&self, backend: &str, server: &str) -> Result<(), BalancerError> {
+        let answer = self
+            .command(&format!("set server {backend}/{server} health up"))
+            .await?;
+        match answer.trim() {
+            "" => Ok(()),
+            refusal => Err(BalancerError::CommandRefused(refusal.to_owned())),
+        }
+    }
+
     /// Every server of every backend, from `show stat`.
     pub async fn servers(&self) -> Result<Vec<ServerStat>, BalancerError> {
         Ok(parse_stat(&self.command("show stat").await?))

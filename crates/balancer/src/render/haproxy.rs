@@ -134,7 +134,11 @@ fn section(
         check.fall,
         check.rise
     );
-    for m in farm.routed() {
+    // Every member, HL7's standbys too: the HL7 failover moves traffic with `set server
+    // hl7/S state ready|maint` over the runtime API, which needs the server in the backend
+    // (a reload per failover would be slower). A standby's listener is stopped, so its TCP
+    // check keeps it DOWN until steward starts it and marks it ready.
+    for m in &farm.members {
         let Some(port) = m.ports.get(listener.slot).map(|p| opts.bind_port(*p)) else {
             continue;
         };
