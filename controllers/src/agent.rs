@@ -23,13 +23,18 @@ use crate::config::{AgentEndpoint, EndpointFn};
 pub(crate) trait AgentApi: Send + Sync {
     async fn host(&self) -> Result<HostInfo, ClientError>;
     async fn services(&self) -> Result<Vec<ServiceInfo>, ClientError>;
+    /// `held`: a new installation stays stopped (an HL7 standby).
     async fn install(
         &self,
         kind: ServiceKind,
         request: &InstallRequest,
+        held: bool,
     ) -> Result<InstallResponse, ClientError>;
     async fn uninstall(&self, kind: ServiceKind) -> Result<UninstallResponse, ClientError>;
     async fn restart(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError>;
+    /// Stop and hold stopped (across agent restarts) until [`AgentApi::start`].
+    async fn stop(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError>;
+    async fn start(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError>;
     async fn certificate(&self) -> Result<Option<CertificateStatus>, ClientError>;
     async fn install_certificate(
         &self,
@@ -56,8 +61,13 @@ impl AgentApi for AgentClient {
         &self,
         kind: ServiceKind,
         request: &InstallRequest,
+        held: bool,
     ) -> Result<InstallResponse, ClientError> {
-        AgentClient::install(self, kind, request).await
+        if held {
+            AgentClient::install_held(self, kind, request).await
+        } else {
+            AgentClient::install(self, kind, request).await
+        }
     }
     async fn uninstall(&self, kind: ServiceKind) -> Result<UninstallResponse, ClientError> {
         // Never forced: files that cannot be removed are the operator's call.
@@ -65,6 +75,12 @@ impl AgentApi for AgentClient {
     }
     async fn restart(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
         AgentClient::restart(self, kind).await
+    }
+    async fn stop(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
+        AgentClient::stop(self, kind).await
+    }
+    async fn start(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
+        AgentClient::start(self, kind).await
     }
     async fn certificate(&self) -> Result<Option<CertificateStatus>, ClientError> {
         AgentClient::certificate(self).await

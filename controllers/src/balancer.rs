@@ -83,7 +83,9 @@ async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
         return Ok(Action::await_change());
     };
     let snapshot = &accepted.desired.snapshot;
-    let Some(farms) = Farms::from_snapshot(snapshot, None) else {
+    // Rendered vendors route HL7 to the listener the HL7 failover keeps active.
+    let hl7_active = ctx.store.hl7_active();
+    let Some(farms) = Farms::from_snapshot(snapshot, hl7_active.as_deref()) else {
         ctx.store.set_load_balancer(None);
         return Ok(Action::await_change());
     };

@@ -92,6 +92,7 @@ pub fn store(snapshot: &Snapshot) -> Store {
                     installed_by: "steward".into(),
                     installed_at: now,
                     status: ServiceStatus::Running,
+                    held: false,
                     tls_thumbprint: None,
                     link: format!("https://{}:{}/", server.hostname, placed.ports[0]),
                     pid: Some(4242),

@@ -33,6 +33,8 @@ pub(crate) struct Context {
     pub triggers: TriggerBus,
     pub pace: Pace,
     pub issued: IssuedMemos,
+    /// Which HL7 listener is active and the last failover (persisted).
+    pub hl7: crate::hl7_failover::Memory,
     pub trust: TrustRoots,
     /// The connection pool of the database in force.
     pub database: DatabasePool,

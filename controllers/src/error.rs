@@ -34,6 +34,9 @@ pub(crate) enum ControllerError {
     /// rejected, reload failed, socket silent, a rendered file not written).
     #[error(transparent)]
     Balancer(#[from] BalancerError),
+    /// The HL7 failover could not fence a listener or record its state.
+    #[error(transparent)]
+    Hl7(crate::hl7_failover::Hl7FailoverError),
     /// An ActiveDirectory could not be bound or read. `bound`: the bind had succeeded (the
     /// directory answers; an operation on it failed).
     #[error("ActiveDirectory {directory}: {source}")]
@@ -76,6 +79,7 @@ impl ControllerError {
         let source = match self {
             Self::Database(e) => return e.reason(),
             Self::Balancer(e) => return e.reason(),
+            Self::Hl7(e) => return e.reason(),
             // The directory crate's labels are the documented condition reasons.
             Self::Directory { source, .. } => return source.label(),
             Self::Secret { .. } => return "PasswordUnavailable",
@@ -98,6 +102,7 @@ impl ReconcileError for ControllerError {
         let source = match self {
             Self::Database(e) => return e.metric_label(),
             Self::Balancer(e) => return e.metric_label(),
+            Self::Hl7(e) => return e.metric_label(),
             Self::Secret { .. } => return "directory_password",
             Self::Directory { source, .. } => {
                 return match source {

@@ -41,6 +41,8 @@ pub(crate) enum Call {
     Install,
     Uninstall,
     Restart,
+    Stop,
+    Start,
     Certificate,
     InstallCertificate,
     ConnectionStrings,
@@ -49,12 +51,14 @@ pub(crate) enum Call {
 }
 
 impl Call {
-    const ALL: [(Call, &'static str); 10] = [
+    const ALL: [(Call, &'static str); 12] = [
         (Call::Host, "host"),
         (Call::Services, "services"),
         (Call::Install, "install"),
         (Call::Uninstall, "uninstall"),
         (Call::Restart, "restart"),
+        (Call::Stop, "stop"),
+        (Call::Start, "start"),
         (Call::Certificate, "certificate"),
         (Call::InstallCertificate, "install_certificate"),
         (Call::ConnectionStrings, "connection_strings"),
@@ -211,16 +215,19 @@ impl AgentApi for FakeAgent {
         &self,
         kind: ServiceKind,
         request: &InstallRequest,
+        held: bool,
     ) -> Result<InstallResponse, ClientError> {
         self.enter(Call::Install)?;
         let pid = self.pid();
         let mut state = self.state();
+        // As the agent does: a hold outlives a reinstall.
+        let held = held || state.services.get(&kind).is_some_and(|s| s.held);
         let same = state.services.get(&kind).map(|s| {
             (
                 s.ports == request.ports
                     && s.drive == request.drive
                     && s.release == request.release,
-                s.status == ServiceStatus::Running,
+                s.status == ServiceStatus::Running || s.held,
             )
         });
         let outcome = match same {
@@ -237,10 +244,15 @@ impl AgentApi for FakeAgent {
             release: request.release.clone(),
             installed_by: request.installed_by.clone(),
             installed_at: time::OffsetDateTime::now_utc(),
-            status: ServiceStatus::Running,
+            status: if held {
+                ServiceStatus::Stopped
+            } else {
+                ServiceStatus::Running
+            },
+            held,
             tls_thumbprint: None,
             link: format!("https://{}:{}/", self.hostname, request.ports[0]),
-            pid,
+            pid: pid.filter(|_| !held),
             exit_code: None,
             message: None,
             last_failure: None,
@@ -269,8 +281,44 @@ impl AgentApi for FakeAgent {
             .services
             .get_mut(&kind)
             .ok_or_else(|| Self::not_installed(kind))?;
+        if service.held {
+            return Err(ClientError::Status {
+                status: 409,
+                code: Some("held".into()),
+                message: format!("{kind} was stopped on request (held)"),
+            });
+        }
         service.status = ServiceStatus::Running;
         service.pid = pid;
+        Ok(service.clone())
+    }
+
+    async fn stop(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
+        self.enter(Call::Stop)?;
+        let mut state = self.state();
+        let service = state
+            .services
+            .get_mut(&kind)
+            .ok_or_else(|| Self::not_installed(kind))?;
+        service.status = ServiceStatus::Stopped;
+        service.held = true;
+        service.pid = None;
+        Ok(service.clone())
+    }
+
+    async fn start(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
+        self.enter(Call::Start)?;
+        let pid = self.pid();
+        let mut state = self.state();
+        let service = state
+            .services
+            .get_mut(&kind)
+            .ok_or_else(|| Self::not_installed(kind))?;
+        if service.status != ServiceStatus::Running {
+            service.status = ServiceStatus::Running;
+            service.pid = pid;
+        }
+        service.held = false;
         Ok(service.clone())
     }
 

@@ -34,6 +34,7 @@ mod directory;
 mod drift;
 mod error;
 mod hl7;
+mod hl7_failover;
 mod in_force;
 mod metrics;
 mod notifications;
@@ -76,8 +77,8 @@ pub use service_key::ServiceKey;
 pub use status::{
     CertificateSummary, Condition, ConditionStatus, ConditionType, DatabaseStatus, DeliveryStatus,
     DirectoryStatus, Event, EventType, FleetStatus, GroupStatus, Hl7Status, InstallationStatus,
-    LastProbe, NotificationsStatus, ResourceDetail, ResourceStatus, ServerStatus, ServiceHealth,
-    ServiceKindStatus,
+    LastFailover, LastProbe, NotificationsStatus, ResourceDetail, ResourceStatus, ServerStatus,
+    ServiceHealth, ServiceKindStatus,
 };
 pub use store::Store;
 
@@ -99,6 +100,7 @@ fn register(bus: &mut TriggerBus) -> Vec<Box<dyn Registered>> {
         bus.register::<certificate::Certificates>(),
         bus.register::<service::Services>(),
         bus.register::<balancer::LoadBalancers>(),
+        bus.register::<hl7_failover::Hl7Failovers>(),
         bus.register::<notifications::Notifications>(),
         bus.register::<directory::Directories>(),
     ]
@@ -206,6 +208,16 @@ impl ControllersHandle {
         Arc::clone(&self.ctx.store)
     }
 
+    /// Move the HL7 listener back to `hl7.preferred` (with `failback: manual`, only an
+    /// operator's request does), if the preferred server's listener can take over.
+    pub fn hl7_failback(&self) {
+        self.ctx.hl7.request_failback();
+        self.ctx.triggers.wake::<hl7_failover::Hl7Failovers>(
+            hl7_failover::Hl7Key,
+            steward_runtime::Reason::Manual,
+        );
+    }
+
     /// The desired-state files were found invalid (the last good state stays in force):
     /// an event on the installation, which mail notifications turn into
     /// `DesiredStateInvalid`.
@@ -268,6 +280,7 @@ impl Controllers {
                 resync: config.resync,
             },
             issued: IssuedMemos::load(config.state_dir.as_deref()),
+            hl7: hl7_failover::Memory::load(config.state_dir.as_deref()),
             trust: trust::TrustRoots::new(config.probe_roots.clone()),
             database: database::DatabasePool::default(),
             notifier,

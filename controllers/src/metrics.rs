@@ -159,6 +159,7 @@ pub(crate) struct Metrics {
     database_up: Gauge<()>,
     database_info: Gauge<VersionLabel>,
     lb_member_up: Gauge<LbMemberLabels>,
+    hl7_failovers: Counter<()>,
     /// No series before the first attempt.
     directory_up: Gauge<DirectoryLabel>,
     group_present: Gauge<GroupLabels>,
@@ -211,6 +212,10 @@ impl Metrics {
                 "steward_lb_member_up",
                 "1 while the load balancer routes to the server's member of the kind's farm (up), 0 when it is down, draining or in maintenance.",
             ),
+            hl7_failovers: Counter::new(
+                "steward_hl7_failovers_total",
+                "Times the active HL7 listener was moved to another server (failovers and failbacks).",
+            ),
             directory_up: Gauge::new(
                 "steward_active_directory_up",
                 "Whether steward can bind to the ActiveDirectory (1) or not (0).",
@@ -230,6 +235,7 @@ impl Metrics {
         registry.register(metrics.database_up.clone())?;
         registry.register(metrics.database_info.clone())?;
         registry.register(metrics.lb_member_up.clone())?;
+        registry.register(metrics.hl7_failovers.clone())?;
         registry.register(metrics.directory_up.clone())?;
         registry.register(metrics.group_present.clone())?;
         // Known label values start at zero, so that rate() and alerts see the first event.
@@ -247,6 +253,7 @@ impl Metrics {
                 0,
             );
         }
+        metrics.hl7_failovers.start_at_zero(&());
         for kind in DriftKind::ALL {
             metrics.drift_detected.start_at_zero(&kind);
             metrics.drift_corrected.start_at_zero(&kind);
@@ -402,6 +409,15 @@ impl Metrics {
     pub(crate) fn hl7_active(&self, server: &str, active: bool) {
         self.fleet
             .set_server(server, fleet::HL7_ACTIVE, Some(Value::from(active)));
+    }
+
+    pub(crate) fn hl7_failover(&self) {
+        self.hl7_failovers.inc(&());
+    }
+
+    /// HL7 is no longer placed on `server`: no `steward_hl7_active_listener` series.
+    pub(crate) fn forget_hl7_listener(&self, server: &str) {
+        self.fleet.set_server(server, fleet::HL7_ACTIVE, None);
     }
 
     pub(crate) fn forget_service(&self, server: &str, kind: ServiceKind) {

@@ -47,6 +47,7 @@ impl Reconciler for Servers {
             ControllerError::AgentCall { .. }
             | ControllerError::Database(_)
             | ControllerError::Balancer(_)
+            | ControllerError::Hl7(_)
             | ControllerError::Directory { .. }
             | ControllerError::Secret { .. } => set_conditions(
                 ctx,

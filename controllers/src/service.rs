@@ -252,6 +252,26 @@ async fn present(
             if let Some(failure) = failure {
                 log_failure(run, failure);
             }
+            if failover_managed(run) {
+                note_drift(run, &drifts);
+                if observed.held {
+                    run.set(
+                        Phase::Ready,
+                        "Standby",
+                        "HL7 standby: installed and stopped; the HL7 failover starts it when the active listener fails",
+                    );
+                } else {
+                    run.set(
+                        Phase::Degraded,
+                        failure.map_or("NotRunning", |f| failure_reason(f.reason)),
+                        format!(
+                            "{} is {state}{detail}; the HL7 failover moves the listener or runs it again",
+                            key.kind
+                        ),
+                    );
+                }
+                return Ok(Action::requeue(ctx.pace.resync));
+            }
             if run.monitor() {
                 drifts.push(DriftKind::ServiceStopped);
                 note_drift(run, &drifts);
@@ -330,7 +350,8 @@ async fn present(
         Some(_) => ctx.pace.resync,
         None => ctx.pace.steady(check.interval),
     };
-    if let (Some(since), true) = (failing_since, drifts.is_empty() && !run.monitor()) {
+    let restartable = drifts.is_empty() && !run.monitor() && !failover_managed(run);
+    if let (Some(since), true) = (failing_since, restartable) {
         match liveness(run, &check, since).await? {
             Liveness::Restarted(action) => return Ok(action),
             Liveness::Wait(left) => next = next.min(left),
@@ -339,6 +360,19 @@ async fn present(
     }
     // A changed verdict wakes this service; until the first one, look again now and then.
     Ok(Action::requeue(next))
+}
+
+/// HL7 on several servers: which listener runs is the HL7 failover's decision
+/// (`crate::hl7_failover`), so this controller installs HL7 stopped (held) there and
+/// never starts or restarts it; a stopped active listener is the failover's to handle.
+fn failover_managed(run: &Run<'_>) -> bool {
+    run.key.kind == ServiceKind::Hl7
+        && run
+            .desired
+            .snapshot
+            .servers_with(ServiceKind::Hl7)
+            .nth(1)
+            .is_some()
 }
 
 /// What the liveness rule decided for a running service that fails its health test.
@@ -658,7 +692,7 @@ async fn install(
     run.set(Phase::Progressing, "Installing", what.clone());
     let response = run
         .agent
-        .install(key.kind, &request)
+        .install(key.kind, &request, failover_managed(run))
         .await
         .map_err(|e| run.failed(&what, e))?;
     let (reason, verb) = match response.outcome {
@@ -689,7 +723,7 @@ async fn install(
     Ok(Action::requeue(ctx.pace.short()))
 }
 
-fn target(
+pub(crate) fn target(
     ctx: &Context,
     server: &Server,
     kind: ServiceKind,

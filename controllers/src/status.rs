@@ -217,11 +217,38 @@ pub struct GroupStatus {
     pub members: Option<u32>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Hl7Status {
-    /// The server whose HL7 listener is installed and passing its test.
+    /// The server whose HL7 listener is active and answering (its MLLP test passes);
+    /// `null` while none is.
     pub active_listener: Option<String>,
+    /// The other servers with HL7 installed and stopped, ready to take over.
+    #[serde(default)]
+    pub standby: Vec<String>,
+    /// The last time the listener was moved (kept across daemon restarts).
+    #[serde(default)]
+    pub last_failover: Option<LastFailover>,
+    /// The HL7 failover's verdict: `FailoverNeeded` (`failover: manual` and the active
+    /// listener fails), `NoStandby`, `CannotFence` ...; empty before its first run.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+/// One move of the active HL7 listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastFailover {
+    #[serde(with = "crate::rfc3339")]
+    #[schemars(schema_with = "crate::schema::date_time")]
+    pub at: OffsetDateTime,
+    pub from: String,
+    pub to: String,
+    /// Why: `ListenerFailing`, `AgentUnreachable`, `ListenerStopped`, `Failback`.
+    pub reason: String,
+    /// From the first failed test of the old listener (or the failback's start) to the
+    /// new one answering with the HL7 backend pointed at it.
+    pub seconds: f64,
 }
 
 /// The load balancer steward configures (`loadBalancer.vendor`).

@@ -136,6 +136,11 @@ pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
         ctx.triggers
             .wake::<LoadBalancers>(LoadBalancerKey, Reason::DesiredChanged);
     }
+    // One key, cheap: any change may move HL7's placement, preference or policy.
+    ctx.triggers.wake::<crate::hl7_failover::Hl7Failovers>(
+        crate::hl7_failover::Hl7Key,
+        Reason::DesiredChanged,
+    );
     // Directories are few: any whose document (or the mode) changed runs again now.
     for (name, directory) in &snapshot.directories {
         let before = previous

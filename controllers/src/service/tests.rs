@@ -267,6 +267,7 @@ async fn undeclared_services_are_reported_unless_pruned_dependents_first() {
                 release: "6.12.1".into(),
                 installed_by: "someone".into(),
             },
+            false,
         )
         .await
         .unwrap();
@@ -457,6 +458,7 @@ fn a_spec_difference_reads_from_installed_to_declared() {
         installed_by: "steward".into(),
         installed_at: time::OffsetDateTime::UNIX_EPOCH,
         status: ServiceStatus::Running,
+        held: false,
         tls_thumbprint: None,
         link: String::new(),
         pid: None,

@@ -48,7 +48,7 @@ impl Store {
                 None => !pruning || record.observed.is_none(),
                 Some(desired) => {
                     reachable(&key.server)
-                        && record.ready()
+                        && (record.ready() || record.standby())
                         && record
                             .observed
                             .as_ref()

@@ -12,6 +12,7 @@ mod balancer;
 mod database;
 mod events;
 mod gates;
+mod hl7;
 mod records;
 mod render;
 
@@ -28,7 +29,7 @@ use crate::status::{Event, EventType, Phase};
 
 pub(crate) use database::DatabaseSeen;
 pub(crate) use records::{
-    matches_spec, DirectoryRecord, NotificationsRecord, ServerRecord, ServiceRecord,
+    matches_spec, DirectoryRecord, Hl7Record, NotificationsRecord, ServerRecord, ServiceRecord,
 };
 use records::{InstallationRecord, State};
 
@@ -424,7 +425,13 @@ impl Store {
         };
         metrics.service_kind(kind, render::kind_status(state, kind).map(|s| s.healthy));
         if kind == ServiceKind::Hl7 {
-            let (active, all) = crate::hl7::listeners(state.services.iter());
+            let (active, all) = match &state.hl7 {
+                Some(record) => (
+                    record.answering().map(str::to_owned),
+                    record.servers.clone(),
+                ),
+                None => crate::hl7::listeners(state.services.iter()),
+            };
             for server in all {
                 metrics.hl7_active(&server, active.as_deref() == Some(server.as_str()));
             }

@@ -129,6 +129,13 @@ impl ServiceRecord {
         self.running() && self.verdict == Some(true)
     }
 
+    /// Installed and stopped on request (an HL7 standby): as it should be, not down.
+    pub(crate) fn standby(&self) -> bool {
+        self.observed
+            .as_ref()
+            .is_some_and(|o| o.held && o.status == AgentStatus::Stopped)
+    }
+
     pub(crate) fn verdict(&self) -> Option<bool> {
         self.verdict
     }
@@ -161,6 +168,29 @@ pub(super) struct State {
     pub events: EventRing,
     /// `None` without a `loadBalancer.vendor`.
     pub load_balancer: Option<LoadBalancerRecord>,
+    /// The HL7 failover's view; `None` before its first run or without HL7.
+    pub hl7: Option<Hl7Record>,
+}
+
+/// Which HL7 listener is active, as the HL7 failover controller keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Hl7Record {
+    /// The listener steward keeps running.
+    pub active: Option<String>,
+    /// Whether it answered its last MLLP test.
+    pub answering: bool,
+    pub standby: Vec<String>,
+    /// Every server HL7 is placed on.
+    pub servers: Vec<String>,
+    pub last_failover: Option<crate::status::LastFailover>,
+    pub conditions: Conditions,
+}
+
+impl Hl7Record {
+    /// The active listener when it answers: the status's `activeListener`.
+    pub(crate) fn answering(&self) -> Option<&str> {
+        self.active.as_deref().filter(|_| self.answering)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -278,6 +308,12 @@ pub(super) fn shown_health(
                 "unknown: the agent of {} does not answer",
                 key.server
             )),
+        );
+    }
+    if record.standby() {
+        return (
+            None,
+            Some("standby: installed and stopped until the HL7 failover starts it".to_owned()),
         );
     }
     if !record.running() {

@@ -49,8 +49,17 @@ impl Store {
                 .iter()
                 .map(|(name, record)| directory_status(name, record))
                 .collect(),
-            hl7: Hl7Status {
-                active_listener: crate::hl7::active(&state.services),
+            hl7: match &state.hl7 {
+                Some(record) => Hl7Status {
+                    active_listener: record.answering().map(str::to_owned),
+                    standby: record.standby.clone(),
+                    last_failover: record.last_failover.clone(),
+                    conditions: record.conditions.list(),
+                },
+                None => Hl7Status {
+                    active_listener: crate::hl7::active(&state.services),
+                    ..Hl7Status::default()
+                },
             },
             load_balancer: state.load_balancer.as_ref().map(|lb| {
                 crate::status::LoadBalancerStatus {

@@ -39,6 +39,20 @@ impl TestAgent {
         ip: IpAddr,
         services: Services,
     ) -> Self {
+        Self::start_on(dir, ca, hostname, SocketAddr::new(ip, 0), services, true).await
+    }
+
+    /// An agent listening on `listen` (port 0: a free one); with `stop_services_on_exit`
+    /// false, its services outlive it (an agent that dies while its services run).
+    pub async fn start_on(
+        dir: &Path,
+        ca: &CertificateAuthority,
+        hostname: &str,
+        listen: SocketAddr,
+        services: Services,
+        stop_services_on_exit: bool,
+    ) -> Self {
+        let ip = listen.ip();
         let issued = ca.issue_agent(hostname, &[ip]).unwrap();
         let (cert, key) = issued.write_pair(dir, "agent").unwrap();
         let (program, stop_timeout) = match services {
@@ -46,7 +60,7 @@ impl TestAgent {
             Services::Stub => (None, 1),
         };
         let server = AgentServer::bind(AgentConfig {
-            listen: SocketAddr::new(ip, 0),
+            listen,
             state_dir: dir.join("state"),
             ca_pem: ca.cert_path(),
             cert,
@@ -57,7 +71,7 @@ impl TestAgent {
                 lab: true,
                 bind: None,
                 stop_timeout: Duration::from_secs(stop_timeout),
-                stop_services_on_exit: true,
+                stop_services_on_exit,
             },
         })
         .await
@@ -141,6 +155,8 @@ pub struct RunningControllers {
     pub store: Arc<steward_controllers::Store>,
     /// Later generations go here.
     pub desired: tokio::sync::watch::Sender<Option<Desired>>,
+    /// What the daemon's API asks of them.
+    pub handle: steward_controllers::ControllersHandle,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<steward_controllers::RunReport>,
 }
@@ -150,6 +166,7 @@ impl RunningControllers {
         let registry = steward_controllers::MetricsRegistry::default();
         let controllers = steward_controllers::Controllers::new(config, &registry).unwrap();
         let store = controllers.store();
+        let handle = controllers.handle();
         let (desired_tx, rx) = tokio::sync::watch::channel(desired(1, snapshot, dir));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(controllers.run(rx, shutdown.clone()));
@@ -157,6 +174,7 @@ impl RunningControllers {
             registry,
             store,
             desired: desired_tx,
+            handle,
             shutdown,
             task,
         }

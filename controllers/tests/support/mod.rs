@@ -5,4 +5,5 @@
 
 pub mod agents;
 pub mod harness;
+pub mod hl7_lab;
 pub mod iridium;

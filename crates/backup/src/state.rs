@@ -30,6 +30,8 @@ const fn file(pattern: &'static str) -> StateFile {
 pub const STATE_FILES: &[StateFile] = &[
     // Which certificate steward installed on each server (thumbprint + names).
     file("issued-certificates.json"),
+    // Which HL7 listener is active, and the last failover.
+    file("hl7-failover.json"),
     // The lab's agents: their credentials, and what they installed (records, server TLS
     // certificate and key, each service's install manifest and connection strings).
     file("lab/*/agent.pem"),

@@ -1,0 +1,149 @@
+//! The HL7 failover's decisions against scripted agents and probes: what it may never do
+//! (start a standby it cannot fence the active listener from; move anything under
+//! `failover: manual`) and what it must (one listener; fence, then start). The same against
+//! real agents, lab listeners and HAProxy is `tests/hl7_failover.rs`.
+
+use std::time::Duration;
+
+use steward_agent::api::{InstallRequest, ServiceStatus};
+use steward_model::resource::{Failback, Hl7Failover};
+use steward_model::snapshot::Hl7;
+use steward_model::ServiceKind;
+
+use super::{Hl7Failovers, Hl7Key};
+use crate::agent::AgentApi;
+use crate::fakes::{fixture, Call, Fixture};
+
+/// app1 and app2 both place HL7 (app1 with PSIS and PSWS), under `policy`; app1's
+/// listener runs, app2's is installed and held.
+async fn two_listeners(policy: Hl7) -> Fixture {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS", "HL7"]), ("app2", &["HEALTH"])]);
+    let mut snapshot = fx.current();
+    let hl7 = snapshot.servers["app1"]
+        .service(ServiceKind::Hl7)
+        .unwrap()
+        .clone();
+    snapshot.servers.get_mut("app2").unwrap().services.push(hl7);
+    snapshot.installation.hl7 = policy;
+    fx.apply(snapshot);
+    let request = InstallRequest {
+        ports: vec![2244],
+        drive: "C:".into(),
+        release: "6.12.1".into(),
+        installed_by: "steward-test".into(),
+    };
+    fx.agent("app1")
+        .install(ServiceKind::Hl7, &request, false)
+        .await
+        .unwrap();
+    fx.agent("app2")
+        .install(ServiceKind::Hl7, &request, true)
+        .await
+        .unwrap();
+    fx
+}
+
+fn policy(failover: Hl7Failover) -> Hl7 {
+    Hl7 {
+        failover,
+        preferred: Some("app1".into()),
+        // Failing at all is failing long enough: one run decides.
+        failover_after: Duration::ZERO,
+        failback: Failback::Manual,
+    }
+}
+
+fn status(fx: &Fixture, server: &str) -> (ServiceStatus, bool) {
+    let agent = fx.agent(server);
+    let state = agent.state();
+    let hl7 = &state.services[&ServiceKind::Hl7];
+    (hl7.status, hl7.held)
+}
+
+fn reason(fx: &Fixture) -> String {
+    crate::fakes::headline(&fx.ctx.store.status().hl7.conditions)
+}
+
+#[tokio::test]
+async fn a_healthy_active_listener_stays_and_the_standby_stays_stopped() {
+    let fx = two_listeners(policy(Hl7Failover::Automatic)).await;
+    fx.agent("app2").forbid(Call::Start);
+    fx.run::<Hl7Failovers>(Hl7Key).await.unwrap();
+    let hl7 = fx.ctx.store.status().hl7;
+    assert_eq!(hl7.active_listener.as_deref(), Some("app1"));
+    assert_eq!(hl7.standby, ["app2"]);
+    assert_eq!(
+        fx.gauge("steward_hl7_active_listener", &[("server", "app2")]),
+        Some(0.0)
+    );
+    assert_eq!(status(&fx, "app2"), (ServiceStatus::Stopped, true));
+}
+
+#[tokio::test]
+async fn failover_manual_only_reports() {
+    let fx = two_listeners(policy(Hl7Failover::Manual)).await;
+    fx.prober
+        .set_healthy("app1.example.eng", ServiceKind::Hl7, false);
+    fx.agent("app1").forbid(Call::Stop);
+    fx.agent("app2").forbid(Call::Start);
+    for _ in 0..3 {
+        fx.run::<Hl7Failovers>(Hl7Key).await.unwrap();
+    }
+    assert!(reason(&fx).contains("FailoverNeeded"), "{}", reason(&fx));
+    assert_eq!(fx.ctx.store.status().hl7.active_listener, None);
+    assert_eq!(status(&fx, "app2"), (ServiceStatus::Stopped, true));
+    assert_eq!(fx.counter("steward_hl7_failovers_total", &[]), Some(0.0));
+}
+
+#[tokio::test]
+async fn a_failing_listener_is_stopped_before_the_standby_starts() {
+    let fx = two_listeners(policy(Hl7Failover::Automatic)).await;
+    fx.prober
+        .set_healthy("app1.example.eng", ServiceKind::Hl7, false);
+    fx.run::<Hl7Failovers>(Hl7Key).await.unwrap();
+    assert_eq!(status(&fx, "app1"), (ServiceStatus::Stopped, true));
+    assert_eq!(status(&fx, "app2").0, ServiceStatus::Running);
+    let hl7 = fx.ctx.store.status().hl7;
+    assert_eq!(hl7.active_listener.as_deref(), Some("app2"));
+    let last = hl7.last_failover.unwrap();
+    assert_eq!(
+        (last.from.as_str(), last.to.as_str(), last.reason.as_str()),
+        ("app1", "app2", "ListenerFailing")
+    );
+    assert_eq!(fx.counter("steward_hl7_failovers_total", &[]), Some(1.0));
+    assert!(fx
+        .ctx
+        .store
+        .status()
+        .events
+        .iter()
+        .any(|e| e.reason == "HL7Failover" && e.object == "hl7"));
+}
+
+/// Without a load balancer runtime API, an active listener whose agent does not answer
+/// cannot be fenced: starting the standby could make two listeners active.
+#[tokio::test]
+async fn an_unfenceable_listener_keeps_the_standby_stopped() {
+    let fx = two_listeners(policy(Hl7Failover::Automatic)).await;
+    fx.run::<Hl7Failovers>(Hl7Key).await.unwrap();
+    fx.agent("app1").set_down(true);
+    fx.agent("app2").forbid(Call::Start);
+    let err = fx.run::<Hl7Failovers>(Hl7Key).await.unwrap_err();
+    assert_eq!(
+        steward_runtime::ReconcileError::metric_label(&err),
+        "hl7_cannot_fence"
+    );
+    assert!(reason(&fx).contains("CannotFence"), "{}", reason(&fx));
+    assert_eq!(status(&fx, "app2"), (ServiceStatus::Stopped, true));
+    fx.agent("app1").set_down(false);
+}
+
+#[tokio::test]
+async fn a_second_running_listener_is_stopped() {
+    let fx = two_listeners(policy(Hl7Failover::Automatic)).await;
+    fx.agent("app2").start(ServiceKind::Hl7).await.unwrap();
+    fx.run::<Hl7Failovers>(Hl7Key).await.unwrap();
+    // The preferred one stays.
+    assert_eq!(status(&fx, "app1").0, ServiceStatus::Running);
+    assert_eq!(status(&fx, "app2"), (ServiceStatus::Stopped, true));
+}
