@@ -229,7 +229,10 @@ async fn status_is_camel_case_and_names_no_secret() {
         )
     );
     assert_eq!(json["activeDirectory"], serde_json::json!([]));
-    assert_eq!(json["hl7"], serde_json::json!({"activeListener": null}));
+    assert_eq!(
+        json["hl7"],
+        serde_json::json!({"activeListener": null, "standby": [], "lastFailover": null, "conditions": []})
+    );
     let server = &json["servers"][0];
     assert_eq!(server["agentUp"], true);
     assert_eq!(server["hostname"], "app1.example.eng");

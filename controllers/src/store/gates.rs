@@ -55,7 +55,19 @@ impl Store {
                             .is_some_and(|o| matches_spec(o, desired, release))
                 }
             });
-        services && (!pruning || state.servers.values().all(|s| s.desired))
+        // HL7 placed somewhere: its active listener answers (standbys count as in place
+        // above, so without this two held listeners would pass). Before the HL7 failover's
+        // first run, the services' own verdicts stand.
+        let hl7_placed = state
+            .services
+            .iter()
+            .any(|(k, r)| k.kind == ServiceKind::Hl7 && r.desired.is_some());
+        let hl7 = !hl7_placed
+            || state
+                .hl7
+                .as_ref()
+                .is_none_or(|r| r.answering().is_some());
+        services && hl7 && (!pruning || state.servers.values().all(|s| s.desired))
     }
 
     pub(crate) fn cert_ready(&self, server: &str) -> bool {
