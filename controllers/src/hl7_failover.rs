@@ -292,12 +292,20 @@ impl Pass<'_> {
         });
     }
 
-    /// The listener kept active: the one kept so far, else one that runs (`preferred`
-    /// first), else `preferred` or the first installed one whose agent answers.
+    /// The listener kept active: the one kept so far (unless it is down while another
+    /// runs: that one takes traffic already), else one that runs (`preferred` first), else
+    /// `preferred` or the first installed one whose agent answers.
     fn choose(&self) -> Option<String> {
-        let known = |name: &String| self.listener(name).is_some();
-        if let Some(kept) = self.state.active.as_ref().filter(|n| known(n)) {
-            return Some(kept.clone());
+        let running = |l: &Listener<'_>| matches!(l.seen, Seen::Running(_));
+        let kept = self
+            .state
+            .active
+            .as_ref()
+            .and_then(|name| self.listener(name));
+        if let Some(kept) = kept {
+            if running(kept) || !self.listeners.iter().any(running) {
+                return Some(kept.name().to_owned());
+            }
         }
         let preferred = self.policy.preferred.as_deref();
         let by_preference = |pick: &dyn Fn(&Listener<'_>) -> bool| {
@@ -307,8 +315,7 @@ impl Pass<'_> {
                 .min_by_key(|l| (Some(l.name()) != preferred, l.name().to_owned()))
                 .map(|l| l.name().to_owned())
         };
-        by_preference(&|l| matches!(l.seen, Seen::Running(_)))
-            .or_else(|| by_preference(&|l: &Listener<'_>| l.standby()))
+        by_preference(&running).or_else(|| by_preference(&|l: &Listener<'_>| l.standby()))
     }
 
     async fn run(&mut self) -> Result<Verdict, ControllerError> {
@@ -441,13 +448,15 @@ impl Pass<'_> {
         let (since, _) = *self.state.failing.get_or_insert((Instant::now(), failure));
         let failing_for = since.elapsed();
         let after = self.policy.failover_after;
-        let what = format!(
-            "{active}'s HL7 listener fails ({failure}) for {:.1} s",
-            failing_for.as_secs_f64()
-        );
-        if failing_for < after {
+        // No duration in the message: one that changed with every test would make every
+        // test a status change.
+        let what = format!("{active}'s HL7 listener fails ({failure})");
+        if failing_for < after || self.listeners.len() == 1 {
+            // Alone, there is nothing to fail over to: the service controller repairs it.
             let mut verdict = self.verdict(Phase::Degraded, failure, what);
-            verdict.next = verdict.next.min(after - failing_for);
+            if let Some(left) = after.checked_sub(failing_for) {
+                verdict.next = verdict.next.min(left);
+            }
             return Ok(Some(verdict));
         }
         if self.monitor {

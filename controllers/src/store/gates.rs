@@ -62,11 +62,7 @@ impl Store {
             .services
             .iter()
             .any(|(k, r)| k.kind == ServiceKind::Hl7 && r.desired.is_some());
-        let hl7 = !hl7_placed
-            || state
-                .hl7
-                .as_ref()
-                .is_none_or(|r| r.answering().is_some());
+        let hl7 = !hl7_placed || state.hl7.as_ref().is_none_or(|r| r.answering().is_some());
         services && hl7 && (!pruning || state.servers.values().all(|s| s.desired))
     }
 

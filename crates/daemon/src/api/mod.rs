@@ -12,6 +12,7 @@
 mod backup;
 mod chunks;
 mod fallback;
+mod hl7;
 mod openapi;
 mod reconcile;
 mod status;
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/observed", get(observed))
         .route("/api/v1/plan", get(plan))
         .route("/api/v1/reconcile", reconcile::post())
+        .route("/api/v1/hl7/failback", hl7::post())
         .route("/api/v1/backup", backup::get())
         .route("/ca.pem", get(ca_pem))
         .route("/api/v1/openapi.json", get(openapi::serve))

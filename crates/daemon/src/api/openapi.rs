@@ -125,6 +125,17 @@ pub fn document() -> Value {
                     "429": text("too many failed attempts from this address; see Retry-After")
                 }
             }},
+            "/api/v1/hl7/failback": {"post": {
+                "summary": "Move the HL7 listener back to hl7.preferred (what failback: manual waits for).",
+                "operationId": "hl7Failback",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "202": text("HL7 failback requested"),
+                    "401": text("bearer token missing or wrong"),
+                    "403": text("HL7 failback is disabled (no token configured)"),
+                    "429": text("too many failed attempts from this address; see Retry-After")
+                }
+            }},
             "/api/v1/backup": {"get": {
                 "summary": "An encrypted backup of the daemon's state (the archive `steward backup` writes), encrypted to the daemon's STEWARD_BACKUP_PASSPHRASE.",
                 "operationId": "backup",

@@ -227,6 +227,18 @@ async fn reconcile_takes_the_bearer_scheme_in_any_case() {
 }
 
 #[tokio::test]
+async fn hl7_failback_needs_the_token() {
+    let f = fixture();
+    let uri = "/api/v1/hl7/failback";
+    let (status, _, _) = send(&f.router, "POST", uri, None, "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let value = format!("Bearer {TOKEN}");
+    let (status, _, body) = send(&f.router, "POST", uri, Some(&value), "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, "HL7 failback requested\n");
+}
+
+#[tokio::test]
 async fn failed_reconcile_attempts_are_refused_then_rate_limited_per_address() {
     let f = fixture();
     let attacker = "192.0.2.7:4000";
