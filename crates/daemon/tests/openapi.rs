@@ -343,6 +343,12 @@ fn the_openapi_document_describes_every_real_response() {
     let accepted = request("POST", "/api/v1/reconcile", Some(TOKEN)).unwrap();
     assert_eq!(accepted.status, 202);
     checker.check("post", "/api/v1/reconcile", &accepted);
+    let denied = request("POST", "/api/v1/hl7/failback", None).unwrap();
+    assert_eq!(denied.status, 401);
+    checker.check("post", "/api/v1/hl7/failback", &denied);
+    let accepted = request("POST", "/api/v1/hl7/failback", Some(TOKEN)).unwrap();
+    assert_eq!(accepted.status, 202);
+    checker.check("post", "/api/v1/hl7/failback", &accepted);
 
     let denied = request("GET", "/api/v1/backup", None).unwrap();
     assert_eq!(denied.status, 401);
