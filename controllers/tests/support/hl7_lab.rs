@@ -114,18 +114,18 @@ impl Hl7Lab {
         // addresses (the lab's host names do not resolve).
         let mut farms = Farms::from_snapshot(&snapshot, None).expect("a vendor is set");
         farms.farms.retain(|f| f.kind == ServiceKind::Hl7);
-        for farm in &mut farms.farms {
-            for member in &mut farm.members {
-                let i = SERVERS.iter().position(|s| *s == member.server).unwrap();
-                member.hostname = agent_addrs[i].ip().to_string();
-            }
-        }
+        let addresses = SERVERS
+            .iter()
+            .zip(agent_addrs)
+            .map(|(name, addr)| ((*name).to_owned(), addr.ip()))
+            .collect();
         let opts = HaproxyOptions {
             bind: front.ip().to_string(),
             map_low_ports: false,
             admin_socket: haproxy.admin_socket.clone(),
             state_file: haproxy.state_file.clone(),
             ca_file: None,
+            addresses,
         };
         std::fs::write(&haproxy.config_file, render(&farms, &opts)).unwrap();
         let process = haproxy.master().spawn().await.unwrap();
