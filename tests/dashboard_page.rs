@@ -647,6 +647,31 @@ fn load_balancer_section_shows_every_member_in_words_and_colour() {
     let green = page["farms"][0]["members"][0]["color"].clone();
     browser.screenshot("dashboard-load-balancer.png");
 
+    // The HL7 standby (installed and stopped by the failover) is where it should be: its
+    // tile says Standby in green, and the fleet summary stays healthy.
+    let overview = wait_for(
+        "every service Healthy or Standby in the summary",
+        Duration::from_secs(60),
+        |last| {
+            let page = browser.execute(READ_PAGE);
+            *last = page.to_string();
+            (page["summary"] == "All 22 services Healthy").then_some(page)
+        },
+    );
+    let active = overview["hl7"]
+        .as_str()
+        .expect("an active HL7 listener")
+        .to_owned();
+    let standby = if active == "app1" { "app2" } else { "app1" };
+    let hl7 = tile(&overview, standby, "HL7");
+    assert_eq!(hl7["state"], "standby", "{overview}");
+    assert_eq!(hl7["text"], "Standby", "{overview}");
+    assert_eq!(
+        tile(&overview, &active, "HL7")["state"],
+        "healthy",
+        "{overview}"
+    );
+
     // PSIS on app1 dies and stays dead (steward only reports in monitor mode): HAProxy
     // marks it down after two failed checks, and the page follows.
     lab.commit_edit(

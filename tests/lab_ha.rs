@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::haproxy::{self, all_up, members};
+use support::haproxy::{self, all_up, members, service_in_place};
 use support::{signal, Lab, Options};
 
 /// PSIS's farm: its health surface answers `GET /identityserver`.
@@ -44,7 +44,7 @@ fn wait_ha_converged(lab: &Lab) -> serde_json::Value {
             servers.len() == 2
                 && servers.iter().all(|server| {
                     server["services"].as_array().is_some_and(|v| {
-                        v.len() == 11 && v.iter().all(|svc| svc["healthy"] == true)
+                        v.len() == 11 && v.iter().all(|svc| service_in_place(s, server, svc))
                     })
                 })
         });

@@ -82,6 +82,16 @@ pub fn members(status: &Value) -> Vec<(String, String, Option<String>)> {
         .collect()
 }
 
+/// Whether a service of `server` is where it should be: healthy, or the HL7 standby the
+/// failover keeps installed and stopped (the status lists it under `hl7.standby`).
+pub fn service_in_place(status: &Value, server: &Value, service: &Value) -> bool {
+    service["healthy"] == true
+        || (service["kind"] == "HL7"
+            && status["hl7"]["standby"]
+                .as_array()
+                .is_some_and(|standby| standby.contains(&server["name"])))
+}
+
 /// Whether every member of every farm is up at the load balancer.
 pub fn all_up(status: &Value) -> bool {
     let members = members(status);
