@@ -13,6 +13,7 @@
 //! - [`fixture`]: desired-state YAML built from a few calls instead of pasted copies.
 //! - [`bundled_desired_state`], [`run`], [`text`]: the example deployment and the
 //!   command-line program under test.
+//! - [`etcd::EtcdCluster`]: a real etcd cluster (one or more members) on loopback.
 //! - [`iridium::Iridium`]: a real TDS server (iridium_server) on loopback.
 //! - [`serve_each`]: a misbehaving peer on loopback, scripted by the test.
 //! - [`copy_dir`], [`rerun_unprivileged`]: files a test prepares, and tests about
@@ -20,6 +21,7 @@
 
 mod ci;
 mod command;
+pub mod etcd;
 mod eventually;
 mod files;
 pub mod fixture;
