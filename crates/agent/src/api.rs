@@ -255,6 +255,15 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// `GET /v1/fencing` (and `PUT`, with which a new leader announces its epoch): the
+/// highest leader epoch this agent has obeyed, and whether it requires one on changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FencingStatus {
+    pub highest_epoch: Option<u64>,
+    pub ha_mode: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! panicking on what an agent (or an impostor) sends back.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -20,8 +21,8 @@ use steward_pki::PrivateKeyPem;
 
 use crate::api::{
     CertificateRequest, CertificateStatus, ConnectionStrings, ConnectionStringsUpdate, ErrorBody,
-    HostInfo, InstallRequest, InstallResponse, RemnantCleanup, ServiceInfo, ServiceLogs,
-    UninstallResponse,
+    FencingStatus, HostInfo, InstallRequest, InstallResponse, RemnantCleanup, ServiceInfo,
+    ServiceLogs, UninstallResponse,
 };
 
 /// Responses larger than this are not an agent talking.
@@ -54,6 +55,18 @@ pub enum ClientError {
     InvalidBody(String),
     #[error("connection failed: {0}")]
     Transport(String),
+    /// Controller HA: this daemon does not lead (now), so it sends no change; the text
+    /// says who does.
+    #[error("not sent: {0}")]
+    NotLeader(String),
+}
+
+/// Where a client's changes get the leader epoch they carry (controller HA).
+pub trait EpochSource: Send + Sync {
+    /// The epoch to send with a change now, or why this daemon must not send one (it
+    /// does not lead, or no longer: the text names the leader when known). Asked on
+    /// every change, right before it is sent.
+    fn acting_epoch(&self) -> Result<u64, String>;
 }
 
 impl ClientError {
@@ -69,6 +82,7 @@ impl ClientError {
             Self::Protocol(_) => "protocol",
             Self::InvalidBody(_) => "invalid_body",
             Self::Transport(_) => "transport",
+            Self::NotLeader(_) => "not_leader",
         }
     }
 
@@ -90,6 +104,8 @@ pub struct AgentClient {
     base: String,
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
+    /// `None`: a single daemon, changes carry no epoch.
+    epochs: Option<Arc<dyn EpochSource>>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -97,6 +113,7 @@ impl std::fmt::Debug for AgentClient {
         f.debug_struct("AgentClient")
             .field("base", &self.base)
             .field("timeout", &self.timeout)
+            .field("fenced", &self.epochs.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -128,7 +145,15 @@ impl AgentClient {
             base,
             http,
             timeout,
+            epochs: None,
         })
+    }
+
+    /// Fence every change (any method but GET) with the epoch `source` gives; when it
+    /// gives none, the change is not sent at all ([`ClientError::NotLeader`]).
+    pub fn with_epochs(mut self, source: Arc<dyn EpochSource>) -> Self {
+        self.epochs = Some(source);
+        self
     }
 
     /// A mutual-TLS client from PEM material: the steward CA, and the daemon's client
@@ -277,6 +302,17 @@ impl AgentClient {
             .await
     }
 
+    /// The highest leader epoch the agent has obeyed, and whether it is in HA mode.
+    pub async fn fencing(&self) -> Result<FencingStatus, ClientError> {
+        self.call(Method::GET, "/v1/fencing", None::<&()>).await
+    }
+
+    /// Tell the agent this daemon's epoch (a new leader does so first, so that its
+    /// predecessor is refused even where the new leader has nothing to change).
+    pub async fn announce_epoch(&self) -> Result<FencingStatus, ClientError> {
+        self.call(Method::PUT, "/v1/fencing", None::<&()>).await
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -287,7 +323,14 @@ impl AgentClient {
             Some(b) => Bytes::from(serde_json::to_vec(b).expect("request types serialize")),
             None => Bytes::new(),
         };
-        let request = Request::builder()
+        let mut request = Request::builder();
+        if method != Method::GET {
+            if let Some(source) = &self.epochs {
+                let epoch = source.acting_epoch().map_err(ClientError::NotLeader)?;
+                request = request.header(crate::fencing::EPOCH_HEADER, epoch);
+            }
+        }
+        let request = request
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header(ACCEPT, "application/json")

@@ -103,6 +103,12 @@ pub enum AgentError {
     FilesRemain { kind: ServiceKind, detail: String },
     #[error(transparent)]
     Driver(#[from] DriverError),
+    /// Fencing: the caller's leader epoch is older than one this agent has obeyed.
+    #[error("refused: this call carries leader epoch {epoch}, but this agent has already obeyed epoch {highest}; the caller is no longer steward's leader")]
+    StaleEpoch { epoch: u64, highest: u64 },
+    /// Fencing: the agent is in HA mode and the change carries no epoch.
+    #[error("refused: this agent takes changes only from steward's leader (HA mode) and the call carries no steward-epoch header")]
+    EpochRequired,
 }
 
 impl AgentError {
@@ -124,6 +130,8 @@ impl AgentError {
             Self::FilesRemain { .. } => "files_remain",
             Self::Held(_) => "held",
             Self::Driver(_) => "driver",
+            Self::StaleEpoch { .. } => "stale_epoch",
+            Self::EpochRequired => "epoch_required",
         }
     }
 
@@ -133,7 +141,11 @@ impl AgentError {
                 StatusCode::NOT_FOUND
             }
             Self::InvalidRequest(_) | Self::InvalidCertificate(_) => StatusCode::BAD_REQUEST,
-            Self::Conflict(_) | Self::FilesRemain { .. } | Self::Held(_) => StatusCode::CONFLICT,
+            Self::Conflict(_)
+            | Self::FilesRemain { .. }
+            | Self::Held(_)
+            | Self::StaleEpoch { .. } => StatusCode::CONFLICT,
+            Self::EpochRequired => StatusCode::PRECONDITION_REQUIRED,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -6,6 +6,7 @@ use steward_model::ServiceKind;
 ///
 /// ```text
 /// agent-state.json            installed services (spec + pid), connection strings
+/// fencing.json                the highest steward leader epoch obeyed (controller HA)
 /// tls/server.pem, server.key  the server's TLS certificate, served by every service
 /// services/KIND/              one service's "installation": manifest, config, log
 /// ```
@@ -27,6 +28,10 @@ impl Layout {
 
     pub fn state_file(&self) -> PathBuf {
         self.root.join("agent-state.json")
+    }
+
+    pub fn fencing_file(&self) -> PathBuf {
+        self.root.join("fencing.json")
     }
 
     pub fn tls_dir(&self) -> PathBuf {

@@ -7,6 +7,9 @@
 //! one stopped or killed from outside is left to the daemon's controller, which notices
 //! and decides.
 //!
+//! With several steward daemons (controller HA), every change is fenced by the leader's
+//! epoch (see `fencing.rs`): a paused ex-leader cannot act once its successor spoke.
+//!
 //! [`AgentClient`] is the daemon's side of the same API.
 
 pub mod api;
@@ -14,6 +17,7 @@ mod client;
 mod config;
 mod driver;
 mod error;
+mod fencing;
 mod host;
 mod layout;
 mod manager;
@@ -21,7 +25,7 @@ mod routes;
 mod server;
 mod state;
 
-pub use client::{AgentClient, ClientError};
+pub use client::{AgentClient, ClientError, EpochSource};
 pub use config::AgentConfig;
 pub use driver::{
     find_running, minimal_environment, port_holder, process_command_line, Driver, DriverConfig,
@@ -29,6 +33,7 @@ pub use driver::{
     EXIT_PORT_IN_USE,
 };
 pub use error::{AgentError, DriverError};
+pub use fencing::{FencingState, EPOCH_HEADER};
 pub use layout::Layout;
 pub use manager::{validate_connection_strings, validate_install};
 pub use server::{serve, AgentServer};

@@ -11,11 +11,12 @@ use serde::Deserialize;
 use steward_model::ServiceKind;
 
 use crate::api::{
-    CertificateRequest, CertificateStatus, ConnectionStrings, ConnectionStringsUpdate, HostInfo,
-    InstallOutcome, InstallRequest, InstallResponse, RemnantCleanup, ServiceInfo, ServiceLogs,
-    UninstallResponse,
+    CertificateRequest, CertificateStatus, ConnectionStrings, ConnectionStringsUpdate,
+    FencingStatus, HostInfo, InstallOutcome, InstallRequest, InstallResponse, RemnantCleanup,
+    ServiceInfo, ServiceLogs, UninstallResponse,
 };
 use crate::error::AgentError;
+use crate::fencing::{self, Fencing};
 use crate::manager::ServiceManager;
 
 const DEFAULT_LOG_TAIL: u64 = 64 * 1024;
@@ -24,6 +25,7 @@ const MAX_LOG_TAIL: u64 = 1024 * 1024;
 pub(crate) struct App {
     pub manager: ServiceManager,
     pub host: HostInfo,
+    pub fencing: Arc<Fencing>,
 }
 
 type AppState = State<Arc<App>>;
@@ -47,8 +49,23 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             get(get_connection_strings).put(put_connection_strings),
         )
         .route("/v1/remnants/cleanup", post(cleanup_remnants))
+        .route("/v1/fencing", get(fencing_status).put(fencing_status))
         .fallback(not_found)
+        // Last, so it covers every route above (and any added later): no change passes
+        // without the leader's epoch once the agent is in HA mode.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app.fencing),
+            fencing::guard,
+        ))
         .with_state(app)
+}
+
+/// The guard already admitted a `PUT`'s epoch; both answer what the agent holds now.
+async fn fencing_status(State(app): AppState) -> Json<FencingStatus> {
+    Json(FencingStatus {
+        highest_epoch: app.fencing.state().highest_epoch,
+        ha_mode: app.fencing.in_ha_mode(),
+    })
 }
 
 fn kind(raw: &str) -> Result<ServiceKind, AgentError> {

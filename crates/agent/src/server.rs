@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::AgentConfig;
 use crate::driver::{Driver, ProcessDriver};
 use crate::error::AgentError;
+use crate::fencing::Fencing;
 use crate::host::{host_info, system_hostname};
 use crate::layout::Layout;
 use crate::manager::ServiceManager;
@@ -80,12 +81,14 @@ impl AgentServer {
             (Some(name), true) => name.clone(),
             (None, true) => system_hostname(),
         };
+        let fencing = Arc::new(Fencing::load(layout.fencing_file())?);
         let driver: Arc<dyn Driver> = Arc::new(driver);
         let manager =
             ServiceManager::open(layout, driver, link_host, (&config.cert, &config.key)).await?;
         let app = Arc::new(App {
             manager,
             host: host_info(config.hostname.as_deref()),
+            fencing,
         });
         Ok(Self {
             listener,
@@ -94,6 +97,13 @@ impl AgentServer {
             app,
             stop_services_on_exit: config.driver.stop_services_on_exit,
         })
+    }
+
+    /// HA mode from the start (`--require-epoch`): every change must carry a leader
+    /// epoch, even before the first leader has spoken to this agent.
+    pub fn require_epoch(self) -> Self {
+        self.app.fencing.require();
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
