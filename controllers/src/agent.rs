@@ -3,7 +3,7 @@
 //! connection pool).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,7 +11,7 @@ use steward_agent::api::{
     CertificateStatus, ConnectionStrings, ConnectionStringsUpdate, HostInfo, InstallRequest,
     InstallResponse, RemnantCleanup, ServiceInfo, UninstallResponse,
 };
-use steward_agent::{AgentClient, ClientError};
+use steward_agent::{AgentClient, ClientError, EpochSource};
 use steward_model::snapshot::Server;
 use steward_model::ServiceKind;
 use steward_pki::PrivateKeyPem;
@@ -47,6 +47,11 @@ pub(crate) trait AgentApi: Send + Sync {
         strings: &ConnectionStrings,
     ) -> Result<ConnectionStringsUpdate, ClientError>;
     async fn cleanup_remnants(&self) -> Result<RemnantCleanup, ClientError>;
+    /// Controller HA: tell the agent this leader's epoch, so that an older leader is
+    /// refused there from now on. Nothing to do for a single daemon.
+    async fn announce_epoch(&self) -> Result<(), ClientError> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -104,7 +109,14 @@ impl AgentApi for AgentClient {
     async fn cleanup_remnants(&self) -> Result<RemnantCleanup, ClientError> {
         AgentClient::cleanup_remnants(self).await
     }
+    async fn announce_epoch(&self) -> Result<(), ClientError> {
+        AgentClient::announce_epoch(self).await.map(|_| ())
+    }
 }
+
+/// Controller HA: where agent clients get the leader epoch their changes carry; unset
+/// for a single daemon (changes carry none).
+pub(crate) type Fence = Arc<OnceLock<Arc<dyn EpochSource>>>;
 
 /// Makes a client for an endpoint.
 pub(crate) trait Connector: Send + Sync {
@@ -115,15 +127,16 @@ pub(crate) trait Connector: Send + Sync {
 pub(crate) struct ClientConnector {
     pub tls: rustls::ClientConfig,
     pub timeout: Duration,
+    pub fence: Fence,
 }
 
 impl Connector for ClientConnector {
     fn connect(&self, endpoint: &AgentEndpoint) -> Result<Arc<dyn AgentApi>, ClientError> {
-        Ok(Arc::new(AgentClient::new(
-            &endpoint.base_url,
-            self.tls.clone(),
-            self.timeout,
-        )?))
+        let client = AgentClient::new(&endpoint.base_url, self.tls.clone(), self.timeout)?;
+        Ok(Arc::new(match self.fence.get() {
+            Some(source) => client.with_epochs(Arc::clone(source)),
+            None => client,
+        }))
     }
 }
 

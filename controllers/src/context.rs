@@ -52,9 +52,20 @@ pub(crate) struct Context {
     /// How the load balancer runs here (bind address, low ports, binary) and which
     /// HAProxy binary passed the version check.
     pub balancer: crate::balancer::BalancerState,
+    /// Controller HA: the leader's epoch; unset for a single daemon, which always acts.
+    pub fence: crate::agent::Fence,
 }
 
 impl Context {
+    /// Whether this daemon may change anything now (it leads, or runs alone). Agent
+    /// changes are fenced by the client itself; this gates what agents cannot fence:
+    /// provisioning the database, writing to directories, sending mail.
+    pub(crate) fn acting(&self) -> bool {
+        self.fence
+            .get()
+            .is_none_or(|leader| leader.acting_epoch().is_ok())
+    }
+
     /// Stop managing a server that left the desired state and runs nothing any more.
     pub(crate) fn forget_server(&self, name: &str) {
         self.desired.forget_server(name);

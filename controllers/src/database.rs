@@ -178,7 +178,8 @@ async fn reconcile(ctx: &Context) -> Result<Action, DatabaseError> {
     let desired = &accepted.desired;
     let installation = &desired.snapshot.installation;
     let spec = &installation.database;
-    let monitor = installation.mode == Mode::Monitor;
+    // A follower (controller HA) only looks, as in monitor mode.
+    let monitor = installation.mode == Mode::Monitor || !ctx.acting();
     let pool = ctx.database.for_config(config(spec, &desired.dir, None)?);
     // Boxed: tiberius' futures are large, and this one's state would otherwise sit in
     // every caller's stack frame.

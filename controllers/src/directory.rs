@@ -101,7 +101,8 @@ async fn reconcile(name: String, ctx: Arc<Context>) -> Result<Action, Controller
         // Left the desired state: the store dropped its record and series with it.
         return Ok(Action::await_change());
     };
-    let monitor = snapshot.installation.mode == Mode::Monitor;
+    // A follower (controller HA) only looks, as in monitor mode.
+    let monitor = snapshot.installation.mode == Mode::Monitor || !ctx.acting();
     let mut config = connection(&name, directory, &accepted.desired.dir)?;
     if let Some(lab) = ctx.directory_lab.get() {
         config.trust.extend(lab.trust.iter().cloned());

@@ -93,6 +93,7 @@ impl ControllerError {
             ClientError::Status { .. } => "AgentError",
             ClientError::Protocol(_) | ClientError::InvalidBody(_) => "AgentBadResponse",
             ClientError::InvalidUrl(_) => "InvalidAgentUrl",
+            ClientError::NotLeader(_) => "NotLeader",
         }
     }
 }
@@ -126,6 +127,7 @@ impl ReconcileError for ControllerError {
             ClientError::Status { .. } => "agent_http_status",
             ClientError::Protocol(_) | ClientError::InvalidBody(_) => "agent_bad_response",
             ClientError::InvalidUrl(_) => "agent_invalid_url",
+            ClientError::NotLeader(_) => "not_leader",
         }
     }
 }

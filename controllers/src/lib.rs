@@ -82,7 +82,7 @@ pub use status::{
 };
 pub use store::Store;
 
-use crate::agent::{Agents, ClientConnector, Connector};
+use crate::agent::{Agents, ClientConnector, Connector, Fence};
 use crate::certificate::IssuedMemos;
 use crate::context::{Context, Pace};
 use crate::in_force::InForce;
@@ -218,6 +218,31 @@ impl ControllersHandle {
         );
     }
 
+    /// Controller HA, on winning the election: tell every agent of the desired state in
+    /// force this leader's epoch (so a predecessor is refused there even where nothing is
+    /// left to change), then reconcile everything now, whatever backoff a follower's
+    /// refused attempts had built up. An agent that cannot be told now learns the epoch
+    /// with this leader's first change.
+    pub async fn take_over(&self) {
+        if let Some(accepted) = self.ctx.desired.current() {
+            let announcements = accepted.desired.snapshot.servers.values().map(|server| {
+                let ctx = Arc::clone(&self.ctx);
+                let server = server.clone();
+                async move {
+                    let told = match ctx.agents.get(&server) {
+                        Ok(agent) => agent.announce_epoch().await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = told {
+                        tracing::warn!(server = %server.name, error = %e, "could not tell the agent the new leader's epoch");
+                    }
+                }
+            });
+            futures::future::join_all(announcements).await;
+        }
+        self.resync_all();
+    }
+
     /// The desired-state files were found invalid (the last good state stays in force):
     /// an event on the installation, which mail notifications turn into
     /// `DesiredStateInvalid`.
@@ -241,18 +266,31 @@ impl Controllers {
     ) -> Result<Self, ControllersError> {
         let prober =
             NetworkProber::new(&config.probe_roots).map_err(ControllersError::ProbeRoots)?;
+        let fence = Fence::default();
         let connector = ClientConnector {
             tls: config.agent_tls.clone(),
             timeout: config.agent_timeout,
+            fence: Arc::clone(&fence),
         };
-        Self::with_parts(config, registry, Arc::new(connector), Arc::new(prober))
+        Self::with_fenced_parts(config, registry, Arc::new(connector), Arc::new(prober), fence)
     }
 
+    #[cfg(test)]
     pub(crate) fn with_parts(
         config: ControllersConfig,
         registry: &MetricsRegistry,
         connector: Arc<dyn Connector>,
         prober: Arc<dyn Prober>,
+    ) -> Result<Self, ControllersError> {
+        Self::with_fenced_parts(config, registry, connector, prober, Fence::default())
+    }
+
+    fn with_fenced_parts(
+        config: ControllersConfig,
+        registry: &MetricsRegistry,
+        connector: Arc<dyn Connector>,
+        prober: Arc<dyn Prober>,
+        fence: Fence,
     ) -> Result<Self, ControllersError> {
         if config.max_concurrent == 0 {
             return Err(ControllersError::Limit("max_concurrent"));
@@ -288,6 +326,7 @@ impl Controllers {
             notify_shutdown,
             directory_lab: std::sync::OnceLock::new(),
             balancer: Default::default(),
+            fence,
             config,
         };
         Ok(Self {
@@ -298,6 +337,14 @@ impl Controllers {
 
     pub fn store(&self) -> Arc<Store> {
         self.ctx.store.clone()
+    }
+
+    /// Controller HA: act only while `leader` gives an epoch. Every change to an agent
+    /// carries it (and is not sent without one); the database and directories are only
+    /// checked, as in `mode: monitor`, and no mail is sent. Call before `run`; only the
+    /// first call counts.
+    pub fn fence(&self, leader: Arc<dyn steward_agent::EpochSource>) {
+        let _ = self.ctx.fence.set(leader);
     }
 
     /// Reach directories where the lab runs their stand-ins, trusting the lab's CA for

@@ -39,6 +39,10 @@ pub(crate) async fn run(
 }
 
 fn offer(ctx: &Context, event: &Event) {
+    // One sender even when several daemons run: only the leader mails.
+    if !ctx.acting() {
+        return;
+    }
     if let Some(notice) = Notice::from_event(
         &event.object,
         event.event_type == EventType::Warning,

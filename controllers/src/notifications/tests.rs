@@ -158,3 +158,66 @@ async fn invalid_desired_state_is_an_event_mail_notifications_see() {
         Some(steward_model::notifications::NotificationEvent::DesiredStateInvalid)
     );
 }
+
+/// Controller HA: leading only while the test says so.
+struct Leading(std::sync::atomic::AtomicBool);
+
+impl steward_agent::EpochSource for Leading {
+    fn acting_epoch(&self) -> Result<u64, String> {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(7)
+        } else {
+            Err("b leads".into())
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_leader_mails_when_several_daemons_run() {
+    let fx = fixture(&[("app1", &["PSIS"])]);
+    let leading = std::sync::Arc::new(Leading(std::sync::atomic::AtomicBool::new(false)));
+    assert!(fx.ctx.fence.set(leading.clone()).is_ok());
+    let mut s = fx.current();
+    s.notifications.insert("admins".into(), spec(UNSET));
+    fx.apply(s);
+    fx.run::<Notifications>("admins".into()).await.unwrap();
+    let undelivered = fx.ctx.undelivered.lock().unwrap().take().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let feed = tokio::spawn(feed::run(fx.ctx.clone(), undelivered, shutdown.clone()));
+    tokio::task::yield_now().await;
+    let attempts = || {
+        let d = &fx.ctx.store.status().notifications[0].delivery;
+        d.failed + d.queued + d.sent
+    };
+
+    // A follower sees the event (its status shows it) but offers no mail.
+    let down = || {
+        fx.ctx.store.event(
+            "service/app1/PSIS".into(),
+            EventType::Warning,
+            "HealthCheckFailing",
+            "503",
+        )
+    };
+    down();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(attempts(), 0);
+
+    // Once it leads, it mails (here: tries to, and fails for want of credentials).
+    leading.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    fx.ctx.store.event(
+        "service/app1/PSWS".into(),
+        EventType::Warning,
+        "HealthCheckFailing",
+        "503",
+    );
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while attempts() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the leader offered no mail");
+    shutdown.cancel();
+    feed.await.unwrap();
+}
