@@ -272,7 +272,13 @@ impl Controllers {
             timeout: config.agent_timeout,
             fence: Arc::clone(&fence),
         };
-        Self::with_fenced_parts(config, registry, Arc::new(connector), Arc::new(prober), fence)
+        Self::with_fenced_parts(
+            config,
+            registry,
+            Arc::new(connector),
+            Arc::new(prober),
+            fence,
+        )
     }
 
     #[cfg(test)]

@@ -10,6 +10,7 @@ mod api;
 mod cmd;
 mod dashboard;
 mod embedded;
+mod ha;
 mod lab;
 mod logging;
 mod metrics;

@@ -51,10 +51,13 @@ pub struct AppState {
     pub reconcile_token: Option<Arc<SecretValue>>,
     /// `GET /api/v1/backup` (same token); `None`: no state directory to back up.
     pub backup: Option<Arc<backup::BackupSource>>,
+    /// Controller HA: the election this daemon takes part in; `None` for a single daemon.
+    pub ha: Option<steward_leader::Leadership>,
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let ha = state.ha.clone();
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -69,8 +72,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::serve))
         .merge(crate::dashboard::routes())
         .fallback(fallback::not_found)
-        .method_not_allowed_fallback(fallback::method_not_allowed)
-        .with_state(state)
+        .method_not_allowed_fallback(fallback::method_not_allowed);
+    // Over every route: a follower serves reads only.
+    let router = match ha {
+        Some(leadership) => router.layer(axum::middleware::from_fn_with_state(
+            leadership,
+            crate::ha::refuse_changes_on_followers,
+        )),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// The API's bounds, for a process that may open `open_files` files.

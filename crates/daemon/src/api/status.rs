@@ -29,6 +29,9 @@ pub struct StatusDocument {
     /// all), as `FILE:LINE:COL: error[CODE]: message`.
     pub errors: Vec<String>,
     pub desired_state: DesiredStateStatus,
+    /// Controller HA: this daemon's role and who leads (absent for a single daemon).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ha: Option<crate::ha::HaStatus>,
     #[serde(flatten)]
     pub fleet: FleetStatus,
 }
@@ -129,6 +132,7 @@ pub fn document(state: &AppState) -> StatusDocument {
         valid: watch.valid,
         errors: watch.errors.iter().map(ToString::to_string).collect(),
         desired_state: desired_state(&watch),
+        ha: state.ha.as_ref().map(crate::ha::HaStatus::of),
         fleet: state.store.status(),
     }
 }

@@ -35,8 +35,13 @@ fn fixture() -> Fixture {
     fixture_with_backup(None)
 }
 
-/// With `passphrase`, `GET /api/v1/backup` backs up the fixture's directory (it holds a CA).
 fn fixture_with_backup(passphrase: Option<&str>) -> Fixture {
+    fixture_with(passphrase, None)
+}
+
+/// With `passphrase`, `GET /api/v1/backup` backs up the fixture's directory (it holds a
+/// CA); with `ha`, the daemon takes part in that election.
+fn fixture_with(passphrase: Option<&str>, ha: Option<steward_leader::Leadership>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let stop = CancellationToken::new();
     let (watch, _task) = steward_watch::watch(
@@ -74,6 +79,7 @@ fn fixture_with_backup(passphrase: Option<&str>) -> Fixture {
             state_dir: dir.path().to_path_buf(),
             passphrase: passphrase.map(|p| steward_backup::Passphrase::new(p.to_owned()).unwrap()),
         })),
+        ha,
     };
     Fixture {
         router: router(state),
@@ -327,4 +333,73 @@ async fn backup_needs_the_token_and_a_passphrase_then_sends_an_archive_that_open
     let archive = steward_backup::open(&body, &passphrase).unwrap();
     let paths: Vec<&str> = archive.entries.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["ca/ca.pem", "ca/ca.key"]);
+}
+
+#[tokio::test]
+async fn a_follower_refuses_changes_with_the_leaders_address_and_says_who_leads() {
+    let follower = steward_leader::Leadership::fixed(
+        "b",
+        steward_leader::Role::Follower {
+            leader: Some(steward_leader::LeaderInfo {
+                id: "a".into(),
+                api: "http://10.0.0.1:9464".into(),
+                epoch: 42,
+            }),
+        },
+    );
+    let f = fixture_with(None, Some(follower));
+    let auth = format!("Bearer {TOKEN}");
+    let (status, headers, body) = send(
+        &f.router,
+        "POST",
+        "/api/v1/reconcile",
+        Some(&auth),
+        "127.0.0.1:1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let body = json_body(&headers, &body);
+    assert_eq!(body["error"], "not_leader");
+    assert_eq!(
+        body["leader"],
+        json!({"id": "a", "api": "http://10.0.0.1:9464", "epoch": 42})
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("a leads"),
+        "{body}"
+    );
+    // Reads are served, and the status says who leads.
+    let (status, headers, body) =
+        send(&f.router, "GET", "/api/v1/status", None, "127.0.0.1:1").await;
+    assert_eq!(status, StatusCode::OK);
+    let body = json_body(&headers, &body);
+    assert_eq!(body["ha"]["role"], "follower");
+    assert_eq!(body["ha"]["id"], "b");
+    assert_eq!(body["ha"]["leader"]["id"], "a");
+
+    // The leader itself serves the same POST (here: an accepted reconcile).
+    let leader = steward_leader::Leadership::fixed(
+        "a",
+        steward_leader::Role::Leader {
+            epoch: 42,
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(600),
+        },
+    );
+    let f = fixture_with(None, Some(leader));
+    let (status, _, body) = send(
+        &f.router,
+        "POST",
+        "/api/v1/reconcile",
+        Some(&auth),
+        "127.0.0.1:1",
+    )
+    .await;
+    assert!(status.is_success(), "{status}: {body}");
+}
+
+#[tokio::test]
+async fn a_single_daemons_status_has_no_ha_section() {
+    let f = fixture();
+    let (_, headers, body) = send(&f.router, "GET", "/api/v1/status", None, "127.0.0.1:1").await;
+    assert!(json_body(&headers, &body).get("ha").is_none(), "{body}");
 }

@@ -46,6 +46,13 @@ pub struct Args {
     /// How often a Ready service is re-checked (e.g. 2s, 10s; at least 100ms).
     #[arg(long, default_value = "2s", value_parser = parse_resync)]
     resync: Duration,
+    /// Reach the agents of a lab another daemon runs (`steward run --lab`, same
+    /// --lab-first-address and desired state) without starting any: a second daemon of
+    /// a controller HA lab.
+    #[arg(long, conflicts_with = "lab")]
+    lab_attach: bool,
+    #[command(flatten)]
+    ha: crate::ha::HaArgs,
 }
 
 /// Below this, re-checks are busy work (0s meant ~1,700 reconciles a second).
@@ -124,6 +131,12 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
     let dir = desired_state_dir(&args)?;
     tracing::info!(desired_state = %dir.display(), lab = args.lab, "starting steward");
 
+    // Controller HA: etcd first, so that a daemon never makes a CA of its own where the
+    // others already have one.
+    let cluster = match crate::ha::config(&args.ha, args.listen)? {
+        Some(config) => Some(crate::ha::join(config, &args.state_dir.join("ca")).await?),
+        None => None,
+    };
     let ca = Arc::new(load_or_init_ca(&args.state_dir.join("ca"))?);
     let client = ca
         .issue_client("steward-daemon")
@@ -137,18 +150,23 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
             .context("cannot watch the desired-state directory")?;
     let registry = steward_controllers::MetricsRegistry::default();
     let ds_metrics = DesiredStateMetrics::register(&registry)?;
+    let ha = match cluster {
+        Some(cluster) => Some(crate::ha::start(cluster, ca.cert_pem(), &registry).await?),
+        None => None,
+    };
     tokio::spawn(report_desired_state(watch_handle.clone(), ds_metrics));
 
     // The lab's addresses: one record, assigned by the lab fleet, read by the endpoints.
     let addresses = Arc::new(RwLock::new(LabAddresses::starting_at(
         args.lab_first_address,
     )));
-    let endpoints: Arc<dyn Fn(&Server) -> AgentEndpoint + Send + Sync> = if args.lab {
-        let addresses = Arc::clone(&addresses);
-        Arc::new(move |server: &Server| lab_endpoint(server, &addresses))
-    } else {
-        Arc::new(AgentEndpoint::from_server)
-    };
+    let endpoints: Arc<dyn Fn(&Server) -> AgentEndpoint + Send + Sync> =
+        if args.lab || args.lab_attach {
+            let addresses = Arc::clone(&addresses);
+            Arc::new(move |server: &Server| lab_endpoint(server, &addresses))
+        } else {
+            Arc::new(AgentEndpoint::from_server)
+        };
     let controllers = Controllers::new(
         ControllersConfig {
             ca: Some(Arc::clone(&ca)),
@@ -191,6 +209,9 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         lab_balancer_settings,
     )));
     let handle = controllers.handle();
+    if let Some(ha) = &ha {
+        ha.wire(&controllers, handle.clone());
+    }
     tokio::spawn(super::notify::report_invalid(
         watch_handle.clone(),
         handle.clone(),
@@ -228,6 +249,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
             directories: Arc::clone(&lab_directories),
             balancer: Arc::clone(&lab_balancer),
         }),
+        args.lab_attach.then(|| Arc::clone(&addresses)),
     ));
     tokio::spawn(report_convergence(handle.clone()));
 
@@ -241,6 +263,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         backup: Some(Arc::new(api::BackupSource::from_env(
             args.state_dir.clone(),
         ))),
+        ha: ha.as_ref().map(|ha| ha.leadership.clone()),
     });
     tracing::info!("API and dashboard on http://{}", args.listen);
     let http = tokio::spawn(api::serve(
@@ -251,6 +274,11 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
 
     let report = controllers.run(desired_rx, shutdown.clone()).await;
     tracing::info!("controllers stopped ({report})");
+    if let Some(ha) = ha {
+        // Only now, with nothing in flight: a follower takes over at once.
+        ha.stop.cancel();
+        let _ = ha.task.await;
+    }
     if let Some(fleet) = lab_fleet {
         // The directories first: the fleet's clean-up takes any process left on the
         // lab's state directory for an orphaned service.
@@ -329,11 +357,19 @@ async fn forward_desired(
     tx: watch::Sender<Option<Desired>>,
     dir: PathBuf,
     lab: Option<LabSetup>,
+    attached: Option<Arc<RwLock<LabAddresses>>>,
 ) {
     let mut desired = watch.desired();
     loop {
         let current = desired.borrow_and_update().clone();
         if let Some(state) = current {
+            if let Some(addresses) = &attached {
+                // The same numbering the lab daemon gives the same servers.
+                addresses
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_for(&state.snapshot);
+            }
             if let Some(lab) = &lab {
                 let mut fleet = lab.fleet.lock().await;
                 if let Err(e) = fleet.ensure(&state.snapshot, &lab.ca) {
