@@ -50,6 +50,8 @@ pub struct Options {
     /// Start the daemon with this open-file limit, (soft, hard) (its lab agents and
     /// services inherit it), like `prlimit --nofile=SOFT:HARD`.
     pub open_files: Option<(u64, u64)>,
+    /// More arguments of `steward run` (e.g. `--ha ...`).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             resync: "2s",
             env: Vec::new(),
             open_files: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -212,6 +215,7 @@ impl LabDaemon {
             .arg(self.address_of(1).to_string())
             .arg("--resync")
             .arg(self.options.resync)
+            .args(&self.options.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

@@ -1,0 +1,413 @@
+//! End-to-end controller HA on one lab fleet: a 3-member etcd cluster (real `etcd`),
+//! daemon `a` running the lab (`steward run --lab --ha`), daemons `b` and `c` set up
+//! from a backup of `a`'s state (`steward backup` / `restore`) and attached to the same
+//! lab (`--lab-attach --ha`). What changed is read from the agents' own records.
+//!
+//! 1. `a` leads; it is killed (-9) mid-converge; a follower restored from the backup
+//!    takes over and finishes, installing nothing `a` had installed.
+//! 2. The leader is paused (SIGSTOP) until another wins, then resumed: nothing changes
+//!    on the agents, which hold the new leader's epoch.
+//! 3. One etcd member stops: the leader stays. Two stop: nobody leads or acts; they come
+//!    back: a leader again.
+//! 4. A daemon without the CA, and one with another CA, refuse to start.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rustix::process::Signal;
+use serde_json::Value;
+use steward_testkit::etcd::EtcdCluster;
+use support::*;
+
+const N: u8 = 171;
+const PASSPHRASE: &str = "ha lab passphrase, protects nothing real";
+const LEASE: [&str; 4] = ["--ha-lease-ttl", "3s", "--ha-renew-every", "1s"];
+
+/// A `--lab-attach` daemon of the HA lab.
+struct Attached {
+    id: &'static str,
+    api: SocketAddr,
+    state: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Attached {
+    fn start(lab: &Lab, etcd: &EtcdCluster, id: &'static str, port_host: u8) -> Self {
+        let state = lab.root().join(format!("state-{id}"));
+        let log = lab.root().join(format!("daemon-{id}.log"));
+        let api = SocketAddr::from(([127, 0, N, port_host], 9464));
+        let mut me = Self {
+            id,
+            api,
+            state,
+            child: None,
+            log,
+        };
+        me.spawn(lab, etcd);
+        me
+    }
+
+    fn spawn(&mut self, lab: &Lab, etcd: &EtcdCluster) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(binary())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .args(["run", "--lab-attach", "--desired-state"])
+            .arg(&lab.desired)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(["--listen", &self.api.to_string()])
+            .args(["--lab-first-address", &lab.address_of(1).to_string()])
+            .args(["--ha", &etcd.endpoints(), "--ha-id", self.id])
+            .args(LEASE)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn status(&self) -> Option<Value> {
+        steward_testkit::http::get(&self.api.to_string(), "/api/v1/status")
+            .ok()
+            .filter(|r| r.status == 200)
+            .map(|r| r.json())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        signal(child.id() as i32, Signal::CONT);
+        signal(child.id() as i32, Signal::TERM);
+        let status = steward_testkit::within(DEADLINE, Duration::from_millis(50), || {
+            child.try_wait().unwrap()
+        });
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("daemon {} did not stop\n{}", self.id, self.log());
+        };
+        assert_eq!(status.code(), Some(0), "daemon {}\n{}", self.id, self.log());
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn role(status: &Value) -> &str {
+    status["ha"]["role"].as_str().unwrap_or("")
+}
+
+fn leader_of(status: &Value) -> Option<(String, u64)> {
+    let l = &status["ha"]["leader"];
+    Some((l["id"].as_str()?.to_owned(), l["epoch"].as_u64()?))
+}
+
+fn steward(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(binary())
+        .args(args)
+        .env("STEWARD_BACKUP_PASSPHRASE", PASSPHRASE)
+        .output()
+        .expect("run steward")
+}
+
+fn restore(archive: &Path, state: &Path) {
+    let out = steward(&[
+        "restore".as_ref(),
+        archive.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every agent's services: (server, kind) -> (installedAt, pid).
+fn records(lab: &Lab) -> BTreeMap<(String, String), (String, i64)> {
+    let mut out = BTreeMap::new();
+    for server in ["app1", "app2"] {
+        for s in lab.try_agent_services(server).unwrap_or_default() {
+            out.insert(
+                (server.to_owned(), s["kind"].as_str().unwrap().to_owned()),
+                (
+                    s["installedAt"].as_str().unwrap().to_owned(),
+                    s["pid"].as_i64().unwrap_or(0),
+                ),
+            );
+        }
+    }
+    out
+}
+
+fn highest_epochs(lab: &Lab) -> Vec<Option<u64>> {
+    ["app1", "app2"]
+        .iter()
+        .map(|server| {
+            lab.agent_get(server, "/v1/fencing")
+                .ok()
+                .and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok())
+                .and_then(|v| v["highestEpoch"].as_u64())
+        })
+        .collect()
+}
+
+/// The daemon of `daemons` that leads now (by its own status), once exactly one does.
+fn sole_leader<'a>(daemons: &[&'a Attached]) -> (&'a Attached, u64) {
+    eventually("exactly one attached daemon to lead", || {
+        let leading: Vec<(&Attached, u64)> = daemons
+            .iter()
+            .filter_map(|d| {
+                let s = d.status()?;
+                (role(&s) == "leader").then(|| (*d, leader_of(&s).map_or(0, |l| l.1)))
+            })
+            .collect();
+        (leading.len() == 1).then(|| leading[0])
+    })
+}
+
+fn eventually<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    steward_testkit::eventually(what, DEADLINE, Duration::from_millis(100), probe)
+}
+
+#[test]
+fn controller_ha_on_one_lab_fleet() {
+    let Some(mut etcd) = EtcdCluster::start(3) else {
+        return;
+    };
+    let mut extra = vec![
+        "--ha".to_owned(),
+        etcd.endpoints(),
+        "--ha-id".to_owned(),
+        "a".to_owned(),
+    ];
+    extra.extend(LEASE.map(str::to_owned));
+    let mut a = Lab::new(
+        N,
+        Options {
+            extra_args: extra,
+            ..Options::default()
+        },
+    );
+    // b and c are set up from a backup of a's state, before a has converged anything.
+    let archive = a.root().join("a.age");
+    a.spawn();
+    let out = steward(&[
+        "backup".as_ref(),
+        "--out".as_ref(),
+        archive.as_os_str(),
+        "--state-dir".as_ref(),
+        a.state.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    restore(&archive, &a.root().join("state-b"));
+    restore(&archive, &a.root().join("state-c"));
+    let mut b = Attached::start(&a, &etcd, "b", 2);
+    let mut c = Attached::start(&a, &etcd, "c", 3);
+    for d in [&b, &c] {
+        eventually("b and c to follow a", || {
+            d.status()
+                .filter(|s| role(s) == "follower")
+                .and_then(|s| leader_of(&s))
+                .filter(|l| l.0 == "a")
+        });
+    }
+    assert_eq!(role(&a.status()), "leader");
+
+    // 1. a is killed mid-converge: once it installed something, before it is done.
+    a.wait_status("a to have installed a first service", |s| {
+        events(s).iter().any(|e| e.1 == "Installed")
+    });
+    a.kill_daemon();
+    let before = records(&a);
+    assert!(!before.is_empty());
+    let (leader, epoch) = sole_leader(&[&b, &c]);
+    let converged = eventually("the new leader to finish converging", || {
+        leader.status().filter(all_declared_healthy)
+    });
+    let after = records(&a);
+    for (service, (installed_at, _)) in &before {
+        assert_eq!(
+            after.get(service).map(|r| &r.0),
+            Some(installed_at),
+            "{service:?} was installed again by the new leader"
+        );
+    }
+    let redone: Vec<_> = events(&converged)
+        .into_iter()
+        .filter(|e| {
+            (e.1 == "Installed" || e.1 == "Reinstalled")
+                && before
+                    .keys()
+                    .any(|(server, kind)| e.0 == format!("service/{server}/{kind}"))
+        })
+        .collect();
+    assert!(redone.is_empty(), "installed twice: {redone:?}");
+    assert!(
+        highest_epochs(&a).iter().all(|e| *e == Some(epoch)),
+        "the agents hold the new leader's epoch {epoch}: {:?}",
+        highest_epochs(&a)
+    );
+    assert!(leader
+        .status()
+        .is_some_and(|s| s["ha"]["leader"]["id"] == leader.id));
+
+    // 2. Fencing: the leader paused until another wins, then resumed, changes nothing.
+    let (paused, other) = if leader.id == "b" { (&b, &c) } else { (&c, &b) };
+    let settled = records(&a);
+    signal(paused.pid(), Signal::STOP);
+    let (_, next_epoch) = sole_leader(&[other]);
+    assert!(next_epoch > epoch);
+    eventually("the agents to hold the newest epoch", || {
+        highest_epochs(&a)
+            .iter()
+            .all(|e| *e == Some(next_epoch))
+            .then_some(())
+    });
+    signal(paused.pid(), Signal::CONT);
+    eventually("the resumed ex-leader to see it follows", || {
+        paused
+            .status()
+            .filter(|s| role(s) == "follower")
+            .and_then(|s| leader_of(&s))
+            .filter(|l| l.1 == next_epoch)
+    });
+    assert_eq!(
+        records(&a),
+        settled,
+        "the paused ex-leader changed something"
+    );
+    let ex_log = paused.log();
+    assert!(
+        !ex_log.contains("stale_epoch"),
+        "the ex-leader sent a change after resuming:\n{ex_log}"
+    );
+
+    // 3. etcd: one member down, the quorum holds and the leader stays.
+    etcd.stop_member(0);
+    let status = other.status().unwrap();
+    assert_eq!(role(&status), "leader", "{}", status["ha"]);
+    assert_eq!(leader_of(&status).map(|l| l.1), Some(next_epoch));
+    // Two down: no quorum, nobody leads (the lease cannot be renewed), nothing acts.
+    etcd.stop_member(1);
+    for d in [&b, &c] {
+        eventually("no daemon to lead without a quorum", || {
+            d.status().filter(|s| role(s) != "leader").map(|_| ())
+        });
+    }
+    let quiet = records(&a);
+    assert!(other.log().contains("not the leader any more"));
+    etcd.start_member(0);
+    etcd.start_member(1);
+    etcd.wait_healthy();
+    let (_, resumed) = sole_leader(&[&b, &c]);
+    assert!(resumed > next_epoch);
+    assert_eq!(records(&a), quiet, "something changed while nobody led");
+
+    // 4. A daemon without the CA, and one with a CA of its own, refuse to start.
+    let fresh = a.root().join("state-d");
+    let refused = Command::new(binary())
+        .args(["run", "--lab-attach", "--desired-state"])
+        .arg(&a.desired)
+        .arg("--state-dir")
+        .arg(&fresh)
+        .args([
+            "--listen",
+            "127.0.171.4:9464",
+            "--ha",
+            &etcd.endpoints(),
+            "--ha-id",
+            "d",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&refused.stderr).into_owned()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(text.contains("never makes its own CA"), "{text}");
+    assert!(!fresh.join("ca/ca.pem").exists());
+    let own = a.root().join("state-e");
+    let made = steward(&[
+        "ca".as_ref(),
+        "init".as_ref(),
+        "--dir".as_ref(),
+        own.join("ca").as_os_str(),
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let refused = Command::new(binary())
+        .args(["run", "--lab-attach", "--desired-state"])
+        .arg(&a.desired)
+        .arg("--state-dir")
+        .arg(&own)
+        .args([
+            "--listen",
+            "127.0.171.5:9464",
+            "--ha",
+            &etcd.endpoints(),
+            "--ha-id",
+            "e",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&refused.stderr).into_owned()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("is not the one the other daemons use"),
+        "{text}"
+    );
+
+    // The metrics say who leads.
+    let (leader, _) = sole_leader(&[&b, &c]);
+    let metrics = steward_testkit::http::get(&leader.api.to_string(), "/metrics")
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains(&format!("steward_leader{{id=\"{}\"}} 1", leader.id)),
+        "{metrics}"
+    );
+    assert!(metrics.contains("steward_leader_changes_total"));
+
+    b.stop();
+    c.stop();
+    // a's lab outlived it (agents and services run on their own); a restarted daemon
+    // replaces what it left and stops it all cleanly.
+    a.respawn_after_crash();
+    a.stop();
+}
