@@ -15,6 +15,8 @@ PEERS=(
   "ldap: slapd ldap-utils"                        # OpenLDAP slapd + ldapmodify: generic LDAP, directory seeding
   "samba: samba-ad-dc samba-ad-provision"         # a real Active Directory domain controller
   "haproxy: haproxy"                              # HAProxy 2.6: load-balancer farms, reloads, runtime API
+  "etcd: etcd-server etcd-client"                 # etcd 3.4 + etcdctl: controller HA's leader election
+  "protoc: protobuf-compiler"                     # builds etcd-client's gRPC code (steward-leader)
 )
 
 SUDO=""

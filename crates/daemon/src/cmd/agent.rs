@@ -44,6 +44,10 @@ pub struct Args {
     /// Seconds a service gets to exit after SIGTERM before it is killed.
     #[arg(long, default_value_t = 10)]
     pub stop_timeout_secs: u64,
+    /// Controller HA from the start: refuse every change that does not carry a steward
+    /// leader's epoch (without it, from the first change that carries one).
+    #[arg(long)]
+    pub require_epoch: bool,
 }
 
 impl From<Args> for AgentConfig {
@@ -69,7 +73,17 @@ impl From<Args> for AgentConfig {
 pub async fn run(args: Args) -> u8 {
     crate::open_files::raise();
     let shutdown = crate::signals::shutdown_token();
-    match steward_agent::serve(args.into(), shutdown.cancelled_owned()).await {
+    let require_epoch = args.require_epoch;
+    let served = async {
+        let server = steward_agent::AgentServer::bind(args.into()).await?;
+        let server = if require_epoch {
+            server.require_epoch()
+        } else {
+            server
+        };
+        server.run(shutdown.cancelled_owned()).await
+    };
+    match served.await {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(error = %e, "agent stopped");
