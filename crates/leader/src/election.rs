@@ -145,14 +145,12 @@ impl Election {
             .cluster
             .call("watching the leader key", watches.watch(key, Some(options)))
             .await?;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return Ok(()),
-                deleted = next_delete(&mut stream) => {
-                    deleted.map_err(|e| self.watch_failed(e))?;
-                    self.publish(Role::Follower { leader: None });
-                    return Ok(());
-                }
+        tokio::select! {
+            () = stop.cancelled() => Ok(()),
+            deleted = next_delete(&mut stream) => {
+                deleted.map_err(|e| self.watch_failed(e))?;
+                self.publish(Role::Follower { leader: None });
+                Ok(())
             }
         }
     }
