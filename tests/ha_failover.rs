@@ -440,7 +440,28 @@ fn controller_ha_on_one_lab_fleet() {
     );
     assert!(metrics.contains("steward_leader_changes_total"));
 
-    b.stop();
-    c.stop();
-    a.stop();
+    // SIGTERM: the leader resigns (deletes its key, revokes its lease) on its way out.
+    match leader.id {
+        "a" => {
+            a.stop();
+            assert!(a.log().contains("resigned the leadership"), "{}", a.log());
+            b.stop();
+            c.stop();
+        }
+        id => {
+            let (gone, other) = if id == "b" {
+                (&mut b, &mut c)
+            } else {
+                (&mut c, &mut b)
+            };
+            gone.stop();
+            assert!(
+                gone.log().contains("resigned the leadership"),
+                "{}",
+                gone.log()
+            );
+            other.stop();
+            a.stop();
+        }
+    }
 }
