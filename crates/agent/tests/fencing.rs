@@ -124,6 +124,38 @@ async fn an_agent_started_with_require_epoch_refuses_unfenced_changes_from_the_s
         .install(ServiceKind::Psis, &request(17011))
         .await
         .unwrap();
+    // The guard stands in front of every route, even one that does not exist (yet): a
+    // change without an epoch is refused before routing; with one, routing answers.
+    let tls = std::sync::Arc::new(
+        steward_pki::mtls_client_config(
+            pki.ca.cert_pem(),
+            &pki.daemon.cert_pem,
+            pki.daemon.key_pem.expose(),
+        )
+        .unwrap(),
+    );
+    let raw = move |method: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let tls = tls.clone();
+        tokio::task::spawn_blocking(move || {
+            let addr = addr.to_string();
+            steward_testkit::http::Request {
+                method,
+                addr: &addr,
+                path: "/v1/a-route-added-later",
+                json: None,
+                headers,
+                tls: Some((tls, "localhost")),
+            }
+            .send()
+            .unwrap()
+            .status
+        })
+    };
+    assert_eq!(raw("POST", &[]).await.unwrap(), 428);
+    assert_eq!(raw("PATCH", &[("steward-epoch", "0")]).await.unwrap(), 409);
+    assert_eq!(raw("POST", &[("steward-epoch", "1")]).await.unwrap(), 404);
+    assert_eq!(raw("POST", &[("steward-epoch", "x")]).await.unwrap(), 400);
+    assert_eq!(raw("GET", &[]).await.unwrap(), 404);
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
