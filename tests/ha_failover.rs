@@ -443,7 +443,10 @@ fn controller_ha_on_one_lab_fleet() {
     // SIGTERM: the leader resigns (deletes its key, revokes its lease) on its way out.
     match leader.id {
         "a" => {
-            a.stop();
+            // b and c name the lab's directory on their command lines: a's check that
+            // nothing of the lab is left runs when it is dropped, after them.
+            let status = a.terminate();
+            assert_eq!(status.code(), Some(0), "{}", a.log_tail(40));
             assert!(a.log().contains("resigned the leadership"), "{}", a.log());
             b.stop();
             c.stop();
