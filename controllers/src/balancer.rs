@@ -38,6 +38,9 @@ const REFRESH: Duration = Duration::from_secs(2);
 
 pub(crate) struct LoadBalancers;
 
+/// The condition reason of a daemon that does not lead (controller HA): it writes nothing.
+const FOLLOWING: &str = "Following";
+
 /// The one load balancer of the installation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct LoadBalancerKey;
@@ -100,11 +103,19 @@ async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
             let (stats, opts) = haproxy(ctx, &accepted, &farms, state_dir).await?;
             ctx.store
                 .set_load_balancer(Some((vendor, farm_status(&farms, &stats, Some(&opts)))));
-            ctx.store.load_balancer_condition(
-                Phase::Ready,
-                "Serving",
-                "haproxy serves the rendered configuration",
-            );
+            if ctx.acting() {
+                ctx.store.load_balancer_condition(
+                    Phase::Ready,
+                    "Serving",
+                    "haproxy serves the rendered configuration",
+                );
+            } else {
+                ctx.store.load_balancer_condition(
+                    Phase::Ready,
+                    FOLLOWING,
+                    "this daemon does not lead: the leader configures haproxy",
+                );
+            }
             Ok(Action::requeue(ctx.pace.steady(REFRESH)))
         }
         LbVendor::Arr | LbVendor::CitrixAdc | LbVendor::F5 => {
@@ -114,6 +125,17 @@ async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
             let dir = resolve(state_dir, lb.map_or(Path::new("lb"), |lb| &lb.render));
             if let Some((name, content)) = rendered(&farms)? {
                 let path = dir.join(name);
+                if !ctx.acting() {
+                    ctx.store.load_balancer_condition(
+                        Phase::Ready,
+                        FOLLOWING,
+                        &format!(
+                            "this daemon does not lead: the leader writes {}",
+                            path.display()
+                        ),
+                    );
+                    return Ok(Action::requeue(ctx.pace.steady(REFRESH)));
+                }
                 if write_if_changed(&path, &content)? == Written::Replaced {
                     ctx.store.event(
                         "load-balancer".into(),
@@ -157,13 +179,18 @@ async fn haproxy(
         resolve(state_dir, &files.config_file),
         resolve(state_dir, &files.admin_socket),
     );
-    ctx.balancer.check_version(&h).await?;
+    let acting = ctx.acting();
+    if acting {
+        ctx.balancer.check_version(&h).await?;
+    }
     // The members' certificates are verified (with SNI and the host name) against the CAs
     // steward trusts for probing, kept beside the configuration.
     let ca_file = h.config_file.with_file_name("trusted-ca.pem");
-    let authority = &snapshot.installation.certificate_authority;
-    let pem = trusted_pem(&ctx.config.probe_roots, authority, &accepted.desired.dir);
-    write_if_changed(&ca_file, &pem)?;
+    if acting {
+        let authority = &snapshot.installation.certificate_authority;
+        let pem = trusted_pem(&ctx.config.probe_roots, authority, &accepted.desired.dir);
+        write_if_changed(&ca_file, &pem)?;
+    }
     // Members at the address the daemon reaches their server at (the lab's loopback
     // addresses), else by host name.
     let addresses = farms
@@ -184,6 +211,12 @@ async fn haproxy(
         ca_file: Some(ca_file),
         addresses,
     };
+    if !acting {
+        // A follower (controller HA) changes nothing: it reads member states when an
+        // HAProxy answers on this host, and otherwise shows the farms without them.
+        let stats = h.runtime().servers().await.unwrap_or_default();
+        return Ok((stats, opts));
+    }
     let content = render(farms, &opts);
     if h.apply(&content).await? == Applied::Reloaded {
         ctx.store.event(

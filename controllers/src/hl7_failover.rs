@@ -199,7 +199,9 @@ async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
         ctx,
         desired,
         policy: &snapshot.installation.hl7,
-        monitor: snapshot.installation.mode == Mode::Monitor,
+        // A daemon that does not lead (controller HA) only reports, like monitor mode: its
+        // agent calls would be refused, but HAProxy's runtime API is not fenced.
+        monitor: snapshot.installation.mode == Mode::Monitor || !ctx.acting(),
         backend: Backend::of(snapshot, ctx.config.state_dir.as_deref()),
         state: ctx.hl7.get(),
         listeners,

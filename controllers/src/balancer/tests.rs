@@ -322,3 +322,78 @@ fn a_member_is_as_bad_as_its_worst_listener() {
     assert_eq!(worst([Some(Up), None].into_iter()), None);
     assert_eq!(worst([Some(Up)].into_iter()), Some(Up));
 }
+
+/// Controller HA: a daemon that leads only while the test says so.
+struct Leading(std::sync::atomic::AtomicBool);
+
+impl steward_agent::EpochSource for Leading {
+    fn acting_epoch(&self) -> Result<u64, String> {
+        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            Ok(3)
+        } else {
+            Err("another daemon leads".into())
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_follower_writes_nothing_and_says_the_leader_does() {
+    let state = tempfile::tempdir().unwrap();
+    let fx = fleet(
+        state.path(),
+        "{fqdn: lb.example.eng, vendor: f5, address: 192.0.2.10, render: out/f5}",
+    );
+    let leading = std::sync::Arc::new(Leading(std::sync::atomic::AtomicBool::new(false)));
+    assert!(fx.ctx.fence.set(leading.clone()).is_ok());
+    reconcile(&fx.ctx).await.unwrap();
+    let path = state.path().join("out/f5/as3.json");
+    assert!(!path.exists(), "a follower rendered {}", path.display());
+    let status = fx.ctx.store.status().load_balancer.expect("farms shown");
+    assert_eq!(status.farms.len(), 2);
+    assert!(
+        headline(&status.conditions).contains(FOLLOWING),
+        "{}",
+        headline(&status.conditions)
+    );
+
+    // It wins the election: now it writes.
+    leading.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    reconcile(&fx.ctx).await.unwrap();
+    assert!(path.exists());
+    assert_eq!(events(&fx, "Rendered"), 1);
+}
+
+#[tokio::test]
+async fn a_follower_neither_checks_nor_installs_an_haproxy_configuration() {
+    let state = tempfile::tempdir().unwrap();
+    // A binary that would be refused as too old: a follower never runs it.
+    let bin = fake_haproxy(state.path(), "2.4.0", "exit 0");
+    let fx = haproxy_fleet(state.path(), bin);
+    let leading = std::sync::Arc::new(Leading(std::sync::atomic::AtomicBool::new(false)));
+    assert!(fx.ctx.fence.set(leading).is_ok());
+    reconcile(&fx.ctx).await.unwrap();
+    let status = fx.ctx.store.status().load_balancer.expect("farms shown");
+    assert!(
+        headline(&status.conditions).contains(FOLLOWING),
+        "{}",
+        headline(&status.conditions)
+    );
+    let written: Vec<_> = walk(state.path())
+        .into_iter()
+        .filter(|p| p.ends_with("haproxy.cfg") || p.ends_with("trusted-ca.pem"))
+        .collect();
+    assert!(written.is_empty(), "a follower wrote {written:?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
