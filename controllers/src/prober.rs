@@ -14,7 +14,6 @@ mod error;
 mod health;
 mod monitor;
 mod network;
-mod pool;
 
 #[cfg(test)]
 mod exhaustion_tests;
@@ -37,7 +36,7 @@ pub use error::{ProbeError, ProbePhase, TlsFailure};
 pub use health::Health;
 pub use monitor::{Monitor, MonitorSettings, ProbeReport, ProbeSink};
 pub use network::NetworkProber;
-pub use pool::PoolLimits;
+pub use steward_https_client::PoolLimits;
 
 /// What to probe.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,93 +32,8 @@ impl fmt::Display for ProbePhase {
     }
 }
 
-/// Which part of TLS failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsFailure {
-    /// Not issued by a CA steward trusts (the steward CA or `certificateAuthority.trust`).
-    UnknownIssuer,
-    /// The certificate does not carry the server's hostname.
-    NameMismatch {
-        name: String,
-    },
-    Expired,
-    NotYetValid,
-    /// Any other reason the certificate was rejected.
-    BadCertificate(String),
-    /// The peer refused the handshake with an alert.
-    Alert(String),
-    /// The peer does not speak TLS (plain HTTP, garbage).
-    Protocol(String),
-    /// The peer hung up during the handshake.
-    Closed,
-    Other(String),
-}
-
-impl fmt::Display for TlsFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::UnknownIssuer => f.write_str("certificate issued by an untrusted CA"),
-            Self::NameMismatch { name } => write!(f, "certificate not valid for {name}"),
-            Self::Expired => f.write_str("certificate expired"),
-            Self::NotYetValid => f.write_str("certificate not yet valid"),
-            Self::BadCertificate(why) => write!(f, "certificate rejected: {why}"),
-            Self::Alert(alert) => write!(f, "handshake refused by the peer ({alert})"),
-            Self::Protocol(why) => write!(f, "the peer does not speak TLS ({why})"),
-            Self::Closed => f.write_str("the peer closed the connection during the handshake"),
-            Self::Other(why) => f.write_str(why),
-        }
-    }
-}
-
-impl TlsFailure {
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Self::UnknownIssuer => "tls_unknown_issuer",
-            Self::NameMismatch { .. } => "tls_name_mismatch",
-            Self::Expired => "tls_expired",
-            Self::NotYetValid => "tls_not_yet_valid",
-            Self::BadCertificate(_) => "tls_bad_certificate",
-            Self::Alert(_) => "tls_alert",
-            Self::Protocol(_) => "tls_protocol",
-            Self::Closed => "tls_closed",
-            Self::Other(_) => "tls_other",
-        }
-    }
-
-    /// What tokio-rustls reports for a failed handshake to `name`.
-    pub(crate) fn from_io(error: &std::io::Error, name: &str) -> Self {
-        use rustls::{CertificateError as C, Error as E};
-        use std::io::ErrorKind as K;
-        let Some(inner) = error.get_ref() else {
-            return match error.kind() {
-                K::UnexpectedEof | K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
-                    Self::Closed
-                }
-                _ => Self::Other(error.to_string()),
-            };
-        };
-        let Some(tls) = inner.downcast_ref::<E>() else {
-            return Self::Other(inner.to_string());
-        };
-        match tls {
-            E::InvalidCertificate(cert) => match cert {
-                C::UnknownIssuer => Self::UnknownIssuer,
-                C::NotValidForName | C::NotValidForNameContext { .. } => Self::NameMismatch {
-                    name: name.to_owned(),
-                },
-                C::Expired | C::ExpiredContext { .. } => Self::Expired,
-                C::NotValidYet | C::NotValidYetContext { .. } => Self::NotYetValid,
-                other => Self::BadCertificate(format!("{other:?}")),
-            },
-            E::AlertReceived(alert) => Self::Alert(format!("{alert:?}")),
-            E::InvalidMessage(_)
-            | E::InappropriateMessage { .. }
-            | E::InappropriateHandshakeMessage { .. }
-            | E::PeerSentOversizedRecord => Self::Protocol(tls.to_string()),
-            other => Self::Other(other.to_string()),
-        }
-    }
-}
+/// Which part of TLS failed: the HTTPS client's classes.
+pub use steward_https_client::TlsFailure;
 
 /// Why a probe failed. The text is shown in status; it never holds a response body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -172,7 +87,7 @@ impl ProbeError {
     }
 
     pub(crate) fn connect(error: &std::io::Error) -> Self {
-        if local_exhaustion(error) {
+        if steward_https_client::local_exhaustion(error) {
             return Self::LocalResources(error.to_string());
         }
         match error.kind() {
@@ -211,14 +126,4 @@ impl ProbeError {
             },
         }
     }
-}
-
-/// This process could not get what a socket needs: descriptors (EMFILE, ENFILE), memory
-/// (ENOBUFS, ENOMEM) or a local port (EADDRNOTAVAIL).
-pub(crate) fn local_exhaustion(error: &std::io::Error) -> bool {
-    use rustix::io::Errno;
-    matches!(
-        Errno::from_io_error(error),
-        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM | Errno::ADDRNOTAVAIL)
-    )
 }

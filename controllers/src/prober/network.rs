@@ -1,26 +1,21 @@
-//! The real prober: HTTPS through kept-alive pooled connections (hyper over rustls, the
-//! server's hostname as SNI and certificate name), or an HL7 MLLP round trip. Every step
+//! The real prober: HTTPS through steward's one HTTPS client (steward-https-client:
+//! kept-alive connections pooled per address and TLS name, the server's hostname as SNI
+//! and certificate name), or an HL7 MLLP round trip. Every step
 //! runs against one deadline, the check's `timeout`, so a peer that hangs anywhere costs
 //! the probe exactly that and nothing more.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::header::{HOST, USER_AGENT};
+use http_body_util::Full;
+use hyper::header::USER_AGENT;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use steward_https_client::{resolve, Exchange, HttpsClient, HttpsError, PoolLimits};
 use steward_model::StatusRanges;
-use time::OffsetDateTime;
-use tokio::net::TcpStream;
-use tokio::time::{timeout_at, Instant};
-use tokio_rustls::TlsConnector;
+use tokio::time::Instant;
 
-use super::error::{local_exhaustion, ProbeError, ProbePhase, TlsFailure};
-use super::pool::{Conn, Pool, PoolKey, PoolLimits};
+use super::error::{ProbeError, ProbePhase};
 use super::{ProbeResult, ProbeTarget, Prober};
 
 /// More body than this is not read: health pages are small, and the match is a substring.
@@ -29,31 +24,16 @@ const MAX_BODY: usize = 256 * 1024;
 const DEFAULT_ACCEPT: &str = "200-399";
 
 pub struct NetworkProber {
-    /// Replaced whole when the trusted CAs change ([`Prober::trust`]).
-    tls: RwLock<TlsConnector>,
-    pool: Pool,
+    /// The trusted CAs are replaced through it ([`Prober::trust`]).
+    http: HttpsClient,
 }
 
 impl std::fmt::Debug for NetworkProber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NetworkProber")
-            .field("idle", &self.pool.idle())
+            .field("idle", &self.http.idle_connections())
             .finish_non_exhaustive()
     }
-}
-
-fn connector(roots: &[String]) -> Result<TlsConnector, steward_pki::PkiError> {
-    let mut config = steward_pki::client_config(roots)?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
-}
-
-/// What one HTTPS exchange gave.
-#[derive(Default)]
-struct Exchange {
-    status: Option<u16>,
-    not_after: Option<OffsetDateTime>,
-    reused: bool,
 }
 
 impl NetworkProber {
@@ -67,16 +47,16 @@ impl NetworkProber {
         limits: PoolLimits,
     ) -> Result<Self, steward_pki::PkiError> {
         Ok(Self {
-            tls: RwLock::new(connector(roots)?),
-            pool: Pool::new(limits),
+            http: HttpsClient::trusting(roots, limits)?,
         })
     }
 
     /// Idle kept-alive connections held now.
     pub fn idle_connections(&self) -> usize {
-        self.pool.idle()
+        self.http.idle_connections()
     }
 
+    /// The address probed: `connect_ip`, or the first the hostname resolves to.
     async fn address(
         &self,
         target: &ProbeTarget,
@@ -85,107 +65,10 @@ impl NetworkProber {
         if let Some(ip) = target.connect_ip {
             return Ok(SocketAddr::new(ip, target.port));
         }
-        let lookup = tokio::net::lookup_host((target.hostname.as_str(), target.port));
-        let unresolved = || ProbeError::Resolve(target.hostname.clone());
-        timeout_at(deadline, lookup)
+        resolve(&target.hostname, target.port, deadline)
             .await
-            .map_err(|_| timeout(ProbePhase::Resolve, target))?
-            .map_err(|e| match local_exhaustion(&e) {
-                true => ProbeError::LocalResources(e.to_string()),
-                false => unresolved(),
-            })?
-            .next()
-            .ok_or_else(unresolved)
-    }
-
-    async fn dial(
-        &self,
-        key: &PoolKey,
-        target: &ProbeTarget,
-        deadline: Instant,
-    ) -> Result<Conn, ProbeError> {
-        let tcp = timeout_at(deadline, TcpStream::connect(key.addr))
-            .await
-            .map_err(|_| timeout(ProbePhase::Connect, target))?
-            .map_err(|e| ProbeError::connect(&e))?;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(key.name.clone()).map_err(|_| {
-            ProbeError::Tls(TlsFailure::Other(format!("invalid TLS name {}", key.name)))
-        })?;
-        let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let tls = timeout_at(deadline, tls.connect(name, tcp))
-            .await
-            .map_err(|_| timeout(ProbePhase::TlsHandshake, target))?
-            .map_err(|e| ProbeError::Tls(TlsFailure::from_io(&e, &key.name)))?;
-        let not_after = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|leaf| x509_parser::parse_x509_certificate(leaf).ok())
-            .map(|(_, cert)| cert.validity().not_after.to_datetime());
-        // No I/O happens here: the handshake only sets the connection up.
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| ProbeError::Http(e.to_string()))?;
-        let driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(Conn::new(sender, not_after, driver))
-    }
-
-    /// GET `path` on `conn`; the connection goes back to the pool if the exchange ended
-    /// cleanly. `Err(None)`: a reused connection was closed under the request (the peer's
-    /// keep-alive timeout); the caller dials afresh.
-    async fn exchange(
-        &self,
-        key: &PoolKey,
-        mut conn: Conn,
-        target: &ProbeTarget,
-        path: &str,
-        deadline: Instant,
-        reused: bool,
-    ) -> Result<(Exchange, Result<(), ProbeError>), Option<ProbeError>> {
-        let mut exchange = Exchange {
-            not_after: conn.not_after,
-            reused,
-            ..Exchange::default()
-        };
-        let request = Request::get(path)
-            .header(HOST, format!("{}:{}", target.hostname, target.port))
-            .header(
-                USER_AGENT,
-                concat!("steward-prober/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| Some(ProbeError::Http(e.to_string())))?;
-        let response = match timeout_at(deadline, conn.sender.send_request(request)).await {
-            Err(_) => return Err(Some(timeout(ProbePhase::Response, target))),
-            Ok(Err(e)) if reused && (e.is_canceled() || e.is_incomplete_message()) => {
-                return Err(None)
-            }
-            Ok(Err(e)) => return Err(Some(ProbeError::Http(http_text(&e)))),
-            Ok(Ok(response)) => response,
-        };
-        let status = response.status().as_u16();
-        exchange.status = Some(status);
-        // Read the whole body even without a match to make: only then can the
-        // connection carry the next request.
-        let body = match timeout_at(
-            deadline,
-            Limited::new(response.into_body(), MAX_BODY).collect(),
-        )
-        .await
-        {
-            Err(_) => return Ok((exchange, Err(timeout(ProbePhase::Body, target)))),
-            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                return Ok((exchange, Err(ProbeError::BodyTooLarge(MAX_BODY))))
-            }
-            Ok(Err(e)) => return Ok((exchange, Err(ProbeError::Http(e.to_string())))),
-            Ok(Ok(body)) => body.to_bytes(),
-        };
-        self.pool.checkin(key.clone(), conn);
-        Ok((exchange, verdict(target, status, &body)))
+            .map(|addrs| addrs[0])
+            .map_err(|e| probe_error(e, target))
     }
 
     async fn https(&self, target: &ProbeTarget, path: &str) -> (Exchange, Result<(), ProbeError>) {
@@ -194,39 +77,25 @@ impl NetworkProber {
             Ok(addr) => addr,
             Err(e) => return (Exchange::default(), Err(e)),
         };
-        let key = PoolKey {
-            addr,
-            name: target.hostname.clone(),
+        // The hostname is the TLS name and the `Host` header; `addr` is where it is sent.
+        let request = Request::get(format!("https://{}:{}{path}", target.hostname, target.port))
+            .header(
+                USER_AGENT,
+                concat!("steward-prober/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(Bytes::new()));
+        let request = match request {
+            Ok(request) => request,
+            Err(e) => return (Exchange::default(), Err(ProbeError::Http(e.to_string()))),
         };
-        if let Some(conn) = self.pool.checkout(&key) {
-            match self
-                .exchange(&key, conn, target, path, deadline, true)
-                .await
-            {
-                Ok(done) => return done,
-                Err(Some(e)) => return (Exchange::default(), Err(e)),
-                Err(None) => {}
-            }
-        }
-        let conn = match self.dial(&key, target, deadline).await {
-            Ok(conn) => conn,
-            Err(e) => return (Exchange::default(), Err(e)),
-        };
-        let not_after = conn.not_after;
-        match self
-            .exchange(&key, conn, target, path, deadline, false)
-            .await
-        {
-            Ok(done) => done,
-            Err(e) => {
-                let e = e.unwrap_or_else(|| ProbeError::Http("connection closed".into()));
-                let exchange = Exchange {
-                    not_after,
-                    ..Exchange::default()
-                };
-                (exchange, Err(e))
-            }
-        }
+        let (exchange, response) = self
+            .http
+            .send_to(&[addr], request, MAX_BODY, deadline)
+            .await;
+        let outcome = response
+            .map_err(|e| probe_error(e, target))
+            .and_then(|r| verdict(target, r.status.as_u16(), &r.body));
+        (exchange, outcome)
     }
 
     async fn mllp(&self, target: &ProbeTarget) -> Result<(), ProbeError> {
@@ -244,9 +113,7 @@ impl NetworkProber {
 #[async_trait]
 impl Prober for NetworkProber {
     fn trust(&self, roots: &[String]) -> Result<(), steward_pki::PkiError> {
-        let fresh = connector(roots)?;
-        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-        self.pool.clear();
+        self.http.set_tls(steward_pki::client_config(roots)?);
         Ok(())
     }
 
@@ -262,6 +129,33 @@ impl Prober for NetworkProber {
             cert_not_after: exchange.not_after,
             reused_connection: exchange.reused,
             outcome,
+        }
+    }
+}
+
+/// The client's failure in the prober's words: the phase that timed out is named with
+/// the check's timeout, and anything that broke the HTTP exchange is `http`.
+fn probe_error(error: HttpsError, target: &ProbeTarget) -> ProbeError {
+    use steward_https_client::Phase;
+    match error {
+        HttpsError::LocalResources(why) => ProbeError::LocalResources(why),
+        HttpsError::Resolve(name) => ProbeError::Resolve(name),
+        HttpsError::ConnectionRefused => ProbeError::ConnectionRefused,
+        HttpsError::Connect(why) => ProbeError::Connect(why),
+        HttpsError::Timeout(phase) => ProbeError::Timeout {
+            phase: match phase {
+                Phase::Resolve => ProbePhase::Resolve,
+                Phase::Connect => ProbePhase::Connect,
+                Phase::TlsHandshake => ProbePhase::TlsHandshake,
+                Phase::Response => ProbePhase::Response,
+                Phase::Body => ProbePhase::Body,
+            },
+            after: target.check.timeout,
+        },
+        HttpsError::Tls(failure) => ProbeError::Tls(failure),
+        HttpsError::BodyTooLarge(limit) => ProbeError::BodyTooLarge(limit),
+        HttpsError::Malformed(why) | HttpsError::Broken(why) | HttpsError::InvalidRequest(why) => {
+            ProbeError::Http(why)
         }
     }
 }
@@ -287,22 +181,6 @@ fn verdict(target: &ProbeTarget, status: u16, body: &[u8]) -> Result<(), ProbeEr
         }
     }
     Ok(())
-}
-
-fn timeout(phase: ProbePhase, target: &ProbeTarget) -> ProbeError {
-    ProbeError::Timeout {
-        phase,
-        after: target.check.timeout,
-    }
-}
-
-/// hyper's text plus its cause ("connection closed before message completed", "invalid
-/// HTTP version parsed").
-fn http_text(error: &hyper::Error) -> String {
-    match std::error::Error::source(error) {
-        Some(cause) => format!("{error}: {cause}"),
-        None => error.to_string(),
-    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

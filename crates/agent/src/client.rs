@@ -1,21 +1,18 @@
-//! The daemon's client for the agent API: HTTPS with mutual TLS, a deadline per request,
-//! typed methods per endpoint and errors that say what went wrong without ever
-//! panicking on what an agent (or an impostor) sends back.
+//! The daemon's client for the agent API: HTTPS with mutual TLS through steward's one
+//! HTTPS client stack (steward-https-client, which the health prober uses too), a deadline
+//! per request, typed methods per endpoint and errors that say what went wrong without
+//! ever panicking on what an agent (or an impostor) sends back.
 
-use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, StatusCode, Uri};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use steward_https_client::{HttpsClient, HttpsError, PoolLimits};
 use steward_model::ServiceKind;
 use steward_pki::PrivateKeyPem;
 
@@ -102,7 +99,7 @@ impl ClientError {
 #[derive(Clone)]
 pub struct AgentClient {
     base: String,
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: Arc<HttpsClient>,
     timeout: Duration,
     /// `None`: a single daemon, changes carry no epoch.
     epochs: Option<Arc<dyn EpochSource>>,
@@ -123,24 +120,11 @@ impl AgentClient {
     /// [`steward_pki::mtls_client_config`]) and a deadline for each whole request.
     pub fn new(
         base_url: &str,
-        mut tls: rustls::ClientConfig,
+        tls: rustls::ClientConfig,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
         let base = parse_base(base_url)?;
-        // The connector sets ALPN itself (and asserts nobody did before).
-        tls.alpn_protocols.clear();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(timeout));
-        http.set_nodelay(true);
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let http = Arc::new(HttpsClient::new(tls, pool_limits()));
         Ok(Self {
             base,
             http,
@@ -338,19 +322,11 @@ impl AgentClient {
             .header(USER_AGENT, concat!("steward/", env!("CARGO_PKG_VERSION")))
             .body(Full::new(body))
             .map_err(|e| ClientError::InvalidUrl(e.to_string()))?;
-        let exchange = async {
-            let response = self.http.request(request).await.map_err(classify)?;
-            let status = response.status();
-            let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(classify_body)?
-                .to_bytes();
-            Ok::<_, ClientError>((status, bytes))
-        };
-        let (status, bytes) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| ClientError::Timeout(self.timeout))??;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let (_, response) = self.http.send(request, MAX_RESPONSE_BYTES, deadline).await;
+        let (status, bytes) = response
+            .map(|r| (r.status, r.body))
+            .map_err(|e| client_error(e, self.timeout))?;
         if !status.is_success() {
             return Err(status_error(status, &bytes));
         }
@@ -403,65 +379,33 @@ fn snippet(bytes: &[u8]) -> String {
         .to_owned()
 }
 
-fn classify(error: hyper_util::client::legacy::Error) -> ClientError {
-    if let Some(found) = classify_chain(&error) {
-        return found;
-    }
-    if error.is_connect() {
-        ClientError::Connect(chain_text(&error))
-    } else {
-        ClientError::Transport(chain_text(&error))
+/// Kept-alive connections to one agent: a few requests run at once (a reconcile and
+/// the probes' host checks); idle ones close after 30 s, below the agent's keep-alive.
+fn pool_limits() -> PoolLimits {
+    PoolLimits {
+        per_key: 8,
+        total: 32,
+        max_idle: Duration::from_secs(30),
+        ..PoolLimits::default()
     }
 }
 
-fn classify_body(error: Box<dyn StdError + Send + Sync>) -> ClientError {
-    if error.is::<http_body_util::LengthLimitError>() {
-        return ClientError::InvalidBody(format!(
-            "response larger than {MAX_RESPONSE_BYTES} bytes"
-        ));
-    }
-    classify_chain(error.as_ref())
-        .unwrap_or_else(|| ClientError::Transport(chain_text(error.as_ref())))
-}
-
-/// Find the root cause that tells refused / TLS / garbage apart. An `io::Error` does not
-/// expose its payload as `source()`, so it is unwrapped explicitly.
-fn classify_chain(error: &(dyn StdError + 'static)) -> Option<ClientError> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(ClientError::Tls(tls.to_string()));
+/// The HTTPS client's failure in the agent client's words (`timeout` is the deadline
+/// that fired, whatever phase it caught).
+fn client_error(error: HttpsError, timeout: Duration) -> ClientError {
+    match error {
+        HttpsError::ConnectionRefused => ClientError::ConnectRefused,
+        HttpsError::LocalResources(why) | HttpsError::Connect(why) => ClientError::Connect(why),
+        HttpsError::Resolve(host) => ClientError::Connect(format!("cannot resolve {host}")),
+        HttpsError::Timeout(_) => ClientError::Timeout(timeout),
+        HttpsError::Tls(failure) => ClientError::Tls(failure.to_string()),
+        HttpsError::Malformed(why) => ClientError::Protocol(why),
+        HttpsError::Broken(why) => ClientError::Transport(why),
+        HttpsError::BodyTooLarge(limit) => {
+            ClientError::InvalidBody(format!("response larger than {limit} bytes"))
         }
-        if let Some(hyper) = e.downcast_ref::<hyper::Error>() {
-            if hyper.is_parse() || hyper.is_parse_status() {
-                return Some(ClientError::Protocol(hyper.to_string()));
-            }
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return Some(ClientError::ConnectRefused);
-            }
-            // hyper-rustls wraps tokio-rustls's io::Error (which wraps the rustls error)
-            // in another io::Error.
-            if let Some(inner) = io.get_ref() {
-                current = Some(inner as &(dyn StdError + 'static));
-                continue;
-            }
-        }
-        current = e.source();
+        HttpsError::InvalidRequest(why) => ClientError::InvalidUrl(why),
     }
-    None
-}
-
-fn chain_text(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut current = error.source();
-    while let Some(e) = current {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        current = e.source();
-    }
-    text.chars().take(500).collect()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! Kept-alive HTTPS connections, pooled per (address, TLS name): the next probe of a
-//! service reuses the connection of the last one, so a probe costs one request instead of
-//! a TCP and TLS handshake. Bounded in every direction: idle connections per key and in
-//! all, idle time and age (a renewed certificate is seen within `max_age`).
+//! Kept-alive HTTPS connections, pooled per (address, TLS name): the next request to a
+//! peer reuses the connection of the last one, so it costs one exchange instead of a TCP
+//! and TLS handshake. Bounded in every direction: idle connections per key and in all,
+//! idle time and age (a renewed certificate is seen within `max_age`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Empty;
+use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
@@ -25,7 +25,7 @@ pub(crate) struct PoolKey {
 /// One HTTP/1.1 connection over TLS. Dropping it closes the socket, whatever state the
 /// exchange was left in (a peer that never answers holds nothing after its timeout).
 pub(crate) struct Conn {
-    pub sender: SendRequest<Empty<Bytes>>,
+    pub sender: SendRequest<Full<Bytes>>,
     /// notAfter of the leaf certificate the peer served on this connection.
     pub not_after: Option<OffsetDateTime>,
     created: Instant,
@@ -34,7 +34,7 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn new(
-        sender: SendRequest<Empty<Bytes>>,
+        sender: SendRequest<Full<Bytes>>,
         not_after: Option<OffsetDateTime>,
         driver: JoinHandle<()>,
     ) -> Self {
@@ -136,7 +136,7 @@ impl Pool {
         found
     }
 
-    /// Keep `conn` for the next probe of `key`, unless a limit says otherwise.
+    /// Keep `conn` for the next request to `key`, unless a limit says otherwise.
     pub(crate) fn checkin(&self, key: PoolKey, conn: Conn) {
         let now = Instant::now();
         let candidate = Idle { conn, since: now };
