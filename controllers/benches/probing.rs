@@ -1,8 +1,8 @@
 //! Figures for the health-check and status goals (printed; not a timed test):
 //!
 //! 1. probes per second per core through kept-alive connections to in-process lab
-//!    services (goal >= 2,000/s), the prober alone on one current_thread runtime; and the
-//!    same load through the agents' client stack, for comparison;
+//!    services (goal >= 2,000/s), the prober alone on one current_thread runtime (its
+//!    HTTPS client, steward-https-client, is also the agents' client stack);
 //! 2. `/metrics` gather + text encoding at 1,000 servers x 11 services (goal <= 10 ms);
 //! 3. `/api/v1/status` rendering + JSON at that size (goal p99 <= 100 ms);
 //! 4. failure detection at interval 1 s, fall 3: a lab service stopped -> verdict down
@@ -215,76 +215,6 @@ fn probes_per_second(seconds: u64) {
     );
 }
 
-/// The same load through the agents' HTTP stack (hyper-util's pooled client over
-/// hyper-rustls, as `AgentClient` builds it): what one client stack for agents and probes
-/// would cost in probe throughput. Same requests (the catalog's health path, status and
-/// body checked), same services, same concurrency.
-fn probes_through_the_agent_stack(seconds: u64) {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::client::legacy::connect::HttpConnector;
-    use hyper_util::client::legacy::Client;
-
-    let lab = Arc::new(lab_pki());
-    let stop = CancellationToken::new();
-    let (addrs, server) = lab_services(&lab, &stop);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let figures = rt.block_on(async {
-        let mut tls = steward_pki::client_config(std::slice::from_ref(&lab.ca_pem)).unwrap();
-        tls.alpn_protocols.clear();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let name = rustls::pki_types::ServerName::try_from(HOST.to_owned()).unwrap();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-            .enable_http1()
-            .wrap_connector(http);
-        let client: Client<_, Empty<bytes::Bytes>> =
-            Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build(connector);
-        let targets: Vec<(String, String)> = addrs
-            .iter()
-            .map(|(kind, addr)| {
-                let check = HealthCheck::catalog_default(*kind);
-                let url = format!("https://{addr}{}", check.path.clone().unwrap_or_default());
-                (url, check.response_match.clone().unwrap_or_default())
-            })
-            .collect();
-        let probe = move |(url, expect): (String, String)| {
-            let client = client.clone();
-            Box::pin(async move {
-                let request = hyper::Request::get(url.as_str())
-                    .header(hyper::header::HOST, HOST)
-                    .body(Empty::new())
-                    .unwrap();
-                let Ok(response) = client.request(request).await else {
-                    return false;
-                };
-                let status = response.status();
-                let Ok(body) = response.into_body().collect().await else {
-                    return false;
-                };
-                let body = body.to_bytes();
-                (200..400).contains(&status.as_u16())
-                    && String::from_utf8_lossy(&body).contains(&expect)
-            }) as std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-        };
-        for t in &targets {
-            assert!(probe(t.clone()).await, "warm-up probe of {}", t.0);
-        }
-        probe_load(targets, seconds, probe).await
-    });
-    stop.cancel();
-    server.join().unwrap();
-    report("probes through the agents' client stack", figures, "");
-}
-
 /// Goal 2: What a scrape of `/metrics` costs the daemon: the registry's encoding, the
 /// handler's path (`benches/metrics_encoding.rs` compares it with prometheus-client).
 fn metrics_encoding(rounds: usize) {
@@ -491,7 +421,6 @@ fn main() {
     let quick = std::env::args().any(|a| a == "quick");
     let (seconds, rounds, trials) = if quick { (1, 10, 1) } else { (5, 100, 4) };
     probes_per_second(seconds);
-    probes_through_the_agent_stack(seconds);
     metrics_encoding(rounds);
     status_serialization(rounds);
     failure_detection(trials);

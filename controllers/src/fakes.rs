@@ -50,36 +50,6 @@ pub(crate) enum Call {
     CleanupRemnants,
 }
 
-impl Call {
-    const ALL: [(Call, &'static str); 12] = [
-        (Call::Host, "host"),
-        (Call::Services, "services"),
-        (Call::Install, "install"),
-        (Call::Uninstall, "uninstall"),
-        (Call::Restart, "restart"),
-        (Call::Stop, "stop"),
-        (Call::Start, "start"),
-        (Call::Certificate, "certificate"),
-        (Call::InstallCertificate, "install_certificate"),
-        (Call::ConnectionStrings, "connection_strings"),
-        (Call::SetConnectionStrings, "set_connection_strings"),
-        (Call::CleanupRemnants, "cleanup_remnants"),
-    ];
-}
-
-/// The method names tests used before `Call` (`calls("install")`), kept so tests written
-/// against them still compile; a name that is no call fails the test at once. New tests
-/// name a `Call`.
-impl From<&str> for Call {
-    fn from(method: &str) -> Self {
-        Call::ALL
-            .iter()
-            .find(|(_, name)| *name == method)
-            .map(|(call, _)| *call)
-            .unwrap_or_else(|| panic!("the agent API has no call {method:?}"))
-    }
-}
-
 /// An agent that answers from memory, fails calls on request, or is down altogether.
 /// A call the test forbade, or a failure it scripted that no call consumed, fails the
 /// test when its [`Fixture`] is dropped.
@@ -112,8 +82,7 @@ impl FakeAgent {
         self.state.lock().unwrap()
     }
 
-    pub(crate) fn calls(&self, call: impl Into<Call>) -> usize {
-        let call = call.into();
+    pub(crate) fn calls(&self, call: Call) -> usize {
         self.calls
             .lock()
             .unwrap()
@@ -123,11 +92,8 @@ impl FakeAgent {
     }
 
     /// The next call of `call` fails with `error`.
-    pub(crate) fn fail_next(&self, call: impl Into<Call>, error: ClientError) {
-        self.failures
-            .lock()
-            .unwrap()
-            .push_back((call.into(), error));
+    pub(crate) fn fail_next(&self, call: Call, error: ClientError) {
+        self.failures.lock().unwrap().push_back((call, error));
     }
 
     /// From now on `call` is not expected: making it fails the test.
@@ -797,17 +763,12 @@ mod script {
     }
 
     #[tokio::test]
-    async fn calls_are_named_by_the_enum_and_old_names_still_count() {
+    async fn calls_are_counted_by_the_enum() {
         let fx = fixture(&[("app1", &["PSIS"])]);
         let agent = fx.agent("app1");
         agent.host().await.unwrap();
-        assert_eq!(agent.calls(Call::Host), 1);
-        assert_eq!(agent.calls("host"), 1);
-    }
-
-    #[test]
-    #[should_panic(expected = "the agent API has no call \"instal\"")]
-    fn a_misspelt_old_name_fails_the_test() {
-        let _ = Call::from("instal");
+        agent.host().await.unwrap();
+        assert_eq!(agent.calls(Call::Host), 2);
+        assert_eq!(agent.calls(Call::Services), 0);
     }
 }
