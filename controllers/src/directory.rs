@@ -19,7 +19,7 @@ use std::time::Duration;
 use steward_directory::{DirectoryConfig, Password, Session};
 use steward_model::resource::Mode;
 use steward_model::snapshot::ActiveDirectory;
-use steward_runtime::{Action, BackoffConfig, ControllerConfig, Jitter, Reason};
+use steward_runtime::{Action, BackoffConfig, ControllerConfig, Reason};
 
 use crate::context::Context;
 use crate::drift::DriftKind;
@@ -81,14 +81,9 @@ impl Reconciler for Directories {
     fn configure(base: ControllerConfig<String>, ctx: &Context) -> ControllerConfig<String> {
         // A directory that comes back is noticed within a minute (or one resync), without
         // hammering a dead domain controller meanwhile.
-        let backoff = BackoffConfig::new(
-            Duration::from_secs(1),
-            2.0,
+        base.backoff(BackoffConfig::capped_at(
             Duration::from_secs(60).max(ctx.pace.resync),
-            Jitter::Full,
-        )
-        .unwrap_or_default();
-        base.backoff(backoff)
+        ))
     }
 }
 

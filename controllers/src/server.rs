@@ -13,7 +13,7 @@ use steward_agent::ClientError;
 use steward_model::resource::Mode;
 use steward_model::snapshot::Server;
 use steward_model::{ServiceKind, Snapshot};
-use steward_runtime::{Action, BackoffConfig, ControllerConfig, Jitter, Reason};
+use steward_runtime::{Action, BackoffConfig, ControllerConfig, Reason};
 
 use crate::agent::AgentApi;
 use crate::certificate::Certificates;
@@ -66,14 +66,9 @@ impl Reconciler for Servers {
     fn configure(base: ControllerConfig<String>, ctx: &Context) -> ControllerConfig<String> {
         // An agent that comes back must be noticed within half a minute, not after a
         // five-minute backoff; its services are woken by this controller then.
-        let agent_backoff = BackoffConfig::new(
-            Duration::from_secs(1),
-            2.0,
+        base.backoff(BackoffConfig::capped_at(
             Duration::from_secs(30).max(ctx.pace.resync),
-            Jitter::Full,
-        )
-        .unwrap_or_default();
-        base.backoff(agent_backoff)
+        ))
     }
 }
 

@@ -5,46 +5,18 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use steward_pki::PkiError;
 
 use crate::BackupError;
 
-/// Write (or atomically replace) `path` with mode 0600: an archive file.
+/// Write (or atomically replace) `path` with mode 0600: an archive file. The one atomic
+/// private-file writer is steward-pki's (keys and certificates go the same way).
 pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), BackupError> {
-    write_atomically(path, contents, 0o600)
-}
-
-/// Write `contents` to a temporary file beside `path` created with `mode` (then set
-/// exactly, whatever the umask), flushed to disk, then renamed over `path`.
-pub(crate) fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), BackupError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let temp = temp_path(&dir, path);
-    let result = write_temp(&temp, contents, mode)
-        .and_then(|()| fs::rename(&temp, path).map_err(|e| BackupError::write(path, e)));
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    } else if let Ok(d) = File::open(&dir) {
-        // Best effort: make the new directory entry durable too.
-        let _ = d.sync_all();
-    }
-    result
-}
-
-fn write_temp(temp: &Path, contents: &[u8], mode: u32) -> Result<(), BackupError> {
-    let failed = |e| BackupError::write(temp, e);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode & 0o600)
-        .open(temp)
-        .map_err(failed)?;
-    file.write_all(contents).map_err(failed)?;
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(failed)?;
-    file.sync_all().map_err(failed)
+    steward_pki::replace_private_file(path, contents).map_err(|e| match e {
+        PkiError::Io { path, source } => BackupError::Write { path, source },
+        other => BackupError::write(path, std::io::Error::other(other.to_string())),
+    })
 }
 
 /// Create `dir` and its missing parents below `root` (mode 0700), refusing any existing
@@ -90,11 +62,7 @@ impl Batch {
         contents: &[u8],
         mode: u32,
     ) -> Result<(), BackupError> {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let temp = temp_path(&dir, path);
+        let temp = steward_pki::temporary_beside(path);
         let failed = |e| BackupError::write(&temp, e);
         let mut file = OpenOptions::new()
             .write(true)
@@ -140,16 +108,6 @@ fn flush_filesystem(root: &Path) -> Result<(), BackupError> {
         return Err(BackupError::write(root, std::io::Error::last_os_error()));
     }
     Ok(())
-}
-
-fn temp_path(dir: &Path, target: &Path) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
-//! Writing key and certificate files so that a reader never sees a half-written file and
-//! a private key is never readable by anyone else, not even for the instant between
-//! creating and chmod-ing it: the file is created with its final mode.
+//! Writing key, certificate and other private files (the backup archive too) so that a
+//! reader never sees a half-written file and a private file is never readable by anyone
+//! else, not even for the instant between creating and chmod-ing it: the file is created
+//! owner-only, then given its exact final mode whatever the umask, flushed, and only then
+//! put in place.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -44,11 +46,7 @@ fn write_atomically(
     mode: u32,
     placement: Placement,
 ) -> Result<(), PkiError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let temp = temp_path(&dir, path);
+    let temp = temporary_beside(path);
     let result = write_temp(&temp, contents, mode).and_then(|()| match placement {
         Placement::New => fs::hard_link(&temp, path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -63,7 +61,7 @@ fn write_atomically(
     let _ = fs::remove_file(&temp);
     if result.is_ok() {
         // Best effort: make the new directory entry durable too.
-        if let Ok(d) = File::open(&dir) {
+        if let Ok(d) = File::open(directory_of(path)) {
             let _ = d.sync_all();
         }
     }
@@ -76,17 +74,40 @@ fn write_temp(temp: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
+        options.mode(mode & PRIVATE_MODE);
     }
-    #[cfg(not(unix))]
-    let _ = mode;
     let mut file = options.open(temp).map_err(|e| PkiError::io(temp, e))?;
     file.write_all(contents)
+        .and_then(|()| exact_mode(&file, mode))
         .and_then(|()| file.sync_all())
         .map_err(|e| PkiError::io(temp, e))
 }
 
-fn temp_path(dir: &Path, target: &Path) -> PathBuf {
+/// `mode` exactly, whatever the umask took away at creation.
+fn exact_mode(file: &File, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, mode);
+        Ok(())
+    }
+}
+
+fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A fresh hidden name beside `target` (same directory, so a rename is atomic), unique in
+/// this process and among processes.
+pub fn temporary_beside(target: &Path) -> PathBuf {
+    let dir = directory_of(target);
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = target
         .file_name()

@@ -17,7 +17,7 @@ mod verify;
 
 pub use authority::{CertificateAuthority, KeyAlgorithm, CA_CERT_FILE, CA_KEY_FILE};
 pub use error::PkiError;
-pub use files::{replace_private_file, write_new_private_file};
+pub use files::{replace_private_file, temporary_beside, write_new_private_file};
 pub use issue::{IssuedCertificate, PrivateKeyPem};
 pub use pkcs12::{read_pfx, PfxContents, PfxError};
 pub use thumbprint::{inspect_pem, not_after_pem, thumbprint_sha1, CertificateInfo};

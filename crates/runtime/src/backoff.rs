@@ -98,6 +98,17 @@ impl BackoffConfig {
         })
     }
 
+    /// The default (1 s, doubling, full jitter) capped at `max` (at least the initial
+    /// 1 s): for a peer whose return must be noticed within `max`, such as an agent or a
+    /// domain controller, without hammering it while it is away.
+    pub fn capped_at(max: Duration) -> Self {
+        let default = BackoffConfig::default();
+        BackoffConfig {
+            max: max.max(default.initial),
+            ..default
+        }
+    }
+
     /// The same configuration with another jitter strategy.
     pub fn with_jitter(self, jitter: Jitter) -> Self {
         BackoffConfig { jitter, ..self }
@@ -229,6 +240,22 @@ mod tests {
             "1 s doubling, capped at 300 s"
         );
         assert_eq!(b.failures(), 12);
+    }
+
+    #[test]
+    fn capped_at_keeps_the_default_growth_under_the_given_cap() {
+        let c = BackoffConfig::capped_at(secs(30));
+        assert_eq!((c.initial(), c.factor(), c.max()), (secs(1), 2.0, secs(30)));
+        assert_eq!(c.jitter(), Jitter::Full);
+        let mut b = Backoff::new(c.with_jitter(Jitter::None));
+        let mut rng = StdRng::seed_from_u64(1);
+        let delays: Vec<_> = (0..7).map(|_| b.next_delay(&mut rng)).collect();
+        assert_eq!(
+            delays,
+            [1, 2, 4, 8, 16, 30, 30].map(secs),
+            "doubling, then the cap"
+        );
+        assert_eq!(BackoffConfig::capped_at(Duration::ZERO).max(), secs(1));
     }
 
     #[test]
