@@ -10,14 +10,15 @@
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use steward_model::secret::SecretResolveError;
 use steward_model::{SecretRef, Snapshot};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use super::supervise::{keep_running, lab_command};
 
 /// The binary `cargo install iridium_server` installs.
 const PROGRAM: &str = "iridium-server";
@@ -221,12 +222,7 @@ struct Server {
 
 impl Server {
     fn spawn(&self) -> std::io::Result<Child> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let log_err = log.try_clone()?;
-        let mut command = Command::new(&self.program);
+        let mut command = lab_command(&self.program, &self.log)?;
         command
             .arg("--host")
             .arg(self.addr.ip().to_string())
@@ -241,14 +237,7 @@ impl Server {
             .arg("--memory")
             // iridium's TLS breaks after the handshake with tiberius 0.13
             // (InvalidContentType), so the lab serves plain TDS (`encrypt: false`).
-            .arg("--no-tls")
-            .env_clear()
-            .envs(steward_agent::minimal_environment())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .process_group(0)
-            .kill_on_drop(true);
+            .arg("--no-tls");
         // SAFETY: prctl is async-signal-safe and touches nothing of the parent's. A daemon
         // that dies without cleaning up must not leave a server holding the address.
         unsafe {
@@ -263,33 +252,31 @@ impl Server {
     }
 }
 
-/// Keep the server running until `stop`: restarted a second after it dies.
+/// Keep the server running until `stop`, restarted like a lab agent when it dies.
 async fn supervise(server: Server, stop: CancellationToken) {
-    loop {
-        let mut child = match server.spawn() {
-            Ok(child) => child,
-            Err(e) => {
-                tracing::error!(program = %server.program.display(), error = %e, "lab: cannot start the TDS server");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(5)) => continue,
-                }
-            }
-        };
-        tokio::select! {
-            status = child.wait() => {
-                tracing::warn!(addr = %server.addr, ?status, "lab: the TDS server exited; restarting it in 1 s");
-            }
-            () = stop.cancelled() => {
-                let _ = child.kill().await;
-                return;
-            }
+    let what = format!("the lab's TDS server on {}", server.addr);
+    keep_running(&what, &stop, || life(&server, &stop)).await;
+}
+
+/// One life of the server: how long it ran, `None` when it did not start.
+async fn life(server: &Server, stop: &CancellationToken) -> Option<Duration> {
+    let mut child = match server.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            tracing::error!(program = %server.program.display(), error = %e, "lab: cannot start the TDS server");
+            return None;
         }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+    };
+    let started = tokio::time::Instant::now();
+    tokio::select! {
+        status = child.wait() => {
+            tracing::warn!(addr = %server.addr, ?status, "lab: the TDS server exited");
+        }
+        () = stop.cancelled() => {
+            let _ = child.kill().await;
         }
     }
+    Some(started.elapsed())
 }
 
 #[cfg(test)]

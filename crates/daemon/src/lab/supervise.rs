@@ -1,7 +1,10 @@
 //! One lab agent's life, over and over: clear its address of leftovers, start it, say
 //! "started" only once it listens, and when it dies start it again (0.2 s doubling to
-//! 10 s, back to 0.2 s after it stayed up), until the lab shuts down.
+//! 10 s, back to 0.2 s after it stayed up), until the lab shuts down. The restart loop
+//! ([`keep_running`]) and the way a lab child is started ([`lab_command`]) serve the lab's
+//! TDS server too.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -59,13 +62,8 @@ impl AgentSpec {
             move |source| LabError::Io { path, source }
         };
         let log_path = self.log_file();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io(&log_path))?;
-        let log_err = log.try_clone().map_err(io(&log_path))?;
-        Command::new(&self.program)
+        lab_command(&self.program, &log_path)
+            .map_err(io(&log_path))?
             .arg("agent")
             .arg("--listen")
             .arg(self.listen().to_string())
@@ -85,17 +83,6 @@ impl AgentSpec {
             .arg("--stop-services-on-exit")
             .arg("--stop-timeout-secs")
             .arg("3")
-            // Not the daemon's environment: it holds the secrets the desired state refers
-            // to, and every lab process's /proc/PID/environ is readable.
-            .env_clear()
-            .envs(steward_agent::minimal_environment())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            // Its own process group, so stopping the lab reaches the agent and anything
-            // it started even if it cannot clean up itself.
-            .process_group(0)
-            .kill_on_drop(true)
             .spawn()
             .map_err(|source| LabError::Spawn {
                 host: self.hostname.clone(),
@@ -105,26 +92,56 @@ impl AgentSpec {
     }
 }
 
-/// Keep the agent of `spec` running until `cancel`; `pid` always holds the running
-/// agent's pid (0: none), for a shutdown that has to SIGKILL it.
-pub(super) async fn supervise(spec: AgentSpec, pid: Arc<AtomicI32>, cancel: CancellationToken) {
+/// A lab child writing to `log` (appended, stdout and stderr): not the daemon's
+/// environment (it holds the secrets the desired state refers to, and every lab process's
+/// /proc/PID/environ is readable), and its own process group, so stopping the lab reaches
+/// the child and anything it started even if it cannot clean up itself.
+pub(super) fn lab_command(program: &Path, log: &Path) -> std::io::Result<Command> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let log_err = log.try_clone()?;
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .envs(steward_agent::minimal_environment())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .kill_on_drop(true);
+    Ok(command)
+}
+
+/// Run `life` again each time it ends, after the restart backoff (0.2 s doubling to 10 s;
+/// back to 0.2 s after a life that stayed up), until `cancel`. `life` says how long the
+/// child ran, `None` when it did not start.
+pub(super) async fn keep_running<F, L>(what: &str, cancel: &CancellationToken, mut life: F)
+where
+    F: FnMut() -> L,
+    L: Future<Output = Option<Duration>>,
+{
     let mut backoff = RestartBackoff::default();
     loop {
-        let ran_for = live_once(&spec, &pid, &cancel).await;
+        let ran_for = life().await;
         if cancel.is_cancelled() {
             return;
         }
         let delay = backoff.delay(ran_for);
-        tracing::warn!(
-            server = %spec.name,
-            "restarting the lab agent in {:.1} s",
-            delay.as_secs_f64()
-        );
+        tracing::warn!("restarting {what} in {:.1} s", delay.as_secs_f64());
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = cancel.cancelled() => return,
         }
     }
+}
+
+/// Keep the agent of `spec` running until `cancel`; `pid` always holds the running
+/// agent's pid (0: none), for a shutdown that has to SIGKILL it.
+pub(super) async fn supervise(spec: AgentSpec, pid: Arc<AtomicI32>, cancel: CancellationToken) {
+    let what = format!("the lab agent of {}", spec.name);
+    keep_running(&what, &cancel, || live_once(&spec, &pid, &cancel)).await;
 }
 
 enum Start {
@@ -255,5 +272,37 @@ async fn stop_leftover(spec: &AgentSpec, pid: i32, how: &str) -> Result<(), LabE
             host: spec.hostname.clone(),
             pid,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_child_that_keeps_dying_is_restarted_ever_slower_until_cancelled() {
+        let cancel = CancellationToken::new();
+        let starts = Mutex::new(Vec::new());
+        let begun = tokio::time::Instant::now();
+        keep_running("a test child", &cancel, || {
+            let mut starts = starts.lock().unwrap();
+            starts.push(begun.elapsed());
+            if starts.len() == 5 {
+                cancel.cancel();
+            }
+            // Dies at once, or (the first time) never starts.
+            let ran_for = (starts.len() > 1).then_some(Duration::ZERO);
+            async move { ran_for }
+        })
+        .await;
+        let starts = starts.into_inner().unwrap();
+        let millis: Vec<u128> = starts.iter().map(Duration::as_millis).collect();
+        assert_eq!(
+            millis,
+            [0, 200, 600, 1400, 3000],
+            "0.2 s doubling, then stopped"
+        );
     }
 }
