@@ -44,30 +44,47 @@ async fn send_one(n: &Notifications) -> Result<(), DeliveryError> {
     mailer(n).send(&mail).await
 }
 
-fn tls12_auth_server(python: &Path, pki: &Pki) -> Smtpd {
-    Smtpd::start(
-        python,
+/// A STARTTLS + AUTH server capped at TLS 1.2 and settings that reach it (their password
+/// file is in `secrets`: keep it bound for the test's length).
+struct Tls12Auth {
+    server: Smtpd,
+    /// Holds the CA file the settings trust.
+    _pki: Pki,
+    secrets: tempfile::TempDir,
+    n: Notifications,
+}
+
+/// `trusted`: the settings trust the server's CA (otherwise only the system's roots).
+/// `None` when aiosmtpd is missing (the test is skipped).
+fn tls12_auth(trusted: bool) -> Option<Tls12Auth> {
+    let python = python()?;
+    let pki = Pki::new();
+    let server = Smtpd::start(
+        &python,
         ServerOptions {
             tls: Some(("starttls", pki.cert.clone(), pki.key.clone())),
             max_tls_12: true,
             auth: true,
             ..Default::default()
         },
-    )
+    );
+    let secrets = tempfile::tempdir().unwrap();
+    let trust = trusted.then_some(pki.ca.as_path());
+    let n = notifications(server.port, SmtpTls::Starttls, Some(secrets.path()), trust);
+    Some(Tls12Auth {
+        server,
+        _pki: pki,
+        secrets,
+        n,
+    })
 }
 
 #[tokio::test]
 async fn starttls_and_auth_on_a_server_capped_at_tls_1_2() {
-    let Some(python) = python() else { return };
-    let pki = Pki::new();
-    let server = tls12_auth_server(&python, &pki);
-    let secrets = tempfile::tempdir().unwrap();
-    let n = notifications(
-        server.port,
-        SmtpTls::Starttls,
-        Some(secrets.path()),
-        Some(&pki.ca),
-    );
+    let Some(fx) = tls12_auth(true) else {
+        return;
+    };
+    let (server, n) = (fx.server, fx.n);
     send_one(&n).await.unwrap();
 
     let got = server.wait_for(1);
@@ -87,16 +104,10 @@ async fn starttls_and_auth_on_a_server_capped_at_tls_1_2() {
 
 #[tokio::test]
 async fn a_tls_1_3_minimum_fails_clearly_against_a_tls_1_2_server() {
-    let Some(python) = python() else { return };
-    let pki = Pki::new();
-    let server = tls12_auth_server(&python, &pki);
-    let secrets = tempfile::tempdir().unwrap();
-    let mut n = notifications(
-        server.port,
-        SmtpTls::Starttls,
-        Some(secrets.path()),
-        Some(&pki.ca),
-    );
+    let Some(fx) = tls12_auth(true) else {
+        return;
+    };
+    let (server, mut n) = (fx.server, fx.n);
     n.smtp.min_tls_version = TlsVersion::Tls13;
     let e = send_one(&n).await.unwrap_err();
     assert_eq!(e.label(), "tls_version", "{e}");
@@ -107,13 +118,12 @@ async fn a_tls_1_3_minimum_fails_clearly_against_a_tls_1_2_server() {
 
 #[tokio::test]
 async fn an_untrusted_certificate_is_a_certificate_error() {
-    let Some(python) = python() else { return };
-    let pki = Pki::new();
-    let server = tls12_auth_server(&python, &pki);
-    let secrets = tempfile::tempdir().unwrap();
     // No trust file: the test CA is not among the system's.
-    let n = notifications(server.port, SmtpTls::Starttls, Some(secrets.path()), None);
-    let e = send_one(&n).await.unwrap_err();
+    let Some(fx) = tls12_auth(false) else {
+        return;
+    };
+    let n = &fx.n;
+    let e = send_one(n).await.unwrap_err();
     assert_eq!(e.label(), "certificate", "{e}");
 }
 
@@ -173,21 +183,15 @@ async fn plain_smtp_delivers() {
 
 #[tokio::test]
 async fn a_wrong_password_is_an_auth_error_that_names_no_secret() {
-    let Some(python) = python() else { return };
-    let pki = Pki::new();
-    let server = tls12_auth_server(&python, &pki);
-    let secrets = tempfile::tempdir().unwrap();
-    let n = notifications(
-        server.port,
-        SmtpTls::Starttls,
-        Some(secrets.path()),
-        Some(&pki.ca),
-    );
+    let Some(fx) = tls12_auth(true) else {
+        return;
+    };
+    let (server, secrets, n) = (&fx.server, &fx.secrets, &fx.n);
     std::fs::write(secrets.path().join("password"), "not-the-password").unwrap();
-    let m = mailer(&n);
+    let m = mailer(n);
     let debug = format!("{m:?}");
     let mail = render(
-        &n,
+        n,
         &notice(NotificationEvent::AgentDown, "server/app1"),
         "ps",
     )
