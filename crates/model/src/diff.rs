@@ -211,6 +211,8 @@ pub struct SnapshotDiff {
     pub health_checks: Changes<ServiceKind>,
     /// Notifications objects by name.
     pub notifications: Changes<String>,
+    /// The UpgradePolicy was added, removed or changed.
+    pub upgrade_policy_changed: bool,
 }
 
 impl SnapshotDiff {
@@ -223,6 +225,7 @@ impl SnapshotDiff {
             && self.directories.is_empty()
             && self.health_checks.is_empty()
             && self.notifications.is_empty()
+            && !self.upgrade_policy_changed
     }
 
     /// Every object to reconcile because of this change, each once, in [`ObjectRef`] order.
@@ -276,6 +279,9 @@ impl fmt::Display for SnapshotDiff {
         parts.extend(counts("directories", &self.directories));
         parts.extend(counts("health checks", &self.health_checks));
         parts.extend(counts("notifications", &self.notifications));
+        if self.upgrade_policy_changed {
+            parts.push("upgrade policy".to_owned());
+        }
         f.write_str(&parts.join("; "))
     }
 }
@@ -321,6 +327,7 @@ pub fn diff(old: Option<&Snapshot>, new: &Snapshot) -> SnapshotDiff {
         directories: Changes::between(&old.directories, &new.directories, PartialEq::eq),
         health_checks: Changes::between(&old.health_checks, &new.health_checks, PartialEq::eq),
         notifications: Changes::between(&old.notifications, &new.notifications, PartialEq::eq),
+        upgrade_policy_changed: old.upgrade_policy != new.upgrade_policy,
     }
 }
 
@@ -336,6 +343,7 @@ fn initial(new: &Snapshot) -> SnapshotDiff {
         directories: added(new.directories.keys().cloned()),
         health_checks: added(new.health_checks.keys().copied()),
         notifications: added(new.notifications.keys().cloned()),
+        upgrade_policy_changed: new.upgrade_policy.is_some(),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod secret;
 pub mod snapshot;
 pub mod status_range;
 pub mod syntax;
+pub mod upgrade;
 pub mod validate;
 
 pub use catalog::{HealthTest, InstallType, PortRule, ServiceKind, ServiceSpec};

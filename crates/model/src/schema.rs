@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::resource::{
     ActiveDirectorySpec, Document, HealthCheckSpec, InstallationSpec, NotificationsSpec,
-    ServerSpec, API_VERSION,
+    ServerSpec, UpgradePolicySpec, API_VERSION,
 };
 
 /// One schema accepting any document, picking the spec by `kind`.
@@ -17,6 +17,7 @@ pub fn desired_state_schema() -> Value {
         branch::<ActiveDirectorySpec>(&mut generator, "ActiveDirectory"),
         branch::<HealthCheckSpec>(&mut generator, "HealthCheck"),
         branch::<NotificationsSpec>(&mut generator, "Notifications"),
+        branch::<UpgradePolicySpec>(&mut generator, "UpgradePolicy"),
     ];
     let defs: serde_json::Map<String, Value> =
         generator.take_definitions(true).into_iter().collect();

@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub health_checks: BTreeMap<ServiceKind, HealthCheck>,
     /// Mail notifications, by `metadata.name`.
     pub notifications: BTreeMap<String, crate::notifications::Notifications>,
+    /// How a release change rolls out; `None`: every server at once.
+    pub upgrade_policy: Option<crate::upgrade::UpgradePolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -234,10 +234,21 @@ pub fn is_valid_drive(s: &str) -> bool {
     b.len() == 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
 }
 
-/// A release such as `6.12.1` or `6.12.1.2040`: two to four dot-separated numbers.
+/// A release such as `6.12.1` or `6.12.1.2040`: two to four dot-separated numbers,
+/// optionally followed by build metadata as in SemVer (`+` and dot-separated identifiers
+/// of letters, digits and `-`: `6.13.0+lab-fail-PSWS`), which never orders releases.
 pub fn is_valid_release(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('.').collect();
-    (2..=4).contains(&parts.len())
+    let (core, build) = match s.split_once('+') {
+        Some((core, build)) => (core, Some(build)),
+        None => (s, None),
+    };
+    let build_ok = build.is_none_or(|b| {
+        b.split('.')
+            .all(|id| !id.is_empty() && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+    });
+    let parts: Vec<&str> = core.split('.').collect();
+    build_ok
+        && (2..=4).contains(&parts.len())
         && parts
             .iter()
             .all(|p| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit()))
@@ -345,5 +356,10 @@ mod tests {
         assert!(!is_valid_drive("DD:"));
         assert!(is_valid_release("6.12.1"));
         assert!(!is_valid_release("6.x"));
+        assert!(is_valid_release("6.13.0+lab-fail-PSWS"));
+        assert!(is_valid_release("6.13.0+lab-fail-PSWS.b7"));
+        assert!(!is_valid_release("6.13.0+"));
+        assert!(!is_valid_release("6.13.0+a..b"));
+        assert!(!is_valid_release("6.13.0+a b"));
     }
 }

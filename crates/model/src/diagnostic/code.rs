@@ -103,6 +103,9 @@ codes! {
         InvalidTemplate => "invalid-template",
         InvalidEmail => "invalid-email",
         SmtpCredentials => "smtp-credentials",
+        UpgradePolicyCount => "upgrade-policy-count",
+        InvalidSchedule => "invalid-schedule",
+        InvalidTimeZone => "invalid-time-zone",
     }
     directory {
         DirectoryMissing => "directory-missing",

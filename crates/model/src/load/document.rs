@@ -160,7 +160,7 @@ fn parse_document(
             file,
             doc_start,
             Code::MissingField,
-            "document has no `kind` (one of Installation, Server, ActiveDirectory, HealthCheck, Notifications)",
+            "document has no `kind` (one of Installation, Server, ActiveDirectory, HealthCheck, Notifications, UpgradePolicy)",
         )));
     };
     match header.api_version {
@@ -191,6 +191,7 @@ fn parse_document(
         "ActiveDirectory" => typed(text).map(|d| Ok(Resource::ActiveDirectory(d))),
         "HealthCheck" => typed(text).map(|d| Ok(Resource::HealthCheck(d))),
         "Notifications" => typed(text).map(|d| Ok(Resource::Notifications(d))),
+        "UpgradePolicy" => typed(text).map(|d| Ok(Resource::UpgradePolicy(d))),
         other => Ok(Err(Diagnostic::error(
             file,
             kind.pos,
@@ -373,6 +374,11 @@ fn check_plain_integers(
             "smtp.port",
             d.spec.smtp.port.as_ref().map(|p| p.pos),
             Code::InvalidPort,
+        ),
+        Resource::UpgradePolicy(d) => check(
+            "maxUnavailable",
+            d.spec.max_unavailable.as_ref().map(|v| v.pos),
+            Code::InvalidCount,
         ),
         Resource::ActiveDirectory(_) => {}
     }

@@ -10,6 +10,7 @@ mod health_check;
 mod installation;
 mod notifications;
 mod server;
+mod upgrade_policy;
 
 pub use active_directory::{ActiveDirectorySpec, MembersPolicy, RoleGroups};
 pub use health_check::HealthCheckSpec;
@@ -19,6 +20,7 @@ pub use installation::{
 };
 pub use notifications::{NotificationEvent, NotificationsSpec, SmtpSpec, SmtpTls};
 pub use server::{ServerCertificateSpec, ServerServiceSpec, ServerSpec};
+pub use upgrade_policy::{UpgradePolicySpec, UpgradeWindowSpec, WindowKind};
 
 use serde::Deserialize;
 
@@ -28,12 +30,13 @@ use crate::Located;
 pub const API_VERSION: &str = "steward/v1";
 
 /// The resource kinds a document may declare.
-pub const KINDS: [&str; 5] = [
+pub const KINDS: [&str; 6] = [
     "Installation",
     "Server",
     "ActiveDirectory",
     "HealthCheck",
     "Notifications",
+    "UpgradePolicy",
 ];
 
 /// `metadata` of every document.
@@ -72,6 +75,7 @@ pub enum Resource {
     ActiveDirectory(Document<ActiveDirectorySpec>),
     HealthCheck(Document<HealthCheckSpec>),
     Notifications(Document<NotificationsSpec>),
+    UpgradePolicy(Document<UpgradePolicySpec>),
 }
 
 impl Resource {
@@ -82,6 +86,7 @@ impl Resource {
             Self::ActiveDirectory(_) => "ActiveDirectory",
             Self::HealthCheck(_) => "HealthCheck",
             Self::Notifications(_) => "Notifications",
+            Self::UpgradePolicy(_) => "UpgradePolicy",
         }
     }
 
@@ -92,6 +97,7 @@ impl Resource {
             Self::ActiveDirectory(d) => &d.metadata.name,
             Self::HealthCheck(d) => &d.metadata.name,
             Self::Notifications(d) => &d.metadata.name,
+            Self::UpgradePolicy(d) => &d.metadata.name,
         }
     }
 
@@ -102,6 +108,7 @@ impl Resource {
             Self::ActiveDirectory(d) => &d.api_version,
             Self::HealthCheck(d) => &d.api_version,
             Self::Notifications(d) => &d.api_version,
+            Self::UpgradePolicy(d) => &d.api_version,
         }
     }
 }

@@ -12,6 +12,7 @@ mod health_check;
 mod installation;
 mod notifications;
 mod server;
+mod upgrade_policy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -161,6 +162,7 @@ pub fn compile(loaded: Loaded) -> Compiled {
     let mut directories = BTreeMap::new();
     let mut health_checks = Vec::new();
     let mut notifications = BTreeMap::new();
+    let mut upgrade_policies = Vec::new();
     for doc in &loaded.documents {
         match &doc.resource {
             Resource::Installation(d) => installations.push((doc.file.as_path(), d)),
@@ -184,9 +186,11 @@ pub fn compile(loaded: Loaded) -> Compiled {
                     notifications.insert(n.name.clone(), n);
                 }
             }
+            Resource::UpgradePolicy(d) => upgrade_policies.push((doc.file.as_path(), d)),
         }
     }
     directory::check_across(&loaded.documents, &mut report);
+    let upgrade_policy = upgrade_policy::one(upgrade_policies, &mut report);
 
     let mut installation = match installations.as_slice() {
         [] if installation_unparsed => None,
@@ -247,6 +251,7 @@ pub fn compile(loaded: Loaded) -> Compiled {
             directories,
             health_checks,
             notifications,
+            upgrade_policy,
         }),
         _ => None,
     };
