@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use steward_agent::api::{
     CertificateStatus, ConnectionStrings, ConnectionStringsUpdate, HostInfo, InstallRequest,
-    InstallResponse, RemnantCleanup, ServiceInfo, UninstallResponse,
+    InstallResponse, RemnantCleanup, ServiceInfo, ServiceLogs, UninstallResponse,
 };
 use steward_agent::{AgentClient, ClientError, EpochSource};
 use steward_model::snapshot::Server;
@@ -52,6 +52,8 @@ pub(crate) trait AgentApi: Send + Sync {
     async fn announce_epoch(&self) -> Result<(), ClientError> {
         Ok(())
     }
+    /// The tail of a service's captured output (its install log).
+    async fn logs(&self, kind: ServiceKind, tail_bytes: u64) -> Result<ServiceLogs, ClientError>;
 }
 
 #[async_trait]
@@ -111,6 +113,9 @@ impl AgentApi for AgentClient {
     }
     async fn announce_epoch(&self) -> Result<(), ClientError> {
         AgentClient::announce_epoch(self).await.map(|_| ())
+    }
+    async fn logs(&self, kind: ServiceKind, tail_bytes: u64) -> Result<ServiceLogs, ClientError> {
+        AgentClient::logs(self, kind, tail_bytes).await
     }
 }
 

@@ -54,6 +54,9 @@ pub(crate) struct Context {
     pub balancer: crate::balancer::BalancerState,
     /// Controller HA: the leader's epoch; unset for a single daemon, which always acts.
     pub fence: crate::agent::Fence,
+    /// The rolling upgrade (persisted rollout, clock, what the service controller may
+    /// install).
+    pub upgrade: crate::upgrade::Upgrades,
 }
 
 impl Context {

@@ -48,6 +48,7 @@ pub(crate) enum Call {
     ConnectionStrings,
     SetConnectionStrings,
     CleanupRemnants,
+    Logs,
 }
 
 /// An agent that answers from memory, fails calls on request, or is down altogether.
@@ -338,6 +339,19 @@ impl AgentApi for FakeAgent {
     async fn cleanup_remnants(&self) -> Result<RemnantCleanup, ClientError> {
         self.enter(Call::CleanupRemnants)?;
         Ok(RemnantCleanup::default())
+    }
+
+    async fn logs(
+        &self,
+        kind: ServiceKind,
+        _tail_bytes: u64,
+    ) -> Result<steward_agent::api::ServiceLogs, ClientError> {
+        self.enter(Call::Logs)?;
+        Ok(steward_agent::api::ServiceLogs {
+            kind,
+            log: format!("{kind}: installed by the fake agent\n"),
+            truncated: false,
+        })
     }
 }
 

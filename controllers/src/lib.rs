@@ -50,6 +50,7 @@ mod status;
 mod store;
 mod triggers;
 mod trust;
+mod upgrade;
 
 #[cfg(test)]
 mod fakes;
@@ -78,9 +79,11 @@ pub use status::{
     CertificateSummary, Condition, ConditionStatus, ConditionType, DatabaseStatus, DeliveryStatus,
     DirectoryStatus, Event, EventType, FleetStatus, GroupStatus, Hl7Status, InstallationStatus,
     LastFailover, LastProbe, NotificationsStatus, ResourceDetail, ResourceStatus, ServerStatus,
-    ServiceHealth, ServiceKindStatus,
+    ServerUpgradePhase, ServiceHealth, ServiceKindStatus, UpgradePhase, UpgradeServerStatus,
+    UpgradeStatus,
 };
 pub use store::Store;
+pub use upgrade::{Clock, ResumeOutcome};
 
 use crate::agent::{Agents, ClientConnector, Connector, Fence};
 use crate::certificate::IssuedMemos;
@@ -102,6 +105,7 @@ fn register(bus: &mut TriggerBus) -> Vec<Box<dyn Registered>> {
         bus.register::<balancer::LoadBalancers>(),
         bus.register::<hl7_failover::Hl7Failovers>(),
         bus.register::<notifications::Notifications>(),
+        bus.register::<upgrade::UpgradeController>(),
         bus.register::<directory::Directories>(),
     ]
 }
@@ -243,6 +247,21 @@ impl ControllersHandle {
         self.resync_all();
     }
 
+    /// An operator's resume of a halted upgrade (`POST /api/v1/upgrade/resume`): the
+    /// failed server is upgraded again from its start; nothing else changes.
+    pub fn resume_upgrade(&self) -> ResumeOutcome {
+        let outcome = self.ctx.upgrade.request_resume();
+        if outcome == ResumeOutcome::Resumed {
+            upgrade::wake(&self.ctx, steward_runtime::Reason::Manual);
+        }
+        outcome
+    }
+
+    /// Read the windows on this clock instead of the system's.
+    pub fn set_upgrade_clock(&self, clock: Arc<dyn Clock>) {
+        self.ctx.upgrade.set_clock(clock);
+    }
+
     /// The desired-state files were found invalid (the last good state stays in force):
     /// an event on the installation, which mail notifications turn into
     /// `DesiredStateInvalid`.
@@ -333,6 +352,7 @@ impl Controllers {
             directory_lab: std::sync::OnceLock::new(),
             balancer: Default::default(),
             fence,
+            upgrade: upgrade::Upgrades::load(config.state_dir.as_deref()),
             config,
         };
         Ok(Self {

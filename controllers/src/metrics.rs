@@ -144,6 +144,33 @@ impl LabelSet for GroupLabels {
     }
 }
 
+/// `phase`: one of the five upgrade phases.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct UpgradePhaseLabel(crate::status::UpgradePhase);
+
+impl LabelSet for UpgradePhaseLabel {
+    const NAMES: &'static [&'static str] = &["phase"];
+    fn values(&self) -> Vec<&str> {
+        vec![self.0.as_str()]
+    }
+}
+
+/// `server`, `service`, `release`: what one service runs (one series per service: the
+/// old release's goes when it changes).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ReleaseLabels {
+    server: String,
+    service: ServiceKind,
+    release: String,
+}
+
+impl LabelSet for ReleaseLabels {
+    const NAMES: &'static [&'static str] = &["server", "service", "release"];
+    fn values(&self) -> Vec<&str> {
+        vec![&self.server, self.service.as_str(), &self.release]
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Metrics {
     reconcile_total: Counter<ReconcileLabels>,
@@ -163,6 +190,9 @@ pub(crate) struct Metrics {
     /// No series before the first attempt.
     directory_up: Gauge<DirectoryLabel>,
     group_present: Gauge<GroupLabels>,
+    /// No series without an UpgradePolicy.
+    upgrade_phase: Gauge<UpgradePhaseLabel>,
+    release_info: Gauge<ReleaseLabels>,
 }
 
 impl Metrics {
@@ -224,6 +254,14 @@ impl Metrics {
                 "steward_active_directory_group_present",
                 "Whether the role's group exists in the directory.",
             ),
+            upgrade_phase: Gauge::new(
+                "steward_upgrade_phase",
+                "1 for the rolling upgrade's current phase (Idle, Waiting, Progressing, Halted, Complete), 0 for the others; no series without an UpgradePolicy.",
+            ),
+            release_info: Gauge::new(
+                "steward_service_release_info",
+                "Always 1; the labels are the release each installed service runs.",
+            ),
         };
         registry.register(metrics.reconcile_total.clone())?;
         registry.register(metrics.reconcile_duration.clone())?;
@@ -238,6 +276,8 @@ impl Metrics {
         registry.register(metrics.hl7_failovers.clone())?;
         registry.register(metrics.directory_up.clone())?;
         registry.register(metrics.group_present.clone())?;
+        registry.register(metrics.upgrade_phase.clone())?;
+        registry.register(metrics.release_info.clone())?;
         // Known label values start at zero, so that rate() and alerts see the first event.
         for controller in controllers {
             for result in ReconcileResult::ALL {
@@ -270,6 +310,38 @@ impl Metrics {
         match up {
             Some(up) => self.lb_member_up.set(&labels, up),
             None => self.lb_member_up.remove(&labels),
+        }
+    }
+
+    /// `steward_upgrade_phase`: 1 for `phase`, 0 for the others; `None` removes them.
+    pub(crate) fn upgrade_phase(&self, phase: Option<crate::status::UpgradePhase>) {
+        for p in crate::status::UpgradePhase::ALL {
+            let labels = UpgradePhaseLabel(p);
+            match phase {
+                Some(now) => self.upgrade_phase.set(&labels, now == p),
+                None => self.upgrade_phase.remove(&labels),
+            }
+        }
+    }
+
+    /// `steward_service_release_info` of one service: the old release's series goes.
+    pub(crate) fn release_info(
+        &self,
+        server: &str,
+        service: ServiceKind,
+        old: Option<&str>,
+        new: Option<&str>,
+    ) {
+        let labels = |release: &str| ReleaseLabels {
+            server: server.to_owned(),
+            service,
+            release: release.to_owned(),
+        };
+        if let Some(old) = old.filter(|o| Some(*o) != new) {
+            self.release_info.remove(&labels(old));
+        }
+        if let Some(new) = new {
+            self.release_info.set(&labels(new), 1);
         }
     }
 

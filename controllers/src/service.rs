@@ -31,6 +31,7 @@ use crate::reconciler::Reconciler;
 use crate::service_key::ServiceKey;
 use crate::status::{EventType, Phase};
 use crate::store::matches_spec;
+use crate::upgrade::ReleaseTarget;
 
 /// Longest pause between restarts of a service that keeps dying. Short, because a service
 /// that is not running is not probed: this pause is how long it stays down after its
@@ -86,6 +87,9 @@ struct Run<'a> {
     desired: &'a Desired,
     server: &'a Server,
     agent: &'a dyn AgentApi,
+    /// The release to install: the declared one, or (while an upgrade holds this
+    /// service back) the one installed now.
+    release: String,
 }
 
 impl Run<'_> {
@@ -94,7 +98,7 @@ impl Run<'_> {
     }
 
     fn release(&self) -> &str {
-        &self.desired.snapshot.installation.release
+        &self.release
     }
 
     fn object(&self) -> String {
@@ -150,12 +154,23 @@ async fn reconcile(key: ServiceKey, ctx: Arc<Context>) -> Result<Action, Control
         r.observed_generation = Some(generation);
     });
 
+    // With an UpgradePolicy, a new release reaches a service only when the upgrade
+    // controller releases it (server by server, in install order); until then, and after
+    // a halt, the installed release is what is desired of it.
+    let declared = &desired.snapshot.installation.release;
+    let release = match ctx.upgrade.target(&desired.snapshot, &key.server, key.kind) {
+        ReleaseTarget::Hold => observed
+            .as_ref()
+            .map_or_else(|| declared.clone(), |o| o.release.clone()),
+        ReleaseTarget::Declared => declared.clone(),
+    };
     let run = Run {
         ctx: &ctx,
         key: &key,
         desired,
         server: &server,
         agent: agent.as_ref(),
+        release,
     };
     match (placed, observed) {
         (None, None) => {
@@ -350,7 +365,10 @@ async fn present(
         Some(_) => ctx.pace.resync,
         None => ctx.pace.steady(check.interval),
     };
-    let restartable = drifts.is_empty() && !run.monitor() && !failover_managed(run);
+    // A halted upgrade touches nothing on the failed server: no restart either.
+    let halted = ctx.upgrade.halted_on(&key.server);
+    let restartable =
+        drifts.is_empty() && !run.monitor() && !failover_managed(run) && !halted;
     if let (Some(since), true) = (failing_since, restartable) {
         match liveness(run, &check, since).await? {
             Liveness::Restarted(action) => return Ok(action),

@@ -32,6 +32,9 @@ pub struct FleetStatus {
     /// Mail notifications: one per Notifications object.
     #[serde(default)]
     pub notifications: Vec<NotificationsStatus>,
+    /// The rolling upgrade; `null` without an UpgradePolicy.
+    #[serde(default)]
+    pub upgrade: Option<UpgradeStatus>,
     /// Newest first.
     pub events: Vec<Event>,
 }
@@ -579,5 +582,91 @@ mod tests {
             .as_str()
             .unwrap()
             .contains('T'));
+    }
+}
+
+/// A rolling upgrade (`upgrade` in the status): where the fleet is between two releases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeStatus {
+    pub phase: UpgradePhase,
+    /// The release(s) the fleet runs before the upgrade, comma-separated when mixed.
+    pub from: Option<String>,
+    /// The release the desired state asks for.
+    pub to: Option<String>,
+    /// Every server, in upgrade order.
+    pub servers: Vec<UpgradeServerStatus>,
+    /// Why it waits or halted (`UpgradePathRefused: ...`, `inside the deny window ...`).
+    pub reason: Option<String>,
+    /// While `Waiting` for a window: when it opens (RFC 3339, UTC).
+    pub next_window: Option<String>,
+    /// Install logs of the failed server, kept under the state directory (relative paths).
+    pub logs: Vec<String>,
+    /// Releases installed now when more than one and no upgrade is running
+    /// (condition `MixedReleases`: the vendor supports one build everywhere).
+    pub mixed_releases: Vec<String>,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum UpgradePhase {
+    Idle,
+    Waiting,
+    Progressing,
+    Halted,
+    Complete,
+}
+
+impl UpgradePhase {
+    pub const ALL: [UpgradePhase; 5] = [
+        Self::Idle,
+        Self::Waiting,
+        Self::Progressing,
+        Self::Halted,
+        Self::Complete,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "Idle",
+            Self::Waiting => "Waiting",
+            Self::Progressing => "Progressing",
+            Self::Halted => "Halted",
+            Self::Complete => "Complete",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeServerStatus {
+    pub name: String,
+    pub phase: ServerUpgradePhase,
+}
+
+/// One server's step: `Pending` -> `Draining` -> `Upgrading` -> `Gating` -> `Done`, or
+/// `Failed` (out of the load balancer, left as it is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum ServerUpgradePhase {
+    Pending,
+    Draining,
+    Upgrading,
+    Gating,
+    Done,
+    Failed,
+}
+
+impl ServerUpgradePhase {
+    /// Out of service: drained, being upgraded, or failed (the cap counts these).
+    pub fn out_of_service(self) -> bool {
+        matches!(
+            self,
+            Self::Draining | Self::Upgrading | Self::Gating | Self::Failed
+        )
+    }
+
+    pub fn in_flight(self) -> bool {
+        matches!(self, Self::Draining | Self::Upgrading | Self::Gating)
     }
 }

@@ -141,6 +141,8 @@ pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
         crate::hl7_failover::Hl7Key,
         Reason::DesiredChanged,
     );
+    // A new release or policy is the upgrade's business; every generation is cheap to judge.
+    crate::upgrade::wake(ctx, Reason::DesiredChanged);
     // Directories are few: any whose document (or the mode) changed runs again now.
     for (name, directory) in &snapshot.directories {
         let before = previous

@@ -15,6 +15,7 @@ mod gates;
 mod hl7;
 mod records;
 mod render;
+mod upgrade;
 
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
@@ -32,6 +33,7 @@ pub(crate) use records::{
     matches_spec, DirectoryRecord, Hl7Record, NotificationsRecord, ServerRecord, ServiceRecord,
 };
 use records::{InstallationRecord, State};
+pub(crate) use upgrade::ServiceView;
 
 /// The controllers' shared state and the status it renders.
 pub struct Store {

@@ -73,6 +73,7 @@ impl Store {
                 .iter()
                 .map(|(name, record)| self.notifications_status(name, record))
                 .collect(),
+            upgrade: state.upgrade.clone(),
             events: state.events.iter().cloned().collect(),
         }
     }

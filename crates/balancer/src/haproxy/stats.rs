@@ -30,6 +30,8 @@ pub struct ServerStat {
     pub state: MemberState,
     /// HAProxy's own words (`UP 1/2`, `DOWN`, `MAINT`, `no check`).
     pub status: String,
+    /// Current sessions (`scur`): what a drain waits for to reach zero.
+    pub sessions: u64,
 }
 
 /// Servers only (not the FRONTEND/BACKEND summary rows). Columns are found by name, so a
@@ -44,6 +46,7 @@ pub fn parse_stat(csv: &str) -> Vec<ServerStat> {
     let (Some(px), Some(sv), Some(st)) = (col("pxname"), col("svname"), col("status")) else {
         return Vec::new();
     };
+    let scur = col("scur");
     lines
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(',').collect();
@@ -57,6 +60,10 @@ pub fn parse_stat(csv: &str) -> Vec<ServerStat> {
                 server: server.to_owned(),
                 state: state_of(&status),
                 status,
+                sessions: scur
+                    .and_then(|c| fields.get(c))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
             })
         })
         .collect()
@@ -97,5 +104,12 @@ mod tests {
             ]
         );
         assert!(parse_stat("garbage").is_empty());
+    }
+
+    #[test]
+    fn current_sessions_of_each_server() {
+        let csv = "# pxname,svname,scur,status\npsws,app1,3,DRAIN\npsws,app2,0,UP\npsws,app3,,UP\n";
+        let got: Vec<u64> = parse_stat(csv).into_iter().map(|s| s.sessions).collect();
+        assert_eq!(got, [3, 0, 0]);
     }
 }

@@ -1,0 +1,118 @@
+//! The rolling upgrade's record (its status section), the installation's `MixedReleases`
+//! condition, and the series derived from them: `steward_upgrade_phase` and
+//! `steward_service_release_info`, so they always agree with the status.
+
+use std::collections::BTreeMap;
+
+use steward_agent::api::ServiceInfo;
+use steward_model::ServiceKind;
+
+use super::Store;
+use crate::service_key::ServiceKey;
+use crate::status::{Phase, UpgradeStatus};
+
+/// What one declared service looks like to the upgrade controller.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceView {
+    pub observed: Option<ServiceInfo>,
+    pub verdict: Option<bool>,
+    /// The headline condition's type is Degraded, with this reason and message.
+    pub degraded: Option<(String, String)>,
+}
+
+impl Store {
+    /// The upgrade section; `None` (no UpgradePolicy) removes it and its series.
+    pub(crate) fn set_upgrade(&self, upgrade: Option<UpgradeStatus>) {
+        let mut state = self.lock();
+        let before = state.upgrade.clone();
+        let mixed = upgrade
+            .as_ref()
+            .map(|u| u.mixed_releases.clone())
+            .unwrap_or_default();
+        state.upgrade = upgrade;
+        let phase = state.upgrade.as_ref().map(|u| u.phase);
+        let changed = before != state.upgrade;
+        if let Some(inst) = state.installation.as_mut() {
+            let object = format!("installation/{}", inst.name);
+            let old = inst.conditions.clone();
+            let (mixed_now, _, _) = inst.conditions.headline();
+            let was_mixed = inst.conditions.get(crate::ConditionType::Degraded).reason
+                == "MixedReleases"
+                && mixed_now == crate::ConditionType::Degraded;
+            if !mixed.is_empty() {
+                inst.conditions.set(
+                    Phase::Degraded,
+                    "MixedReleases",
+                    format!(
+                        "servers run different releases outside an upgrade: {}",
+                        mixed.join("; ")
+                    ),
+                );
+            } else if was_mixed {
+                inst.conditions.set(
+                    Phase::Ready,
+                    "SameRelease",
+                    "every server runs the same release",
+                );
+            }
+            let new = inst.conditions.clone();
+            state.events.note_transition(object, &old, &new);
+        }
+        drop(state);
+        if let Some(metrics) = &self.gauges {
+            metrics.upgrade_phase(phase);
+        }
+        if changed {
+            self.bump();
+        }
+    }
+
+    /// The releases installed now, by declared service; `steward_service_release_info`
+    /// follows them.
+    pub(crate) fn installed_releases(&self) -> BTreeMap<ServiceKey, String> {
+        let mut state = self.lock();
+        let now: BTreeMap<ServiceKey, String> = state
+            .services
+            .iter()
+            .filter(|(_, r)| r.desired.is_some())
+            .filter_map(|(k, r)| r.observed.as_ref().map(|o| (k.clone(), o.release.clone())))
+            .collect();
+        if let Some(metrics) = &self.gauges {
+            for (key, old) in &state.releases_shown {
+                if !now.contains_key(key) {
+                    metrics.release_info(&key.server, key.kind, Some(old), None);
+                }
+            }
+            for (key, new) in &now {
+                let old = state.releases_shown.get(key).map(String::as_str);
+                if old != Some(new.as_str()) {
+                    metrics.release_info(&key.server, key.kind, old, Some(new));
+                }
+            }
+        }
+        state.releases_shown.clone_from(&now);
+        now
+    }
+
+    /// One declared service as the upgrade controller judges it.
+    pub(crate) fn service_view(&self, server: &str, kind: ServiceKind) -> ServiceView {
+        let state = self.lock();
+        let key = ServiceKey::new(server, kind);
+        match state.services.get(&key) {
+            Some(r) => {
+                let (t, reason, message) = r.conditions.headline();
+                ServiceView {
+                    observed: r.observed.clone(),
+                    verdict: r.verdict(),
+                    degraded: (t == crate::ConditionType::Degraded)
+                        .then(|| (reason.to_owned(), message.to_owned())),
+                }
+            }
+            None => ServiceView {
+                observed: None,
+                verdict: None,
+                degraded: None,
+            },
+        }
+    }
+}
