@@ -297,9 +297,13 @@ async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
     {
         for s in &mut rollout.servers {
             if s.phase == ServerUpgradePhase::Failed {
-                // The operator looked at it: that server starts over (still drained).
+                // The operator looked at it: that server starts over (still drained),
+                // judged on fresh health tests, not on the verdicts that halted it.
                 s.phase = ServerUpgradePhase::Draining;
                 s.admitted = 0;
+                for key in ctx.store.service_keys_on(&s.name) {
+                    ctx.probes.reprobe(&key);
+                }
             }
         }
         rollout.phase = UpgradePhase::Progressing;

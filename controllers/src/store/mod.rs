@@ -294,6 +294,13 @@ impl Store {
             &before.conditions,
             &after.conditions,
         );
+        if let Some(metrics) = &self.gauges {
+            let release = |r: &ServiceRecord| r.observed.as_ref().map(|o| o.release.clone());
+            let (old, new) = (release(&before), release(&after));
+            if old != new {
+                metrics.release_info(&key.server, key.kind, old.as_deref(), new.as_deref());
+            }
+        }
         if gauge.is_none() || before != after {
             self.derive_service(&state, key, gauge);
             if before.ready() != after.ready()
@@ -343,10 +350,14 @@ impl Store {
 
     pub(crate) fn forget_service(&self, key: &ServiceKey) {
         let mut state = self.lock();
-        let removed = state.services.remove(key).is_some();
+        let removed = state.services.remove(key);
         if let Some(metrics) = &self.gauges {
             metrics.forget_service(&key.server, key.kind);
+            if let Some(old) = removed.as_ref().and_then(|r| r.observed.as_ref()) {
+                metrics.release_info(&key.server, key.kind, Some(&old.release), None);
+            }
         }
+        let removed = removed.is_some();
         self.derive_kind(&state, key.kind);
         drop(state);
         if removed {
@@ -358,9 +369,16 @@ impl Store {
         let mut state = self.lock();
         let removed = state.servers.remove(name).is_some();
         let kinds: Vec<ServiceKind> = state.services_on(name).map(|(k, _)| k.kind).collect();
+        let releases: Vec<(ServiceKind, String)> = state
+            .services_on(name)
+            .filter_map(|(k, r)| r.observed.as_ref().map(|o| (k.kind, o.release.clone())))
+            .collect();
         state.services.retain(|k, _| k.server != name);
         if let Some(metrics) = &self.gauges {
             metrics.forget_server(name);
+            for (kind, release) in &releases {
+                metrics.release_info(name, *kind, Some(release), None);
+            }
         }
         for kind in kinds {
             self.derive_kind(&state, kind);

@@ -170,8 +170,6 @@ pub(super) struct State {
     pub load_balancer: Option<LoadBalancerRecord>,
     /// `None` without an UpgradePolicy.
     pub upgrade: Option<crate::status::UpgradeStatus>,
-    /// The releases `steward_service_release_info` shows, by service.
-    pub releases_shown: BTreeMap<ServiceKey, String>,
     /// The HL7 failover's view; `None` before its first run or without HL7.
     pub hl7: Option<Hl7Record>,
 }

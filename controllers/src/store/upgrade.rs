@@ -67,31 +67,15 @@ impl Store {
         }
     }
 
-    /// The releases installed now, by declared service; `steward_service_release_info`
-    /// follows them.
+    /// The releases installed now, by declared service.
     pub(crate) fn installed_releases(&self) -> BTreeMap<ServiceKey, String> {
-        let mut state = self.lock();
-        let now: BTreeMap<ServiceKey, String> = state
+        let state = self.lock();
+        state
             .services
             .iter()
             .filter(|(_, r)| r.desired.is_some())
             .filter_map(|(k, r)| r.observed.as_ref().map(|o| (k.clone(), o.release.clone())))
-            .collect();
-        if let Some(metrics) = &self.gauges {
-            for (key, old) in &state.releases_shown {
-                if !now.contains_key(key) {
-                    metrics.release_info(&key.server, key.kind, Some(old), None);
-                }
-            }
-            for (key, new) in &now {
-                let old = state.releases_shown.get(key).map(String::as_str);
-                if old != Some(new.as_str()) {
-                    metrics.release_info(&key.server, key.kind, old, Some(new));
-                }
-            }
-        }
-        state.releases_shown.clone_from(&now);
-        now
+            .collect()
     }
 
     /// One declared service as the upgrade controller judges it.

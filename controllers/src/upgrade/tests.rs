@@ -1,1 +1,472 @@
+//! The upgrade controller with the others, on scripted agents and a paused clock: four
+//! servers behind a (fake) load balancer, each running PSIS and PSWS.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use steward_balancer::BalancerError;
+use steward_model::load::{load_text, Loaded};
+use steward_model::{ServiceKind, Snapshot};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::fakes::{fixture, fixture_in_state_dir, Call, Fixture};
+use crate::status::UpgradeStatus;
+use crate::{Controllers, ControllersHandle, RunReport, Store};
+
+const SERVERS: [&str; 4] = ["app1", "app2", "app3", "app4"];
+
+/// The fleet at `release`, with `policy` (the spec's YAML lines) as its UpgradePolicy.
+fn fleet(release: &str, servers: &[&str], policy: &str) -> Snapshot {
+    let mut f = steward_testkit::Fixture::installation()
+        .release(release)
+        .load_balancer("lb.example.eng");
+    for name in servers {
+        f = f.server(
+            steward_testkit::Fixture::server(name)
+                .certificate("{generate: true}")
+                .services(["PSIS", "PSWS"]),
+        );
+    }
+    let f = f.document(&format!(
+        "apiVersion: steward/v1\nkind: UpgradePolicy\nmetadata: {{name: default}}\nspec:\n{policy}"
+    ));
+    let mut loaded = Loaded::default();
+    load_text(Path::new("fleet.yaml"), &f.documents(), &mut loaded);
+    let compiled = steward_model::validate::compile(loaded);
+    compiled
+        .snapshot
+        .unwrap_or_else(|| panic!("invalid fleet: {:?}", compiled.diagnostics))
+}
+
+const POLICY: &str = "  healthGate: 30s\n  drainTimeout: 20s\n  from: [\"6.12.*\"]\n";
+
+/// A load balancer that records what was drained; sessions end at once.
+#[derive(Default)]
+struct FakeBalancer {
+    /// (server, drained) in call order.
+    calls: Mutex<Vec<(String, bool)>>,
+}
+
+impl FakeBalancer {
+    fn drained(&self) -> Vec<String> {
+        let mut out: BTreeMap<String, bool> = BTreeMap::new();
+        for (s, d) in self.calls.lock().unwrap().iter() {
+            out.insert(s.clone(), *d);
+        }
+        out.into_iter()
+            .filter(|(_, d)| *d)
+            .map(|(s, _)| s)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Drainer for FakeBalancer {
+    async fn set_drained(&self, server: &str, drained: bool) -> Result<(), BalancerError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((server.to_owned(), drained));
+        Ok(())
+    }
+    async fn sessions(&self, _server: &str) -> Result<u64, BalancerError> {
+        Ok(0)
+    }
+}
+
+/// A wall clock the test sets.
+struct FixedClock(Mutex<DateTime<Utc>>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+struct Running {
+    store: Arc<Store>,
+    handle: ControllersHandle,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<RunReport>,
+    _desired: watch::Sender<Option<crate::Desired>>,
+}
+
+impl Running {
+    async fn stop(self) -> RunReport {
+        self.shutdown.cancel();
+        self.task.await.unwrap()
+    }
+
+    fn upgrade(&self) -> Option<UpgradeStatus> {
+        self.store.status().upgrade
+    }
+
+    fn phases(&self) -> Vec<ServerUpgradePhase> {
+        self.upgrade()
+            .map(|u| u.servers.iter().map(|s| s.phase).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn start(fx: &mut Fixture) -> Running {
+    let controllers: Controllers = fx.controllers.take().unwrap();
+    let store = controllers.store();
+    let handle = controllers.handle();
+    let (tx, rx) = watch::channel(Some(fx.desired(fx.generation(), fx.current())));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(controllers.run(rx, shutdown.clone()));
+    Running {
+        store,
+        handle,
+        shutdown,
+        task,
+        _desired: tx,
+    }
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let (deadline, poll) = (Duration::from_secs(600), Duration::from_millis(100));
+    steward_testkit::eventually_async(what, deadline, poll, || std::future::ready(done())).await;
+}
+
+/// Four servers installed at 6.12.1 and healthy, with a fake balancer.
+async fn installed(fx: &mut Fixture) -> (Running, Arc<FakeBalancer>) {
+    let balancer = Arc::new(FakeBalancer::default());
+    fx.ctx.upgrade.set_drainer(balancer.clone());
+    fx.apply(fleet("6.12.1", &SERVERS, POLICY));
+    let running = start(fx);
+    let store = running.store.clone();
+    let generation = fx.generation();
+    wait_until("the fleet at 6.12.1", || store.converged(generation)).await;
+    (running, balancer)
+}
+
+fn empty_servers() -> Vec<(&'static str, &'static [&'static str])> {
+    SERVERS.iter().map(|s| (*s, &[][..])).collect()
+}
+
+fn releases(fx: &Fixture, server: &str) -> Vec<String> {
+    fx.agent(server)
+        .state()
+        .services
+        .values()
+        .map(|s| s.release.clone())
+        .collect()
+}
+
+/// Index (newest first) of the oldest event of `object` with `reason`.
+fn oldest(store: &Store, object: &str, reason: &str) -> usize {
+    store
+        .status()
+        .events
+        .iter()
+        .rposition(|e| e.object == object && e.reason == reason)
+        .unwrap_or_else(|| panic!("no {reason} event for {object}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn four_servers_upgrade_one_at_a_time_psis_first() {
+    let mut fx = fixture(&empty_servers());
+    let (running, balancer) = installed(&mut fx).await;
+    assert_eq!(running.upgrade().unwrap().phase, UpgradePhase::Idle);
+    assert_eq!(
+        fx.gauge(
+            "steward_service_release_info",
+            &[
+                ("server", "app3"),
+                ("service", "PSWS"),
+                ("release", "6.12.1")
+            ]
+        ),
+        Some(1.0)
+    );
+
+    fx.apply(fleet("6.13.0", &SERVERS, POLICY));
+    wait_until("the upgrade to complete", || {
+        running
+            .upgrade()
+            .is_some_and(|u| u.phase == UpgradePhase::Complete)
+    })
+    .await;
+    for server in SERVERS {
+        assert_eq!(releases(&fx, server), ["6.13.0", "6.13.0"], "{server}");
+    }
+    // Server by server: each one done before the next one's first service is touched,
+    // and on each, PSIS before PSWS.
+    let store = &running.store;
+    for (i, server) in SERVERS.iter().enumerate() {
+        let psis = oldest(store, &format!("service/{server}.PSIS"), "Upgrading");
+        let psws = oldest(store, &format!("service/{server}.PSWS"), "Upgrading");
+        let done = oldest(store, &format!("server/{server}"), "ServerUpgraded");
+        assert!(
+            psis > psws && psws > done,
+            "{server}: PSIS, PSWS, then done"
+        );
+        if let Some(next) = SERVERS.get(i + 1) {
+            let next_start = oldest(store, &format!("service/{next}.PSIS"), "Upgrading");
+            assert!(done > next_start, "{next} started before {server} was done");
+        }
+    }
+    assert!(
+        balancer.drained().is_empty(),
+        "every server is back in the balancer"
+    );
+    assert_eq!(balancer.calls.lock().unwrap().len(), 8);
+    assert_eq!(
+        fx.gauge("steward_upgrade_phase", &[("phase", "Complete")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        fx.gauge("steward_upgrade_phase", &[("phase", "Progressing")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        fx.gauge(
+            "steward_service_release_info",
+            &[
+                ("server", "app3"),
+                ("service", "PSWS"),
+                ("release", "6.12.1")
+            ]
+        ),
+        None
+    );
+    assert_eq!(
+        fx.gauge(
+            "steward_service_release_info",
+            &[
+                ("server", "app3"),
+                ("service", "PSWS"),
+                ("release", "6.13.0")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert!(store
+        .status()
+        .events
+        .iter()
+        .any(|e| e.reason == "UpgradeComplete"));
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_on_server_two_halts_leaves_the_rest_and_resumes() {
+    let state = tempfile::tempdir().unwrap();
+    let mut fx = fixture_in_state_dir(&empty_servers(), state.path());
+    let (running, balancer) = installed(&mut fx).await;
+    let installs_before: Vec<usize> = SERVERS
+        .iter()
+        .map(|s| fx.agent(s).calls(Call::Install))
+        .collect();
+
+    fx.apply(fleet("6.13.0", &SERVERS, POLICY));
+    // PSWS of the new release fails its health test on app2 only.
+    wait_until("PSWS of 6.13.0 on app2", || {
+        fx.agent("app2")
+            .state()
+            .services
+            .get(&ServiceKind::Psws)
+            .is_some_and(|s| s.release == "6.13.0")
+    })
+    .await;
+    fx.prober
+        .set_healthy("app2.example.eng", ServiceKind::Psws, false);
+    wait_until("the upgrade to halt", || {
+        running
+            .upgrade()
+            .is_some_and(|u| u.phase == UpgradePhase::Halted)
+    })
+    .await;
+    let upgrade = running.upgrade().unwrap();
+    assert_eq!(
+        running.phases(),
+        [
+            ServerUpgradePhase::Done,
+            ServerUpgradePhase::Failed,
+            ServerUpgradePhase::Pending,
+            ServerUpgradePhase::Pending
+        ]
+    );
+    let reason = upgrade.reason.clone().unwrap();
+    assert!(
+        reason.contains("app2") && reason.contains("PSWS"),
+        "{reason}"
+    );
+    assert_eq!(upgrade.logs, ["upgrade-logs/app2-PSWS.log"]);
+    assert!(state.path().join("upgrade-logs/app2-PSWS.log").is_file());
+    assert_eq!(
+        balancer.drained(),
+        ["app2"],
+        "app2 stays out of the balancer"
+    );
+    assert!(running
+        .store
+        .status()
+        .events
+        .iter()
+        .any(|e| e.reason == "UpgradeHalted"));
+    assert_eq!(
+        fx.gauge("steward_upgrade_phase", &[("phase", "Halted")]),
+        Some(1.0)
+    );
+
+    // Nothing is retried or touched while halted, however long it stays so.
+    let app2_installs = fx.agent("app2").calls(Call::Install);
+    let app2_restarts = fx.agent("app2").calls(Call::Restart);
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(fx.agent("app2").calls(Call::Install), app2_installs);
+    assert_eq!(fx.agent("app2").calls(Call::Restart), app2_restarts);
+    for (i, server) in SERVERS.iter().enumerate().skip(2) {
+        assert_eq!(
+            fx.agent(server).calls(Call::Install),
+            installs_before[i],
+            "{server}"
+        );
+        assert_eq!(releases(&fx, server), ["6.12.1", "6.12.1"], "{server}");
+    }
+    assert_eq!(running.upgrade().unwrap().phase, UpgradePhase::Halted);
+
+    // The operator fixed it and resumes.
+    fx.prober
+        .set_healthy("app2.example.eng", ServiceKind::Psws, true);
+    assert_eq!(running.handle.resume_upgrade(), ResumeOutcome::Resumed);
+    wait_until("the resumed upgrade to complete", || {
+        running
+            .upgrade()
+            .is_some_and(|u| u.phase == UpgradePhase::Complete)
+    })
+    .await;
+    for server in SERVERS {
+        assert_eq!(releases(&fx, server), ["6.13.0", "6.13.0"], "{server}");
+    }
+    assert!(balancer.drained().is_empty());
+    assert_eq!(
+        running.handle.resume_upgrade(),
+        ResumeOutcome::NotHalted(UpgradePhase::Complete)
+    );
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_mid_upgrade_resumes_without_rerunning_finished_servers() {
+    let state = tempfile::tempdir().unwrap();
+    let mut fx = fixture_in_state_dir(&empty_servers(), state.path());
+    let (running, _balancer) = installed(&mut fx).await;
+    fx.apply(fleet("6.13.0", &SERVERS, POLICY));
+    wait_until("app1 done and app2 under way", || {
+        let p = running.phases();
+        p.len() == 4 && p[0] == ServerUpgradePhase::Done && p[1].in_flight()
+    })
+    .await;
+    running.stop().await;
+    let app1_installs = fx.agent("app1").calls(Call::Install);
+    let persisted = rollout::load(state.path()).unwrap().unwrap();
+    assert_eq!(persisted.servers[0].phase, ServerUpgradePhase::Done);
+
+    let mut again = fx.restart();
+    again
+        .ctx
+        .upgrade
+        .set_drainer(Arc::new(FakeBalancer::default()));
+    let running = start(&mut again);
+    wait_until("the upgrade to complete after the restart", || {
+        running
+            .upgrade()
+            .is_some_and(|u| u.phase == UpgradePhase::Complete)
+    })
+    .await;
+    assert_eq!(
+        again.agent("app1").calls(Call::Install),
+        app1_installs,
+        "app1 ran again"
+    );
+    for server in SERVERS {
+        assert_eq!(releases(&again, server), ["6.13.0", "6.13.0"], "{server}");
+    }
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_from_outside_the_allowed_path_is_refused() {
+    let mut fx = fixture(&empty_servers()[..2]);
+    let balancer = Arc::new(FakeBalancer::default());
+    fx.ctx.upgrade.set_drainer(balancer.clone());
+    let policy = "  from: [\"6.11.*\", \"6.10.4\"]\n";
+    fx.apply(fleet("6.12.1", &SERVERS[..2], policy));
+    let running = start(&mut fx);
+    let store = running.store.clone();
+    let generation = fx.generation();
+    wait_until("the fleet at 6.12.1", || store.converged(generation)).await;
+    let installs = fx.agent("app1").calls(Call::Install);
+    fx.apply(fleet("6.13.0", &SERVERS[..2], policy));
+    wait_until("the refusal", || {
+        running
+            .upgrade()
+            .is_some_and(|u| u.phase == UpgradePhase::Halted)
+    })
+    .await;
+    let reason = running.upgrade().unwrap().reason.unwrap();
+    assert!(
+        reason.starts_with("UpgradePathRefused") && reason.contains("6.11.*, 6.10.4"),
+        "{reason}"
+    );
+    assert!(matches!(
+        running.handle.resume_upgrade(),
+        ResumeOutcome::Refused(_)
+    ));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(fx.agent("app1").calls(Call::Install), installs);
+    assert!(balancer.calls.lock().unwrap().is_empty());
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_during_a_deny_window_waits_for_its_end() {
+    let mut fx = fixture(&empty_servers()[..2]);
+    fx.ctx
+        .upgrade
+        .set_drainer(Arc::new(FakeBalancer::default()));
+    // Saturday 13 June 2026 10:00 UTC, inside a weekend freeze that ends Monday 08:00 UTC.
+    let clock = Arc::new(FixedClock(Mutex::new(
+        "2026-06-13T10:00:00Z".parse().unwrap(),
+    )));
+    fx.ctx.upgrade.set_clock(clock.clone());
+    let policy = "  healthGate: 1s\n  windows:\n    - {kind: deny, schedule: \"0 22 * * 5\", duration: 58h}\n";
+    fx.apply(fleet("6.12.1", &SERVERS[..2], policy));
+    let running = start(&mut fx);
+    let store = running.store.clone();
+    let generation = fx.generation();
+    wait_until("the fleet at 6.12.1", || store.converged(generation)).await;
+    let installs = fx.agent("app1").calls(Call::Install);
+
+    fx.apply(fleet("6.13.0", &SERVERS[..2], policy));
+    wait_until("the upgrade to wait", || {
+        running
+            .upgrade()
+            .is_some_and(|u| u.phase == UpgradePhase::Waiting && u.next_window.is_some())
+    })
+    .await;
+    let upgrade = running.upgrade().unwrap();
+    assert_eq!(upgrade.next_window.as_deref(), Some("2026-06-15T08:00:00Z"));
+    assert!(upgrade
+        .reason
+        .unwrap()
+        .starts_with("inside the deny window"));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(fx.agent("app1").calls(Call::Install), installs);
+
+    *clock.0.lock().unwrap() = "2026-06-15T08:00:00Z".parse().unwrap();
+    wait_until("the upgrade to complete once the freeze ended", || {
+        running
+            .upgrade()
+            .is_some_and(|u| u.phase == UpgradePhase::Complete)
+    })
+    .await;
+    running.stop().await;
+}
