@@ -24,6 +24,8 @@ pub(crate) struct Site {
     info: Arc<LabInfo>,
     health_path: Option<&'static str>,
     health_body: Bytes,
+    /// The release asks this service to fail its health test (`lab-fail-KIND`).
+    failing: bool,
 }
 
 impl Site {
@@ -42,10 +44,18 @@ impl Site {
             "{marker}\n{} ({}) - steward lab service, release {release}\n",
             spec.display_name, info.kind
         ));
+        let failing = crate::fault::fails_health(info.release.as_deref(), info.kind, info.bind);
+        if failing {
+            tracing::warn!(
+                "release {release} asks {} to fail its health test",
+                info.kind
+            );
+        }
         Self {
             info,
             health_path,
             health_body,
+            failing,
         }
     }
 
@@ -60,6 +70,12 @@ impl Site {
             resp.headers_mut()
                 .insert(ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
             return resp;
+        }
+        if is_health && self.failing {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "failing: the release's build metadata holds lab-fail for this service\n",
+            );
         }
         if is_health {
             return response(

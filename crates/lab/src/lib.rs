@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod cert_reload;
+mod fault;
 mod hl7_listener;
 mod https;
 mod lab_info;

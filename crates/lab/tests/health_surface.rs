@@ -229,3 +229,33 @@ async fn arguments_that_do_not_fit_the_catalog_are_refused() {
     assert_eq!(err.metric_label(), "port_in_use", "{err}");
     assert_eq!(err.exit_code(), steward_lab::EXIT_PORT_IN_USE);
 }
+
+#[tokio::test]
+async fn a_release_marked_lab_fail_fails_the_health_test_where_it_says() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf("lab");
+    let files = CertFiles::new(&leaf);
+    let client = ca.client();
+    let HealthTest::Https { path, .. } = ServiceKind::Psws.spec().health else {
+        unreachable!("PSWS is tested over HTTPS");
+    };
+    let mut cases = vec![
+        ("6.13.0+lab-fail-PSWS", StatusCode::SERVICE_UNAVAILABLE),
+        ("6.13.0+lab-fail-PSIS", StatusCode::OK),
+        ("6.13.0+lab-fail-PSWS-at-10-9-9-9", StatusCode::OK),
+    ];
+    let a = args(ServiceKind::Psws, Some(&files));
+    let here = format!(
+        "6.13.0+lab-fail-PSWS-at-{}",
+        a.bind.to_string().replace('.', "-")
+    );
+    cases.push((&here, StatusCode::SERVICE_UNAVAILABLE));
+    for (release, expected) in cases {
+        let mut a = args(ServiceKind::Psws, Some(&files));
+        a.release = Some(release.to_owned());
+        let running = Running::start(a).await;
+        let reply = client.get(running.addrs[0], path).await.unwrap();
+        assert_eq!(reply.status, expected, "{release}");
+        running.stop().await.unwrap();
+    }
+}
