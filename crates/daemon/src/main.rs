@@ -65,6 +65,8 @@ enum Command {
     Lab(cmd::lab::Args),
     /// Mail notifications: `steward notify test [DIR]` sends a test message.
     Notify(cmd::notify::Args),
+    /// Rolling upgrades: `steward upgrade resume` resumes a halted one.
+    Upgrade(cmd::upgrade::Args),
     /// Write an encrypted archive of the daemon's state (CA, issued certificates...).
     Backup(cmd::backup::Args),
     /// Verify a backup whole, then restore it into a state directory.
@@ -101,6 +103,9 @@ fn main() -> ExitCode {
         Command::Lab(args) => cmd::lab::run(&args),
         Command::Notify(args) => async_main(cli.log_format, async {
             exit_code("notify", cmd::notify::run(args).await, 2)
+        }),
+        Command::Upgrade(args) => async_main(cli.log_format, async {
+            exit_code("upgrade", cmd::upgrade::run(args).await, 1)
         }),
         Command::Backup(args) => exit_code("backup", cmd::backup::run(&args), 1),
         Command::Restore(args) => exit_code("restore", cmd::restore::run(&args), 1),

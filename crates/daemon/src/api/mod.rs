@@ -16,6 +16,7 @@ mod hl7;
 mod openapi;
 mod reconcile;
 mod status;
+mod upgrade;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/reconcile", reconcile::post())
         .route("/api/v1/hl7/failback", hl7::post())
         .route("/api/v1/backup", backup::get())
+        .route("/api/v1/upgrade/resume", upgrade::post())
         .route("/ca.pem", get(ca_pem))
         .route("/api/v1/openapi.json", get(openapi::serve))
         .merge(crate::dashboard::routes())

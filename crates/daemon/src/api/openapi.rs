@@ -149,6 +149,18 @@ pub fn document() -> Value {
                     "503": json_body("no STEWARD_BACKUP_PASSPHRASE in the daemon's environment", schema_ref("Error"))
                 }
             }},
+            "/api/v1/upgrade/resume": {"post": {
+                "summary": "Resume a halted rolling upgrade: the failed server is upgraded again from its start.",
+                "operationId": "upgradeResume",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "202": text("upgrade resumed"),
+                    "401": text("bearer token missing or wrong"),
+                    "403": text("upgrade resume is disabled (no token configured)"),
+                    "409": text("no halted upgrade (or a refused one, which only a new commit changes)"),
+                    "429": text("too many failed attempts from this address; see Retry-After")
+                }
+            }},
             "/api/v1/openapi.json": {"get": {
                 "summary": "This document.",
                 "operationId": "openapi",

@@ -403,3 +403,28 @@ async fn a_single_daemons_status_has_no_ha_section() {
     let (_, headers, body) = send(&f.router, "GET", "/api/v1/status", None, "127.0.0.1:1").await;
     assert!(json_body(&headers, &body).get("ha").is_none(), "{body}");
 }
+
+#[tokio::test]
+async fn upgrade_resume_needs_the_token_and_a_halted_upgrade() {
+    let f = fixture();
+    let (status, _, _) = send(
+        &f.router,
+        "POST",
+        "/api/v1/upgrade/resume",
+        None,
+        "127.0.0.1:7",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = send(
+        &f.router,
+        "POST",
+        "/api/v1/upgrade/resume",
+        Some(&format!("Bearer {TOKEN}")),
+        "127.0.0.1:7",
+    )
+    .await;
+    // Nothing is halted in a daemon without an UpgradePolicy: nothing is resumed.
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("no halted upgrade"), "{body}");
+}

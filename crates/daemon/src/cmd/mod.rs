@@ -14,6 +14,7 @@ pub mod restore;
 pub mod run;
 pub mod schema;
 pub mod status;
+pub mod upgrade;
 pub mod validate;
 
 use std::path::PathBuf;
