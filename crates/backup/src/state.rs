@@ -32,6 +32,10 @@ pub const STATE_FILES: &[StateFile] = &[
     file("issued-certificates.json"),
     // Which HL7 listener is active, and the last failover.
     file("hl7-failover.json"),
+    // The rolling upgrade in progress (so a restored daemon resumes it where it was), and
+    // the install logs of a server it halted on.
+    file("upgrade.json"),
+    file("upgrade-logs/*"),
     // The lab's agents: their credentials, and what they installed (records, server TLS
     // certificate and key, each service's install manifest and connection strings).
     file("lab/*/agent.pem"),
