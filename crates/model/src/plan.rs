@@ -105,6 +105,23 @@ pub enum Step {
         server: String,
         service: ServiceKind,
     },
+    /// A release change under an UpgradePolicy: one server's step of the rolling upgrade,
+    /// its services in install order, after the servers before it.
+    Upgrade {
+        server: String,
+        services: Vec<ServiceKind>,
+        from: String,
+        to: String,
+        /// Taken out of the load balancer first.
+        drain: bool,
+        /// Every service healthy this long before the next server (seconds).
+        health_gate_seconds: u64,
+        /// The windows the upgrade waits for (none: any time).
+        windows: Vec<String>,
+        /// When the windows next admit it (RFC 3339, UTC), judged when the plan was made;
+        /// `None` without windows, or when they never open.
+        opens: Option<String>,
+    },
 }
 
 impl Step {
@@ -115,7 +132,7 @@ impl Step {
             | Self::IssueCertificate { .. }
             | Self::InstallCertificate { .. }
             | Self::Install { .. } => '+',
-            Self::Reinstall { .. } | Self::Start { .. } => '~',
+            Self::Reinstall { .. } | Self::Start { .. } | Self::Upgrade { .. } => '~',
             Self::Uninstall { .. } => '-',
             Self::CheckDatabase { .. } | Self::CheckDirectory { .. } => '?',
             Self::Orphaned { .. } => '!',
@@ -156,8 +173,18 @@ impl Plan {
     }
 }
 
-/// The steps from `observed` to `snapshot`, in the order they must run.
+/// The steps from `observed` to `snapshot`, in the order they must run, with upgrade
+/// windows judged now.
 pub fn plan(snapshot: &Snapshot, observed: &Observed) -> Plan {
+    plan_at(snapshot, observed, chrono::Utc::now())
+}
+
+/// [`plan`] with upgrade windows judged at `now`.
+pub fn plan_at(
+    snapshot: &Snapshot,
+    observed: &Observed,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Plan {
     let inst = &snapshot.installation;
     let mut steps = Vec::new();
     let generated = inst.certificate_authority.mode == CaMode::Generated;
@@ -202,13 +229,45 @@ pub fn plan(snapshot: &Snapshot, observed: &Observed) -> Plan {
             manage_members: ad.members.is_some(),
         });
     }
+    // Per server, the release(s) it runs and its services to upgrade, in install order.
+    let mut upgrades: BTreeMap<String, (Vec<String>, Vec<ServiceKind>)> = BTreeMap::new();
     for (server, placed) in snapshot.install_order() {
         let seen = observed
             .servers
             .get(&server.name)
             .and_then(|s| s.services.get(&placed.kind));
-        if let Some(step) = service_step(server, placed, &inst.release, seen) {
-            steps.push(step);
+        match service_step(server, placed, &inst.release, seen) {
+            // Only the release differs and a policy rolls it out: the server's upgrade.
+            Some(Step::Reinstall { because, .. })
+                if snapshot.upgrade_policy.is_some() && because.starts_with("release ") =>
+            {
+                let seen = seen.map(|s| s.release.clone()).unwrap_or_default();
+                let (from, kinds) = upgrades.entry(server.name.clone()).or_default();
+                if !from.contains(&seen) {
+                    from.push(seen);
+                }
+                kinds.push(placed.kind);
+            }
+            Some(step) => steps.push(step),
+            None => {}
+        }
+    }
+    if let Some(policy) = &snapshot.upgrade_policy {
+        let opens = (!policy.windows.0.is_empty())
+            .then(|| policy.windows.next_open(now))
+            .flatten()
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        for (server, (from, services)) in upgrades {
+            steps.push(Step::Upgrade {
+                server,
+                services,
+                from: from.join(", "),
+                to: inst.release.clone(),
+                drain: policy.drain,
+                health_gate_seconds: policy.health_gate.as_secs(),
+                windows: policy.windows.0.iter().map(|w| w.describe()).collect(),
+                opens: opens.clone(),
+            });
         }
     }
     // Uninstall (or report) what is installed but no longer declared, dependents first.
@@ -413,6 +472,31 @@ fn describe(step: &Step) -> String {
         Step::Orphaned { server, service } => format!(
             "{server}: {service} is installed but no longer declared; left running (prune is false)"
         ),
+        Step::Upgrade {
+            server,
+            services,
+            from,
+            to,
+            drain,
+            health_gate_seconds,
+            windows,
+            opens,
+        } => {
+            let kinds: Vec<&str> = services.iter().map(|k| k.as_str()).collect();
+            let mut text = format!(
+                "{server}: upgrade {} from {from} to {to}, one at a time{}, then {health_gate_seconds}s healthy",
+                kinds.join(", "),
+                if *drain { ", drained from the load balancer" } else { "" },
+            );
+            if !windows.is_empty() {
+                text += &format!("; waits for: {}", windows.join("; "));
+                match opens {
+                    Some(t) => text += &format!(" (next opening {t})"),
+                    None => text += " (never opens)",
+                }
+            }
+            text
+        }
     }
 }
 
@@ -467,7 +551,20 @@ pub fn every_step() -> Vec<Step> {
             server: server.clone(),
             service,
         },
-        Step::Orphaned { server, service },
+        Step::Orphaned {
+            server: server.clone(),
+            service,
+        },
+        Step::Upgrade {
+            server,
+            services: vec![ServiceKind::Psis, ServiceKind::Psws],
+            from: "6.12.1".into(),
+            to: "6.13.0".into(),
+            drain: true,
+            health_gate_seconds: 60,
+            windows: vec!["allow window 0 22 * * 1-5 for 4h (America/New_York)".into()],
+            opens: Some("2026-11-24T03:00:00Z".into()),
+        },
     ]
 }
 
@@ -555,5 +652,56 @@ mod tests {
         );
         assert!(line.ends_with("create what is missing (idempotent, nothing dropped)"));
         assert!(!line.contains("env:SVC"), "{line}");
+    }
+
+    #[test]
+    fn a_release_change_under_a_policy_is_one_upgrade_step_per_server_with_its_window() {
+        let mut text = String::from("apiVersion: steward/v1\nkind: Installation\nmetadata: {name: ps}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.13.0\"\n  loadBalancer: {fqdn: lb.example.eng}\n  database: {server: sql1, name: PS, user: u, passwordRef: env:PW}\n  certificateAuthority: {mode: generated}\n");
+        for name in ["app1", "app2"] {
+            text += &format!("---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  hostname: {name}.example.eng\n  certificate: {{generate: true}}\n  services: [{{kind: PSWS}}, {{kind: PSIS}}]\n");
+        }
+        text += "---\napiVersion: steward/v1\nkind: UpgradePolicy\nmetadata: {name: default}\nspec:\n  windows: [{kind: allow, schedule: \"0 22 * * *\", duration: 4h, timeZone: America/New_York}]\n";
+        let mut loaded = crate::load::Loaded::default();
+        crate::load::load_text(std::path::Path::new("f.yaml"), &text, &mut loaded);
+        let snapshot = crate::validate::compile(loaded).snapshot.expect("valid");
+        let mut observed = Observed {
+            ca_exists: true,
+            ..Observed::default()
+        };
+        for (name, server) in &snapshot.servers {
+            let seen = observed.servers.entry(name.clone()).or_default();
+            seen.certificate_thumbprint = Some("AB".into());
+            for p in &server.services {
+                seen.services.insert(
+                    p.kind,
+                    ObservedService {
+                        ports: p.ports.clone(),
+                        drive: p.drive.clone(),
+                        release: "6.12.1".into(),
+                        running: true,
+                    },
+                );
+            }
+        }
+        let now = "2026-11-23T12:00:00Z".parse().unwrap();
+        let plan = plan_at(&snapshot, &observed, now);
+        let upgrades: Vec<String> = plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::Upgrade { .. }))
+            .map(describe)
+            .collect();
+        assert_eq!(
+            upgrades,
+            [
+                "app1: upgrade PSIS, PSWS from 6.12.1 to 6.13.0, one at a time, drained from the load balancer, then 60s healthy; waits for: allow window 0 22 * * * for 4h (America/New_York) (next opening 2026-11-24T03:00:00Z)",
+                "app2: upgrade PSIS, PSWS from 6.12.1 to 6.13.0, one at a time, drained from the load balancer, then 60s healthy; waits for: allow window 0 22 * * * for 4h (America/New_York) (next opening 2026-11-24T03:00:00Z)",
+            ]
+        );
+        assert!(!plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Reinstall { .. })));
+        assert_eq!(plan.summary.change, 2);
     }
 }
