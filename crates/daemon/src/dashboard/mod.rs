@@ -6,8 +6,8 @@
 //! few, then a count), desired state, database, servers with one indicator per declared
 //! service (green/red/grey, always with its state in words) and the catalog's other kinds
 //! folded into a closed list, certificates, the HL7 active listener, the load balancer
-//! (each farm, its ports and every member's state as HAProxy reports it), Active Directory and
-//! recent events.
+//! (each farm, its ports and every member's state as HAProxy reports it), Active Directory,
+//! the rolling upgrade (phase, each server's step, why it waits or halted) and recent events.
 //!
 //! The service names and their order come from the model's catalog, injected into the page
 //! once, so the page repeats no catalog table. A Content-Security-Policy forbids the page
