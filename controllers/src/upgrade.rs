@@ -272,10 +272,12 @@ async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
         return Ok(Action::requeue(ctx.pace.resync.max(RECHECK)));
     };
     let to = snapshot.installation.release.clone();
-    let mut rollout = match up.current().filter(|r| r.to == to) {
+    let previous = up.current();
+    let mut rollout = match previous.clone().filter(|r| r.to == to) {
         Some(r) => r,
         None => match plan(snapshot, policy, &installed) {
-            Some(r) => {
+            Some(mut r) => {
+                carry_over_failed(previous.as_ref(), &mut r);
                 if r.refused {
                     tracing::warn!("upgrade to {to}: {}", r.reason.clone().unwrap_or_default());
                 } else {
@@ -399,6 +401,27 @@ fn plan(
             refused: true,
         }
     })
+}
+
+/// A new commit after a halt: the servers the old upgrade failed on are out of service
+/// already (still drained) and are what the commit is meant to fix, so they go first,
+/// without waiting for the preconditions their own failure keeps false; the others follow,
+/// each batch after its preconditions.
+fn carry_over_failed(previous: Option<&Rollout>, next: &mut Rollout) {
+    let Some(previous) = previous.filter(|p| p.phase == UpgradePhase::Halted && !p.refused) else {
+        return;
+    };
+    for s in &mut next.servers {
+        let failed = previous
+            .servers
+            .iter()
+            .any(|p| p.name == s.name && p.phase == ServerUpgradePhase::Failed);
+        if failed && s.phase == ServerUpgradePhase::Pending {
+            s.phase = ServerUpgradePhase::Draining;
+            next.phase = UpgradePhase::Progressing;
+            next.reason = None;
+        }
+    }
 }
 
 /// No upgrade: the status says so, and names mixed releases.

@@ -470,3 +470,59 @@ async fn a_commit_during_a_deny_window_waits_for_its_end() {
     .await;
     running.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_commit_after_a_halt_fixes_the_failed_server_first() {
+    let mut fx = fixture(&empty_servers()[..3]);
+    let (running, balancer) = {
+        let balancer = Arc::new(FakeBalancer::default());
+        fx.ctx.upgrade.set_drainer(balancer.clone());
+        fx.apply(fleet("6.12.1", &SERVERS[..3], POLICY));
+        let running = start(&mut fx);
+        let store = running.store.clone();
+        let generation = fx.generation();
+        wait_until("the fleet at 6.12.1", || store.converged(generation)).await;
+        (running, balancer)
+    };
+    fx.apply(fleet("6.13.0", &SERVERS[..3], POLICY));
+    wait_until("PSWS of 6.13.0 on app2", || {
+        fx.agent("app2")
+            .state()
+            .services
+            .get(&ServiceKind::Psws)
+            .is_some_and(|s| s.release == "6.13.0")
+    })
+    .await;
+    fx.prober
+        .set_healthy("app2.example.eng", ServiceKind::Psws, false);
+    wait_until("the upgrade to halt", || {
+        running
+            .upgrade()
+            .is_some_and(|u| u.phase == UpgradePhase::Halted)
+    })
+    .await;
+    // A fixed release: app2's PSWS passes again once reinstalled.
+    fx.prober
+        .set_healthy("app2.example.eng", ServiceKind::Psws, true);
+    fx.apply(fleet("6.13.1", &SERVERS[..3], POLICY));
+    wait_until("the upgrade to 6.13.1 to complete", || {
+        running
+            .upgrade()
+            .is_some_and(|u| u.phase == UpgradePhase::Complete && u.to.as_deref() == Some("6.13.1"))
+    })
+    .await;
+    let store = &running.store;
+    let app2 = oldest(store, "server/app2", "ServerUpgraded");
+    let app1_again = store
+        .status()
+        .events
+        .iter()
+        .position(|e| e.object == "server/app1" && e.reason == "ServerUpgraded")
+        .unwrap();
+    assert!(app2 > app1_again, "app2 (the failed one) was fixed first");
+    for server in &SERVERS[..3] {
+        assert_eq!(releases(&fx, server), ["6.13.1", "6.13.1"], "{server}");
+    }
+    assert!(balancer.drained().is_empty());
+    running.stop().await;
+}

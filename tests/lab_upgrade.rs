@@ -1,0 +1,132 @@
+//! End-to-end: a rolling upgrade of the two-server lab, with real agents and lab services.
+//! A release upgrades app1 then app2; a release marked `lab-fail-HEALTH-at-<app2's
+//! address>` halts on app2 with app1 done, app2's failed service left as it is (not
+//! reinstalled nor restarted) and its log kept; a new commit of another release resumes.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+const INSTALLATION: &str = "installation.yaml";
+
+fn upgrade(status: &Value) -> &Value {
+    &status["upgrade"]
+}
+
+fn phase(status: &Value) -> &str {
+    upgrade(status)["phase"].as_str().unwrap_or("")
+}
+
+fn releases(lab: &Lab, server: &str) -> Vec<(String, String)> {
+    lab.agent_services(server)
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap_or("").to_owned(),
+                s["release"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn set_release(lab: &Lab, from: &str, to: &str) {
+    lab.commit_edit(
+        INSTALLATION,
+        &format!("release: \"{from}\""),
+        &format!("release: \"{to}\""),
+        &format!("release {to}"),
+    );
+}
+
+#[test]
+fn two_servers_upgrade_then_halt_on_app2_and_resume_by_a_new_commit() {
+    let mut lab = Lab::start(140);
+    lab.wait_converged(1);
+    lab.write(
+        "upgrade-policy.yaml",
+        "apiVersion: steward/v1\nkind: UpgradePolicy\nmetadata: {name: default}\nspec:\n  healthGate: 1s\n  from: [\"6.*\"]\n",
+    );
+    lab.commit("an upgrade policy");
+    lab.wait_status("the upgrade policy in force", |s| phase(s) == "Idle");
+
+    // Success: every service of both servers ends on 6.13.0.
+    set_release(&lab, "6.12.1", "6.13.0");
+    let status = lab.wait_status("the upgrade to 6.13.0 to complete", |s| {
+        phase(s) == "Complete" && upgrade(s)["to"] == "6.13.0"
+    });
+    assert_eq!(
+        upgrade(&status)["servers"],
+        serde_json::json!([{"name": "app1", "phase": "Done"}, {"name": "app2", "phase": "Done"}])
+    );
+    for server in ["app1", "app2"] {
+        for (kind, release) in releases(&lab, server) {
+            assert_eq!(release, "6.13.0", "{kind} on {server}");
+        }
+    }
+    let metrics = lab.metrics();
+    assert!(
+        metrics.contains(
+            "steward_service_release_info{server=\"app2\",service=\"HEALTH\",release=\"6.13.0\"} 1"
+        ),
+        "{metrics}"
+    );
+
+    // Failure on app2 only: HEALTH of this release fails its health test there.
+    let app2 = lab.server_address("app2").to_string().replace('.', "-");
+    let failing = format!("6.14.0+lab-fail-HEALTH-at-{app2}");
+    set_release(&lab, "6.13.0", &failing);
+    let status = lab.wait_status("the upgrade to halt on app2", |s| phase(s) == "Halted");
+    let up = upgrade(&status);
+    assert_eq!(
+        up["servers"],
+        serde_json::json!([{"name": "app1", "phase": "Done"}, {"name": "app2", "phase": "Failed"}]),
+        "{up}"
+    );
+    let reason = up["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("app2") && reason.contains("HEALTH"),
+        "{reason}"
+    );
+    assert_eq!(
+        up["logs"],
+        serde_json::json!(["upgrade-logs/app2-HEALTH.log"])
+    );
+    assert!(lab.state.join("upgrade-logs/app2-HEALTH.log").is_file());
+    for (kind, release) in releases(&lab, "app1") {
+        assert_eq!(release, failing, "{kind} on app1");
+    }
+    // app2: EMERGENCY (before HEALTH in install order) and HEALTH run the new release,
+    // the kinds after HEALTH were never touched.
+    let app2_now = releases(&lab, "app2");
+    let health = lab.agent_service("app2", "HEALTH").expect("HEALTH on app2");
+    assert_eq!(health["release"], failing.as_str());
+    assert!(
+        app2_now.iter().any(|(_, r)| r == "6.13.0"),
+        "every service of app2 was upgraded after the failure: {app2_now:?}"
+    );
+    // Nothing is retried: the failed service's record stays the same a while later.
+    std::thread::sleep(Duration::from_secs(10));
+    let later = lab.agent_service("app2", "HEALTH").expect("HEALTH on app2");
+    assert_eq!(
+        later["pid"], health["pid"],
+        "HEALTH was restarted or reinstalled"
+    );
+    assert_eq!(later["installedAt"], health["installedAt"]);
+    assert_eq!(releases(&lab, "app2"), app2_now);
+    assert_eq!(phase(&lab.status()), "Halted");
+
+    // A new commit is a new upgrade, from what runs now.
+    set_release(&lab, &failing, "6.14.1");
+    lab.wait_status("the upgrade to 6.14.1 to complete", |s| {
+        phase(s) == "Complete" && upgrade(s)["to"] == "6.14.1"
+    });
+    for server in ["app1", "app2"] {
+        for (kind, release) in releases(&lab, server) {
+            assert_eq!(release, "6.14.1", "{kind} on {server}");
+        }
+    }
+    lab.stop();
+}
