@@ -350,6 +350,14 @@ fn the_openapi_document_describes_every_real_response() {
     assert_eq!(accepted.status, 202);
     checker.check("post", "/api/v1/hl7/failback", &accepted);
 
+    let denied = request("POST", "/api/v1/upgrade/resume", None).unwrap();
+    assert_eq!(denied.status, 401);
+    checker.check("post", "/api/v1/upgrade/resume", &denied);
+    // The bundled desired state has no UpgradePolicy: nothing is halted.
+    let nothing = request("POST", "/api/v1/upgrade/resume", Some(TOKEN)).unwrap();
+    assert_eq!(nothing.status, 409);
+    checker.check("post", "/api/v1/upgrade/resume", &nothing);
+
     let denied = request("GET", "/api/v1/backup", None).unwrap();
     assert_eq!(denied.status, 401);
     checker.check("get", "/api/v1/backup", &denied);
