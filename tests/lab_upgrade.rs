@@ -32,6 +32,16 @@ fn releases(lab: &Lab, server: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Services are upgraded one at a time, each judged on a fresh health test (the lab's
+/// interval is 10 s): an upgrade of the lab takes minutes, longer than a status wait.
+fn wait_upgrade(lab: &Lab, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    lab.wait_until(what, Duration::from_secs(420), || {
+        let (code, body) = lab.try_get("/api/v1/status").ok()?;
+        let doc: Value = serde_json::from_str(&body).ok()?;
+        (code == 200 && pred(&doc)).then_some(doc)
+    })
+}
+
 fn set_release(lab: &Lab, from: &str, to: &str) {
     lab.commit_edit(
         INSTALLATION,
@@ -54,7 +64,7 @@ fn two_servers_upgrade_then_halt_on_app2_and_resume_by_a_new_commit() {
 
     // Success: every service of both servers ends on 6.13.0.
     set_release(&lab, "6.12.1", "6.13.0");
-    let status = lab.wait_status("the upgrade to 6.13.0 to complete", |s| {
+    let status = wait_upgrade(&lab, "the upgrade to 6.13.0 to complete", |s| {
         phase(s) == "Complete" && upgrade(s)["to"] == "6.13.0"
     });
     assert_eq!(
@@ -78,7 +88,9 @@ fn two_servers_upgrade_then_halt_on_app2_and_resume_by_a_new_commit() {
     let app2 = lab.server_address("app2").to_string().replace('.', "-");
     let failing = format!("6.14.0+lab-fail-HEALTH-at-{app2}");
     set_release(&lab, "6.13.0", &failing);
-    let status = lab.wait_status("the upgrade to halt on app2", |s| phase(s) == "Halted");
+    let status = wait_upgrade(&lab, "the upgrade to halt on app2", |s| {
+        phase(s) == "Halted"
+    });
     let up = upgrade(&status);
     assert_eq!(
         up["servers"],
@@ -120,7 +132,7 @@ fn two_servers_upgrade_then_halt_on_app2_and_resume_by_a_new_commit() {
 
     // A new commit is a new upgrade, from what runs now.
     set_release(&lab, &failing, "6.14.1");
-    lab.wait_status("the upgrade to 6.14.1 to complete", |s| {
+    wait_upgrade(&lab, "the upgrade to 6.14.1 to complete", |s| {
         phase(s) == "Complete" && upgrade(s)["to"] == "6.14.1"
     });
     for server in ["app1", "app2"] {
