@@ -367,8 +367,7 @@ async fn present(
     };
     // A halted upgrade touches nothing on the failed server: no restart either.
     let halted = ctx.upgrade.halted_on(&key.server);
-    let restartable =
-        drifts.is_empty() && !run.monitor() && !failover_managed(run) && !halted;
+    let restartable = drifts.is_empty() && !run.monitor() && !failover_managed(run) && !halted;
     if let (Some(since), true) = (failing_since, restartable) {
         match liveness(run, &check, since).await? {
             Liveness::Restarted(action) => return Ok(action),
