@@ -271,6 +271,11 @@ async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
         ctx.store.set_upgrade(None);
         return Ok(Action::requeue(ctx.pace.resync.max(RECHECK)));
     };
+    if !ctx.acting() {
+        // Controller HA: only the leader plans, drains (HAProxy's runtime API is not
+        // behind a fenced agent), advances or saves a rollout.
+        return Ok(Action::requeue(ctx.pace.short()));
+    }
     let to = snapshot.installation.release.clone();
     let previous = up.current();
     let mut rollout = match previous.clone().filter(|r| r.to == to) {

@@ -526,3 +526,38 @@ async fn a_new_commit_after_a_halt_fixes_the_failed_server_first() {
     assert!(balancer.drained().is_empty());
     running.stop().await;
 }
+
+/// Controller HA: a daemon that does not lead.
+struct Following;
+
+impl steward_agent::EpochSource for Following {
+    fn acting_epoch(&self) -> Result<u64, String> {
+        Err("another daemon leads".into())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_neither_plans_nor_drains() {
+    let mut fx = fixture(&empty_servers()[..2]);
+    let balancer = Arc::new(FakeBalancer::default());
+    fx.ctx.upgrade.set_drainer(balancer.clone());
+    // The fakes do not fence installs (the real agent client does): the fleet converges.
+    assert!(fx.ctx.fence.set(Arc::new(Following)).is_ok());
+    fx.apply(fleet("6.12.1", &SERVERS[..2], "  maxUnavailable: 1\n"));
+    let running = start(&mut fx);
+    let store = running.store.clone();
+    let generation = fx.generation();
+    wait_until("the fleet at 6.12.1", || store.converged(generation)).await;
+    fx.apply(fleet("6.13.0", &SERVERS[..2], "  maxUnavailable: 1\n"));
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(
+        running
+            .upgrade()
+            .is_none_or(|u| u.phase != UpgradePhase::Progressing),
+        "{:?}",
+        running.upgrade()
+    );
+    assert!(balancer.calls.lock().unwrap().is_empty());
+    assert!(releases(&fx, "app1").iter().all(|r| r == "6.12.1"));
+    running.stop().await;
+}
