@@ -75,6 +75,43 @@ impl AgentServer {
         let layout = Layout::new(&config.state_dir);
         let driver = ProcessDriver::new(&config.driver, layout.clone(), config.listen.ip())?;
         let bind = driver.bind_address();
+        Self::with_driver(config, listener, tls, Arc::new(driver), bind).await
+    }
+
+    /// Like [`bind`](Self::bind), with `driver` running the services instead of the
+    /// process driver: the simulated fleet serves the real API over another driver.
+    /// `bind` is the address its services listen on (the links the agent reports).
+    pub async fn bind_with_driver(
+        config: AgentConfig,
+        driver: Arc<dyn Driver>,
+    ) -> Result<Self, AgentError> {
+        let read =
+            |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| AgentError::io(p, e));
+        let mut tls = steward_pki::mtls_server_config(
+            &read(&config.ca_pem)?,
+            &read(&config.cert)?,
+            &read(&config.key)?,
+        )?;
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| AgentError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let bind = config.listen.ip();
+        Self::with_driver(config, listener, tls, driver, bind).await
+    }
+
+    async fn with_driver(
+        config: AgentConfig,
+        listener: TcpListener,
+        tls: rustls::ServerConfig,
+        driver: Arc<dyn Driver>,
+        bind: std::net::IpAddr,
+    ) -> Result<Self, AgentError> {
+        let layout = Layout::new(&config.state_dir);
         let link_host = match (&config.hostname, bind.is_unspecified()) {
             (_, false) if bind.is_ipv6() => format!("[{bind}]"),
             (_, false) => bind.to_string(),
@@ -82,7 +119,6 @@ impl AgentServer {
             (None, true) => system_hostname(),
         };
         let fencing = Arc::new(Fencing::load(layout.fencing_file())?);
-        let driver: Arc<dyn Driver> = Arc::new(driver);
         let manager =
             ServiceManager::open(layout, driver, link_host, (&config.cert, &config.key)).await?;
         let app = Arc::new(App {

@@ -2,6 +2,7 @@
 //! `/steward/lab`; everything else is 404.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -26,10 +27,12 @@ pub(crate) struct Site {
     health_body: Bytes,
     /// The release asks this service to fail its health test (`lab-fail-KIND`).
     failing: bool,
+    /// Switched off by the simulated fleet's fault injection.
+    healthy: Arc<AtomicBool>,
 }
 
 impl Site {
-    pub fn new(info: Arc<LabInfo>) -> Self {
+    pub fn new(info: Arc<LabInfo>, healthy: Arc<AtomicBool>) -> Self {
         let spec = info.kind.spec();
         let (health_path, marker) = match spec.health {
             HealthTest::Https {
@@ -56,6 +59,7 @@ impl Site {
             health_path,
             health_body,
             failing,
+            healthy,
         }
     }
 
@@ -76,6 +80,9 @@ impl Site {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "failing: the release's build metadata holds lab-fail for this service\n",
             );
+        }
+        if is_health && !self.healthy.load(Ordering::Relaxed) {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n");
         }
         if is_health {
             return response(

@@ -15,6 +15,7 @@ mod serve;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
@@ -131,11 +132,23 @@ pub struct LabService {
     watcher: Option<tokio::task::JoinHandle<()>>,
     /// Stops the watcher if the service is dropped without being served.
     _stop_on_drop: tokio_util::sync::DropGuard,
+    health: Arc<AtomicBool>,
 }
 
 impl LabService {
     /// Checks the arguments against the catalog, loads the certificate and binds every port.
     pub async fn bind(args: LabServiceArgs) -> Result<Self, LabError> {
+        Self::bind_with(args, true).await
+    }
+
+    /// Like [`bind`](Self::bind), without watching the certificate files: a simulated
+    /// fleet runs thousands of services in one process, more than inotify allows
+    /// instances, and reloads through [`certificate`](Self::certificate) when told to.
+    pub async fn bind_unwatched(args: LabServiceArgs) -> Result<Self, LabError> {
+        Self::bind_with(args, false).await
+    }
+
+    async fn bind_with(args: LabServiceArgs, watch_files: bool) -> Result<Self, LabError> {
         let kind = args.kind;
         let roles = roles(kind);
         if roles.len() != args.ports.len() {
@@ -179,6 +192,7 @@ impl LabService {
         let drain = Drain::default();
         let watcher = tls
             .as_ref()
+            .filter(|_| watch_files)
             .map(|(_, cert)| cert_reload::spawn_watcher(cert.clone(), drain.stop.clone()));
         Ok(Self {
             info,
@@ -188,7 +202,20 @@ impl LabService {
             _stop_on_drop: drain.stop.clone().drop_guard(),
             drain,
             watcher,
+            health: Arc::new(AtomicBool::new(true)),
         })
+    }
+
+    /// The served certificate pair, to reload by hand; `None` for kinds without TLS.
+    pub fn certificate(&self) -> Option<Arc<ReloadingCert>> {
+        self.tls.as_ref().map(|(_, cert)| cert.clone())
+    }
+
+    /// While the flag is false, the health path answers 503: a service that runs but
+    /// fails its health test (failure injection of the simulated fleet).
+    pub fn with_health(mut self, healthy: Arc<AtomicBool>) -> Self {
+        self.health = healthy;
+        self
     }
 
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
@@ -219,7 +246,7 @@ impl LabService {
             .find(|(role, _)| *role == Role::Https)
             .and_then(|(_, l)| l.local_addr().ok())
             .map(|a| a.port());
-        let site = Arc::new(https::Site::new(self.info.clone()));
+        let site = Arc::new(https::Site::new(self.info.clone(), self.health.clone()));
         let mut loops: Vec<_> = self.watcher.into_iter().collect();
         for (role, listener) in self.listeners {
             let addr = listener.local_addr().ok();
