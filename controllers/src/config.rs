@@ -37,13 +37,26 @@ pub struct AgentEndpoint {
 }
 
 impl AgentEndpoint {
-    /// The production answer: the agent URL from the Server, services by hostname.
+    /// The production answer: the agent URL from the Server, services by hostname, or at
+    /// the agent URL's address when it names one (`https://10.0.0.5:7443`): the services
+    /// run on the agent's machine, and a server named by address may have no DNS entry
+    /// (the simulated fleet's do not).
     pub fn from_server(server: &Server) -> Self {
         Self {
             base_url: server.agent_url.clone(),
-            connect_ip: None,
+            connect_ip: url_address(&server.agent_url),
         }
     }
+}
+
+/// The IP address of an `https://host:port` URL whose host is one.
+fn url_address(url: &str) -> Option<IpAddr> {
+    let authority = url.strip_prefix("https://")?;
+    let (host, _port) = authority.rsplit_once(':')?;
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// Maps a Server to its endpoint.
@@ -106,5 +119,23 @@ impl fmt::Debug for DirectoryLab {
         f.debug_struct("DirectoryLab")
             .field("trust", &self.trust)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_url_naming_an_address_is_where_services_are_probed() {
+        assert_eq!(
+            url_address("https://127.1.0.7:7443"),
+            Some(IpAddr::from([127, 1, 0, 7]))
+        );
+        assert_eq!(
+            url_address("https://[::1]:7443"),
+            Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST))
+        );
+        assert_eq!(url_address("https://app1.example.eng:7443"), None);
     }
 }

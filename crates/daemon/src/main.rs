@@ -71,6 +71,8 @@ enum Command {
     Backup(cmd::backup::Args),
     /// Verify a backup whole, then restore it into a state directory.
     Restore(cmd::restore::Args),
+    /// A simulated fleet (`steward sim --servers N`), or its desired state (`generate`).
+    Sim(cmd::sim::Args),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
         }),
         Command::Backup(args) => exit_code("backup", cmd::backup::run(&args), 1),
         Command::Restore(args) => exit_code("restore", cmd::restore::run(&args), 1),
+        Command::Sim(args) => async_main(cli.log_format, cmd::sim::run(args)),
     };
     ExitCode::from(code)
 }

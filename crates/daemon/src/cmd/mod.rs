@@ -13,6 +13,7 @@ pub mod plan;
 pub mod restore;
 pub mod run;
 pub mod schema;
+pub mod sim;
 pub mod status;
 pub mod upgrade;
 pub mod validate;

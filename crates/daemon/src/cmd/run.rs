@@ -308,7 +308,7 @@ fn desired_state_dir(args: &Args) -> anyhow::Result<PathBuf> {
     Ok(bundled)
 }
 
-fn load_or_init_ca(dir: &Path) -> anyhow::Result<CertificateAuthority> {
+pub(crate) fn load_or_init_ca(dir: &Path) -> anyhow::Result<CertificateAuthority> {
     if dir.join("ca.pem").exists() {
         Ok(CertificateAuthority::load(dir)?)
     } else {

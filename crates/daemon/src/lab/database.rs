@@ -28,7 +28,7 @@ const LISTEN_WITHIN: Duration = Duration::from_secs(20);
 
 /// The TDS server the lab runs, if any.
 #[derive(Debug)]
-pub(super) struct LabDatabase {
+pub(crate) struct LabDatabase {
     /// The server's log.
     log: PathBuf,
     running: Option<Running>,
@@ -42,16 +42,16 @@ struct Running {
 }
 
 /// What the lab could not do about the database, for the database section.
-pub(super) type Note = Option<String>;
+pub(crate) type Note = Option<String>;
 
 impl LabDatabase {
-    pub(super) fn new(log: PathBuf) -> Self {
+    pub(crate) fn new(log: PathBuf) -> Self {
         Self { log, running: None }
     }
 
     /// Serve the declared database when it is on loopback and nobody serves it; `Some`
     /// says why the lab could not.
-    pub(super) async fn ensure(
+    pub(crate) async fn ensure(
         &mut self,
         snapshot: &Snapshot,
         desired_dir: &Path,
@@ -107,7 +107,7 @@ impl LabDatabase {
         None
     }
 
-    pub(super) async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(running) = self.running.take() {
             running.stop.cancel();
             let _ = running.task.await;

@@ -14,6 +14,7 @@ mod orphans;
 mod supervise;
 
 pub use addresses::{LabAddresses, DEFAULT_FIRST_ADDRESS};
+pub(crate) use database::LabDatabase;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
