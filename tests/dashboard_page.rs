@@ -477,6 +477,63 @@ fn dashboard_lists_every_problem_folds_undeclared_kinds_and_shows_markup_as_text
     let shot = browser.screenshot("dashboard-recovered.png");
     assert!(std::fs::metadata(shot).unwrap().len() > 10_000);
 
+    // 4b. The compact status a large fleet gets (forced here with `?compact=true`): healthy
+    //     services counted per server instead of tiles, the summary unchanged; opening a
+    //     server asks for it whole and shows its tiles, live.
+    browser.navigate(&format!("http://{API}/?compact=true"));
+    const READ_COMPACT: &str = r#"
+return {
+  summary: (document.querySelector('#summary') || {}).innerText,
+  tiles: Array.from(document.querySelectorAll('.svc')).map((e) => e.dataset.server + '/' + e.dataset.kind),
+  omitted: Array.from(document.querySelectorAll('[data-role=omitted]')).map((e) => Number(e.dataset.count)),
+  fetched: performance.getEntriesByType('resource').map((r) => r.name).filter((n) => n.includes('/api/v1/status')),
+};
+"#;
+    let compact = wait_for("the compact page", Duration::from_secs(60), |last| {
+        let page = browser.execute(READ_COMPACT);
+        *last = page.to_string();
+        let omitted: u64 = page["omitted"]
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_u64)
+            .sum();
+        (omitted == installed as u64 && page["tiles"].as_array()?.is_empty()).then_some(page)
+    });
+    assert_eq!(
+        compact["summary"],
+        format!("All {installed} services Healthy"),
+        "{compact}"
+    );
+    assert!(
+        compact["fetched"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u.as_str().unwrap().contains("compact=true")),
+        "{compact}"
+    );
+    let first = status["servers"][0]["name"].as_str().unwrap().to_owned();
+    let kinds = status["servers"][0]["services"].as_array().unwrap().len();
+    browser.execute(&format!(
+        "document.querySelector('button.show-all[data-server=\"{first}\"]').click(); return null;"
+    ));
+    wait_for(
+        "the opened server's tiles",
+        Duration::from_secs(60),
+        |last| {
+            let page = browser.execute(READ_COMPACT);
+            *last = page.to_string();
+            let tiles = page["tiles"].as_array()?;
+            (tiles.len() == kinds
+                && tiles
+                    .iter()
+                    .all(|t| t.as_str().unwrap().starts_with(&format!("{first}/"))))
+            .then_some(())
+        },
+    );
+    browser.screenshot("dashboard-compact.png");
+    browser.navigate(&url);
+
     // 5. A broken commit whose error echoes markup: shown as text in the banner and the
     //    desired-state section; no element is created from it and its handler never runs.
     let app2 = daemon.desired_state().join("servers/app2.yaml");

@@ -188,7 +188,35 @@ fn a_daemon_converges_a_simulated_fleet_and_sees_its_faults() {
         assert!(services.iter().all(|s| s["running"] == true), "{view}");
     }
 
-    // A service failing its health test shows as unhealthy, and healthy again once healed.
+    // The compact status (the dashboard's at scale) leaves the healthy services out,
+    // counted per server, except for the servers asked in detail.
+    let compact = get(API, "/api/v1/status?compact=true&detail=sim0001")
+        .unwrap()
+        .json();
+    for n in 2..=SERVERS {
+        let name = format!("sim{n:04}");
+        assert_eq!(
+            compact["compact"]["healthyOmitted"][&name], 11,
+            "{compact:#}"
+        );
+        assert_eq!(
+            server(&compact, &name).unwrap()["services"],
+            serde_json::json!([])
+        );
+    }
+    assert!(compact["compact"]["healthyOmitted"]
+        .get("sim0001")
+        .is_none());
+    assert_eq!(
+        server(&compact, "sim0001").unwrap()["services"]
+            .as_array()
+            .unwrap()
+            .len(),
+        11
+    );
+
+    // A service failing its health test shows as unhealthy, also in the compact status,
+    // and healthy again once healed.
     post(&control(2), "/sim/services/CLIENT/fail-health");
     eventually(
         "sim0002 CLIENT unhealthy in the status",
@@ -200,6 +228,14 @@ fn a_daemon_converges_a_simulated_fleet_and_sees_its_faults() {
             })
         },
     );
+    let compact = get(API, "/api/v1/status?compact=true").unwrap().json();
+    assert_eq!(
+        compact["compact"]["healthyOmitted"]["sim0002"], 10,
+        "{compact:#}"
+    );
+    let shown = &server(&compact, "sim0002").unwrap()["services"];
+    assert_eq!(shown.as_array().unwrap().len(), 1, "{shown:#}");
+    assert_eq!(shown[0]["kind"], "CLIENT");
     post(&control(2), "/sim/services/CLIENT/heal");
 
     // A killed service is restarted through the agent.

@@ -83,7 +83,18 @@ pub fn document() -> Value {
             "/api/v1/status": {"get": {
                 "summary": "The dashboard model: desired state, installation, database, servers (standby servers left out) with services, health, last probe and conditions, service kinds against minimumHealthy, AD directories, HL7 listener, Notifications objects with their delivery, recent events.",
                 "operationId": "status",
-                "responses": {"200": json_body("the status document", status.to_value())}
+                "parameters": [
+                    {"name": "compact", "in": "query", "required": false,
+                     "description": "false (default): every service; true: healthy services (installed, declared, passing) are left out of servers[].services and counted in compact.healthyOmitted; auto: true above 100 servers (what the dashboard asks)",
+                     "schema": {"type": "string", "enum": ["false", "true", "auto"]}},
+                    {"name": "detail", "in": "query", "required": false,
+                     "description": "comma-separated server names that keep every service in a compact document",
+                     "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": json_body("the status document", status.to_value()),
+                    "400": json_body("an unknown compact mode", schema_ref("Error"))
+                }
             }},
             "/api/v1/resources/{kind}/{name}": {"get": {
                 "summary": "One object: conditions (Ready, Progressing, Degraded, Stalled), observedGeneration, recent events and detail. Standby servers are here too.",

@@ -167,6 +167,32 @@ async fn the_status_states_the_live_generation_once() {
 }
 
 #[tokio::test]
+async fn the_status_is_compact_only_when_asked_and_refuses_unknown_modes() {
+    let f = fixture();
+    let get = |uri: &'static str| send(&f.router, "GET", uri, None, "127.0.0.1:1");
+    let (status, headers, body) = get("/api/v1/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        json_body(&headers, &body).get("compact").is_none(),
+        "{body}"
+    );
+    // A small fleet stays whole under `auto`.
+    let (_, headers, body) = get("/api/v1/status?compact=auto").await;
+    assert!(
+        json_body(&headers, &body).get("compact").is_none(),
+        "{body}"
+    );
+    let (_, headers, body) = get("/api/v1/status?compact=true&detail=app1,app2").await;
+    assert_eq!(
+        json_body(&headers, &body)["compact"],
+        json!({"healthyOmitted": {}})
+    );
+    let (status, headers, body) = get("/api/v1/status?compact=sometimes").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(json_body(&headers, &body)["error"].is_string(), "{body}");
+}
+
+#[tokio::test]
 async fn unknown_paths_get_a_json_404_naming_the_path() {
     let f = fixture();
     let (status, headers, body) = send(&f.router, "GET", "/api/v1/nope", None, "127.0.0.1:1").await;
