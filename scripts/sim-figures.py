@@ -179,6 +179,7 @@ def run_size(steward, servers, work, resync):
         steady_load = load()
 
         status_size = len(get("/api/v1/status"))
+        compact_size = len(get("/api/v1/status?compact=auto"))
         m50, m99 = latency("/metrics", 100)
         s50, s99 = latency("/api/v1/status", 50 if servers >= 1000 else 100)
 
@@ -224,6 +225,7 @@ def run_size(steward, servers, work, resync):
             "cpu_pct": cpu,
             "steady_load": steady_load,
             "status_mb": status_size / 1e6,
+            "compact_mb": compact_size / 1e6,
             "metrics_p50": m50,
             "metrics_p99": m99,
             "status_p50": s50,
@@ -262,14 +264,14 @@ def main():
         print(f"{size} servers done in {row['elapsed']:.0f} s", file=sys.stderr, flush=True)
 
     header = ("servers", "services", "cold s", "resync s", "RSS MB", "peak MB", "fds",
-              "CPU %", "status MB", "/metrics p50/p99 ms", "/status p50/p99 ms",
+              "CPU %", "status MB whole/compact", "/metrics p50/p99 ms", "/status p50/p99 ms",
               "change->call ms", "load")
     print(" | ".join(header))
     for r in rows:
         print(" | ".join([
             str(r["servers"]), str(r["services"]), f"{r['cold_s']:.1f}", f"{r['resync_s']:.1f}",
             f"{r['rss_steady_mb']:.1f}", f"{r['rss_peak_mb']:.1f}", str(r["fds"]),
-            f"{r['cpu_pct']:.1f}", f"{r['status_mb']:.2f}",
+            f"{r['cpu_pct']:.1f}", f"{r['status_mb']:.2f}/{r['compact_mb']:.2f}",
             f"{r['metrics_p50']:.1f}/{r['metrics_p99']:.1f}",
             f"{r['status_p50']:.1f}/{r['status_p99']:.1f}",
             f"{r['first_call_ms']:.0f}", f"{r['cold_load']:.1f}/{r['steady_load']:.1f}",
