@@ -56,22 +56,7 @@ pub struct AgentServer {
 impl AgentServer {
     /// Read the certificates, recover installed services and bind the listener.
     pub async fn bind(config: AgentConfig) -> Result<Self, AgentError> {
-        let read =
-            |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| AgentError::io(p, e));
-        let ca = read(&config.ca_pem)?;
-        let cert = read(&config.cert)?;
-        let key = read(&config.key)?;
-        let mut tls = steward_pki::mtls_server_config(&ca, &cert, &key)?;
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| AgentError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-
+        let (tls, listener) = tls_and_listener(&config).await?;
         let layout = Layout::new(&config.state_dir);
         let driver = ProcessDriver::new(&config.driver, layout.clone(), config.listen.ip())?;
         let bind = driver.bind_address();
@@ -79,27 +64,13 @@ impl AgentServer {
     }
 
     /// Like [`bind`](Self::bind), with `driver` running the services instead of the
-    /// process driver: the simulated fleet serves the real API over another driver.
-    /// `bind` is the address its services listen on (the links the agent reports).
+    /// process driver (the simulated fleet serves the real API over its own driver); the
+    /// services' links name the listen address.
     pub async fn bind_with_driver(
         config: AgentConfig,
         driver: Arc<dyn Driver>,
     ) -> Result<Self, AgentError> {
-        let read =
-            |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| AgentError::io(p, e));
-        let mut tls = steward_pki::mtls_server_config(
-            &read(&config.ca_pem)?,
-            &read(&config.cert)?,
-            &read(&config.key)?,
-        )?;
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| AgentError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let (tls, listener) = tls_and_listener(&config).await?;
         let bind = config.listen.ip();
         Self::with_driver(config, listener, tls, driver, bind).await
     }
@@ -165,6 +136,25 @@ impl AgentServer {
         self.app.manager.shutdown(self.stop_services_on_exit).await;
         Ok(())
     }
+}
+
+/// The mutual-TLS configuration from the configured files, and the bound listener.
+async fn tls_and_listener(
+    config: &AgentConfig,
+) -> Result<(rustls::ServerConfig, TcpListener), AgentError> {
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| AgentError::io(p, e));
+    let ca = read(&config.ca_pem)?;
+    let cert = read(&config.cert)?;
+    let key = read(&config.key)?;
+    let mut tls = steward_pki::mtls_server_config(&ca, &cert, &key)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AgentError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    Ok((tls, listener))
 }
 
 /// Run the agent until `shutdown` completes.
