@@ -1,8 +1,7 @@
 //! `steward sim` end to end: a daemon (`steward run`, no lab) converges a simulated fleet
 //! of five servers over real mutual TLS, and faults injected through the sim's control
-//! API show in the daemon's status and get repaired. Binds 127.1.9.x: run it in a network
-//! namespace of its own (`/work/...`-independent: any `unshare -n` wrapper) when tests of
-//! others share the machine.
+//! API show in the daemon's status and get repaired. Binds 127.1.9.x: when other test runs
+//! share the machine, run it in a network namespace of its own (e.g. `unshare -n`).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
