@@ -166,7 +166,8 @@ fn schema_is_json_schema_covering_every_kind() {
             "Server",
             "ActiveDirectory",
             "HealthCheck",
-            "Notifications"
+            "Notifications",
+            "UpgradePolicy"
         ]
     );
     let server = &schema["oneOf"][1];
