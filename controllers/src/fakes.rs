@@ -565,7 +565,37 @@ pub(crate) fn snapshot(
     }
 }
 
+/// Controller HA in a test: this daemon leads only once the test says it won.
+#[derive(Debug, Default)]
+pub(crate) struct Leadership(AtomicBool);
+
+impl Leadership {
+    pub(crate) fn win(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+impl steward_agent::EpochSource for Leadership {
+    fn acting_epoch(&self) -> Result<u64, String> {
+        if self.0.load(Ordering::SeqCst) {
+            Ok(7)
+        } else {
+            Err("another daemon leads".into())
+        }
+    }
+}
+
 impl Fixture {
+    /// Makes this fixture's daemon one of several (controller HA) that does not lead yet.
+    pub(crate) fn follow(&self) -> Arc<Leadership> {
+        let leadership = Arc::new(Leadership::default());
+        assert!(
+            self.ctx.fence.set(leadership.clone()).is_ok(),
+            "fence already set"
+        );
+        leadership
+    }
+
     pub(crate) fn agent(&self, server: &str) -> Arc<FakeAgent> {
         self.agents[&format!("https://{server}.example.eng:7443")].clone()
     }

@@ -323,19 +323,6 @@ fn a_member_is_as_bad_as_its_worst_listener() {
     assert_eq!(worst([Some(Up)].into_iter()), Some(Up));
 }
 
-/// Controller HA: a daemon that leads only while the test says so.
-struct Leading(std::sync::atomic::AtomicBool);
-
-impl steward_agent::EpochSource for Leading {
-    fn acting_epoch(&self) -> Result<u64, String> {
-        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
-            Ok(3)
-        } else {
-            Err("another daemon leads".into())
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_follower_writes_nothing_and_says_the_leader_does() {
     let state = tempfile::tempdir().unwrap();
@@ -343,8 +330,7 @@ async fn a_follower_writes_nothing_and_says_the_leader_does() {
         state.path(),
         "{fqdn: lb.example.eng, vendor: f5, address: 192.0.2.10, render: out/f5}",
     );
-    let leading = std::sync::Arc::new(Leading(std::sync::atomic::AtomicBool::new(false)));
-    assert!(fx.ctx.fence.set(leading.clone()).is_ok());
+    let leading = fx.follow();
     reconcile(&fx.ctx).await.unwrap();
     let path = state.path().join("out/f5/as3.json");
     assert!(!path.exists(), "a follower rendered {}", path.display());
@@ -357,7 +343,7 @@ async fn a_follower_writes_nothing_and_says_the_leader_does() {
     );
 
     // It wins the election: now it writes.
-    leading.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    leading.win();
     reconcile(&fx.ctx).await.unwrap();
     assert!(path.exists());
     assert_eq!(events(&fx, "Rendered"), 1);
@@ -369,8 +355,7 @@ async fn a_follower_neither_checks_nor_installs_an_haproxy_configuration() {
     // A binary that would be refused as too old: a follower never runs it.
     let bin = fake_haproxy(state.path(), "2.4.0", "exit 0");
     let fx = haproxy_fleet(state.path(), bin);
-    let leading = std::sync::Arc::new(Leading(std::sync::atomic::AtomicBool::new(false)));
-    assert!(fx.ctx.fence.set(leading).is_ok());
+    fx.follow();
     reconcile(&fx.ctx).await.unwrap();
     let status = fx.ctx.store.status().load_balancer.expect("farms shown");
     assert!(

@@ -95,21 +95,12 @@ async fn failover_manual_only_reports() {
     assert_eq!(fx.counter("steward_hl7_failovers_total", &[]), Some(0.0));
 }
 
-/// Controller HA: a daemon that does not lead.
-struct Following;
-
-impl steward_agent::EpochSource for Following {
-    fn acting_epoch(&self) -> Result<u64, String> {
-        Err("another daemon leads".into())
-    }
-}
-
 /// A follower sees the failing listener but moves nothing: the HL7 backend's runtime API
 /// is not fenced by the agents, so the controller itself must hold back.
 #[tokio::test]
 async fn a_follower_reports_and_moves_nothing() {
     let fx = two_listeners(policy(Hl7Failover::Automatic)).await;
-    assert!(fx.ctx.fence.set(std::sync::Arc::new(Following)).is_ok());
+    fx.follow();
     fx.prober
         .set_healthy("app1.example.eng", ServiceKind::Hl7, false);
     fx.agent("app1").forbid(Call::Stop);

@@ -159,24 +159,10 @@ async fn invalid_desired_state_is_an_event_mail_notifications_see() {
     );
 }
 
-/// Controller HA: leading only while the test says so.
-struct Leading(std::sync::atomic::AtomicBool);
-
-impl steward_agent::EpochSource for Leading {
-    fn acting_epoch(&self) -> Result<u64, String> {
-        if self.0.load(std::sync::atomic::Ordering::SeqCst) {
-            Ok(7)
-        } else {
-            Err("b leads".into())
-        }
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn only_the_leader_mails_when_several_daemons_run() {
     let fx = fixture(&[("app1", &["PSIS"])]);
-    let leading = std::sync::Arc::new(Leading(std::sync::atomic::AtomicBool::new(false)));
-    assert!(fx.ctx.fence.set(leading.clone()).is_ok());
+    let leading = fx.follow();
     let mut s = fx.current();
     s.notifications.insert("admins".into(), spec(UNSET));
     fx.apply(s);
@@ -204,7 +190,7 @@ async fn only_the_leader_mails_when_several_daemons_run() {
     assert_eq!(attempts(), 0);
 
     // Once it leads, it mails (here: tries to, and fails for want of credentials).
-    leading.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    leading.win();
     fx.ctx.store.event(
         "service/app1/PSWS".into(),
         EventType::Warning,

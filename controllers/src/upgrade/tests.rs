@@ -527,22 +527,13 @@ async fn a_new_commit_after_a_halt_fixes_the_failed_server_first() {
     running.stop().await;
 }
 
-/// Controller HA: a daemon that does not lead.
-struct Following;
-
-impl steward_agent::EpochSource for Following {
-    fn acting_epoch(&self) -> Result<u64, String> {
-        Err("another daemon leads".into())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_follower_neither_plans_nor_drains() {
     let mut fx = fixture(&empty_servers()[..2]);
     let balancer = Arc::new(FakeBalancer::default());
     fx.ctx.upgrade.set_drainer(balancer.clone());
     // The fakes do not fence installs (the real agent client does): the fleet converges.
-    assert!(fx.ctx.fence.set(Arc::new(Following)).is_ok());
+    fx.follow();
     fx.apply(fleet("6.12.1", &SERVERS[..2], "  maxUnavailable: 1\n"));
     let running = start(&mut fx);
     let store = running.store.clone();
