@@ -3,7 +3,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, TlsOptions, Txn, TxnOp,
+    TxnOpResponse,
+};
 
 use crate::config::ElectionConfig;
 use crate::error::LeaderError;
@@ -29,12 +32,21 @@ impl Cluster {
     /// others fails fast instead of answering from stale data.
     pub async fn connect(config: ElectionConfig) -> Result<Self, LeaderError> {
         config.validate()?;
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_require_leader(true)
             .with_connect_timeout(config.call_timeout())
             // HTTP/2 pings find a silently dead connection (a paused or unplugged member).
             .with_keep_alive(Duration::from_secs(1), config.call_timeout())
             .with_keep_alive_while_idle(true);
+        if let Some(tls) = &config.tls {
+            let mut settings =
+                TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.trust_pem));
+            if let Some(client) = &tls.client {
+                settings =
+                    settings.identity(Identity::from_pem(&client.cert_pem, client.key_pem()));
+            }
+            options = options.with_tls(settings);
+        }
         let client = Client::connect(config.endpoints.urls(), Some(options))
             .await
             .map_err(|source| LeaderError::Etcd {

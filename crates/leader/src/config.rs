@@ -3,19 +3,32 @@ use std::time::Duration;
 
 use crate::error::LeaderError;
 
-/// etcd's client URLs, from `etcd://HOST:PORT[,HOST:PORT...]`.
+/// etcd's client URLs, from `etcd://HOST:PORT[,HOST:PORT...]` (plain HTTP/2) or
+/// `etcds://...` (TLS: the members' client port serves HTTPS, as etcd does with
+/// `--cert-file` and `--key-file`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoints(Vec<String>);
+pub struct Endpoints {
+    urls: Vec<String>,
+    tls: bool,
+}
 
 impl Endpoints {
-    /// Parse `etcd://h1:2379,h2:2379` (each member may repeat the `etcd://`).
+    /// Parse `etcd://h1:2379,h2:2379` or `etcds://h1:2379,h2:2379` (each member may
+    /// repeat the scheme; all members use the same one).
     pub fn parse(raw: &str) -> Result<Self, LeaderError> {
         let invalid = || LeaderError::Endpoints(raw.chars().take(200).collect());
-        let rest = raw.strip_prefix("etcd://").ok_or_else(invalid)?;
+        let (scheme, tls, rest) = if let Some(rest) = raw.strip_prefix("etcds://") {
+            ("etcds://", true, rest)
+        } else if let Some(rest) = raw.strip_prefix("etcd://") {
+            ("etcd://", false, rest)
+        } else {
+            return Err(invalid());
+        };
+        let http = if tls { "https" } else { "http" };
         let mut urls = Vec::new();
         for member in rest.split(',') {
             let member = member.trim();
-            let member = member.strip_prefix("etcd://").unwrap_or(member);
+            let member = member.strip_prefix(scheme).unwrap_or(member);
             let (host, port) = member.rsplit_once(':').ok_or_else(invalid)?;
             let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
             let host_ok = !host.is_empty()
@@ -25,24 +38,69 @@ impl Endpoints {
             if !port_ok || !host_ok {
                 return Err(invalid());
             }
-            urls.push(format!("http://{host}:{port}"));
+            urls.push(format!("{http}://{host}:{port}"));
         }
-        Ok(Self(urls))
+        Ok(Self { urls, tls })
     }
 
     pub fn urls(&self) -> &[String] {
-        &self.0
+        &self.urls
+    }
+
+    /// Whether the members are reached over TLS (`etcds://`).
+    pub fn tls(&self) -> bool {
+        self.tls
     }
 }
 
 impl fmt::Display for Endpoints {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let hosts: Vec<&str> = self
-            .0
+            .urls
             .iter()
-            .map(|u| u.strip_prefix("http://").unwrap_or(u))
+            .map(|u| u.split_once("://").map_or(u.as_str(), |(_, host)| host))
             .collect();
-        write!(f, "etcd://{}", hosts.join(","))
+        let scheme = if self.tls { "etcds" } else { "etcd" };
+        write!(f, "{scheme}://{}", hosts.join(","))
+    }
+}
+
+/// TLS to etcd's client port (`etcds://`): the CA that signed the members' server
+/// certificates (never the system's roots: an etcd cluster has its own CA), and this
+/// daemon's client certificate for members started with `--client-cert-auth`.
+#[derive(Clone)]
+pub struct EtcdTls {
+    /// PEM, one or more CA certificates.
+    pub trust_pem: String,
+    pub client: Option<ClientIdentity>,
+}
+
+impl fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("client_certificate", &self.client.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client certificate and its private key, both PEM. The key is wiped from memory when
+/// dropped and never printed.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub cert_pem: String,
+    key_pem: zeroize::Zeroizing<String>,
+}
+
+impl ClientIdentity {
+    pub fn new(cert_pem: String, key_pem: String) -> Self {
+        Self {
+            cert_pem,
+            key_pem: zeroize::Zeroizing::new(key_pem),
+        }
+    }
+
+    pub(crate) fn key_pem(&self) -> &str {
+        &self.key_pem
     }
 }
 
@@ -66,6 +124,8 @@ pub struct ElectionConfig {
     pub renew_every: Duration,
     /// How soon a failed etcd call (campaign, watch, renewal) is tried again.
     pub retry_every: Duration,
+    /// Required with `etcds://` endpoints, refused with `etcd://`.
+    pub tls: Option<EtcdTls>,
 }
 
 impl ElectionConfig {
@@ -80,6 +140,7 @@ impl ElectionConfig {
             ttl: Duration::from_secs(10),
             renew_every: Duration::from_secs(2),
             retry_every: Duration::from_millis(500),
+            tls: None,
         }
     }
 
@@ -115,6 +176,22 @@ impl ElectionConfig {
                 "retry period {:?} must be above zero and at most the renew period {:?}",
                 self.retry_every, self.renew_every
             ));
+        }
+        match (self.endpoints.tls(), &self.tls) {
+            (true, None) => {
+                return bad(format!(
+                    "`{}` is TLS: name the CA that signed etcd's certificates (--ha-trust FILE)",
+                    self.endpoints
+                ))
+            }
+            (false, Some(_)) => {
+                return bad(format!(
+                    "TLS settings (--ha-trust, --ha-cert, --ha-key) were given but `{}` is plain: \
+                     write the endpoints as etcds://HOST:PORT",
+                    self.endpoints
+                ))
+            }
+            _ => {}
         }
         if !self.prefix.starts_with('/') || self.prefix.ends_with('/') {
             return bad(format!(
@@ -158,7 +235,12 @@ mod tests {
             Endpoints::parse("etcd://a:1,etcd://b:2").unwrap().urls(),
             ["http://a:1", "http://b:2"]
         );
+        let tls = Endpoints::parse("etcds://a:1,etcds://b:2").unwrap();
+        assert!(tls.tls());
+        assert_eq!(tls.urls(), ["https://a:1", "https://b:2"]);
+        assert_eq!(tls.to_string(), "etcds://a:1,b:2");
         for bad in [
+            "etcds://a:1,etcd://b:2",
             "http://a:1",
             "etcd://",
             "etcd://a",
@@ -186,6 +268,20 @@ mod tests {
         assert!(with(|c| c.retry_every = Duration::ZERO).is_err());
         assert!(with(|c| c.id = "a b".into()).is_err());
         assert!(with(|c| c.prefix = "steward".into()).is_err());
+        let tls = EtcdTls {
+            trust_pem: "-----BEGIN CERTIFICATE-----".into(),
+            client: None,
+        };
+        let mut plain_with_tls = base.clone();
+        plain_with_tls.tls = Some(tls.clone());
+        let err = plain_with_tls.validate().unwrap_err().to_string();
+        assert!(err.contains("etcds://"), "{err}");
+        let mut tls_without = base.clone();
+        tls_without.endpoints = Endpoints::parse("etcds://a:1").unwrap();
+        let err = tls_without.validate().unwrap_err().to_string();
+        assert!(err.contains("--ha-trust"), "{err}");
+        tls_without.tls = Some(tls);
+        tls_without.validate().unwrap();
         assert!(with(|c| {
             c.ttl = Duration::from_secs(3);
             c.renew_every = Duration::from_secs(1);

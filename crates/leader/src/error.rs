@@ -4,7 +4,7 @@ use std::time::Duration;
 /// name etcd's endpoints and keys, never a credential.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
-    #[error("invalid --ha endpoints `{0}`: expected etcd://HOST:PORT[,HOST:PORT...]")]
+    #[error("invalid --ha endpoints `{0}`: expected etcd://HOST:PORT[,HOST:PORT...] or etcds://... (TLS)")]
     Endpoints(String),
     #[error("invalid election settings: {0}")]
     Config(String),

@@ -21,7 +21,7 @@ mod error;
 mod role;
 
 pub use cluster::Cluster;
-pub use config::{ElectionConfig, Endpoints};
+pub use config::{ClientIdentity, ElectionConfig, Endpoints, EtcdTls};
 pub use election::Election;
 pub use error::LeaderError;
 pub use role::{LeaderInfo, Leadership, Role};

@@ -1,6 +1,8 @@
 //! A real etcd cluster for the tests: one or more `etcd` members on free loopback ports,
 //! each with its own data directory, killed on drop. Members can be stopped (SIGKILL) and
-//! started again on the same data directory, where they rejoin the cluster.
+//! started again on the same data directory, where they rejoin the cluster. With
+//! [`EtcdCluster::start_tls`] the client port serves TLS (and may ask for a client
+//! certificate), as a production etcd does.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -17,6 +19,19 @@ struct Member {
     child: Option<Child>,
 }
 
+/// TLS on the members' client port.
+#[derive(Debug, Clone)]
+pub struct EtcdTlsFiles {
+    /// The CA that signed the members' certificate and the clients'.
+    pub ca: PathBuf,
+    /// The members' certificate (for 127.0.0.1) and key.
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// `Some((cert, key))`: members demand a client certificate (`--client-cert-auth`),
+    /// and etcdctl uses this one.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
 /// A running etcd cluster.
 pub struct EtcdCluster {
     etcd: PathBuf,
@@ -24,6 +39,7 @@ pub struct EtcdCluster {
     dir: TempDir,
     members: Vec<Member>,
     initial_cluster: String,
+    tls: Option<EtcdTlsFiles>,
 }
 
 fn free_port() -> u16 {
@@ -37,6 +53,15 @@ impl EtcdCluster {
     /// `size` members, healthy (a quorum answers); `None` when etcd is not installed
     /// (after [`crate::skip`] said so; in CI that fails the test).
     pub fn start(size: usize) -> Option<Self> {
+        Self::start_with(size, None)
+    }
+
+    /// Like [`EtcdCluster::start`], the client port serving TLS.
+    pub fn start_tls(size: usize, tls: EtcdTlsFiles) -> Option<Self> {
+        Self::start_with(size, Some(tls))
+    }
+
+    fn start_with(size: usize, tls: Option<EtcdTlsFiles>) -> Option<Self> {
         let etcd = crate::require_tool("etcd", "etcd-server")?;
         let etcdctl = crate::require_tool("etcdctl", "etcd-client")?;
         let members: Vec<Member> = (0..size)
@@ -61,6 +86,7 @@ impl EtcdCluster {
                 .expect("tempdir"),
             members,
             initial_cluster,
+            tls,
         };
         for i in 0..size {
             cluster.start_member(i);
@@ -69,23 +95,43 @@ impl EtcdCluster {
         Some(cluster)
     }
 
-    /// `etcd://127.0.0.1:P1,127.0.0.1:P2,...`, as `steward run --ha` takes it.
+    /// `etcd://127.0.0.1:P1,127.0.0.1:P2,...` (`etcds://` with TLS), as `steward run
+    /// --ha` takes it.
     pub fn endpoints(&self) -> String {
         let hosts: Vec<String> = self
             .members
             .iter()
             .map(|m| format!("127.0.0.1:{}", m.client_port))
             .collect();
-        format!("etcd://{}", hosts.join(","))
+        let scheme = if self.tls.is_some() { "etcds" } else { "etcd" };
+        format!("{scheme}://{}", hosts.join(","))
+    }
+
+    fn client_url(&self, member: &Member) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", member.client_port)
     }
 
     /// The client URLs, for etcdctl.
     pub fn client_urls(&self) -> String {
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| self.client_url(m))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// etcdctl's TLS flags (none without TLS).
+    fn etcdctl_tls(&self) -> Vec<String> {
+        let Some(tls) = &self.tls else {
+            return Vec::new();
+        };
+        let mut args = vec![format!("--cacert={}", tls.ca.display())];
+        if let Some((cert, key)) = &tls.client {
+            args.push(format!("--cert={}", cert.display()));
+            args.push(format!("--key={}", key.display()));
+        }
+        args
     }
 
     /// Start member `i` (again, on its data directory).
@@ -95,9 +141,21 @@ impl EtcdCluster {
         let data = self.dir.path().join(&member.name);
         let log =
             File::create(self.dir.path().join(format!("{}.log", member.name))).expect("member log");
-        let client = format!("http://127.0.0.1:{}", member.client_port);
+        let client = self.client_url(member);
         let peer = format!("http://127.0.0.1:{}", member.peer_port);
-        let child = Command::new(&self.etcd)
+        let mut etcd = Command::new(&self.etcd);
+        if let Some(tls) = &self.tls {
+            etcd.arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key);
+            if tls.client.is_some() {
+                etcd.arg("--client-cert-auth")
+                    .arg("--trusted-ca-file")
+                    .arg(&tls.ca);
+            }
+        }
+        let child = etcd
             .arg("--name")
             .arg(&member.name)
             .arg("--data-dir")
@@ -131,7 +189,7 @@ impl EtcdCluster {
             .members
             .iter()
             .filter(|m| m.child.is_some())
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| self.client_url(m))
             .collect();
         crate::eventually(
             "etcd to be healthy",
@@ -140,6 +198,7 @@ impl EtcdCluster {
             || {
                 Command::new(&self.etcdctl)
                     .env("ETCDCTL_API", "3")
+                    .args(self.etcdctl_tls())
                     .args(["--endpoints", &running.join(","), "endpoint", "health"])
                     .args(["--command-timeout", "2s"])
                     .stdout(Stdio::null())
@@ -154,6 +213,7 @@ impl EtcdCluster {
     pub fn etcdctl(&self, args: &[&str]) -> String {
         let out = Command::new(&self.etcdctl)
             .env("ETCDCTL_API", "3")
+            .args(self.etcdctl_tls())
             .args(["--endpoints", &self.client_urls()])
             .args(args)
             .output()

@@ -13,13 +13,15 @@ mod guard;
 mod metrics;
 mod status;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use steward_controllers::{ControllersHandle, MetricsRegistry};
-use steward_leader::{Cluster, Election, ElectionConfig, Endpoints, LeaderError, Leadership};
+use steward_leader::{
+    ClientIdentity, Cluster, Election, ElectionConfig, Endpoints, EtcdTls, LeaderError, Leadership,
+};
 use tokio_util::sync::CancellationToken;
 
 pub use guard::refuse_changes_on_followers;
@@ -29,7 +31,8 @@ pub use status::HaStatus;
 #[derive(Debug, Clone, clap::Args)]
 pub struct HaArgs {
     /// Run as one of several daemons electing a leader on etcd:
-    /// etcd://HOST:PORT[,HOST:PORT...] (every member of the cluster).
+    /// etcd://HOST:PORT[,HOST:PORT...] (every member of the cluster), or etcds://... for
+    /// TLS (with --ha-trust).
     #[arg(long, value_name = "ENDPOINTS")]
     pub ha: Option<String>,
     /// This daemon's name in the election (unique among the daemons).
@@ -49,6 +52,73 @@ pub struct HaArgs {
     /// [default: http://LISTEN].
     #[arg(long, value_name = "URL", requires = "ha")]
     pub ha_advertise: Option<String>,
+    /// With etcds:// endpoints: the CA certificate(s), PEM, that signed the etcd members'
+    /// certificates.
+    #[arg(long, value_name = "FILE", requires = "ha")]
+    pub ha_trust: Option<PathBuf>,
+    /// This daemon's client certificate, PEM, for etcd members started with
+    /// --client-cert-auth (with --ha-key).
+    #[arg(long, value_name = "FILE", requires_all = ["ha", "ha_key"])]
+    pub ha_cert: Option<PathBuf>,
+    /// The private key of --ha-cert, PEM.
+    #[arg(long, value_name = "FILE", requires_all = ["ha", "ha_cert"])]
+    pub ha_key: Option<PathBuf>,
+}
+
+/// Certificates and keys are small; a larger file is the wrong file.
+const MAX_PEM_FILE: u64 = 1 << 20;
+
+fn read_pem(flag: &str, path: &Path) -> anyhow::Result<String> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("{flag} {}: cannot read it", path.display()))?
+        .len();
+    anyhow::ensure!(
+        size <= MAX_PEM_FILE,
+        "{flag} {}: {size} bytes, more than a PEM file of certificates or a key can be ({MAX_PEM_FILE})",
+        path.display()
+    );
+    std::fs::read_to_string(path)
+        .with_context(|| format!("{flag} {}: cannot read it as text", path.display()))
+}
+
+/// The TLS settings for etcd from `--ha-trust`, `--ha-cert` and `--ha-key`, each file
+/// checked to hold what it should before anything connects.
+fn etcd_tls(args: &HaArgs) -> anyhow::Result<Option<EtcdTls>> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let Some(trust) = &args.ha_trust else {
+        anyhow::ensure!(
+            args.ha_cert.is_none(),
+            "--ha-cert needs --ha-trust FILE: the CA that signed the etcd members' certificates"
+        );
+        return Ok(None);
+    };
+    let certificates = |flag: &str, path: &Path| -> anyhow::Result<String> {
+        let pem = read_pem(flag, path)?;
+        let found = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{flag} {}: not PEM certificates: {e}", path.display()))?;
+        anyhow::ensure!(
+            !found.is_empty(),
+            "{flag} {}: holds no PEM certificate",
+            path.display()
+        );
+        Ok(pem)
+    };
+    let trust_pem = certificates("--ha-trust", trust)?;
+    let client = match (&args.ha_cert, &args.ha_key) {
+        (Some(cert), Some(key)) => {
+            let cert_pem = certificates("--ha-cert", cert)?;
+            let key_pem = read_pem("--ha-key", key)?;
+            // The parse error never quotes the key.
+            PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| {
+                anyhow::anyhow!("--ha-key {}: holds no PEM private key", key.display())
+            })?;
+            Some(ClientIdentity::new(cert_pem, key_pem))
+        }
+        _ => None,
+    };
+    Ok(Some(EtcdTls { trust_pem, client }))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -75,6 +145,7 @@ pub fn config(
     config.ttl = args.ha_lease_ttl;
     config.renew_every = args.ha_renew_every;
     config.retry_every = args.ha_retry_every;
+    config.tls = etcd_tls(args)?;
     config.validate()?;
     Ok(Some(config))
 }
@@ -189,5 +260,84 @@ async fn follow(
         if leadership.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(ha: &str) -> HaArgs {
+        HaArgs {
+            ha: Some(ha.to_owned()),
+            ha_id: Some("ctl1".to_owned()),
+            ha_lease_ttl: Duration::from_secs(10),
+            ha_renew_every: Duration::from_secs(2),
+            ha_retry_every: Duration::from_millis(500),
+            ha_advertise: None,
+            ha_trust: None,
+            ha_cert: None,
+            ha_key: None,
+        }
+    }
+
+    fn listen() -> std::net::SocketAddr {
+        "127.0.0.1:9464".parse().unwrap()
+    }
+
+    #[test]
+    fn etcds_needs_a_trust_file_and_etcd_refuses_one() {
+        let err = config(&args("etcds://127.0.0.1:2379"), listen()).unwrap_err();
+        assert!(format!("{err:#}").contains("--ha-trust"), "{err:#}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let ca = steward_pki::CertificateAuthority::init(dir.path().join("ca")).unwrap();
+        let mut plain = args("etcd://127.0.0.1:2379");
+        plain.ha_trust = Some(ca.cert_path());
+        let err = config(&plain, listen()).unwrap_err();
+        assert!(format!("{err:#}").contains("etcds://"), "{err:#}");
+
+        let mut tls = args("etcds://127.0.0.1:2379");
+        tls.ha_trust = Some(ca.cert_path());
+        let config = config(&tls, listen()).unwrap().unwrap();
+        assert!(config.tls.is_some_and(|t| t.client.is_none()));
+    }
+
+    #[test]
+    fn each_file_is_checked_and_a_key_is_never_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = steward_pki::CertificateAuthority::init(dir.path().join("ca")).unwrap();
+        let client = ca.issue_client("ctl1").unwrap();
+        let (cert, key) = client.write_pair(dir.path(), "client").unwrap();
+        let not_pem = dir.path().join("notes.txt");
+        std::fs::write(&not_pem, "SECRET-LOOKING TEXT\n").unwrap();
+
+        let mut tls = args("etcds://127.0.0.1:2379");
+        tls.ha_trust = Some(not_pem.clone());
+        let err = format!("{:#}", config(&tls, listen()).unwrap_err());
+        assert!(
+            err.contains("--ha-trust") && err.contains("notes.txt"),
+            "{err}"
+        );
+
+        tls.ha_trust = Some(ca.cert_path());
+        tls.ha_cert = Some(cert.clone());
+        tls.ha_key = Some(not_pem);
+        let err = format!("{:#}", config(&tls, listen()).unwrap_err());
+        assert!(
+            err.contains("--ha-key") && err.contains("no PEM private key"),
+            "{err}"
+        );
+        assert!(!err.contains("SECRET-LOOKING"), "{err}");
+
+        tls.ha_key = Some(dir.path().join("missing.key"));
+        let err = format!("{:#}", config(&tls, listen()).unwrap_err());
+        assert!(err.contains("missing.key"), "{err}");
+
+        tls.ha_key = Some(key);
+        let config = config(&tls, listen()).unwrap().unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+        assert!(config.tls.is_some_and(|t| t.client.is_some()));
     }
 }
