@@ -84,7 +84,7 @@ export STEWARD_SKIPPED_LOG
 STEWARD_SKIPPED_LOG=$(mktemp)
 trap 'rm -f "$log" "$STEWARD_SKIPPED_LOG"' EXIT
 set +e
-cargo test --workspace --locked 2>&1 | tee "$log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # Every cargo-fuzz target for FUZZ_SECONDS (default 20) each: docs/testing.md.
 scripts/fuzz.sh
