@@ -34,7 +34,7 @@ use time::OffsetDateTime;
 
 pub use error::{ProbeError, ProbePhase, TlsFailure};
 pub use health::Health;
-pub use monitor::{Monitor, MonitorSettings, ProbeReport, ProbeSink};
+pub use monitor::{Monitor, MonitorSettings, ProbeReport, ProbeSink, SETTLE_PACE};
 pub use network::NetworkProber;
 pub use steward_https_client::PoolLimits;
 

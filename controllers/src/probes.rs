@@ -90,6 +90,10 @@ impl ProbeSink for Context {
         if report.verdict == Some(true) {
             wake_dependents(self, key.kind);
         }
+        if self.upgrade.in_progress() {
+            // A rolling upgrade waits for this verdict to release the next service.
+            crate::upgrade::wake(self, Reason::ObservedChanged);
+        }
     }
 }
 

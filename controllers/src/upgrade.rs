@@ -186,6 +186,13 @@ impl Upgrades {
         }
     }
 
+    /// Servers are being upgraded now.
+    pub(crate) fn in_progress(&self) -> bool {
+        let slot = self.rollout.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref()
+            .is_some_and(|r| r.phase == UpgradePhase::Progressing)
+    }
+
     /// A halted upgrade left `server` as it is: nothing there is restarted either.
     pub(crate) fn halted_on(&self, server: &str) -> bool {
         let slot = self.rollout.lock().unwrap_or_else(|p| p.into_inner());
@@ -515,6 +522,7 @@ async fn advance(
         .map(|s| s.name.clone())
         .collect();
     let to = rollout.to.clone();
+    let mut finished = false;
     for name in names {
         let Some(server) = snapshot.servers.get(&name) else {
             continue;
@@ -527,6 +535,7 @@ async fn advance(
         match step {
             steps::Step::Wait(d) => next = next.min(d),
             steps::Step::Done => {
+                finished = true;
                 ctx.store.event(
                     format!("server/{name}"),
                     EventType::Normal,
@@ -566,6 +575,10 @@ async fn advance(
                 .wake::<crate::service::Services>(key, Reason::DesiredChanged);
         }
         return Ok(Action::requeue(ctx.pace.resync.max(RECHECK)));
+    }
+    if finished {
+        // The next batch starts now, not a pace later.
+        return Ok(Action::requeue(Duration::ZERO));
     }
     Ok(Action::requeue(next))
 }

@@ -39,6 +39,11 @@ impl Health {
         changed
     }
 
+    /// A failure that does not count towards `fall` still breaks a run of passes.
+    pub fn interrupt(&mut self) {
+        self.passes = 0;
+    }
+
     pub fn reset(&mut self) {
         *self = Self::default();
     }

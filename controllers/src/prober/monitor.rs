@@ -8,6 +8,15 @@
 //! ends by its timeout; a service is never probed twice at once. A scheduled probe that
 //! cannot get a permit waits; its next one is planned from when it ran, so a backlog never
 //! piles up.
+//!
+//! Settling: a service just watched, reset (installed, upgraded, restarted) or asked for
+//! with [`Monitor::probe_soon`] is probed at once and then every [`SETTLE_PACE`] until it
+//! is up, for at most one `interval`, instead of an `interval` apart: a process started a
+//! moment ago is seen healthy within a fraction of a second, not at its next scheduled
+//! probe (an upgrade waits for each service in turn). Rise and fall keep their meaning:
+//! every pass counts towards `rise` (from down, `rise` passes in a row at that pace), but
+//! only the first failure of a settling period counts towards `fall`; the others only
+//! break a run of passes, so a slow start is judged down no sooner than on the schedule.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -25,6 +34,8 @@ use crate::service_key::ServiceKey;
 
 /// Past the check's own timeout, a prober that still has not answered is cut off.
 const GUARD: Duration = Duration::from_millis(250);
+/// The pace of probes while a service settles (see the module's comment).
+pub const SETTLE_PACE: Duration = Duration::from_millis(100);
 /// How often, at most, probes that steward could not make are reported in the log.
 const LOCAL_FAILURE_WARNING_EVERY: Duration = Duration::from_secs(10);
 
@@ -70,6 +81,14 @@ struct Entry {
     health: Health,
     in_flight: bool,
     last_success: Option<bool>,
+    /// Settling until then; whether a failure was counted in this settling period.
+    settle: Option<(Instant, bool)>,
+}
+
+impl Entry {
+    fn settle(&mut self, now: Instant) {
+        self.settle = Some((now + self.target.check.interval, false));
+    }
 }
 
 #[derive(Default)]
@@ -161,6 +180,7 @@ impl Monitor {
             Some(entry) if *entry.target == target => return,
             _ => registry.next_version(),
         };
+        let new = !registry.entries.contains_key(key);
         let entry = registry
             .entries
             .entry(key.clone())
@@ -170,9 +190,13 @@ impl Monitor {
                 health: Health::default(),
                 in_flight: false,
                 last_success: None,
+                settle: None,
             });
         entry.target = Arc::new(target);
         entry.version = version;
+        if new {
+            entry.settle(Instant::now());
+        }
         let in_flight = entry.in_flight;
         // An in-flight probe reschedules the new version when it ends.
         if !in_flight && registry.schedule(Instant::now(), key.clone(), version) {
@@ -197,6 +221,27 @@ impl Monitor {
         entry.version = version;
         entry.health.reset();
         entry.last_success = None;
+        entry.settle(Instant::now());
+        let in_flight = entry.in_flight;
+        if !in_flight && registry.schedule(Instant::now(), key.clone(), version) {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// Probe `key` as soon as a slot is free, then at [`SETTLE_PACE`] until it is up (for
+    /// at most one `interval`), keeping its verdict: for whoever just changed something
+    /// and waits for its health (rise and fall still apply, see the module's comment).
+    /// Nothing if `key` is not watched.
+    pub fn probe_soon(&self, key: &ServiceKey) {
+        let mut registry = self.lock();
+        let version = registry.next_version();
+        let Some(entry) = registry.entries.get_mut(key) else {
+            return;
+        };
+        // A new version: a probe already queued is dropped when it comes up, one in
+        // flight reschedules this one when it ends.
+        entry.version = version;
+        entry.settle(Instant::now());
         let in_flight = entry.in_flight;
         if !in_flight && registry.schedule(Instant::now(), key.clone(), version) {
             self.inner.wake.notify_one();
@@ -366,10 +411,10 @@ impl Monitor {
             }
             return;
         }
-        let check = &entry.target.check;
+        let check = entry.target.check.clone();
         // From when it ran, not from when it was due: a probe that started late (a busy
         // loop, a wait for a permit) is not followed by a catch-up probe right after it.
-        let next = (started + check.interval).max(now);
+        let mut next = (started + check.interval).max(now);
         if let Some(e) = result.outcome.as_ref().err().filter(|e| e.is_local()) {
             // Steward could not even try: no verdict on the service, nothing to report.
             warn_local_failure(local_failures, &due.key, e, now);
@@ -378,9 +423,25 @@ impl Monitor {
             }
             return;
         }
-        let changed = entry
-            .health
-            .record(result.success(), check.rise, check.fall);
+        let settling = entry.settle.filter(|(until, _)| now < *until);
+        let changed = match settling {
+            // A settling period's later failures are extra probes: not counted for `fall`.
+            Some((_, true)) if !result.success() => {
+                entry.health.interrupt();
+                false
+            }
+            _ => entry
+                .health
+                .record(result.success(), check.rise, check.fall),
+        };
+        entry.settle = match settling {
+            Some(_) if entry.health.verdict == Some(true) => None,
+            Some((until, counted)) => {
+                next = now + SETTLE_PACE;
+                Some((until, counted || !result.success()))
+            }
+            None => None,
+        };
         entry.last_success = Some(result.success());
         let verdict = entry.health.verdict;
         let target = entry.target.clone();

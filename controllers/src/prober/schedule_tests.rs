@@ -128,3 +128,169 @@ async fn a_probe_that_started_late_is_not_followed_by_a_catch_up_probe() {
         gaps(quick)
     );
 }
+
+/// Refuses connections until `up_at`, passes from then on (a process starting after an
+/// install); `down_from` makes it fail again from that instant.
+struct Starting {
+    up_at: Mutex<Instant>,
+    down_from: Mutex<Option<Instant>>,
+    starts: Mutex<Vec<Instant>>,
+}
+
+#[async_trait]
+impl Prober for Starting {
+    async fn probe(&self, _target: &ProbeTarget) -> ProbeResult {
+        let now = Instant::now();
+        self.starts.lock().unwrap().push(now);
+        let up = now >= *self.up_at.lock().unwrap()
+            && self.down_from.lock().unwrap().is_none_or(|d| now < d);
+        if up {
+            ProbeResult {
+                duration: MS,
+                http_status: Some(200),
+                cert_not_after: None,
+                reused_connection: false,
+                outcome: Ok(()),
+            }
+        } else {
+            ProbeResult::failed(MS, ProbeError::ConnectionRefused)
+        }
+    }
+}
+
+/// Every verdict change, with when it happened.
+#[derive(Default)]
+struct Verdicts(Mutex<Vec<(Instant, Option<bool>)>>);
+
+impl ProbeSink for Verdicts {
+    fn observe(&self, _: &ServiceKey, report: &ProbeReport<'_>) {
+        if report.changed {
+            self.0
+                .lock()
+                .unwrap()
+                .push((Instant::now(), report.verdict));
+        }
+    }
+}
+
+impl Verdicts {
+    fn all(&self) -> Vec<(Instant, Option<bool>)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A monitor running `prober` (interval 10 s, rise 2, fall 3) with one watched service.
+async fn settling(
+    prober: Arc<Starting>,
+) -> (Monitor, ServiceKey, Arc<Verdicts>, CancellationToken) {
+    let monitor = Monitor::new(prober, MonitorSettings::default());
+    let sink = Arc::new(Verdicts::default());
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let (monitor, stop, sink) = (monitor.clone(), stop.clone(), sink.clone());
+        async move { monitor.run(sink, stop).await }
+    });
+    let mut t = target(ServiceKind::Psws, 7002, Duration::from_secs(1));
+    t.check.interval = Duration::from_secs(10);
+    t.check.rise = 2;
+    t.check.fall = 3;
+    let key = ServiceKey::new("app1", ServiceKind::Psws);
+    monitor.watch(&key, t);
+    (monitor, key, sink, stop)
+}
+
+fn starting(up_in: Duration) -> Arc<Starting> {
+    Arc::new(Starting {
+        up_at: Mutex::new(Instant::now() + up_in),
+        down_from: Mutex::new(None),
+        starts: Mutex::new(Vec::new()),
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_starting_after_its_install_is_up_within_the_settle_pace() {
+    // Refused for 250 ms (the process is starting), then passing: up at the first probe
+    // after that, not at the next scheduled one 10 s after the install.
+    let t0 = Instant::now();
+    let prober = starting(250 * MS);
+    let (monitor, key, sink, stop) = settling(prober.clone()).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let verdicts = sink.all();
+    assert_eq!(verdicts.len(), 1, "{verdicts:?}");
+    assert_eq!(verdicts[0].1, Some(true));
+    let up_after = verdicts[0].0 - t0;
+    assert!(up_after >= 250 * MS && up_after < 250 * MS + SETTLE_PACE, "{up_after:?}");
+    // Once up, back to the schedule: an interval apart.
+    let starts = prober.starts.lock().unwrap().clone();
+    let after_up: Vec<Instant> = starts.into_iter().filter(|s| *s >= verdicts[0].0).collect();
+    assert!(
+        gaps(&after_up).iter().all(|g| *g == Duration::from_secs(10)),
+        "{:?}",
+        gaps(&after_up)
+    );
+
+    // An install resets it: the same again, from no verdict.
+    let t1 = Instant::now();
+    *prober.up_at.lock().unwrap() = t1 + 300 * MS;
+    monitor.reset(&key);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let verdicts = sink.all();
+    assert_eq!(verdicts.len(), 2, "{verdicts:?}");
+    let up_after = verdicts[1].0 - t1;
+    assert!(up_after >= 300 * MS && up_after < 300 * MS + SETTLE_PACE, "{up_after:?}");
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn settling_failures_do_not_count_towards_fall() {
+    // Never starts: judged down after `fall` (3) failures on the schedule, about two
+    // intervals after the first probe, however many settling probes failed before.
+    let t0 = Instant::now();
+    let prober = starting(Duration::from_secs(3600));
+    let (_monitor, _key, sink, stop) = settling(prober.clone()).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let verdicts = sink.all();
+    assert_eq!(verdicts.len(), 1, "{verdicts:?}");
+    assert_eq!(verdicts[0].1, Some(false));
+    let down_after = verdicts[0].0 - t0;
+    assert!(down_after >= Duration::from_secs(20), "{down_after:?}");
+    assert!(down_after < Duration::from_secs(21), "{down_after:?}");
+    // It settled at the short pace for one interval only.
+    let starts = prober.starts.lock().unwrap().clone();
+    let settling = starts
+        .iter()
+        .filter(|s| **s - t0 < Duration::from_secs(10))
+        .count();
+    assert!((90..=101).contains(&settling), "{settling} settling probes");
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn probe_soon_keeps_the_verdict_and_rise_still_counts() {
+    // Up, then down (fall 3 on the schedule); it is mended and someone asks for a probe
+    // soon: it comes back after `rise` (2) passes in a row at the settle pace, not at
+    // once and not two intervals later.
+    let prober = starting(Duration::ZERO);
+    let (monitor, key, sink, stop) = settling(prober.clone()).await;
+    tokio::time::sleep(MS).await;
+    *prober.down_from.lock().unwrap() = Some(Instant::now());
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert_eq!(monitor.verdict(&key), Some(false));
+    *prober.down_from.lock().unwrap() = Some(Instant::now() + Duration::from_secs(3600));
+    let asked = Instant::now();
+    monitor.probe_soon(&key);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let verdicts = sink.all();
+    assert_eq!(
+        verdicts.iter().map(|v| v.1).collect::<Vec<_>>(),
+        [Some(true), Some(false), Some(true)]
+    );
+    let up_after = verdicts[2].0 - asked;
+    assert!(
+        up_after >= SETTLE_PACE && up_after < 2 * SETTLE_PACE,
+        "second pass decides: {up_after:?}"
+    );
+    // Not watched: nothing happens.
+    monitor.probe_soon(&ServiceKey::new("app9", ServiceKind::Psws));
+    stop.cancel();
+}

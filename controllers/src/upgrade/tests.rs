@@ -43,7 +43,9 @@ fn fleet(release: &str, servers: &[&str], policy: &str) -> Snapshot {
         .unwrap_or_else(|| panic!("invalid fleet: {:?}", compiled.diagnostics))
 }
 
-const POLICY: &str = "  healthGate: 30s\n  drainTimeout: 20s\n  from: [\"6.12.*\"]\n";
+/// The gate outlasts `fall` failures on the default schedule (3 x 10 s), so a service
+/// that fails after passing its first probe is judged down inside it.
+const POLICY: &str = "  healthGate: 60s\n  drainTimeout: 20s\n  from: [\"6.12.*\"]\n";
 
 /// A load balancer that records what was drained; sessions end at once.
 #[derive(Default)]
