@@ -145,6 +145,8 @@ struct Due {
     version: u64,
     target: Arc<ProbeTarget>,
     failing: bool,
+    /// Asked for by [`Monitor::probe_now`]: always counted, settling or not.
+    forced: bool,
 }
 
 impl Monitor {
@@ -314,7 +316,8 @@ impl Monitor {
     }
 
     /// Probe `key` now, outside the schedule (tests, and whoever cannot wait); `None` if
-    /// it is not watched or a probe of it is already running.
+    /// it is not watched or a probe of it is already running. Its outcome counts towards
+    /// rise and fall like a scheduled probe's, settling or not.
     pub async fn probe_now(&self, key: &ServiceKey, sink: &dyn ProbeSink) -> Option<ProbeResult> {
         let due = {
             let mut registry = self.lock();
@@ -328,6 +331,7 @@ impl Monitor {
                 version: entry.version,
                 target: entry.target.clone(),
                 failing: entry.last_success == Some(false),
+                forced: true,
             }
         };
         Some(self.probe(due, sink).await)
@@ -355,6 +359,7 @@ impl Monitor {
             due.push(Due {
                 target: entry.target.clone(),
                 failing: entry.last_success == Some(false),
+                forced: false,
                 key,
                 version,
             });
@@ -426,7 +431,7 @@ impl Monitor {
         let settling = entry.settle.filter(|(until, _)| now < *until);
         let changed = match settling {
             // A settling period's later failures are extra probes: not counted for `fall`.
-            Some((_, true)) if !result.success() => {
+            Some((_, true)) if !result.success() && !due.forced => {
                 entry.health.interrupt();
                 false
             }

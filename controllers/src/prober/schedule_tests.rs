@@ -219,12 +219,17 @@ async fn a_service_starting_after_its_install_is_up_within_the_settle_pace() {
     assert_eq!(verdicts.len(), 1, "{verdicts:?}");
     assert_eq!(verdicts[0].1, Some(true));
     let up_after = verdicts[0].0 - t0;
-    assert!(up_after >= 250 * MS && up_after < 250 * MS + SETTLE_PACE, "{up_after:?}");
+    assert!(
+        up_after >= 250 * MS && up_after < 250 * MS + SETTLE_PACE,
+        "{up_after:?}"
+    );
     // Once up, back to the schedule: an interval apart.
     let starts = prober.starts.lock().unwrap().clone();
     let after_up: Vec<Instant> = starts.into_iter().filter(|s| *s >= verdicts[0].0).collect();
     assert!(
-        gaps(&after_up).iter().all(|g| *g == Duration::from_secs(10)),
+        gaps(&after_up)
+            .iter()
+            .all(|g| *g == Duration::from_secs(10)),
         "{:?}",
         gaps(&after_up)
     );
@@ -237,7 +242,10 @@ async fn a_service_starting_after_its_install_is_up_within_the_settle_pace() {
     let verdicts = sink.all();
     assert_eq!(verdicts.len(), 2, "{verdicts:?}");
     let up_after = verdicts[1].0 - t1;
-    assert!(up_after >= 300 * MS && up_after < 300 * MS + SETTLE_PACE, "{up_after:?}");
+    assert!(
+        up_after >= 300 * MS && up_after < 300 * MS + SETTLE_PACE,
+        "{up_after:?}"
+    );
     stop.cancel();
 }
 
