@@ -2,12 +2,17 @@
 //! A release upgrades app1 then app2; a release marked `lab-fail-HEALTH-at-<app2's
 //! address>` halts on app2 with app1 done, app2's failed service left as it is (not
 //! reinstalled nor restarted) and its log kept; a new commit of another release resumes.
+//! On four servers, a failure on the second leaves the third and fourth untouched (their
+//! agents' own records), retries nothing for a minute, and a resume (CLI, then API) after
+//! the operator's repair finishes it.
 
 mod support;
 
 use std::time::Duration;
 
 use serde_json::Value;
+use steward_testkit::http::Request;
+use steward_testkit::Fixture;
 use support::*;
 
 const INSTALLATION: &str = "installation.yaml";
@@ -138,6 +143,196 @@ fn two_servers_upgrade_then_halt_on_app2_and_resume_by_a_new_commit() {
     for server in ["app1", "app2"] {
         for (kind, release) in releases(&lab, server) {
             assert_eq!(release, "6.14.1", "{kind} on {server}");
+        }
+    }
+    lab.stop();
+}
+
+const TOKEN: &str = "upgrade-token-5c81d0";
+
+/// The bundled deployment on four servers: app1 as it is, app2's kinds spread over app2,
+/// app3 and app4 (no load balancer, so each kind on one server).
+fn four_servers(lab: &Lab) {
+    for (name, kinds) in [
+        ("app2", ["EMERGENCY", "HEALTH"]),
+        ("app3", ["JOB", "HL7"]),
+        ("app4", ["FHIR", "EMPI"]),
+    ] {
+        lab.write(
+            &format!("servers/{name}.yaml"),
+            &Fixture::server(name).services(kinds).yaml(),
+        );
+    }
+}
+
+/// What an agent did: its "service installed" and "service restarted" log lines.
+fn agent_changes(lab: &Lab, server: &str) -> usize {
+    lab.agent_log(server)
+        .lines()
+        .filter(|l| l.contains("service installed") || l.contains("service restarted"))
+        .count()
+}
+
+/// Each service's (kind, release, installedAt, pid) from the agent's own records.
+fn records(lab: &Lab, server: &str) -> Vec<(String, String, String, String)> {
+    lab.agent_services(server)
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].to_string(),
+                s["release"].to_string(),
+                s["installedAt"].to_string(),
+                s["pid"].to_string(),
+            )
+        })
+        .collect()
+}
+
+fn server_phases(status: &Value) -> Vec<String> {
+    upgrade(status)["servers"]
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .map(|s| {
+                    format!(
+                        "{} {}",
+                        s["name"].as_str().unwrap_or(""),
+                        s["phase"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn steward(lab: &Lab, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary())
+        .args(args)
+        .arg("--url")
+        .arg(format!("http://{}", lab.api))
+        .env("STEWARD_RECONCILE_TOKEN", TOKEN)
+        .output()
+        .expect("run steward")
+}
+
+#[test]
+fn four_servers_halt_on_the_second_leave_the_rest_and_resume_after_a_repair() {
+    let mut lab = Lab::new(
+        141,
+        Options {
+            env: vec![("STEWARD_RECONCILE_TOKEN", TOKEN)],
+            ..Options::default()
+        },
+    );
+    four_servers(&lab);
+    lab.write(
+        "upgrade-policy.yaml",
+        "apiVersion: steward/v1\nkind: UpgradePolicy\nmetadata: {name: default}\nspec:\n  healthGate: 1s\n  from: [\"6.*\"]\n",
+    );
+    lab.commit("four servers and an upgrade policy");
+    lab.spawn();
+    lab.wait_converged(1);
+    lab.wait_status("the upgrade policy in force", |s| phase(s) == "Idle");
+    let servers = ["app1", "app2", "app3", "app4"];
+
+    // Success end to end, one server after the other.
+    set_release(&lab, "6.12.1", "6.13.0");
+    let status = wait_upgrade(&lab, "the upgrade to 6.13.0 to complete", |s| {
+        phase(s) == "Complete" && upgrade(s)["to"] == "6.13.0"
+    });
+    assert_eq!(
+        server_phases(&status),
+        ["app1 Done", "app2 Done", "app3 Done", "app4 Done"]
+    );
+    for server in servers {
+        for (kind, release) in releases(&lab, server) {
+            assert_eq!(release, "6.13.0", "{kind} on {server}");
+        }
+    }
+
+    // HEALTH of the next release fails on app2, the second of four.
+    let before: Vec<_> = ["app3", "app4"]
+        .map(|s| (records(&lab, s), agent_changes(&lab, s)))
+        .into();
+    let app2 = lab.server_address("app2").to_string().replace('.', "-");
+    let failing = format!("6.14.0+lab-fail-HEALTH-at-{app2}");
+    set_release(&lab, "6.13.0", &failing);
+    let status = wait_upgrade(&lab, "the upgrade to halt on app2", |s| {
+        phase(s) == "Halted"
+    });
+    assert_eq!(
+        server_phases(&status),
+        ["app1 Done", "app2 Failed", "app3 Pending", "app4 Pending"]
+    );
+    let reason = upgrade(&status)["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("app2") && reason.contains("HEALTH"),
+        "{reason}"
+    );
+    assert_eq!(
+        upgrade(&status)["logs"],
+        serde_json::json!(["upgrade-logs/app2-HEALTH.log"])
+    );
+    assert!(lab.state.join("upgrade-logs/app2-HEALTH.log").is_file());
+    assert_eq!(
+        lab.agent_service("app2", "HEALTH").expect("HEALTH on app2")["release"],
+        failing.as_str()
+    );
+
+    // No retry: a minute later no agent installed or restarted anything more, and the
+    // servers after app2 still run what they ran, untouched.
+    let halted: Vec<usize> = servers.iter().map(|s| agent_changes(&lab, s)).collect();
+    std::thread::sleep(Duration::from_secs(60));
+    let later: Vec<usize> = servers.iter().map(|s| agent_changes(&lab, s)).collect();
+    assert_eq!(
+        later, halted,
+        "installs/restarts per agent over 60 s after the halt"
+    );
+    let after: Vec<_> = ["app3", "app4"]
+        .map(|s| (records(&lab, s), agent_changes(&lab, s)))
+        .into();
+    assert_eq!(after, before, "app3 and app4 untouched");
+    assert_eq!(phase(&lab.status()), "Halted");
+
+    // A resume without a repair is judged afresh and halts again on app2.
+    let out = steward(&lab, &["upgrade", "resume"]);
+    assert!(out.status.success(), "steward upgrade resume: {out:?}");
+    wait_upgrade(&lab, "the resumed upgrade under way", |s| {
+        phase(s) == "Progressing"
+    });
+    wait_upgrade(&lab, "the resumed upgrade to halt again", |s| {
+        phase(s) == "Halted"
+    });
+
+    // The operator repairs HEALTH on app2 (the lab's repair file in its directory) and
+    // resumes through the API: app2 passes its gate, then app3 and app4 follow.
+    let pid = lab.agent_service("app2", "HEALTH").expect("HEALTH on app2")["pid"]
+        .as_i64()
+        .expect("a pid");
+    let dir = std::fs::read_link(format!("/proc/{pid}/cwd")).expect("its directory");
+    std::fs::write(dir.join("lab-repaired"), "").expect("the repair file");
+    let api = lab.api.to_string();
+    let bearer = format!("Bearer {TOKEN}");
+    let headers = [("Authorization", bearer.as_str())];
+    let resp = Request {
+        method: "POST",
+        path: "/api/v1/upgrade/resume",
+        headers: &headers,
+        ..Request::get(&api, "")
+    }
+    .send()
+    .expect("POST /api/v1/upgrade/resume");
+    assert_eq!(resp.status, 202, "{}", resp.text());
+    let status = wait_upgrade(&lab, "the resumed upgrade to complete", |s| {
+        phase(s) == "Complete" && upgrade(s)["to"] == failing.as_str()
+    });
+    assert_eq!(
+        server_phases(&status),
+        ["app1 Done", "app2 Done", "app3 Done", "app4 Done"]
+    );
+    for server in servers {
+        for (kind, release) in releases(&lab, server) {
+            assert_eq!(release, failing, "{kind} on {server}");
         }
     }
     lab.stop();

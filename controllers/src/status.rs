@@ -332,7 +332,8 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceStatus {
-    /// `Installation`, `Server`, `Certificate`, `Service`, `ActiveDirectory` or `Notifications`.
+    /// `Installation`, `Server`, `Certificate`, `Service`, `ActiveDirectory`,
+    /// `Notifications` or `UpgradePolicy`.
     pub kind: String,
     pub name: String,
     pub observed_generation: Option<u64>,
@@ -351,6 +352,24 @@ pub enum ResourceDetail {
     Service(ServiceHealth),
     ActiveDirectory(DirectoryStatus),
     Notifications(NotificationsStatus),
+    UpgradePolicy(UpgradePolicyStatus),
+}
+
+/// The UpgradePolicy (`/api/v1/resources/upgradepolicy/NAME`): its settings and the
+/// upgrade it drives (the same as `upgrade` in the status).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradePolicyStatus {
+    pub name: String,
+    /// Servers upgraded at once, and the cap on servers out of service.
+    pub max_unavailable: u32,
+    pub health_gate_seconds: f64,
+    /// Servers are drained from the load balancer before their upgrade.
+    pub drain: bool,
+    pub drain_timeout_seconds: f64,
+    /// The releases an upgrade may start from, as written; empty: any.
+    pub from: Vec<String>,
+    pub upgrade: Option<UpgradeStatus>,
 }
 
 /// One Notifications object: where it mails, what, and how delivery goes.

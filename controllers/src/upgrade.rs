@@ -273,6 +273,8 @@ async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
     let snapshot = &accepted.desired.snapshot;
     let installed = ctx.store.installed_releases();
     let up = &ctx.upgrade;
+    ctx.store
+        .set_upgrade_policy(snapshot.upgrade_policy.as_ref());
     let Some(policy) = &snapshot.upgrade_policy else {
         up.store(None);
         ctx.store.set_upgrade(None);

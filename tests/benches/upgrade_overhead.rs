@@ -97,7 +97,7 @@ fn main() {
             let mut install = 0.0;
             let mut first = None::<OffsetDateTime>;
             for kind in kinds {
-                let object = format!("service/{server}.{kind}");
+                let object = format!("service/{server}/{kind}");
                 let released = event_at(&events, &object, "Upgrading", committed)
                     .unwrap_or_else(|| panic!("no Upgrading event of {object}"));
                 let installed = event_at(&events, &object, "Reinstalled", released)

@@ -170,6 +170,8 @@ pub(super) struct State {
     pub load_balancer: Option<LoadBalancerRecord>,
     /// `None` without an UpgradePolicy.
     pub upgrade: Option<crate::status::UpgradeStatus>,
+    /// The UpgradePolicy in force (its resource), without its `upgrade`.
+    pub upgrade_policy: Option<crate::status::UpgradePolicyStatus>,
     /// The HL7 failover's view; `None` before its first run or without HL7.
     pub hl7: Option<Hl7Record>,
 }

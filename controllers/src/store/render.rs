@@ -191,6 +191,17 @@ impl Store {
                     ResourceDetail::ActiveDirectory(status),
                 )
             }
+            "upgradepolicy" | "upgradepolicie" => {
+                let mut status = state.upgrade_policy.clone().filter(|p| p.name == name)?;
+                status.upgrade = state.upgrade.clone();
+                (
+                    "UpgradePolicy",
+                    format!("upgradepolicy/{name}"),
+                    None,
+                    Vec::new(),
+                    ResourceDetail::UpgradePolicy(status),
+                )
+            }
             _ => return None,
         };
         let events = state

@@ -9,7 +9,9 @@ use steward_model::ServiceKind;
 
 use super::Store;
 use crate::service_key::ServiceKey;
-use crate::status::{Phase, UpgradeStatus};
+use steward_model::upgrade::UpgradePolicy;
+
+use crate::status::{Phase, UpgradePolicyStatus, UpgradeStatus};
 
 /// What one declared service looks like to the upgrade controller.
 #[derive(Debug, Clone)]
@@ -21,6 +23,20 @@ pub(crate) struct ServiceView {
 }
 
 impl Store {
+    /// The UpgradePolicy in force, for its resource; `None` without one.
+    pub(crate) fn set_upgrade_policy(&self, policy: Option<&UpgradePolicy>) {
+        let policy = policy.map(|p| UpgradePolicyStatus {
+            name: p.name.clone(),
+            max_unavailable: p.max_unavailable,
+            health_gate_seconds: p.health_gate.as_secs_f64(),
+            drain: p.drain,
+            drain_timeout_seconds: p.drain_timeout.as_secs_f64(),
+            from: p.from.iter().map(|r| r.as_str().to_owned()).collect(),
+            upgrade: None,
+        });
+        self.lock().upgrade_policy = policy;
+    }
+
     /// The upgrade section; `None` (no UpgradePolicy) removes it and its series.
     pub(crate) fn set_upgrade(&self, upgrade: Option<UpgradeStatus>) {
         let mut state = self.lock();

@@ -211,7 +211,7 @@ fn release(ctx: &Context, server: &str, kind: Option<ServiceKind>, to: &str) {
     };
     tracing::info!("upgrade: {server}: upgrading {kind} to {to}");
     ctx.store.event(
-        format!("service/{server}.{kind}"),
+        format!("service/{}", ServiceKey::new(server, kind)),
         EventType::Normal,
         "Upgrading",
         &format!("{kind} is upgraded to {to}"),

@@ -202,15 +202,15 @@ async fn four_servers_upgrade_one_at_a_time_psis_first() {
     // and on each, PSIS before PSWS.
     let store = &running.store;
     for (i, server) in SERVERS.iter().enumerate() {
-        let psis = oldest(store, &format!("service/{server}.PSIS"), "Upgrading");
-        let psws = oldest(store, &format!("service/{server}.PSWS"), "Upgrading");
+        let psis = oldest(store, &format!("service/{server}/PSIS"), "Upgrading");
+        let psws = oldest(store, &format!("service/{server}/PSWS"), "Upgrading");
         let done = oldest(store, &format!("server/{server}"), "ServerUpgraded");
         assert!(
             psis > psws && psws > done,
             "{server}: PSIS, PSWS, then done"
         );
         if let Some(next) = SERVERS.get(i + 1) {
-            let next_start = oldest(store, &format!("service/{next}.PSIS"), "Upgrading");
+            let next_start = oldest(store, &format!("service/{next}/PSIS"), "Upgrading");
             assert!(done > next_start, "{next} started before {server} was done");
         }
     }
@@ -552,5 +552,52 @@ async fn a_follower_neither_plans_nor_drains() {
     );
     assert!(balancer.calls.lock().unwrap().is_empty());
     assert!(releases(&fx, "app1").iter().all(|r| r == "6.12.1"));
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_policy_is_a_resource_with_its_upgrade() {
+    let mut fx = fixture(&empty_servers());
+    let (running, _balancer) = installed(&mut fx).await;
+    let store = &running.store;
+    wait_until("the policy's first pass", || {
+        store.resource("upgradepolicy", "default").is_some()
+    })
+    .await;
+    let resource = store.resource("UpgradePolicy", "default").unwrap();
+    assert_eq!(resource.kind, "UpgradePolicy");
+    let crate::status::ResourceDetail::UpgradePolicy(policy) = &resource.detail else {
+        panic!("{resource:?}");
+    };
+    assert_eq!(policy.health_gate_seconds, 60.0);
+    assert_eq!(policy.drain_timeout_seconds, 20.0);
+    assert_eq!(policy.from, ["6.12.*"]);
+    assert_eq!(policy.max_unavailable, 1);
+    assert_eq!(
+        policy.upgrade.as_ref().map(|u| u.phase),
+        Some(UpgradePhase::Idle)
+    );
+    assert!(store.resource("upgradepolicy", "other").is_none());
+
+    // Its events are the upgrade's.
+    fx.apply(fleet("6.13.0", &SERVERS, POLICY));
+    wait_until("the upgrade to complete", || {
+        running
+            .upgrade()
+            .is_some_and(|u| u.phase == UpgradePhase::Complete)
+    })
+    .await;
+    // The services' own resources show when the upgrade released them.
+    let psis = store.resource("service", "app1.PSIS").unwrap();
+    assert!(psis.events.iter().any(|e| e.reason == "Upgrading"));
+    let resource = store.resource("upgradepolicies", "default").unwrap();
+    assert!(
+        resource
+            .events
+            .iter()
+            .any(|e| e.reason == "UpgradeComplete"),
+        "{:?}",
+        resource.events
+    );
     running.stop().await;
 }

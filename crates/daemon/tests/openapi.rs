@@ -199,6 +199,12 @@ fn the_openapi_document_describes_every_real_response() {
         "apiVersion: steward/v1\nkind: Notifications\nmetadata: {name: admins}\nspec:\n  smtp: {server: 127.0.0.1, port: 1, tls: none}\n  from: steward@example.eng\n  to: [ps-admins@example.eng]\n  events: [ServiceDown, ServiceRecovered]\n",
     )
     .unwrap();
+    // An upgrade policy: a resource of its own.
+    std::fs::write(
+        lab.desired.join("upgrade-policy.yaml"),
+        "apiVersion: steward/v1\nkind: UpgradePolicy\nmetadata: {name: default}\nspec:\n  healthGate: 1s\n  from: [\"6.*\"]\n",
+    )
+    .unwrap();
     lab.spawn();
     let dir = lab.desired.clone();
     let openapi = get("/api/v1/openapi.json");
@@ -290,12 +296,17 @@ fn the_openapi_document_describes_every_real_response() {
         format!("/api/v1/resources/installation/{installation}"),
         "/api/v1/resources/notifications/admins".to_owned(),
         "/api/v1/resources/activedirectory/corp".to_owned(),
+        "/api/v1/resources/upgradepolicy/default".to_owned(),
         "/api/v1/resources/server/nope".to_owned(),
     ] {
         let reply = get(&path);
         assert_eq!(reply.status == 404, path.ends_with("nope"), "{path}");
         checker.check("get", "/api/v1/resources/{kind}/{name}", &reply);
     }
+    let policy = get("/api/v1/resources/upgradepolicy/default").json();
+    assert_eq!(policy["kind"], "UpgradePolicy");
+    assert_eq!(policy["detail"]["healthGateSeconds"], 1.0);
+    assert_eq!(policy["detail"]["upgrade"]["phase"], "Idle", "{policy}");
     let hl7 = get("/api/v1/resources/service/app2.HL7").json();
     assert_eq!(hl7["detail"]["lastProbe"]["success"], true);
     assert!(hl7["events"].as_array().is_some_and(|e| !e.is_empty()));

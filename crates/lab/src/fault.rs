@@ -2,12 +2,22 @@
 //! with real processes: build metadata `lab-fail-KIND` (`6.13.0+lab-fail-PSWS`) makes
 //! every lab service of KIND installed with that release fail its health test (503);
 //! `lab-fail-KIND-at-A-B-C-D` only the one bound to address A.B.C.D (a build identifier
-//! cannot hold dots), so one server of a fleet fails.
+//! cannot hold dots), so one server of a fleet fails. An operator's repair, so that a
+//! resumed upgrade can be shown to finish: the service passes again once a file
+//! [`REPAIRED`] exists in its working directory (its directory on the lab server).
 
 use std::net::IpAddr;
 
 use steward_model::catalog::ServiceKind;
 use steward_model::upgrade::build_metadata;
+
+/// The file whose presence in a failing service's working directory lifts the fault.
+pub(crate) const REPAIRED: &str = "lab-repaired";
+
+/// An operator repaired this service (read at every health request of a failing one).
+pub(crate) fn repaired() -> bool {
+    std::path::Path::new(REPAIRED).exists()
+}
 
 /// Whether `release` asks the service of `kind` bound to `bind` to fail its health test.
 pub(crate) fn fails_health(release: Option<&str>, kind: ServiceKind, bind: IpAddr) -> bool {

@@ -75,7 +75,7 @@ impl Site {
                 .insert(ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
             return resp;
         }
-        if is_health && self.failing {
+        if is_health && self.failing && !crate::fault::repaired() {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "failing: the release's build metadata holds lab-fail for this service\n",

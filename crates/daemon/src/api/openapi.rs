@@ -101,7 +101,7 @@ pub fn document() -> Value {
                 "operationId": "resource",
                 "parameters": [
                     {"name": "kind", "in": "path", "required": true,
-                     "description": "installation, server, certificate, service, activedirectory or notifications (a plural and any case are accepted)",
+                     "description": "installation, server, certificate, service, activedirectory, notifications or upgradepolicy (a plural and any case are accepted)",
                      "schema": {"type": "string"}},
                     {"name": "name", "in": "path", "required": true,
                      "description": "the object's name; a service is SERVER.KIND (also SERVER:KIND), e.g. app1.PSIS",
