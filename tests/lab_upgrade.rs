@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use steward_testkit::http::Request;
 use steward_testkit::Fixture;
+use support::haproxy;
 use support::*;
 
 const INSTALLATION: &str = "installation.yaml";
@@ -335,5 +336,121 @@ fn four_servers_halt_on_the_second_leave_the_rest_and_resume_after_a_repair() {
             assert_eq!(release, failing, "{kind} on {server}");
         }
     }
+    lab.stop();
+}
+
+/// HAProxy's administrative state of `server` in `backend` (`show servers state`,
+/// column `srv_admin_state`: a bit mask, 0x08 drain, 0x01/0x02/0x04 maintenance).
+fn admin_state(lab: &Lab, backend: &str, server: &str) -> Option<u32> {
+    let answer = haproxy::command(lab, &format!("show servers state {backend}"))?;
+    let mut lines = answer.lines().filter(|l| !l.trim().is_empty());
+    let _version = lines.next()?;
+    let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(' ').collect();
+    let at = |name: &str| header.iter().position(|c| *c == name);
+    let (name, admin) = (at("srv_name")?, at("srv_admin_state")?);
+    lines.find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.get(name) == Some(&server))
+            .then(|| f.get(admin).and_then(|s| s.parse().ok()))
+            .flatten()
+    })
+}
+
+/// Out of rotation: drained or in maintenance.
+fn out_of_rotation(state: u32) -> bool {
+    state & (0x08 | 0x01 | 0x02 | 0x04) != 0
+}
+
+#[test]
+fn haproxy_drains_the_server_being_upgraded_and_keeps_a_halted_one_out() {
+    if steward_testkit::require_tool("haproxy", "haproxy").is_none() {
+        return;
+    }
+    let mut lab = Lab::new(
+        142,
+        Options {
+            resync: "1s",
+            ..Options::default()
+        },
+    );
+    lab.use_example("examples/ha");
+    // HL7 on app1 only: the upgrade of a held HL7 standby is not what this test is about.
+    lab.edit("servers/app2.yaml", "    - kind: HL7\n", "");
+    lab.write(
+        "upgrade-policy.yaml",
+        "apiVersion: steward/v1\nkind: UpgradePolicy\nmetadata: {name: default}\nspec:\n  healthGate: 3s\n  drainTimeout: 5s\n  from: [\"6.*\"]\n",
+    );
+    lab.commit("HL7 on app1 only, an upgrade policy");
+    lab.spawn();
+    lab.wait_status("examples/ha converged behind HAProxy", |s| {
+        haproxy::all_up(s) && phase(s) == "Idle"
+    });
+
+    // Sample PSIS's backend while the upgrade runs.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let samples = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let app1 = admin_state(&lab, "psis", "app1");
+                let app2 = admin_state(&lab, "psis", "app2");
+                if let (Some(a), Some(b)) = (app1, app2) {
+                    seen.push((out_of_rotation(a), out_of_rotation(b)));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            seen
+        });
+        set_release(&lab, "6.12.1", "6.13.0");
+        wait_upgrade(&lab, "the upgrade to 6.13.0 to complete", |s| {
+            phase(s) == "Complete" && upgrade(s)["to"] == "6.13.0"
+        });
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        sampler.join().expect("the sampler")
+    });
+    assert!(
+        samples.iter().any(|s| *s == (true, false)),
+        "app1 drained alone"
+    );
+    assert!(
+        samples.iter().any(|s| *s == (false, true)),
+        "app2 drained alone"
+    );
+    assert!(
+        !samples.iter().any(|s| *s == (true, true)),
+        "both out at once (maxUnavailable 1)"
+    );
+    assert_eq!(
+        admin_state(&lab, "psis", "app1").map(out_of_rotation),
+        Some(false)
+    );
+    assert_eq!(
+        admin_state(&lab, "psis", "app2").map(out_of_rotation),
+        Some(false)
+    );
+
+    // A failure on app2: it stays out of rotation, app1 serves.
+    let app2 = lab.server_address("app2").to_string().replace('.', "-");
+    set_release(&lab, "6.13.0", &format!("6.14.0+lab-fail-HEALTH-at-{app2}"));
+    wait_upgrade(&lab, "the upgrade to halt on app2", |s| {
+        phase(s) == "Halted"
+    });
+    for backend in ["psis", "psws", "health"] {
+        assert_eq!(
+            admin_state(&lab, backend, "app2").map(out_of_rotation),
+            Some(true),
+            "{backend}/app2"
+        );
+        assert_eq!(
+            admin_state(&lab, backend, "app1").map(out_of_rotation),
+            Some(false),
+            "{backend}/app1"
+        );
+    }
+    lab.wait_status("the halted server out in the status too", |s| {
+        haproxy::members(s).iter().any(|(kind, server, state)| {
+            kind == "PSIS" && server == "app2" && state.as_deref() == Some("drain")
+        })
+    });
     lab.stop();
 }
