@@ -2,7 +2,8 @@
 //! (the steward-notify tests' harness). A broken commit to the desired state produces
 //! exactly one `DesiredStateInvalid` mail, whose body locates the error and holds no
 //! secret; the fix that follows mails nothing, and a second broken commit within the
-//! rate limit mails nothing either.
+//! rate limit mails nothing either. A service installed by hand with another release
+//! (outside any upgrade) mails `MixedReleases`, naming the releases and their servers.
 //!
 //! "Nothing more" is checked without waiting for a duration: the daemon's status counts
 //! what each Notifications object has queued and sent, so once the fix has converged, its
@@ -153,5 +154,76 @@ fn a_broken_commit_mails_once_and_its_fix_mails_nothing() {
         "mailed twice within the rate limit"
     );
     assert_eq!(mails_of(&server, "DesiredStateInvalid").len(), 1);
+    lab.stop();
+}
+
+#[test]
+fn a_release_installed_by_hand_mails_mixed_releases() {
+    let Some(python) = smtp::python() else { return };
+    let server = smtp::Smtpd::start(&python, smtp::ServerOptions::default());
+    let mut lab = Lab::new(182, Options::default());
+    lab.write(
+        "notifications.yaml",
+        &notifications_yaml(server.port).replace(
+            "events: [DesiredStateInvalid,",
+            "events: [MixedReleases, DesiredStateInvalid,",
+        ),
+    );
+    lab.write(
+        "upgrade-policy.yaml",
+        "apiVersion: steward/v1\nkind: UpgradePolicy\nmetadata: {name: default}\nspec:\n  from: [\"6.12.*\"]\n",
+    );
+    lab.commit("mail the administrators, an upgrade policy");
+    lab.spawn();
+    lab.wait_converged(1);
+    lab.wait_status("one release everywhere", |s| {
+        s["upgrade"]["phase"] == "Idle"
+    });
+    assert!(mails_of(&server, "MixedReleases").is_empty());
+
+    // An operator installs 6.11.0 of EMPI on app2 by hand, through its agent.
+    let empi = lab.agent_service("app2", "EMPI").expect("EMPI on app2");
+    let body = serde_json::json!({
+        "ports": empi["ports"],
+        "drive": empi["drive"],
+        "release": "6.11.0",
+        "installedBy": empi["installedBy"],
+    });
+    let addr = std::net::SocketAddr::new(lab.server_address("app2").into(), 7443);
+    let (addr, name) = (addr.to_string(), addr.ip().to_string());
+    let resp = steward_testkit::http::Request {
+        method: "PUT",
+        json: Some(&body),
+        tls: Some((lab.client_tls(), name.as_str())),
+        ..steward_testkit::http::Request::get(&addr, "/v1/services/EMPI")
+    }
+    .send()
+    .expect("PUT /v1/services/EMPI");
+    assert!(resp.status < 300, "{} {}", resp.status, resp.text());
+
+    let got = steward_testkit::within(
+        std::time::Duration::from_secs(120),
+        std::time::Duration::from_millis(100),
+        || Some(mails_of(&server, "MixedReleases")).filter(|m| !m.is_empty()),
+    )
+    .expect("a MixedReleases mail within 120 s");
+    let mail = &got[0];
+    assert_eq!(mail.to, ["ps-admins@example.eng"]);
+    assert_eq!(
+        mail.header("Subject").as_deref(),
+        Some("[PatientSecure] MixedReleases: installation/patientsecure")
+    );
+    let body = mail.body();
+    assert!(
+        body.contains("6.11.0 on app2") && body.contains("6.12.1 on app1, app2"),
+        "{body}"
+    );
+    let status = lab.status();
+    assert_eq!(
+        status["upgrade"]["mixedReleases"],
+        serde_json::json!(["6.11.0 on app2", "6.12.1 on app1, app2"]),
+        "{}",
+        status["upgrade"]
+    );
     lab.stop();
 }

@@ -38,8 +38,9 @@ fn releases(lab: &Lab, server: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Services are upgraded one at a time, each judged on a fresh health test (the lab's
-/// interval is 10 s): an upgrade of the lab takes minutes, longer than a status wait.
+/// Services are upgraded one at a time, each up within a fraction of a second of its
+/// install, but a failing one is judged down only after `fall` tests 10 s apart (the
+/// lab's interval), on a loaded machine: minutes, longer than a status wait.
 fn wait_upgrade(lab: &Lab, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     lab.wait_until(what, Duration::from_secs(420), || {
         let (code, body) = lab.try_get("/api/v1/status").ok()?;

@@ -344,7 +344,14 @@ async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
         }
     };
     up.store(Some(rollout.clone()));
-    ctx.store.set_upgrade(Some(rollout.status(Vec::new())));
+    // A refused path is no upgrade under way: servers on different releases are the
+    // installation's `MixedReleases` then, as when idle.
+    let mixed = if rollout.refused {
+        mixed_releases(&installed)
+    } else {
+        Vec::new()
+    };
+    ctx.store.set_upgrade(Some(rollout.status(mixed)));
     Ok(next)
 }
 
@@ -440,26 +447,6 @@ fn carry_over_failed(previous: Option<&Rollout>, next: &mut Rollout) {
 
 /// No upgrade: the status says so, and names mixed releases.
 fn idle(snapshot: &Snapshot, installed: &BTreeMap<crate::ServiceKey, String>) -> UpgradeStatus {
-    let mut by_release: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for (key, release) in installed {
-        by_release
-            .entry(release.as_str())
-            .or_default()
-            .insert(key.server.as_str());
-    }
-    let mixed = if by_release.len() > 1 {
-        by_release
-            .iter()
-            .map(|(release, servers)| {
-                format!(
-                    "{release} on {}",
-                    servers.iter().copied().collect::<Vec<_>>().join(", ")
-                )
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
     UpgradeStatus {
         phase: UpgradePhase::Idle,
         from: None,
@@ -468,8 +455,31 @@ fn idle(snapshot: &Snapshot, installed: &BTreeMap<crate::ServiceKey, String>) ->
         reason: None,
         next_window: None,
         logs: Vec::new(),
-        mixed_releases: mixed,
+        mixed_releases: mixed_releases(installed),
     }
+}
+
+/// `RELEASE on SERVER, ...` for each release installed, when there is more than one.
+fn mixed_releases(installed: &BTreeMap<crate::ServiceKey, String>) -> Vec<String> {
+    let mut by_release: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (key, release) in installed {
+        by_release
+            .entry(release.as_str())
+            .or_default()
+            .insert(key.server.as_str());
+    }
+    if by_release.len() < 2 {
+        return Vec::new();
+    }
+    by_release
+        .iter()
+        .map(|(release, servers)| {
+            format!(
+                "{release} on {}",
+                servers.iter().copied().collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect()
 }
 
 fn object(policy: &UpgradePolicy) -> String {

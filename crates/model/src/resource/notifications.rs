@@ -92,11 +92,13 @@ pub enum NotificationEvent {
     Hl7Failover,
     UpgradeHalted,
     UpgradeComplete,
+    /// Servers run different releases outside an upgrade (the installation's condition).
+    MixedReleases,
     DriftCorrected,
 }
 
 impl NotificationEvent {
-    pub const ALL: [NotificationEvent; 12] = [
+    pub const ALL: [NotificationEvent; 13] = [
         Self::ServiceDown,
         Self::ServiceRecovered,
         Self::AgentDown,
@@ -108,6 +110,7 @@ impl NotificationEvent {
         Self::Hl7Failover,
         Self::UpgradeHalted,
         Self::UpgradeComplete,
+        Self::MixedReleases,
         Self::DriftCorrected,
     ];
 
@@ -125,6 +128,7 @@ impl NotificationEvent {
             Self::Hl7Failover => "HL7Failover",
             Self::UpgradeHalted => "UpgradeHalted",
             Self::UpgradeComplete => "UpgradeComplete",
+            Self::MixedReleases => "MixedReleases",
             Self::DriftCorrected => "DriftCorrected",
         }
     }
