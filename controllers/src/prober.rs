@@ -35,7 +35,7 @@ use time::OffsetDateTime;
 pub use error::{ProbeError, ProbePhase, TlsFailure};
 pub use health::Health;
 pub use monitor::{Monitor, MonitorSettings, ProbeReport, ProbeSink, SETTLE_PACE};
-pub use network::NetworkProber;
+pub use network::{NetworkProber, PROBE_POOL};
 pub use steward_https_client::PoolLimits;
 
 /// What to probe.

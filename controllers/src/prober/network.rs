@@ -5,6 +5,7 @@
 //! the probe exactly that and nothing more.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,6 +24,19 @@ const MAX_BODY: usize = 256 * 1024;
 /// The accepted statuses when a check names none (the catalog names one for every kind).
 const DEFAULT_ACCEPT: &str = "200-399";
 
+/// Idle probe connections kept: one per service at most (the monitor never probes a
+/// service twice at once, so a second one would never be used), and few in all. An idle
+/// TLS connection costs tens of KB (hyper's and rustls' buffers, its task) and a
+/// descriptor; keeping one per service made the pool the largest share of the daemon's
+/// memory at 1,000 servers (docs/scale.md). A probe without one dials, resuming its TLS
+/// session where the server allows it.
+pub const PROBE_POOL: PoolLimits = PoolLimits {
+    per_key: 1,
+    total: 256,
+    max_idle: Duration::from_secs(30),
+    max_age: Duration::from_secs(300),
+};
+
 pub struct NetworkProber {
     /// The trusted CAs are replaced through it ([`Prober::trust`]).
     http: HttpsClient,
@@ -37,9 +51,9 @@ impl std::fmt::Debug for NetworkProber {
 }
 
 impl NetworkProber {
-    /// Trusting the PEM CA certificates `roots`.
+    /// Trusting the PEM CA certificates `roots`, keeping [`PROBE_POOL`] idle.
     pub fn new(roots: &[String]) -> Result<Self, steward_pki::PkiError> {
-        Self::with_limits(roots, PoolLimits::default())
+        Self::with_limits(roots, PROBE_POOL)
     }
 
     pub fn with_limits(

@@ -439,3 +439,34 @@ async fn failing_services_do_not_slow_the_probes_of_healthy_ones() {
     stop.cancel();
     running.await.unwrap();
 }
+
+/// Idle connections cost memory and a descriptor each: the prober keeps one per service
+/// at most (a service is never probed twice at once by the monitor, so a second one would
+/// sit unused), and `PROBE_POOL.total` in all, however many services it probes.
+#[tokio::test]
+async fn the_probe_pool_keeps_one_idle_connection_per_service_and_few_in_all() {
+    let pki = pki();
+    let code = status(200);
+    let prober = Arc::new(prober(&pki.ca_pem));
+
+    // Two probes of one service at once need two connections; one is kept.
+    let server = peer(Script::Respond(code.clone(), "Success"), &pki.acceptor).await;
+    let t = target(ServiceKind::Psws, server.addr.port(), PATIENCE);
+    let (a, b) = tokio::join!(prober.probe(&t), prober.probe(&t));
+    assert!(a.success() && b.success());
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(prober.idle_connections(), 1);
+
+    // More services than the pool keeps: every probe passes, the pool stops at its total.
+    let mut peers = Vec::new();
+    for _ in 0..PROBE_POOL.total {
+        peers.push(peer(Script::Respond(code.clone(), "Success"), &pki.acceptor).await);
+    }
+    for p in &peers {
+        let r = prober
+            .probe(&target(ServiceKind::Psws, p.addr.port(), PATIENCE))
+            .await;
+        assert_eq!(r.outcome, Ok(()));
+    }
+    assert_eq!(prober.idle_connections(), PROBE_POOL.total);
+}

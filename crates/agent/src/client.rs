@@ -133,6 +133,11 @@ impl AgentClient {
         })
     }
 
+    /// Idle kept-alive connections to the agent held now.
+    pub fn idle_connections(&self) -> usize {
+        self.http.idle_connections()
+    }
+
     /// Fence every change (any method but GET) with the epoch `source` gives; when it
     /// gives none, the change is not sent at all ([`ClientError::NotLeader`]).
     pub fn with_epochs(mut self, source: Arc<dyn EpochSource>) -> Self {
@@ -379,12 +384,15 @@ fn snippet(bytes: &[u8]) -> String {
         .to_owned()
 }
 
-/// Kept-alive connections to one agent: a few requests run at once (a reconcile and
-/// the probes' host checks); idle ones close after 30 s, below the agent's keep-alive.
+/// Kept-alive connections to one agent: two stay idle (a reconcile and one more call at
+/// once); a burst of more calls dials for the rest and closes those after it. An idle
+/// mutual-TLS connection costs tens of KB, so eight kept per agent made these the largest
+/// share of the daemon's memory with many servers. Idle ones close after 30 s, below the
+/// agent's keep-alive.
 fn pool_limits() -> PoolLimits {
     PoolLimits {
-        per_key: 8,
-        total: 32,
+        per_key: 2,
+        total: 2,
         max_idle: Duration::from_secs(30),
         ..PoolLimits::default()
     }

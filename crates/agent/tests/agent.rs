@@ -609,3 +609,25 @@ async fn a_stopped_service_stays_stopped_across_an_agent_restart_until_started()
     assert_eq!(mine(), [running.pid.unwrap()]);
     second.shutdown().await;
 }
+
+/// An idle mutual-TLS connection costs tens of KB: a burst of calls to one agent leaves two
+/// kept for the next calls, not one per call of the burst.
+#[tokio::test]
+async fn a_burst_of_calls_leaves_two_idle_connections() {
+    let pki = Pki::new();
+    let agent = RunningAgent::start(pki.config(false, true)).await;
+    let client = pki.client(agent.addr);
+    let (a, b, c, d, e, f) = tokio::join!(
+        client.services(),
+        client.services(),
+        client.services(),
+        client.services(),
+        client.services(),
+        client.services()
+    );
+    for listed in [a, b, c, d, e, f] {
+        listed.unwrap();
+    }
+    assert_eq!(client.idle_connections(), 2);
+    agent.shutdown().await;
+}
