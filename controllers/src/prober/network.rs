@@ -26,10 +26,9 @@ const DEFAULT_ACCEPT: &str = "200-399";
 
 /// Idle probe connections kept: one per service at most (the monitor never probes a
 /// service twice at once, so a second one would never be used), and few in all. An idle
-/// TLS connection costs tens of KB (hyper's and rustls' buffers, its task) and a
-/// descriptor; keeping one per service made the pool the largest share of the daemon's
-/// memory at 1,000 servers (docs/scale.md). A probe without one dials, resuming its TLS
-/// session where the server allows it.
+/// TLS connection costs 20-30 KB (hyper's request channel and read buffer, rustls' state,
+/// its task) and a descriptor; keeping one per service made the pool the largest share of
+/// the daemon's heap (docs/scale.md, "Memory"). A probe without one dials again.
 pub const PROBE_POOL: PoolLimits = PoolLimits {
     per_key: 1,
     total: 256,
