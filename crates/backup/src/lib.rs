@@ -13,6 +13,7 @@ mod files;
 pub mod manifest;
 mod passphrase;
 mod restore;
+mod staging;
 pub mod state;
 
 pub use archive::{open, read_file, seal, VerifiedArchive, MAX_ARCHIVE_BYTES};

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::archive::VerifiedArchive;
-use crate::files::{create_dirs_below, Batch};
+use crate::staging::StagedTree;
 use crate::state;
 use crate::BackupError;
 
@@ -14,10 +14,11 @@ pub struct Restored {
     pub bytes: u64,
 }
 
-/// Write every entry of `archive` under `dir`, each atomically with its recorded mode.
+/// Write every entry of `archive` under `dir` with its recorded mode: staged whole, then
+/// moved into place ([`StagedTree`]).
 ///
 /// An existing CA is refused unless `force`, checked before anything is written. The
-/// CA's files are written last, so an interrupted restore leaves no CA and can simply be
+/// CA's files are moved last, so an interrupted restore leaves no CA and can simply be
 /// run again.
 pub fn restore(
     archive: &VerifiedArchive,
@@ -45,17 +46,13 @@ pub fn restore(
     entries.sort_by_key(|(ca, _)| *ca);
     std::fs::create_dir_all(dir).map_err(|e| BackupError::write(dir, e))?;
     let mut bytes = 0;
-    let mut batch = Batch::default();
+    let mut tree = StagedTree::new(dir)?;
     for (_, entry) in &entries {
-        let relative = PathBuf::from(&entry.path);
-        if let Some(parent) = relative.parent() {
-            create_dirs_below(dir, parent)?;
-        }
-        batch.stage(&dir.join(&relative), &entry.contents, entry.mode)?;
+        tree.stage(&PathBuf::from(&entry.path), &entry.contents, entry.mode)?;
         bytes += entry.contents.len() as u64;
     }
-    // Renamed in the order staged: the CA last.
-    batch.commit(dir)?;
+    // Moved in the order staged: the CA last.
+    tree.commit()?;
     Ok(Restored {
         files: entries.len(),
         bytes,

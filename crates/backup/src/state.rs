@@ -225,6 +225,19 @@ mod tests {
         }
     }
 
+    /// Restore moves a subtree whose place is free whole: the CA's directory must hold
+    /// the CA only, or moving it (last) would not be what puts the CA in place last.
+    #[test]
+    fn no_other_state_file_shares_the_cas_directory() {
+        let top = |f: &StateFile| f.pattern.split('/').next().unwrap_or_default();
+        for ca in STATE_FILES.iter().filter(|f| f.ca) {
+            assert!(ca.pattern.contains('/'), "{}", ca.pattern);
+            for other in STATE_FILES.iter().filter(|f| !f.ca) {
+                assert_ne!(top(ca), top(other), "{} beside the CA", other.pattern);
+            }
+        }
+    }
+
     #[test]
     fn docs_backup_md_lists_every_state_file() {
         let docs = include_str!("../../../docs/backup.md");
