@@ -4,8 +4,10 @@
 //! lab (`--lab-attach --ha`). What changed is read from the agents' own records.
 //!
 //! 1. `b` leads (it started first); it is killed (-9) mid-converge; another daemon takes
-//!    over and finishes, installing nothing `b` had installed. (`a` runs the lab: its
-//!    database stand-in dies with it, so it is not the one killed.)
+//!    over and finishes, installing nothing `b` had installed, and keeping the server
+//!    certificates `b` issued (none is in its own memo: it was restored from a backup
+//!    taken before any was issued). (`a` runs the lab: its database stand-in dies with
+//!    it, so it is not the one killed.)
 //! 2. The leader is paused (SIGSTOP) until another wins, then resumed: nothing changes
 //!    on the agents, which hold the new leader's epoch.
 //! 3. One etcd member stops: the leader stays. Two stop: nobody leads or acts; they come
@@ -169,6 +171,30 @@ fn records(lab: &Lab) -> BTreeMap<(String, String), (String, i64)> {
     out
 }
 
+/// How many server certificates each agent has installed (its log says so once per
+/// `PUT /v1/certificate`).
+fn certificate_installs(lab: &Lab) -> BTreeMap<&'static str, usize> {
+    ["app1", "app2"]
+        .into_iter()
+        .map(|server| {
+            let log = lab.agent_log(server);
+            (server, log.matches("server certificate installed").count())
+        })
+        .collect()
+}
+
+/// Whether `status` shows every server's certificate checked by this daemon and Ready.
+fn certificates_ready(status: &Value) -> bool {
+    status["servers"].as_array().is_some_and(|servers| {
+        servers.iter().all(|s| {
+            s["certificate"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+    })
+}
+
 fn highest_epochs(lab: &Lab) -> Vec<Option<u64>> {
     ["app1", "app2"]
         .iter()
@@ -316,10 +342,32 @@ fn controller_ha_on_one_lab_fleet() {
     let _ = killed.wait();
     let before = records(&a);
     assert!(!before.is_empty());
+    let issued_before = certificate_installs(&a);
     let (leader, epoch) = sole_leader(&[pa, c.peer()]);
     let converged = eventually("the new leader to finish converging", || {
-        leader.status().filter(all_declared_healthy)
+        leader
+            .status()
+            .filter(|s| all_declared_healthy(s) && certificates_ready(s))
     });
+    // A certificate b installed is kept: the new leader's memo does not name it, but b
+    // issued it from the same CA for the same names.
+    let issued_after = certificate_installs(&a);
+    for (server, count) in &issued_before {
+        if *count > 0 {
+            assert_eq!(
+                issued_after[server],
+                *count,
+                "{server}: the new leader installed another certificate\n{}",
+                a.agent_log(server)
+            );
+        }
+    }
+    assert!(
+        !events(&converged)
+            .iter()
+            .any(|e| e.1 == "CertificateIssued" || e.1 == "CertificateRenewed"),
+        "the new leader issued a certificate"
+    );
     let after = records(&a);
     for (service, (installed_at, _)) in &before {
         assert_eq!(

@@ -21,6 +21,7 @@
 //! it without dropping connections. Errors, status and events name files, never their
 //! content; keys and passwords appear nowhere.
 
+mod adopt;
 mod decide;
 mod existing;
 mod memo;

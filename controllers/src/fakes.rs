@@ -312,6 +312,7 @@ impl AgentApi for FakeAgent {
             thumbprint: info.sha1_thumbprint,
             not_after: info.not_after,
             subject: info.subject,
+            cert_pem: Some(cert_pem.to_owned()),
             reloaded: state.services.keys().copied().collect(),
         };
         state.certificate = Some(status.clone());

@@ -8,6 +8,7 @@ use steward_model::snapshot::{CertificateSource, Server};
 use steward_pki::PrivateKeyPem;
 use time::OffsetDateTime;
 
+use super::adopt::adoptable;
 use super::existing;
 use super::renewal_time;
 use crate::config::Desired;
@@ -148,7 +149,25 @@ fn generated(
             })
         }
     };
-    let memo = ctx.issued.get(&server.name);
+    let mut memo = ctx.issued.get(&server.name);
+    if let Some(current) = current {
+        let remembered = memo
+            .as_ref()
+            .is_some_and(|m| m.thumbprint.eq_ignore_ascii_case(&current.thumbprint));
+        let adopted = (!remembered)
+            .then(|| adoptable(ca, settings, current, &sans, OffsetDateTime::now_utc()))
+            .flatten();
+        if let Some(adopted) = adopted {
+            tracing::info!(
+                "{}: keeping certificate {} already installed there (issued by this CA for {}; another daemon issued it)",
+                server.name,
+                adopted.thumbprint,
+                sans.join(", ")
+            );
+            ctx.issued.set(&server.name, adopted.clone());
+            memo = Some(adopted);
+        }
+    }
     let why = match (&memo, current) {
         (Some(memo), Some(current))
             if memo.thumbprint.eq_ignore_ascii_case(&current.thumbprint) =>

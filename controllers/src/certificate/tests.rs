@@ -70,6 +70,54 @@ async fn generated_certificate_is_issued_once_and_renewed_when_old() {
     );
 }
 
+/// After an HA takeover the new leader's memo lacks what the old leader issued (or holds
+/// an older one, from its backup): the certificate on the server, from the same CA for
+/// the same names, is kept, not issued again.
+#[tokio::test]
+async fn a_certificate_another_daemon_issued_from_this_ca_is_adopted_not_reissued() {
+    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+    reconcile("app1".into(), Reason::DesiredChanged, fx.ctx.clone())
+        .await
+        .unwrap();
+    let agent = fx.agent("app1");
+    assert_eq!(agent.calls(Call::InstallCertificate), 1);
+    let installed = agent.state().certificate.clone().unwrap();
+    let memo = fx.ctx.issued.get("app1").unwrap();
+
+    // Not in this daemon's memo at all.
+    fx.ctx.issued.forget("app1");
+    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(agent.calls(Call::InstallCertificate), 1);
+    assert_eq!(cert_reason(&fx), "CertificateInstalled");
+    assert_eq!(fx.ctx.issued.get("app1").as_ref(), Some(&memo));
+
+    // An older certificate in the memo (a backup taken before the last issue).
+    fx.ctx.issued.set(
+        "app1",
+        IssuedMemo {
+            thumbprint: "AB".repeat(20),
+            sans: memo.sans.clone(),
+        },
+    );
+    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(agent.calls(Call::InstallCertificate), 1);
+    assert_eq!(fx.ctx.issued.get("app1").as_ref(), Some(&memo));
+    assert_eq!(
+        agent.state().certificate.as_ref().unwrap().thumbprint,
+        installed.thumbprint
+    );
+    let status = fx.ctx.store.status();
+    let issued = status
+        .events
+        .iter()
+        .filter(|e| e.reason == "CertificateIssued");
+    assert_eq!(issued.count(), 1);
+}
+
 #[tokio::test]
 async fn pem_files_are_checked_before_install_and_never_quoted() {
     let dir = tempfile::tempdir().unwrap();

@@ -206,6 +206,11 @@ pub struct CertificateStatus {
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub not_after: OffsetDateTime,
     pub subject: String,
+    /// The installed chain (PEM, leaf first; public, never a key), so that a daemon that
+    /// did not install it can check which CA issued it and for which names (after an HA
+    /// takeover the new leader keeps a certificate its CA issued instead of re-issuing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_pem: Option<String>,
     /// Services told to reload (by `PUT`); empty for `GET`.
     #[serde(default)]
     pub reloaded: Vec<ServiceKind>,

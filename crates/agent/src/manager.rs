@@ -517,6 +517,7 @@ impl ServiceManager {
             thumbprint: info.sha1_thumbprint,
             not_after: info.not_after,
             subject: info.subject,
+            cert_pem: Some(request.cert_pem),
             reloaded: Vec::new(),
         };
         self.inner().certificate = Some(status.clone());
@@ -588,6 +589,7 @@ fn read_certificate(layout: &Layout) -> Option<CertificateStatus> {
             thumbprint: info.sha1_thumbprint,
             not_after: info.not_after,
             subject: info.subject,
+            cert_pem: Some(pem),
             reloaded: Vec::new(),
         }),
         Err(e) => {

@@ -25,4 +25,7 @@ pub use tls::{
     client_config, crypto_provider, mtls_client_config, mtls_server_config, server_config,
     verify_key_pair,
 };
-pub use verify::{check_server_certificate, CertificateProblem, Expectations, TrustAnchors};
+pub use verify::{
+    check_installed_certificate, check_server_certificate, CertificateProblem, Expectations,
+    TrustAnchors,
+};

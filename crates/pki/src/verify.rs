@@ -189,13 +189,31 @@ pub fn check_server_certificate(
     key_pem: &str,
     expect: &Expectations<'_>,
 ) -> Result<CertificateInfo, Vec<CertificateProblem>> {
+    check(cert_pem, Some(key_pem), expect)
+}
+
+/// The checks of [`check_server_certificate`] but the key's: for a certificate a server
+/// already holds (its agent checked the pair when it was installed), to tell whether it is
+/// one that could have been installed.
+pub fn check_installed_certificate(
+    cert_pem: &str,
+    expect: &Expectations<'_>,
+) -> Result<CertificateInfo, Vec<CertificateProblem>> {
+    check(cert_pem, None, expect)
+}
+
+fn check(
+    cert_pem: &str,
+    key_pem: Option<&str>,
+    expect: &Expectations<'_>,
+) -> Result<CertificateInfo, Vec<CertificateProblem>> {
     let chain = certificates_from_pem(cert_pem, "the certificate")
         .map_err(|e| vec![CertificateProblem::CertificateInvalid(e.to_string())])?;
     let info = inspect_der(&chain[0])
         .map_err(|e| vec![CertificateProblem::CertificateInvalid(e.to_string())])?;
     let mut problems = Vec::new();
 
-    if let Some(problem) = key_problem(&chain, key_pem) {
+    if let Some(problem) = key_pem.and_then(|key| key_problem(&chain, key)) {
         problems.push(problem);
     }
 
@@ -463,6 +481,31 @@ mod tests {
         assert!(!problems[0].to_string().contains("junk"));
         let problems = check_server_certificate("junk", "junk", &expect).unwrap_err();
         assert_eq!(problems[0].reason(), "CertificateInvalid");
+    }
+
+    #[test]
+    fn an_installed_certificate_is_checked_without_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::init(dir.path().join("a")).unwrap();
+        let other = CertificateAuthority::init(dir.path().join("b")).unwrap();
+        let names = vec!["app1.example.eng".to_owned()];
+        let anchors = TrustAnchors::from_pem(&[ca.cert_pem()]).unwrap();
+        let expect = Expectations {
+            names: &names,
+            anchors: Some(&anchors),
+            now: OffsetDateTime::now_utc(),
+        };
+        let ours = ca
+            .issue_server(&names, &[], Duration::from_secs(3600))
+            .unwrap();
+        let info = check_installed_certificate(&ours.cert_pem, &expect).unwrap();
+        assert_eq!(info.sha1_thumbprint, ours.sha1_thumbprint);
+        let theirs = other
+            .issue_server(&names, &[], Duration::from_secs(3600))
+            .unwrap();
+        let problems = check_installed_certificate(&theirs.cert_pem, &expect).unwrap_err();
+        let reasons: Vec<&str> = problems.iter().map(CertificateProblem::reason).collect();
+        assert_eq!(reasons, ["UntrustedIssuer"]);
     }
 
     #[test]
