@@ -874,3 +874,93 @@ fn notifications_section_shows_last_sent_queue_and_last_error_in_words_and_colou
     );
     browser.screenshot("dashboard-notifications.png");
 }
+
+/// The leader line, on each daemon's page.
+const READ_LEADER: &str = r#"
+const e = document.getElementById('leader');
+return { updates: Number(document.body.dataset.updates || 0), shown: !e.hidden, text: e.innerText.trim() };
+"#;
+
+#[test]
+fn with_ha_both_the_leader_and_a_follower_page_say_who_leads() {
+    let (Some(chromium), Some(chromedriver)) = (
+        require_tool("chromium", "chromium"),
+        require_tool("chromedriver", "chromium-driver"),
+    ) else {
+        return;
+    };
+    let Some(etcd) = steward_testkit::etcd::EtcdCluster::start(1) else {
+        return;
+    };
+    let steward = Path::new(env!("CARGO_BIN_EXE_steward"));
+    let ha = |id: &str| {
+        ["--ha", &etcd.endpoints(), "--ha-id", id]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let mut lab = steward_testkit::lab::LabDaemon::new(
+        steward,
+        230,
+        steward_testkit::lab::Options {
+            extra_args: ha("ctl1"),
+            ..Default::default()
+        },
+    );
+    // HA daemons never make their own CA: one made beforehand, which both use.
+    let made = Command::new(steward)
+        .args(["ca", "init", "--dir"])
+        .arg(lab.state.join("ca"))
+        .output()
+        .expect("steward ca init");
+    assert!(made.status.success(), "{made:?}");
+    lab.spawn();
+    lab.wait_status("ctl1 to lead", |s| s["ha"]["role"] == "leader");
+
+    let follower_state = lab.root().join("state-ctl2");
+    steward_testkit::copy_dir(&lab.state.join("ca"), &follower_state.join("ca"));
+    let follower_api = "127.0.230.2:9464";
+    let mut command = Command::new(steward);
+    command
+        .env("NO_COLOR", "1")
+        .args(["run", "--lab-attach", "--desired-state"])
+        .arg(&lab.desired)
+        .arg("--state-dir")
+        .arg(&follower_state)
+        .args(["--listen", follower_api])
+        .args(["--lab-first-address", &lab.address_of(1).to_string()])
+        .args(ha("ctl2"));
+    let follower_log = lab.root().join("daemon-ctl2.log");
+    let mut follower = Peer::spawn("steward ctl2", command, &follower_log);
+    wait_for("ctl2 to follow ctl1", Duration::from_secs(60), |last| {
+        follower.assert_running(&follower_log);
+        let status = get(follower_api, "/api/v1/status").ok()?;
+        *last = status.text();
+        let ha = &status.json()["ha"];
+        (ha["role"] == "follower" && ha["leader"]["id"] == "ctl1").then_some(())
+    });
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let browser = Browser::start(&chromedriver, &chromium, tmp.path());
+    for (api, expected) in [
+        (lab.api.to_string(), "leader: ctl1 (this daemon)"),
+        (
+            follower_api.to_owned(),
+            "leader: ctl1 · this daemon: ctl2, follower (read-only)",
+        ),
+    ] {
+        browser.navigate(&format!("http://{api}/"));
+        let line = wait_for("the page's leader line", Duration::from_secs(60), |last| {
+            let line = browser.execute(READ_LEADER);
+            *last = line.to_string();
+            (line["updates"].as_u64() > Some(0)).then_some(line)
+        });
+        assert_eq!(line["shown"], true, "{api}: {line}");
+        assert_eq!(line["text"], expected, "{api}: {line}");
+    }
+    browser.screenshot("dashboard-ha-follower.png");
+    drop(browser);
+    // The follower names the lab's directory: stopped before the lab checks that nothing
+    // of it is left.
+    drop(follower);
+    lab.stop();
+}
