@@ -10,7 +10,10 @@
 //! 5. a healthy service's probes per second at a 100 ms interval while 200 hung services
 //!    fill the failing lane (goal >= 7 in a second: failing peers do not slow it).
 //!
-//! `cargo bench -p steward-controllers --bench probing` (`-- quick` for a short run).
+//! `cargo bench -p steward-controllers --bench probing` (`-- quick` for a short run;
+//! `-- probes N` runs goal 1 alone for exactly N probes, for an instruction count under
+//! `valgrind --tool=callgrind --separate-threads=yes`: the difference between two counts
+//! over the difference in probes is the prober's instructions per probe, setup excluded).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,7 +80,12 @@ fn target(kind: ServiceKind, addr: SocketAddr, check: HealthCheck) -> ProbeTarge
     }
 }
 
-fn thread_cpu() -> Duration {
+/// This thread's CPU time; zero in a counted run (`probes N`): rustix reads the clock
+/// through the vDSO, and under valgrind the address it finds for it is not mapped.
+fn thread_cpu(budget: Budget) -> Duration {
+    if let Budget::Probes(_) = budget {
+        return Duration::ZERO;
+    }
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
@@ -126,10 +134,22 @@ fn lab_services(
     (rx.recv().unwrap(), server)
 }
 
+/// How long a probe load runs.
+#[derive(Clone, Copy)]
+enum Budget {
+    Seconds(u64),
+    /// Exactly this many probes in all.
+    Probes(u64),
+}
+
 /// Passed and failed probes, wall time and prober CPU of 16 tasks probing `targets` (four
-/// in flight per service, as many services probed at once would be) for `seconds`, on
+/// in flight per service, as many services probed at once would be) within `budget`, on
 /// this thread's current_thread runtime.
-async fn probe_load<T, F>(targets: Vec<T>, seconds: u64, probe: F) -> (u64, u64, Duration, Duration)
+async fn probe_load<T, F>(
+    targets: Vec<T>,
+    budget: Budget,
+    probe: F,
+) -> (u64, u64, Duration, Duration)
 where
     T: Clone + Send + 'static,
     F: Fn(T) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
@@ -139,14 +159,23 @@ where
 {
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let started = Arc::new(AtomicU64::new(0));
+    let seconds = match budget {
+        Budget::Seconds(seconds) => seconds,
+        Budget::Probes(_) => 3600,
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    let (wall, cpu) = (Instant::now(), thread_cpu());
+    let (wall, cpu) = (Instant::now(), thread_cpu(budget));
     let mut tasks = Vec::new();
     for i in 0..16 {
         let (probe, t) = (probe.clone(), targets[i % targets.len()].clone());
-        let (done, failed) = (done.clone(), failed.clone());
+        let (done, failed, started) = (done.clone(), failed.clone(), started.clone());
+        let more = move || match budget {
+            Budget::Seconds(_) => tokio::time::Instant::now() < deadline,
+            Budget::Probes(n) => started.fetch_add(1, Ordering::Relaxed) < n,
+        };
         tasks.push(tokio::spawn(async move {
-            while tokio::time::Instant::now() < deadline {
+            while more() {
                 let counter = if probe(t.clone()).await {
                     &done
                 } else {
@@ -163,7 +192,7 @@ where
         done.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed),
         wall.elapsed(),
-        thread_cpu() - cpu,
+        thread_cpu(budget) - cpu,
     )
 }
 
@@ -178,7 +207,7 @@ fn report(what: &str, (count, failed, wall, cpu): (u64, u64, Duration, Duration)
 }
 
 /// Goal 1: The servers run on their own thread; the prober on a current_thread runtime here.
-fn probes_per_second(seconds: u64) {
+fn probes_per_second(budget: Budget) {
     let lab = Arc::new(lab_pki());
     let stop = CancellationToken::new();
     let (addrs, server) = lab_services(&lab, &stop);
@@ -196,7 +225,7 @@ fn probes_per_second(seconds: u64) {
         for t in &targets {
             assert!(prober.probe(t).await.success());
         }
-        let figures = probe_load(targets, seconds, {
+        let figures = probe_load(targets, budget, {
             let prober = prober.clone();
             move |t: ProbeTarget| {
                 let prober = prober.clone();
@@ -418,9 +447,15 @@ fn failing_lane_isolation() {
 
 fn main() {
     // `cargo bench` passes `--bench`; `quick` shortens every measurement.
-    let quick = std::env::args().any(|a| a == "quick");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "probes") {
+        let n = args.get(at + 1).and_then(|n| n.parse().ok());
+        probes_per_second(Budget::Probes(n.expect("probes N: a number of probes")));
+        return;
+    }
+    let quick = args.iter().any(|a| a == "quick");
     let (seconds, rounds, trials) = if quick { (1, 10, 1) } else { (5, 100, 4) };
-    probes_per_second(seconds);
+    probes_per_second(Budget::Seconds(seconds));
     metrics_encoding(rounds);
     status_serialization(rounds);
     failure_detection(trials);

@@ -6,31 +6,32 @@
 use std::fmt;
 use std::time::Duration;
 
-/// The step a probe was in when it failed or ran out of time.
+/// The step a probe was in when it failed or ran out of time: one of the HTTPS client's
+/// steps (an MLLP probe's connect is the same step), or the HL7 round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbePhase {
-    Resolve,
-    Connect,
-    TlsHandshake,
-    /// Request sent, waiting for the status line and headers.
-    Response,
-    Body,
+    Https(Phase),
     /// The HL7 message and its ACK.
     Hl7Exchange,
 }
 
-impl fmt::Display for ProbePhase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Resolve => "resolving the name",
-            Self::Connect => "connecting",
-            Self::TlsHandshake => "the TLS handshake",
-            Self::Response => "waiting for the response",
-            Self::Body => "reading the body",
-            Self::Hl7Exchange => "the HL7 exchange",
-        })
+impl From<Phase> for ProbePhase {
+    fn from(phase: Phase) -> Self {
+        Self::Https(phase)
     }
 }
+
+impl fmt::Display for ProbePhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Https(phase) => phase.fmt(f),
+            Self::Hl7Exchange => f.write_str("the HL7 exchange"),
+        }
+    }
+}
+
+/// The steps of an HTTPS exchange, named by the HTTPS client.
+pub use steward_https_client::Phase;
 
 /// Which part of TLS failed: the HTTPS client's classes.
 pub use steward_https_client::TlsFailure;
@@ -108,7 +109,7 @@ impl ProbeError {
             H::Connect(io) => Self::connect(io),
             H::Timeout { phase } => Self::Timeout {
                 phase: match phase {
-                    steward_hl7::ProbePhase::Connect => ProbePhase::Connect,
+                    steward_hl7::ProbePhase::Connect => Phase::Connect.into(),
                     _ => ProbePhase::Hl7Exchange,
                 },
                 after,

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::health::Health;
-use super::{ProbeError, ProbePhase, ProbeResult, ProbeTarget, Prober};
+use super::{Phase, ProbeError, ProbeResult, ProbeTarget, Prober};
 use crate::service_key::ServiceKey;
 
 /// Past the check's own timeout, a prober that still has not answered is cut off.
@@ -384,7 +384,7 @@ impl Monitor {
             Err(_) => ProbeResult::failed(
                 started.elapsed(),
                 ProbeError::Timeout {
-                    phase: ProbePhase::Response,
+                    phase: Phase::Response.into(),
                     after: due.target.check.timeout,
                 },
             ),

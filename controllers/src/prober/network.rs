@@ -10,19 +10,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::USER_AGENT;
-use hyper::Request;
+use hyper::header::{HeaderValue, HOST, USER_AGENT};
+use hyper::{Request, Uri};
 use steward_https_client::{resolve, Exchange, HttpsClient, HttpsError, PoolLimits};
 use steward_model::StatusRanges;
 use tokio::time::Instant;
 
-use super::error::{ProbeError, ProbePhase};
+use super::error::ProbeError;
 use super::{ProbeResult, ProbeTarget, Prober};
 
 /// More body than this is not read: health pages are small, and the match is a substring.
 const MAX_BODY: usize = 256 * 1024;
 /// The accepted statuses when a check names none (the catalog names one for every kind).
 const DEFAULT_ACCEPT: &str = "200-399";
+const AGENT: &str = concat!("steward-prober/", env!("CARGO_PKG_VERSION"));
 
 /// Idle probe connections kept: one per service at most (the monitor never probes a
 /// service twice at once, so a second one would never be used), and few in all. An idle
@@ -91,19 +92,26 @@ impl NetworkProber {
             Err(e) => return (Exchange::default(), Err(e)),
         };
         // The hostname is the TLS name and the `Host` header; `addr` is where it is sent.
-        let request = Request::get(format!("https://{}:{}{path}", target.hostname, target.port))
-            .header(
-                USER_AGENT,
-                concat!("steward-prober/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Full::new(Bytes::new()));
-        let request = match request {
-            Ok(request) => request,
-            Err(e) => return (Exchange::default(), Err(ProbeError::Http(e.to_string()))),
+        // The request is built in origin form, as it goes out: a path and a `Host`, no URL
+        // to format and parse again, and built anew for a retry rather than copied.
+        let build = || {
+            let host = format!("{}:{}", target.hostname, target.port);
+            let host = HeaderValue::try_from(host)
+                .map_err(|e| HttpsError::InvalidRequest(e.to_string()))?;
+            let path =
+                Uri::try_from(path).map_err(|e| HttpsError::InvalidRequest(e.to_string()))?;
+            // Not http's `Builder`: it moves the whole request head through every call.
+            let mut request = Request::new(Full::new(Bytes::new()));
+            *request.uri_mut() = path;
+            let headers = request.headers_mut();
+            headers.reserve(2);
+            headers.insert(HOST, host);
+            headers.insert(USER_AGENT, HeaderValue::from_static(AGENT));
+            Ok(request)
         };
         let (exchange, response) = self
             .http
-            .send_to(&[addr], request, MAX_BODY, deadline)
+            .send_to(&[addr], &target.hostname, build, MAX_BODY, deadline)
             .await;
         let outcome = response
             .map_err(|e| probe_error(e, target))
@@ -149,20 +157,13 @@ impl Prober for NetworkProber {
 /// The client's failure in the prober's words: the phase that timed out is named with
 /// the check's timeout, and anything that broke the HTTP exchange is `http`.
 fn probe_error(error: HttpsError, target: &ProbeTarget) -> ProbeError {
-    use steward_https_client::Phase;
     match error {
         HttpsError::LocalResources(why) => ProbeError::LocalResources(why),
         HttpsError::Resolve(name) => ProbeError::Resolve(name),
         HttpsError::ConnectionRefused => ProbeError::ConnectionRefused,
         HttpsError::Connect(why) => ProbeError::Connect(why),
         HttpsError::Timeout(phase) => ProbeError::Timeout {
-            phase: match phase {
-                Phase::Resolve => ProbePhase::Resolve,
-                Phase::Connect => ProbePhase::Connect,
-                Phase::TlsHandshake => ProbePhase::TlsHandshake,
-                Phase::Response => ProbePhase::Response,
-                Phase::Body => ProbePhase::Body,
-            },
+            phase: phase.into(),
             after: target.check.timeout,
         },
         HttpsError::Tls(failure) => ProbeError::Tls(failure),
@@ -175,11 +176,14 @@ fn probe_error(error: HttpsError, target: &ProbeTarget) -> ProbeError {
 
 /// The status and body against the check.
 fn verdict(target: &ProbeTarget, status: u16, body: &[u8]) -> Result<(), ProbeError> {
-    let accepted = target
-        .check
-        .accept_status
-        .clone()
-        .or_else(|| StatusRanges::parse(DEFAULT_ACCEPT).ok());
+    let default;
+    let accepted = match &target.check.accept_status {
+        Some(accepted) => Some(accepted),
+        None => {
+            default = StatusRanges::parse(DEFAULT_ACCEPT).ok();
+            default.as_ref()
+        }
+    };
     if let Some(accepted) = accepted {
         if !accepted.contains(status) {
             return Err(ProbeError::Status {

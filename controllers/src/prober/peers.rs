@@ -114,6 +114,14 @@ pub(super) enum Script {
     Slow(Duration),
     /// MLLP: answers every message with this frame's content.
     Mllp(&'static str),
+    /// Completes TLS and answers the first request of a connection (200, `Success`, kept
+    /// alive); reading the next one, it closes the connection without answering, as a
+    /// server closing an idle connection just as a request comes. With `only_first`, only
+    /// the peer's very first request is answered. `heads` counts the requests read.
+    CloseUnder {
+        heads: Arc<AtomicUsize>,
+        only_first: bool,
+    },
 }
 
 pub(super) fn status(code: u16) -> Arc<AtomicU16> {
@@ -191,6 +199,25 @@ async fn connection(mut stream: TcpStream, script: Script, acceptor: TlsAcceptor
                 .serve_connection(TokioIo::new(tls), service)
                 .await;
         }
+        Script::CloseUnder { heads, only_first } => {
+            let Ok(mut tls) = acceptor.accept(stream).await else {
+                return;
+            };
+            let mut answered = false;
+            while request_head(&mut tls, &mut buf).await {
+                let first = heads.fetch_add(1, Ordering::SeqCst) == 0;
+                if answered || (only_first && !first) {
+                    break;
+                }
+                answered = true;
+                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nSuccess";
+                if tls.write_all(ok).await.is_err() || tls.flush().await.is_err() {
+                    return;
+                }
+            }
+            // close_notify, then FIN: the orderly close of a kept-alive connection.
+            let _ = tls.shutdown().await;
+        }
         Script::TlsGarbage | Script::NeverEnds | Script::Slow(_) => {
             let Ok(mut tls) = acceptor.accept(stream).await else {
                 return;
@@ -212,6 +239,19 @@ async fn connection(mut stream: TcpStream, script: Script, acceptor: TlsAcceptor
             std::future::pending().await
         }
     }
+}
+
+/// Reads one request head (a GET: no body) up to its blank line; false at the end of the
+/// stream.
+async fn request_head<S: AsyncReadExt + Unpin>(stream: &mut S, buf: &mut [u8]) -> bool {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
 }
 
 /// A target at `port` on loopback, named `HOST`, with the catalog's test of `kind` and

@@ -1,7 +1,7 @@
 //! The prober against real lab services over TLS and against misbehaving peers, and the
 //! monitor's schedule, rise/fall and lanes, all in real time on loopback.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -121,6 +121,55 @@ async fn a_kept_alive_connection_the_server_closed_is_dialled_again() {
     let r = prober.probe(&t).await;
     assert_eq!(r.outcome, Ok(()), "the server closed the idle connection");
     assert!(!r.reused_connection);
+}
+
+#[tokio::test]
+async fn a_request_the_peer_closed_a_kept_alive_connection_under_is_sent_once_more() {
+    let pki = pki();
+    let heads = Arc::new(AtomicUsize::new(0));
+    let script = Script::CloseUnder {
+        heads: heads.clone(),
+        only_first: false,
+    };
+    let server = peer(script, &pki.acceptor).await;
+    let prober = prober(&pki.ca_pem);
+    let t = target(ServiceKind::Psws, server.addr.port(), SHORT);
+    assert!(prober.probe(&t).await.success());
+    assert_eq!(prober.idle_connections(), 1);
+
+    // The pooled connection is closed under the request: sent again on a fresh one.
+    let r = prober.probe(&t).await;
+    assert_eq!(r.outcome, Ok(()));
+    assert!(!r.reused_connection, "answered on the fresh connection");
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        heads.load(Ordering::SeqCst),
+        3,
+        "the second probe's request twice"
+    );
+}
+
+#[tokio::test]
+async fn a_request_is_retried_at_most_once() {
+    let pki = pki();
+    let heads = Arc::new(AtomicUsize::new(0));
+    let script = Script::CloseUnder {
+        heads: heads.clone(),
+        only_first: true,
+    };
+    let server = peer(script, &pki.acceptor).await;
+    let prober = prober(&pki.ca_pem);
+    let t = target(ServiceKind::Psws, server.addr.port(), SHORT);
+    assert!(prober.probe(&t).await.success());
+
+    // Closed under the request on the pooled connection, then on the fresh one too: that
+    // second close is the peer's failure, not a stale connection, and is not retried.
+    let r = prober.probe(&t).await;
+    let (label, text) = failure(&r);
+    assert_eq!(label, "http", "{text}");
+    assert!(!r.reused_connection);
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 2, "one retry");
+    assert_eq!(heads.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]

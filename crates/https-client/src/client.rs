@@ -96,41 +96,57 @@ impl HttpsClient {
         max_body: usize,
         deadline: Instant,
     ) -> (Exchange, Result<Response, HttpsError>) {
-        let addrs = match origin(request.uri()) {
-            Ok((host, port)) => resolve(&host, port, deadline).await,
-            Err(e) => Err(e),
+        let prepared = origin(request.uri()).and_then(|(_, port)| {
+            let (host, request) = origin_form(request)?;
+            Ok((host, port, request))
+        });
+        let (host, port, request) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return (Exchange::default(), Err(e)),
         };
-        match addrs {
-            Ok(addrs) => self.send_to(&addrs, request, max_body, deadline).await,
+        match resolve(&host, port, deadline).await {
+            Ok(addrs) => {
+                let again = || Ok(copy(&request));
+                self.send_to(&addrs, &host, again, max_body, deadline).await
+            }
             Err(e) => (Exchange::default(), Err(e)),
         }
     }
 
-    /// Send `request` (an absolute `https://host:port/...` URI; the host is the TLS name
-    /// and the `Host` header) to the first of `addrs` that accepts a connection, reading
-    /// at most `max_body` bytes of body, all before `deadline`.
-    pub async fn send_to(
+    /// Send the request `build` makes (origin form: a path, and its `Host` header) to the
+    /// first of `addrs` that accepts a connection, under the TLS name `name`, reading at
+    /// most `max_body` bytes of body, all before `deadline`.
+    ///
+    /// `build` runs once per attempt: once, and a second time only when the peer closed a
+    /// kept-alive connection under the first one (a request it never got, or an idempotent
+    /// one), which is then sent on a fresh connection. Building again costs what the first
+    /// build did, where keeping a copy for a retry that almost never comes would cost every
+    /// request.
+    pub async fn send_to<B>(
         &self,
         addrs: &[SocketAddr],
-        request: Request<Full<Bytes>>,
+        name: &str,
+        build: B,
         max_body: usize,
         deadline: Instant,
-    ) -> (Exchange, Result<Response, HttpsError>) {
-        let (name, request) = match origin_form(request) {
-            Ok(prepared) => prepared,
-            Err(e) => return (Exchange::default(), Err(e)),
-        };
+    ) -> (Exchange, Result<Response, HttpsError>)
+    where
+        B: Fn() -> Result<Request<Full<Bytes>>, HttpsError>,
+    {
         let pooled = addrs.iter().find_map(|addr| {
             let key = PoolKey {
                 addr: *addr,
-                name: name.clone(),
+                name: name.to_owned(),
             };
             self.pool.checkout(&key).map(|conn| (key, conn))
         });
         if let Some((key, conn)) = pooled {
-            let attempt = copy(&request);
+            let request = match build().and_then(in_origin_form) {
+                Ok(request) => request,
+                Err(e) => return (Exchange::default(), Err(e)),
+            };
             match self
-                .exchange(&key, conn, attempt, max_body, deadline, true)
+                .exchange(key, conn, request, max_body, deadline, true)
                 .await
             {
                 Ok(done) => return done,
@@ -139,13 +155,19 @@ impl HttpsClient {
                 Err(None) => {}
             }
         }
-        let (key, conn) = match self.dial(addrs, &name, deadline).await {
+        let request = match build().and_then(in_origin_form) {
+            Ok(request) => request,
+            Err(e) => return (Exchange::default(), Err(e)),
+        };
+        // Boxed: a dial's future (TCP, TLS handshake) is large and seldom needed, and
+        // inline it would be moved with every request's future.
+        let (key, conn) = match Box::pin(self.dial(addrs, name, deadline)).await {
             Ok(dialled) => dialled,
             Err(e) => return (Exchange::default(), Err(e)),
         };
         let not_after = conn.not_after;
         match self
-            .exchange(&key, conn, request, max_body, deadline, false)
+            .exchange(key, conn, request, max_body, deadline, false)
             .await
         {
             Ok(done) => done,
@@ -220,7 +242,7 @@ impl HttpsClient {
     /// sent again (never sent, or idempotent); the caller dials afresh.
     async fn exchange(
         &self,
-        key: &PoolKey,
+        key: PoolKey,
         mut conn: Conn,
         request: Request<Full<Bytes>>,
         max_body: usize,
@@ -260,7 +282,7 @@ impl HttpsClient {
             Ok(Err(e)) => return Ok((exchange, Err(HttpsError::body(e.as_ref(), &key.name)))),
             Ok(Ok(body)) => body.to_bytes(),
         };
-        self.pool.checkin(key.clone(), conn);
+        self.pool.checkin(key, conn);
         Ok((exchange, Ok(Response { status, body })))
     }
 }
@@ -321,6 +343,22 @@ fn origin_form(
         request.headers_mut().insert(HOST, host);
     }
     Ok((name, request))
+}
+
+/// `request` if it is in origin form with a `Host` header, as [`HttpsClient::send_to`]
+/// takes it: without a `Host` an HTTP/1.1 server must refuse it, and an absolute URI would
+/// name a host other than the TLS name.
+fn in_origin_form(request: Request<Full<Bytes>>) -> Result<Request<Full<Bytes>>, HttpsError> {
+    if request.uri().authority().is_some() || request.uri().scheme().is_some() {
+        let uri = request.uri();
+        return Err(HttpsError::InvalidRequest(format!(
+            "{uri} is not a path (origin form)"
+        )));
+    }
+    if !request.headers().contains_key(HOST) {
+        return Err(HttpsError::InvalidRequest("no Host header".into()));
+    }
+    Ok(request)
 }
 
 /// The same request again, for a second attempt on a fresh connection (the body is
