@@ -398,6 +398,27 @@ mod tests {
     }
 
     #[test]
+    fn send_to_takes_a_path_and_a_host_header_only() {
+        let request = |uri: &str, host: Option<&str>| {
+            let mut request = Request::get(uri);
+            if let Some(host) = host {
+                request = request.header(HOST, host);
+            }
+            request.body(Full::new(Bytes::new())).unwrap()
+        };
+        let ok = in_origin_form(request("/identityserver?x=1", Some("app1:7001"))).unwrap();
+        assert_eq!(ok.uri(), "/identityserver?x=1");
+
+        let absolute = request("https://app1.example.eng:7001/", Some("app1:7001"));
+        let err = in_origin_form(absolute).unwrap_err();
+        assert_eq!(err.metric_label(), "invalid_request");
+        assert!(err.to_string().contains("not a path"), "{err}");
+
+        let err = in_origin_form(request("/", None)).unwrap_err();
+        assert_eq!(err.to_string(), "invalid request: no Host header");
+    }
+
+    #[test]
     fn a_host_header_the_caller_set_is_kept() {
         let request = Request::get("https://127.0.0.1:7001/")
             .header(HOST, "app1.example.eng:7001")
