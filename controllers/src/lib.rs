@@ -82,7 +82,7 @@ pub use status::{
     ServerUpgradePhase, ServiceHealth, ServiceKindStatus, UpgradePhase, UpgradeServerStatus,
     UpgradeStatus,
 };
-pub use store::Store;
+pub use store::{Compaction, DocumentError, FleetJson, Store};
 pub use upgrade::{Clock, ResumeOutcome};
 
 use crate::agent::{Agents, ClientConnector, Connector, Fence};

@@ -10,7 +10,9 @@
 
 mod balancer;
 mod database;
+mod document;
 mod events;
+mod fragments;
 mod gates;
 mod hl7;
 mod records;
@@ -29,6 +31,7 @@ use crate::service_key::ServiceKey;
 use crate::status::{Event, EventType, Phase};
 
 pub(crate) use database::DatabaseSeen;
+pub use document::{Compaction, DocumentError, FleetJson};
 pub(crate) use records::{
     matches_spec, DirectoryRecord, Hl7Record, NotificationsRecord, ServerRecord, ServiceRecord,
 };
@@ -128,6 +131,7 @@ impl Store {
     /// others marked undeclared (their controllers decide what happens to them).
     pub(crate) fn sync_desired(&self, generation: u64, snapshot: &Snapshot) {
         let mut state = self.lock();
+        state.fragments.touch_all();
         state.generation = Some(generation);
         let inst = &snapshot.installation;
         let conditions = state
@@ -246,6 +250,9 @@ impl Store {
         let before = record.clone();
         let result = change(record);
         let after = record.clone();
+        if before != after {
+            state.fragments.touch(name);
+        }
         state.events.note_transition(
             format!("server/{name}"),
             &before.conditions,
@@ -289,6 +296,9 @@ impl Store {
         let before = record.clone();
         let result = change(record);
         let after = record.clone();
+        if !shown_alike(&before, &after) {
+            state.fragments.touch(&key.server);
+        }
         state.events.note_transition(
             format!("service/{key}"),
             &before.conditions,
@@ -351,6 +361,7 @@ impl Store {
     pub(crate) fn forget_service(&self, key: &ServiceKey) {
         let mut state = self.lock();
         let removed = state.services.remove(key);
+        state.fragments.touch(&key.server);
         if let Some(metrics) = &self.gauges {
             metrics.forget_service(&key.server, key.kind);
             if let Some(old) = removed.as_ref().and_then(|r| r.observed.as_ref()) {
@@ -368,6 +379,7 @@ impl Store {
     pub(crate) fn forget_server(&self, name: &str) {
         let mut state = self.lock();
         let removed = state.servers.remove(name).is_some();
+        state.fragments.forget(name);
         let kinds: Vec<ServiceKind> = state.services_on(name).map(|(k, _)| k.kind).collect();
         let releases: Vec<(ServiceKind, String)> = state
             .services_on(name)
@@ -457,6 +469,18 @@ impl Store {
             }
         }
     }
+}
+
+/// Whether the status shows the two records alike: equal, and with the same last probe
+/// time and duration (which their equality leaves out, so that a probe with the same
+/// outcome is no change to notify, but which the document shows).
+fn shown_alike(before: &ServiceRecord, after: &ServiceRecord) -> bool {
+    let probe_time = |r: &ServiceRecord| {
+        r.last_probe
+            .as_ref()
+            .map(|p| (p.time, p.duration_seconds.to_bits()))
+    };
+    before == after && probe_time(before) == probe_time(after)
 }
 
 /// Installed, and healthy as the status shows it: 1 for `true`, 0 for `false` and for a

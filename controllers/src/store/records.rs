@@ -174,6 +174,8 @@ pub(super) struct State {
     pub upgrade_policy: Option<crate::status::UpgradePolicyStatus>,
     /// The HL7 failover's view; `None` before its first run or without HL7.
     pub hl7: Option<Hl7Record>,
+    /// Each server's part of the status document, as last rendered.
+    pub fragments: super::fragments::Fragments,
 }
 
 /// Which HL7 listener is active, as the HL7 failover controller keeps it.

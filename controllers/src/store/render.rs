@@ -31,6 +31,11 @@ impl Store {
             .filter(|(_, record)| record.monitor)
             .map(|(name, record)| server_status(&state, name, record))
             .collect();
+        self.fleet_status(&state, servers)
+    }
+
+    /// The status with `servers` as its servers and everything else from `state`.
+    pub(super) fn fleet_status(&self, state: &State, servers: Vec<ServerStatus>) -> FleetStatus {
         FleetStatus {
             observed_generation: state.generation,
             installation: state.installation.as_ref().map(installation_status),
@@ -42,7 +47,7 @@ impl Store {
             service_kinds: state
                 .minimum_healthy
                 .keys()
-                .filter_map(|kind| kind_status(&state, *kind))
+                .filter_map(|kind| kind_status(state, *kind))
                 .collect(),
             active_directory: state
                 .directories
@@ -317,7 +322,7 @@ pub(super) fn kind_status(state: &State, kind: ServiceKind) -> Option<ServiceKin
     })
 }
 
-fn server_status(state: &State, name: &str, record: &ServerRecord) -> ServerStatus {
+pub(super) fn server_status(state: &State, name: &str, record: &ServerRecord) -> ServerStatus {
     let mut services: Vec<ServiceHealth> = state
         .services_on(name)
         .map(|(k, r)| service_health(k, r, record.agent_up))
