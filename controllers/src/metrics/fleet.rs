@@ -76,9 +76,10 @@ pub(crate) const PROBE_SUCCESS: usize = 3;
 pub(crate) const PROBE_HTTP_STATUS: usize = 4;
 pub(crate) const PROBE_CERT_EXPIRY: usize = 5;
 
+#[derive(Clone)]
 struct Row {
-    /// `{server="app1",service="PSIS"}`.
-    rendered: String,
+    /// `{server="app1",service="PSIS"}`, shared with the copies a scrape takes.
+    rendered: Arc<str>,
     values: [Option<Value>; MAX_FAMILIES],
 }
 
@@ -88,7 +89,7 @@ const MAX_FAMILIES: usize = 6;
 impl Row {
     fn new(names: &[&str], values: &[&str]) -> Self {
         Self {
-            rendered: braced(&label_pairs(names, values)),
+            rendered: braced(&label_pairs(names, values)).into(),
             values: [None; MAX_FAMILIES],
         }
     }
@@ -152,10 +153,21 @@ impl FleetSeries {
 
     /// Both tables in the text exposition format, one chunk per family (families
     /// without a value left out).
+    ///
+    /// The rows are copied under the lock (label text shared, values copied: a fraction
+    /// of a millisecond at 11,000 services) and written after it is released: the store
+    /// sets these rows while holding its own lock, so a scrape that held this one while
+    /// writing megabytes of text would stall every reconcile and status request with it.
     fn render(&self, chunks: &mut Vec<Vec<u8>>) {
-        let tables = self.lock();
-        render_table(chunks, &SERVER_FAMILIES, tables.servers.values());
-        render_table(chunks, &SERVICE_FAMILIES, tables.services.values());
+        let (servers, services): (Vec<Row>, Vec<Row>) = {
+            let tables = self.lock();
+            (
+                tables.servers.values().cloned().collect(),
+                tables.services.values().cloned().collect(),
+            )
+        };
+        render_table(chunks, &SERVER_FAMILIES, servers.iter());
+        render_table(chunks, &SERVICE_FAMILIES, services.iter());
     }
 }
 

@@ -44,11 +44,7 @@ impl Store {
                 .as_ref()
                 .map(|d| d.status(state.database_note.as_ref())),
             servers,
-            service_kinds: state
-                .minimum_healthy
-                .keys()
-                .filter_map(|kind| kind_status(state, *kind))
-                .collect(),
+            service_kinds: kind_statuses(state),
             active_directory: state
                 .directories
                 .iter()
@@ -300,6 +296,35 @@ fn certificate_summary(cert: &CertRecord) -> CertificateSummary {
         observed_generation: cert.observed_generation,
         conditions: cert.conditions.list(),
     }
+}
+
+/// [`kind_status`] of every kind placed somewhere, in one pass over the services (the
+/// status document's, at 11,000 services: one pass per kind cost eleven).
+fn kind_statuses(state: &State) -> Vec<ServiceKindStatus> {
+    let mut counts: BTreeMap<ServiceKind, (u32, u32)> = BTreeMap::new();
+    for (key, record) in &state.services {
+        if record.desired.is_some() {
+            let (servers, healthy) = counts.entry(key.kind).or_default();
+            *servers += 1;
+            if record.ready() {
+                *healthy += 1;
+            }
+        }
+    }
+    state
+        .minimum_healthy
+        .iter()
+        .map(|(kind, minimum_healthy)| {
+            let (servers, healthy_servers) = counts.get(kind).copied().unwrap_or_default();
+            ServiceKindStatus {
+                kind: *kind,
+                servers,
+                healthy_servers,
+                minimum_healthy: *minimum_healthy,
+                healthy: healthy_servers >= *minimum_healthy,
+            }
+        })
+        .collect()
 }
 
 pub(super) fn kind_status(state: &State, kind: ServiceKind) -> Option<ServiceKindStatus> {

@@ -16,11 +16,12 @@ pub struct Chunks {
 
 impl Chunks {
     pub fn new(chunks: Vec<Vec<u8>>) -> Self {
-        let chunks: VecDeque<Bytes> = chunks
-            .into_iter()
-            .filter(|c| !c.is_empty())
-            .map(Bytes::from)
-            .collect();
+        Self::from_bytes(chunks.into_iter().map(Bytes::from))
+    }
+
+    /// Chunks already shared (the status document's kept parts): sent without a copy.
+    pub fn from_bytes(chunks: impl IntoIterator<Item = Bytes>) -> Self {
+        let chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
         Self { chunks, remaining }
     }

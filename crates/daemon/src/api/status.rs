@@ -4,20 +4,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use steward_controllers::FleetStatus;
+use steward_controllers::{Compaction, FleetStatus};
 use steward_model::diagnostic::Severity;
 use steward_model::Diagnostic;
 use steward_watch::{LoadOutcome, Trigger, WatchStatus};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::chunks::Chunks;
 use super::AppState;
 
 /// The whole status document.
@@ -164,6 +166,28 @@ pub enum TriggerView {
     Retry,
 }
 
+/// The members of [`StatusDocument`] before the fleet's, in its order and spelling: the
+/// handler writes these, then the fleet's from the store's kept parts (the API's tests
+/// compare the result with [`StatusDocument`] serialized, byte for byte).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Head<'a> {
+    generation: u64,
+    valid: bool,
+    errors: Vec<String>,
+    desired_state: DesiredStateStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ha: Option<crate::ha::HaStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compact: Option<CompactView<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CompactView<'a> {
+    healthy_omitted: &'a BTreeMap<String, usize>,
+}
+
 pub async fn status(
     State(state): State<AppState>,
     query: Result<Query<StatusQuery>, QueryRejection>,
@@ -175,45 +199,70 @@ pub async fn status(
             return (StatusCode::BAD_REQUEST, Json(body)).into_response();
         }
     };
-    let mut doc = document(&state);
-    let compact = match query.compact {
-        CompactMode::False => false,
-        CompactMode::True => true,
-        CompactMode::Auto => doc.fleet.servers.len() > COMPACT_ABOVE_SERVERS,
+    let detail: BTreeSet<&str> = query
+        .detail
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    let compaction = match query.compact {
+        CompactMode::False => Compaction::Whole,
+        CompactMode::True => Compaction::Compact(&detail),
+        CompactMode::Auto => Compaction::Above(COMPACT_ABOVE_SERVERS, &detail),
     };
-    if compact {
-        let detail: BTreeSet<&str> = query
-            .detail
-            .as_deref()
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .collect();
-        doc.compact = Some(compact_servers(&mut doc.fleet, &detail));
-    }
-    Json(doc).into_response()
-}
-
-/// Leave the healthy services out of every server not in `detail`, counting them.
-fn compact_servers(fleet: &mut FleetStatus, detail: &BTreeSet<&str>) -> CompactStatus {
-    let mut healthy_omitted = BTreeMap::new();
-    for server in &mut fleet.servers {
-        if detail.contains(server.name.as_str()) {
-            continue;
-        }
-        let before = server.services.len();
-        server
-            .services
-            .retain(|s| !(s.installed && s.desired && s.healthy == Some(true)));
-        let omitted = before - server.services.len();
-        if omitted > 0 {
-            healthy_omitted.insert(server.name.clone(), omitted);
+    match body(&state, compaction) {
+        Ok(chunks) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            axum::body::Body::new(Chunks::from_bytes(chunks)),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "status document");
+            let body = serde_json::json!({ "error": e.to_string() });
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
         }
     }
-    CompactStatus { healthy_omitted }
 }
 
+/// The document in pieces: its head, then the fleet's members as the store keeps them
+/// (no copy of the megabytes of servers), then the closing brace.
+fn body(state: &AppState, compaction: Compaction<'_>) -> Result<Vec<Bytes>, StatusError> {
+    let fleet = state.store.status_json(compaction)?;
+    let watch = state.watch.current_status();
+    let head = Head {
+        generation: watch.last_applied_generation,
+        valid: watch.valid,
+        errors: watch.errors.iter().map(ToString::to_string).collect(),
+        desired_state: desired_state(&watch),
+        ha: state.ha.as_ref().map(crate::ha::HaStatus::of),
+        compact: fleet
+            .healthy_omitted
+            .as_ref()
+            .map(|healthy_omitted| CompactView { healthy_omitted }),
+    };
+    let mut open = serde_json::to_vec(&head)?;
+    // `{...}` becomes `{...,`: the fleet's members follow, as `#[serde(flatten)]` puts them.
+    open.pop();
+    open.push(b',');
+    let mut chunks = Vec::with_capacity(fleet.members.len() + 2);
+    chunks.push(Bytes::from(open));
+    chunks.extend(fleet.members);
+    chunks.push(Bytes::from_static(b"}"));
+    Ok(chunks)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StatusError {
+    #[error(transparent)]
+    Fleet(#[from] steward_controllers::DocumentError),
+    #[error("the status document could not be written as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The document as one value: what the handler's bytes are (its tests compare them).
+#[cfg(test)]
 pub fn document(state: &AppState) -> StatusDocument {
     let watch = state.watch.current_status();
     StatusDocument {

@@ -21,6 +21,7 @@ const TOKEN: &str = "s3cret-token";
 
 struct Fixture {
     router: Router,
+    state: AppState,
     _dir: tempfile::TempDir,
     stop: CancellationToken,
 }
@@ -42,6 +43,15 @@ fn fixture_with_backup(passphrase: Option<&str>) -> Fixture {
 /// With `passphrase`, `GET /api/v1/backup` backs up the fixture's directory (it holds a
 /// CA); with `ha`, the daemon takes part in that election.
 fn fixture_with(passphrase: Option<&str>, ha: Option<steward_leader::Leadership>) -> Fixture {
+    fixture_of(passphrase, ha, Arc::default())
+}
+
+/// [`fixture_with`], its controllers' store `store`.
+fn fixture_of(
+    passphrase: Option<&str>,
+    ha: Option<steward_leader::Leadership>,
+    store: Arc<steward_controllers::Store>,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let stop = CancellationToken::new();
     let (watch, _task) = steward_watch::watch(
@@ -70,7 +80,7 @@ fn fixture_with(passphrase: Option<&str>, ha: Option<steward_leader::Leadership>
     .unwrap();
     let state = AppState {
         controllers: controllers.handle(),
-        store: Arc::default(),
+        store,
         watch,
         registry,
         ca_pem: None,
@@ -82,7 +92,8 @@ fn fixture_with(passphrase: Option<&str>, ha: Option<steward_leader::Leadership>
         ha,
     };
     Fixture {
-        router: router(state),
+        router: router(state.clone()),
+        state,
         _dir: dir,
         stop,
     }
@@ -190,6 +201,44 @@ async fn the_status_is_compact_only_when_asked_and_refuses_unknown_modes() {
     let (status, headers, body) = get("/api/v1/status?compact=sometimes").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(json_body(&headers, &body)["error"].is_string(), "{body}");
+}
+
+/// The document as the handler writes it from the store's kept parts is the
+/// [`super::status::StatusDocument`] (what the OpenAPI document describes) serialized.
+#[tokio::test]
+async fn the_status_is_its_document_serialized_whole_and_compact() {
+    let snapshot = steward_controllers::bench::snapshot(120);
+    let f = fixture_of(
+        None,
+        None,
+        Arc::new(steward_controllers::bench::store(&snapshot)),
+    );
+    let get = |uri: &'static str| send(&f.router, "GET", uri, None, "127.0.0.1:1");
+    let expected = super::status::document(&f.state);
+    let (status, headers, body) = get("/api/v1/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(body, serde_json::to_string(&expected).unwrap());
+    // Asked twice: the second from the kept parts.
+    let (_, _, again) = get("/api/v1/status").await;
+    assert_eq!(again, body);
+
+    let (_, _, body) = get("/api/v1/status?compact=auto&detail=app0002").await;
+    let mut compact = expected.clone();
+    let mut omitted = std::collections::BTreeMap::new();
+    for server in compact
+        .fleet
+        .servers
+        .iter_mut()
+        .filter(|s| s.name != "app0002")
+    {
+        omitted.insert(server.name.clone(), server.services.len());
+        server.services.clear();
+    }
+    compact.compact = Some(super::status::CompactStatus {
+        healthy_omitted: omitted,
+    });
+    assert_eq!(body, serde_json::to_string(&compact).unwrap());
 }
 
 #[tokio::test]

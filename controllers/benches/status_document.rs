@@ -1,0 +1,129 @@
+//! `/api/v1/status` at 1,000 servers x 11 services, what the handler costs: the document
+//! rendered whole on every request (serializing `Store::status()`, as the daemon did) and
+//! from the per-server parts the store keeps (`Store::status_json`), with nothing changed
+//! since the last request and with a tenth of the servers probed again in between (a
+//! second of health checks at a 10 s interval). Whole and compact (`?compact=auto`, what
+//! the dashboard asks for). Goal: p99 <= 20 ms.
+//!
+//! `cargo bench -p steward-controllers --bench status_document` (`-- quick`: fewer rounds)
+//! prints p50/p99 wall time and the CPU time per request of each, and the sizes.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use steward_controllers::{Compaction, FleetStatus, Store};
+
+const FLEET: usize = 1000;
+
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// What the daemon's handler did before: the whole fleet built and serialized, healthy
+/// services dropped for a compact document.
+fn rendered_whole(store: &Store, compact: bool) -> usize {
+    let mut fleet: FleetStatus = store.status();
+    if compact {
+        for server in &mut fleet.servers {
+            server
+                .services
+                .retain(|s| !(s.installed && s.desired && s.healthy == Some(true)));
+        }
+    }
+    serde_json::to_vec(&fleet).unwrap().len()
+}
+
+fn from_parts(store: &Store, compact: bool) -> usize {
+    let detail = BTreeSet::new();
+    let compaction = if compact {
+        Compaction::Compact(&detail)
+    } else {
+        Compaction::Whole
+    };
+    let json = store.status_json(compaction).unwrap();
+    json.members.iter().map(|m| m.len()).sum::<usize>() + 2
+}
+
+fn measure(
+    what: &str,
+    rounds: usize,
+    store: &Store,
+    between: impl Fn(usize),
+    request: impl Fn() -> usize,
+) {
+    let mut wall = Vec::with_capacity(rounds);
+    let mut cpu = Duration::ZERO;
+    let mut size = 0;
+    for round in 0..rounds {
+        between(round);
+        let (started, cpu_before) = (Instant::now(), thread_cpu());
+        size = request();
+        wall.push(started.elapsed());
+        cpu += thread_cpu() - cpu_before;
+    }
+    let _ = store;
+    println!(
+        "{what:<58} {:>6} KiB  p50 {:>9}  p99 {:>9}  cpu/request {:>9}",
+        size / 1024,
+        ms(percentile(&mut wall, 0.5)),
+        ms(percentile(&mut wall, 0.99)),
+        ms(cpu / rounds as u32),
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick");
+    let rounds = if quick { 20 } else { 100 };
+    let snapshot = steward_controllers::bench::snapshot(FLEET);
+    let store = steward_controllers::bench::store(&snapshot);
+    let names: Vec<String> = snapshot.servers.keys().cloned().collect();
+    // A tenth of the fleet, a different tenth each round.
+    let probe_tenth = |round: usize| {
+        let tenth = names.len() / 10;
+        let start = (round * tenth) % names.len();
+        steward_controllers::bench::probed_again(
+            &store,
+            names[start..start + tenth].iter().map(String::as_str),
+        );
+    };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "/api/v1/status at {FLEET} servers x 11 services, {rounds} requests each (load {}) [goal p99 <= 20 ms]",
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    for compact in [false, true] {
+        let doc = if compact { "compact" } else { "whole" };
+        measure(
+            &format!("{doc}, rendered whole (before)"),
+            rounds,
+            &store,
+            |_| {},
+            || rendered_whole(&store, compact),
+        );
+        measure(
+            &format!("{doc}, from kept parts, nothing changed"),
+            rounds,
+            &store,
+            |_| {},
+            || from_parts(&store, compact),
+        );
+        measure(
+            &format!("{doc}, from kept parts, 100 servers probed between"),
+            rounds,
+            &store,
+            &probe_tenth,
+            || from_parts(&store, compact),
+        );
+    }
+}
