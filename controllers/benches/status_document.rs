@@ -211,7 +211,7 @@ fn main() {
             &format!("{doc}, from kept parts, 100 servers probed between"),
             rounds,
             &store,
-            &probe_tenth,
+            probe_tenth,
             || from_parts(&store, compact),
         );
     }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::fragments::{Fragment, Stamp};
+use super::fragments::{Form, Rendered, Stamp};
 use super::render::server_status;
 use super::Store;
 use crate::status::{FleetStatus, ServerStatus};
@@ -39,10 +39,11 @@ pub struct FleetJson {
     pub rendered: usize,
 }
 
-/// A server's part: kept, or its status taken under the lock, to render outside it.
+/// A server's part in the form the document shows: kept, or its status taken under the
+/// lock, to render outside it.
 enum Part {
-    Kept(Fragment),
-    Changed(Stamp, Box<ServerStatus>),
+    Kept(Rendered),
+    Changed(Stamp, Form, Box<ServerStatus>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,69 +63,72 @@ impl DocumentError {
 impl Store {
     /// [`Self::status`] as JSON, compacted as asked.
     pub fn status_json(&self, compaction: Compaction<'_>) -> Result<FleetJson, DocumentError> {
-        let (rest, parts) = {
+        let (rest, parts, compact) = {
             let state = self.lock();
-            let parts: Vec<(String, Part)> = state
-                .servers
-                .iter()
-                .filter(|(_, record)| record.monitor)
+            let shown: Vec<_> = state.servers.iter().filter(|(_, r)| r.monitor).collect();
+            let compact = match compaction {
+                Compaction::Whole => None,
+                Compaction::Compact(detail) => Some(detail),
+                Compaction::Above(servers, detail) => (shown.len() > servers).then_some(detail),
+            };
+            let parts: Vec<(String, Part)> = shown
+                .into_iter()
                 .map(|(name, record)| {
-                    let part = match state.fragments.current(name) {
-                        Some(kept) => Part::Kept(kept.clone()),
+                    let form = match compact {
+                        Some(detail) if !detail.contains(name.as_str()) => Form::Compact,
+                        _ => Form::Whole,
+                    };
+                    let part = match state.fragments.current(name, form) {
+                        Some(kept) => Part::Kept(kept),
                         None => Part::Changed(
                             state.fragments.stamp(name),
+                            form,
                             Box::new(server_status(&state, name, record)),
                         ),
                     };
                     (name.clone(), part)
                 })
                 .collect();
-            (self.fleet_status(&state, Vec::new()), parts)
+            (
+                self.fleet_status(&state, Vec::new()),
+                parts,
+                compact.is_some(),
+            )
         };
-        let mut rendered = Vec::new();
-        let mut fragments = Vec::with_capacity(parts.len());
+        let mut fresh = Vec::new();
+        let mut shown = Vec::with_capacity(parts.len());
         for (name, part) in parts {
-            let fragment = match part {
-                Part::Kept(fragment) => fragment,
-                Part::Changed(stamp, status) => {
-                    let fragment = render(stamp, *status)?;
-                    rendered.push((name.clone(), fragment.clone()));
-                    fragment
+            let rendered = match part {
+                Part::Kept(rendered) => rendered,
+                Part::Changed(stamp, form, status) => {
+                    let rendered = render(form, *status)?;
+                    fresh.push((name.clone(), stamp, rendered.clone()));
+                    rendered
                 }
             };
-            fragments.push((name, fragment));
+            shown.push((name, rendered));
         }
-        let count = rendered.len();
-        if !rendered.is_empty() {
+        let count = fresh.len();
+        if !fresh.is_empty() {
             let mut state = self.lock();
-            for (name, fragment) in rendered {
-                state.fragments.keep(&name, fragment);
+            for (name, stamp, rendered) in fresh {
+                state.fragments.keep(&name, stamp, rendered);
             }
         }
-        let detail = match compaction {
-            Compaction::Whole => None,
-            Compaction::Compact(detail) => Some(detail),
-            Compaction::Above(servers, detail) => (fragments.len() > servers).then_some(detail),
-        };
-        let healthy_omitted = detail.map(|detail| {
-            fragments
+        let healthy_omitted = compact.then(|| {
+            shown
                 .iter()
-                .filter(|(name, f)| f.omitted > 0 && !detail.contains(name.as_str()))
-                .map(|(name, f)| (name.clone(), f.omitted))
+                .filter(|(_, r)| r.form == Form::Compact && r.omitted > 0)
+                .map(|(name, r)| (name.clone(), r.omitted))
                 .collect()
         });
-        let mut members = Vec::with_capacity(fragments.len() * 2 + 2);
+        let mut members = Vec::with_capacity(shown.len() * 2 + 2);
         members.push(head(&rest)?);
-        for (i, (name, fragment)) in fragments.into_iter().enumerate() {
+        for (i, (_, rendered)) in shown.into_iter().enumerate() {
             if i > 0 {
                 members.push(Bytes::from_static(b","));
             }
-            let compact = detail.is_some_and(|detail| !detail.contains(name.as_str()));
-            members.push(if compact {
-                fragment.compact
-            } else {
-                fragment.whole
-            });
+            members.push(rendered.json);
         }
         members.push(tail(&rest)?);
         Ok(FleetJson {
@@ -135,20 +139,20 @@ impl Store {
     }
 }
 
-/// A server's part, whole and without its installed, declared and healthy services.
-fn render(stamp: Stamp, mut status: ServerStatus) -> Result<Fragment, DocumentError> {
-    let whole = Bytes::from(serde_json::to_vec(&status)?);
+/// A server's part in `form`: whole, or without its installed, declared and healthy
+/// services.
+fn render(form: Form, mut status: ServerStatus) -> Result<Rendered, DocumentError> {
     let before = status.services.len();
-    status
-        .services
-        .retain(|s| !(s.installed && s.desired && s.healthy == Some(true)));
-    let omitted = before - status.services.len();
-    let compact = if omitted == 0 {
-        whole.clone()
-    } else {
-        Bytes::from(serde_json::to_vec(&status)?)
-    };
-    Ok(Fragment::new(stamp, whole, compact, omitted))
+    if form == Form::Compact {
+        status
+            .services
+            .retain(|s| !(s.installed && s.desired && s.healthy == Some(true)));
+    }
+    Ok(Rendered {
+        form,
+        omitted: before - status.services.len(),
+        json: Bytes::from(serde_json::to_vec(&status)?),
+    })
 }
 
 /// The fleet object's members up to the servers' list, opened: the field names and order
@@ -305,6 +309,24 @@ mod tests {
         let json = store.status_json(Compaction::Whole).unwrap();
         assert_eq!(json.rendered, 0, "the others are unchanged");
         assert_eq!(joined(&json), serde_json::to_vec(&store.status()).unwrap());
+
+        // Each form is rendered once, the first time it is asked for.
+        let none = BTreeSet::new();
+        assert_eq!(
+            store
+                .status_json(Compaction::Compact(&none))
+                .unwrap()
+                .rendered,
+            4
+        );
+        assert_eq!(
+            store
+                .status_json(Compaction::Compact(&none))
+                .unwrap()
+                .rendered,
+            0
+        );
+        assert_eq!(store.status_json(Compaction::Whole).unwrap().rendered, 0);
 
         store.sync_desired(2, &crate::bench::snapshot(5));
         let json = store.status_json(Compaction::Whole).unwrap();
