@@ -15,14 +15,21 @@ use steward_agent::{AgentClient, ClientError, EpochSource};
 use steward_model::snapshot::Server;
 use steward_model::ServiceKind;
 use steward_pki::PrivateKeyPem;
+use tokio::time::Instant;
 
 use crate::config::{AgentEndpoint, EndpointFn};
+use crate::listing::{Freshness, Need, SharedListing};
 
 /// The agent API calls the controllers make.
 #[async_trait]
 pub(crate) trait AgentApi: Send + Sync {
     async fn host(&self) -> Result<HostInfo, ClientError>;
     async fn services(&self) -> Result<Vec<ServiceInfo>, ClientError>;
+    /// The services, from a listing as fresh as `need` says: one listing may answer
+    /// several callers ([`crate::listing`]).
+    async fn services_fresh(&self, _need: Need) -> Result<Vec<ServiceInfo>, ClientError> {
+        self.services().await
+    }
     /// `held`: a new installation stays stopped (an HL7 standby).
     async fn install(
         &self,
@@ -146,13 +153,20 @@ impl Connector for ClientConnector {
 }
 
 /// A client and the endpoint it was made for.
-type Cached = (AgentEndpoint, Arc<dyn AgentApi>);
+type Cached = (AgentEndpoint, Arc<SharedListing>);
 
-/// One client per server, rebuilt when the server's agent URL changes.
+/// How often kept listings past their use are dropped.
+const SWEEP: Duration = Duration::from_secs(10);
+
+/// One client per server, rebuilt when the server's agent URL changes; each shares its
+/// service listings among the reconciles that can use them.
 pub(crate) struct Agents {
     connector: Arc<dyn Connector>,
     endpoints: EndpointFn,
     cache: Mutex<HashMap<String, Cached>>,
+    swept: Mutex<Instant>,
+    /// Since when a reconcile needs its listing, by why it runs.
+    pub(crate) freshness: Freshness,
 }
 
 impl Agents {
@@ -161,6 +175,8 @@ impl Agents {
             connector,
             endpoints,
             cache: Mutex::new(HashMap::new()),
+            swept: Mutex::new(Instant::now()),
+            freshness: Freshness::default(),
         }
     }
 
@@ -171,14 +187,30 @@ impl Agents {
     pub(crate) fn get(&self, server: &Server) -> Result<Arc<dyn AgentApi>, ClientError> {
         let endpoint = self.endpoint(server);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        self.sweep(&cache);
         if let Some((cached, client)) = cache.get(&server.name) {
             if *cached == endpoint {
                 return Ok(client.clone());
             }
         }
-        let client = self.connector.connect(&endpoint)?;
+        let client = Arc::new(SharedListing::new(self.connector.connect(&endpoint)?));
         cache.insert(server.name.clone(), (endpoint, client.clone()));
         Ok(client)
+    }
+
+    /// Now and then, drop the listings kept past their use.
+    fn sweep(&self, cache: &HashMap<String, Cached>) {
+        let now = Instant::now();
+        {
+            let mut swept = self.swept.lock().unwrap_or_else(|p| p.into_inner());
+            if now.saturating_duration_since(*swept) < SWEEP {
+                return;
+            }
+            *swept = now;
+        }
+        for (_, client) in cache.values() {
+            client.expire(now);
+        }
     }
 
     pub(crate) fn forget(&self, server: &str) {

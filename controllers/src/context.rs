@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::agent::Agents;
 use crate::certificate::IssuedMemos;
 use crate::config::ControllersConfig;
@@ -88,12 +90,30 @@ impl Context {
 }
 
 /// How soon objects are looked at again; never later than the resync.
+///
+/// A settled object is looked at every `resync`, unless the fleet is so large that
+/// this would take more than [`RESYNC_RATE`] reconciles a second of a controller: then
+/// the period grows with the fleet (11,000 services at the 2 s default asked for 5,500
+/// a second, more than the daemon could do). Drift does not wait for it: a failing
+/// probe, a verdict change and the server controller's listing wake a service at once.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Pace {
     pub resync: Duration,
+    /// What settled services' looks are aligned to (see [`Pace::settled`]).
+    pub origin: Instant,
 }
 
+/// Periodic looks one controller makes a second, at most, on a large fleet.
+pub(crate) const RESYNC_RATE: u32 = 100;
+
 impl Pace {
+    pub(crate) fn new(resync: Duration) -> Self {
+        Self {
+            resync,
+            origin: Instant::now(),
+        }
+    }
+
     /// After an action, to read back what it did.
     pub(crate) fn short(&self) -> Duration {
         self.resync.min(SHORT)
@@ -107,5 +127,86 @@ impl Pace {
     /// How long a settled object rests before it is checked again.
     pub(crate) fn steady(&self, interval: Duration) -> Duration {
         self.resync.min(interval)
+    }
+
+    /// The period of periodic looks at `objects` objects of one controller: `resync`,
+    /// or longer, so that they stay within [`RESYNC_RATE`] a second.
+    pub(crate) fn period(&self, objects: usize) -> Duration {
+        let objects = u32::try_from(objects).unwrap_or(u32::MAX);
+        self.resync
+            .max(Duration::from_secs(1).saturating_mul(objects) / RESYNC_RATE)
+    }
+
+    /// How long a settled service of `server` rests, in a fleet of `services`: until
+    /// the next slot of its server, slots one period apart at a phase drawn from the
+    /// server's name. All services of a server then come due together and share one
+    /// listing of the agent, while the servers' slots spread over the period. A slot
+    /// closer than a quarter period is skipped, so a service looked at just before its
+    /// slot is not looked at twice.
+    pub(crate) fn settled(&self, server: &str, services: usize) -> Duration {
+        let period = self.period(services);
+        let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
+        let elapsed = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let into = elapsed.wrapping_add(phase(server)) % period_ms;
+        let mut wait = period_ms - into;
+        if wait < period_ms / 4 {
+            wait += period_ms;
+        }
+        Duration::from_millis(wait)
+    }
+
+    /// How old a listing a periodic look of a fleet of `services` may start from: a
+    /// quarter period, within which the services of a server come due together.
+    pub(crate) fn listing_age(&self, services: usize) -> Duration {
+        self.period(services) / 4
+    }
+}
+
+/// A stable spread of servers over the period (FNV-1a of the name).
+fn phase(server: &str) -> u64 {
+    server.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_period_is_the_resync_until_the_fleet_would_exceed_the_rate() {
+        let pace = Pace::new(Duration::from_secs(2));
+        assert_eq!(pace.period(22), Duration::from_secs(2));
+        assert_eq!(pace.period(200), Duration::from_secs(2));
+        // 11,000 services at 2 s was 5,500 looks a second; now 100.
+        assert_eq!(pace.period(11_000), Duration::from_secs(110));
+        assert_eq!(pace.listing_age(11_000), Duration::from_millis(27_500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_servers_services_come_due_together_and_servers_spread() {
+        let pace = Pace::new(Duration::from_secs(2));
+        let fleet = 11_000;
+        let period = pace.period(fleet);
+        let due = |server: &str| Instant::now() + pace.settled(server, fleet);
+
+        let first = due("sim0001");
+        // Looked at again a few seconds later (a probe's verdict, a gate): the same slot.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        let again = due("sim0001");
+        let diff = if again > first {
+            again - first
+        } else {
+            first - again
+        };
+        assert!(diff.is_zero() || diff == period, "{diff:?}");
+        let wait = pace.settled("sim0001", fleet);
+        assert!(wait > period / 4 && wait <= period + period / 4, "{wait:?}");
+
+        // A hundred servers do not share one slot.
+        let slots: std::collections::BTreeSet<u128> = (1..=100)
+            .map(|n| pace.settled(&format!("sim{n:04}"), fleet).as_millis())
+            .collect();
+        assert!(slots.len() > 90, "{} distinct slots", slots.len());
     }
 }

@@ -63,10 +63,12 @@ pub(crate) struct FakeAgent {
     unexpected: Mutex<Vec<Call>>,
     down: AtomicBool,
     next_pid: AtomicU64,
+    /// How long a listing takes (tokio's clock), so that callers overlap.
+    listing_delay: Mutex<Duration>,
 }
 
 impl FakeAgent {
-    fn new(hostname: &str) -> Self {
+    pub(crate) fn new(hostname: &str) -> Self {
         Self {
             hostname: hostname.to_owned(),
             state: Mutex::new(AgentState::default()),
@@ -76,6 +78,7 @@ impl FakeAgent {
             unexpected: Mutex::new(Vec::new()),
             down: AtomicBool::new(false),
             next_pid: AtomicU64::new(1000),
+            listing_delay: Mutex::new(Duration::ZERO),
         }
     }
 
@@ -118,6 +121,11 @@ impl FakeAgent {
             )
         }));
         out
+    }
+
+    /// Each listing of the services takes `delay` from now on.
+    pub(crate) fn set_listing_delay(&self, delay: Duration) {
+        *self.listing_delay.lock().unwrap() = delay;
     }
 
     /// Every call fails with "connection refused" while down.
@@ -175,6 +183,10 @@ impl AgentApi for FakeAgent {
 
     async fn services(&self) -> Result<Vec<ServiceInfo>, ClientError> {
         self.enter(Call::Services)?;
+        let delay = *self.listing_delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         Ok(self.state().services.values().cloned().collect())
     }
 

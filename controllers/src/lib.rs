@@ -36,6 +36,7 @@ mod error;
 mod hl7;
 mod hl7_failover;
 mod in_force;
+mod listing;
 mod metrics;
 mod notifications;
 pub mod prober;
@@ -339,9 +340,7 @@ impl Controllers {
             store,
             metrics,
             triggers,
-            pace: Pace {
-                resync: config.resync,
-            },
+            pace: Pace::new(config.resync),
             issued: IssuedMemos::load(config.state_dir.as_deref()),
             hl7: hl7_failover::Memory::load(config.state_dir.as_deref()),
             trust: trust::TrustRoots::new(config.probe_roots.clone()),

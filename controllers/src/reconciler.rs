@@ -165,6 +165,8 @@ impl TriggerBus {
 
     /// Every key of every controller, now.
     pub(crate) fn resync_all(&self, ctx: &Context) {
+        // Every service of a server is looked at from one listing sent from now on.
+        ctx.agents.freshness.full_resync();
         for resync in &self.resyncs {
             resync(ctx);
         }

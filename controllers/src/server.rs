@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use steward_agent::api::ConnectionStrings;
+use steward_agent::api::{ConnectionStrings, ServiceInfo};
 use steward_agent::ClientError;
 use steward_model::resource::Mode;
 use steward_model::snapshot::Server;
@@ -132,6 +132,7 @@ async fn reconcile(name: String, ctx: Arc<Context>) -> Result<Action, Controller
     if !declared {
         return Ok(undeclared(&ctx, &server, agent.as_ref(), &inventory, &desired.snapshot).await);
     }
+    wake_changed_services(&ctx, &server, &listed);
 
     if !same_host(&host.hostname, &server.hostname) {
         let message = format!(
@@ -141,7 +142,7 @@ async fn reconcile(name: String, ctx: Arc<Context>) -> Result<Action, Controller
             server.hostname
         );
         set_conditions(&ctx, &name, Phase::Degraded, "HostnameMismatch", message);
-        return Ok(Action::requeue(ctx.pace.resync));
+        return Ok(Action::requeue(settled(&ctx, &desired.snapshot)));
     }
 
     let strings = sync_connection_strings(&ctx, &server, agent.as_ref(), &desired.snapshot)
@@ -163,7 +164,31 @@ async fn reconcile(name: String, ctx: Arc<Context>) -> Result<Action, Controller
         "AgentReady"
     };
     set_conditions(&ctx, &name, phase, reason, message);
-    Ok(Action::requeue(ctx.pace.resync))
+    Ok(Action::requeue(settled(&ctx, &desired.snapshot)))
+}
+
+/// The period of this controller's looks: the resync, longer on a large fleet.
+fn settled(ctx: &Context, snapshot: &Snapshot) -> Duration {
+    ctx.pace.period(snapshot.servers.len())
+}
+
+/// Like an informer's watch: a declared service whose listed state differs from what its
+/// controller last saw (stopped, gone, restarted by its agent) is looked at now rather
+/// than at its next periodic look, which on a large fleet is minutes away.
+fn wake_changed_services(ctx: &Context, server: &Server, listed: &[ServiceInfo]) {
+    for placed in &server.services {
+        let key = ServiceKey::new(&server.name, placed.kind);
+        let now = listed
+            .iter()
+            .find(|s| s.kind == placed.kind)
+            .map(|s| (s.status, s.pid));
+        let seen = ctx
+            .store
+            .with_service(&key, |r| r.observed.as_ref().map(|o| (o.status, o.pid)));
+        if now != seen {
+            ctx.triggers.wake::<Services>(key, Reason::ObservedChanged);
+        }
+    }
 }
 
 fn set_conditions(ctx: &Context, name: &str, phase: Phase, reason: &str, message: String) {

@@ -51,10 +51,10 @@ impl Reconciler for Services {
 
     async fn reconcile(
         key: ServiceKey,
-        _reason: Reason,
+        reason: Reason,
         ctx: Arc<Context>,
     ) -> Result<Action, ControllerError> {
-        reconcile(key, ctx).await
+        reconcile(key, reason, ctx).await
     }
 
     /// The failure is the service's condition; its probes go on (the monitor keeps
@@ -90,6 +90,8 @@ struct Run<'a> {
     /// The release to install: the declared one, or (while an upgrade holds this
     /// service back) the one installed now.
     release: String,
+    /// Services declared in the fleet: what the period of settled looks grows with.
+    fleet: usize,
 }
 
 impl Run<'_> {
@@ -105,6 +107,11 @@ impl Run<'_> {
         format!("service/{}", self.key)
     }
 
+    /// How long a settled service rests: until its server's next slot.
+    fn settled(&self) -> Duration {
+        self.ctx.pace.settled(&self.key.server, self.fleet)
+    }
+
     fn set(&self, phase: Phase, reason: &str, message: impl Into<String>) {
         let message = message.into();
         self.ctx
@@ -118,7 +125,11 @@ impl Run<'_> {
     }
 }
 
-async fn reconcile(key: ServiceKey, ctx: Arc<Context>) -> Result<Action, ControllerError> {
+async fn reconcile(
+    key: ServiceKey,
+    reason: Reason,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
     let Some(accepted) = ctx.desired.current() else {
         return Ok(Action::await_change());
     };
@@ -139,8 +150,14 @@ async fn reconcile(key: ServiceKey, ctx: Arc<Context>) -> Result<Action, Control
             e,
         )
     };
+    let fleet = fleet_size(desired);
     let agent = ctx.agents.get(&server).map_err(unreachable)?;
-    let listed = agent.services().await.map_err(unreachable)?;
+    // One listing of the server answers all of its services that run about now.
+    let need = ctx
+        .agents
+        .freshness
+        .need(reason, ctx.pace.listing_age(fleet));
+    let listed = agent.services_fresh(need).await.map_err(unreachable)?;
     let observed = listed.into_iter().find(|s| s.kind == key.kind);
     let running = observed
         .as_ref()
@@ -171,6 +188,7 @@ async fn reconcile(key: ServiceKey, ctx: Arc<Context>) -> Result<Action, Control
         server: &server,
         agent: agent.as_ref(),
         release,
+        fleet,
     };
     match (placed, observed) {
         (None, None) => {
@@ -198,7 +216,7 @@ async fn missing(run: &Run<'_>, placed: &PlacedService) -> Result<Action, Contro
                 key.kind, key.server
             ),
         );
-        return Ok(Action::requeue(ctx.pace.resync));
+        return Ok(Action::requeue(run.settled()));
     }
     note_drift(run, &[]);
     if let Some(wait) = gate(run) {
@@ -285,7 +303,7 @@ async fn present(
                         ),
                     );
                 }
-                return Ok(Action::requeue(ctx.pace.resync));
+                return Ok(Action::requeue(run.settled()));
             }
             if run.monitor() {
                 drifts.push(DriftKind::ServiceStopped);
@@ -298,7 +316,7 @@ async fn present(
                         key.kind
                     ),
                 );
-                return Ok(Action::requeue(ctx.pace.resync));
+                return Ok(Action::requeue(run.settled()));
             }
             note_drift(run, &drifts);
             return restart(run, was_synced, state, &detail, failure).await;
@@ -362,7 +380,7 @@ async fn present(
         }
     });
     let mut next = match verdict {
-        Some(_) => ctx.pace.resync,
+        Some(_) => run.settled(),
         None => ctx.pace.steady(check.interval),
     };
     // A halted upgrade touches nothing on the failed server: no restart either.
@@ -579,7 +597,7 @@ async fn orphan(run: &Run<'_>, observed: &ServiceInfo) -> Result<Action, Control
                 key.server
             ),
         );
-        return Ok(Action::requeue(ctx.pace.resync));
+        return Ok(Action::requeue(run.settled()));
     }
     // Dependents go first, unless a declared replacement is ready to serve them.
     let blocking: Vec<String> = ServiceKind::ALL
@@ -826,6 +844,16 @@ fn ports(ports: &[u16]) -> String {
         1 => format!("port {}", list[0]),
         _ => format!("ports {}", list.join(", ")),
     }
+}
+
+/// Services the desired state declares, on every server.
+fn fleet_size(desired: &Desired) -> usize {
+    desired
+        .snapshot
+        .servers
+        .values()
+        .map(|s| s.services.len())
+        .sum()
 }
 
 fn forget(ctx: &Context, key: &ServiceKey) {

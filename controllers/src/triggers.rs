@@ -56,6 +56,8 @@ pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
         return Applied::Refused;
     }
     let accepted = ctx.desired.accept(desired);
+    // Its reconciles may share any listing an agent sends from now on.
+    ctx.agents.freshness.desired_changed();
     let changes = &accepted.diff;
     let generation = accepted.generation();
     let snapshot = &accepted.desired.snapshot;

@@ -473,3 +473,4 @@ fn a_spec_difference_reads_from_installed_to_declared() {
 }
 
 mod failures;
+mod resync;
