@@ -115,8 +115,10 @@ impl<'a> Run<'a> {
             server,
             settings: &accepted.desired.snapshot.installation.certificate_authority,
             generated,
+            // A generated certificate is woken at its renewal point; the poll is a
+            // backstop, paced to the fleet like the other controllers' looks.
             poll: if generated {
-                ctx.pace.resync
+                ctx.pace.period(accepted.desired.snapshot.servers.len())
             } else {
                 ctx.pace.resync.min(FILE_POLL)
             },
