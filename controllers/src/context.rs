@@ -124,6 +124,14 @@ impl Pace {
         self.resync.min(WAIT)
     }
 
+    /// While a gate is closed on a fleet of `services`: [`Pace::wait`], or as long as
+    /// keeps the backstop within [`RESYNC_RATE`] looks a second.
+    pub(crate) fn gate(&self, services: usize) -> Duration {
+        let services = u32::try_from(services).unwrap_or(u32::MAX);
+        self.wait()
+            .max(Duration::from_secs(1).saturating_mul(services) / RESYNC_RATE)
+    }
+
     /// How long a settled object rests before it is checked again.
     pub(crate) fn steady(&self, interval: Duration) -> Duration {
         self.resync.min(interval)
@@ -181,6 +189,14 @@ mod tests {
         // 11,000 services at 2 s was 5,500 looks a second; now 100.
         assert_eq!(pace.period(11_000), Duration::from_secs(110));
         assert_eq!(pace.listing_age(11_000), Duration::from_millis(27_500));
+    }
+
+    #[test]
+    fn a_closed_gates_backstop_is_paced_to_the_fleet() {
+        let pace = Pace::new(Duration::from_secs(2));
+        assert_eq!(pace.gate(22), pace.wait());
+        assert_eq!(pace.gate(100), pace.wait());
+        assert_eq!(pace.gate(11_000), Duration::from_secs(110));
     }
 
     #[tokio::test(start_paused = true)]

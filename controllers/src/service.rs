@@ -663,7 +663,10 @@ async fn orphan(run: &Run<'_>, observed: &ServiceInfo) -> Result<Action, Control
     Ok(Action::requeue(ctx.pace.short()))
 }
 
-/// Database, certificate and dependencies; `Some` is the wait.
+/// Database, certificate and dependencies; `Some` is the wait. Whatever opens a gate
+/// wakes the services behind it (the database and certificate controllers, a dependency's
+/// first passing verdict), so the wait is only a backstop, paced to the fleet: 11,000
+/// services re-checking every second kept a core busy during a cold converge.
 fn gate(run: &Run<'_>) -> Option<Action> {
     let ctx = run.ctx;
     let key = run.key;
@@ -675,7 +678,7 @@ fn gate(run: &Run<'_>) -> Option<Action> {
             "WaitingForDatabase",
             "waiting for the database: reachable with the installer login, and existing",
         );
-        return Some(Action::requeue(ctx.pace.wait()));
+        return Some(Action::requeue(ctx.pace.gate(run.fleet)));
     }
     if !ctx.store.cert_ready(&key.server) {
         run.set(
@@ -686,7 +689,7 @@ fn gate(run: &Run<'_>) -> Option<Action> {
                 key.server
             ),
         );
-        return Some(Action::requeue(ctx.pace.wait()));
+        return Some(Action::requeue(ctx.pace.gate(run.fleet)));
     }
     let waiting: Vec<&str> = key
         .kind
@@ -705,7 +708,7 @@ fn gate(run: &Run<'_>) -> Option<Action> {
                 waiting.join(" and ")
             ),
         );
-        return Some(Action::requeue(ctx.pace.wait()));
+        return Some(Action::requeue(ctx.pace.gate(run.fleet)));
     }
     None
 }
