@@ -87,7 +87,10 @@ impl ProbeSink for Context {
         // The service's conditions follow its verdict; what waited for it may go on.
         self.triggers
             .wake::<Services>(key.clone(), Reason::ObservedChanged);
-        if report.verdict == Some(true) {
+        // The gates ask for a dependency ready somewhere: only its first ready instance
+        // opens them. Waking every dependent on every instance's verdict re-ran 10,000
+        // services per verdict during a cold converge of 1,000 servers.
+        if report.verdict == Some(true) && !self.store.ready_elsewhere(key.kind, key) {
             wake_dependents(self, key.kind);
         }
         if self.upgrade.in_progress() {

@@ -142,3 +142,37 @@ async fn run_for(fx: &Fixture, server: &str, kind: ServiceKind, reason: Reason) 
     .await
     .unwrap();
 }
+
+/// Gates ask for a dependency ready somewhere: a second PSIS passing opens nothing new,
+/// so it wakes no dependent (on 1,000 servers, each PSIS and PSWS verdict woke 10,000).
+#[tokio::test]
+async fn only_the_first_ready_instance_of_a_kind_wakes_its_dependents() {
+    let mut fx = fixture(&[("app1", &["PSIS", "PSWS"]), ("app2", &["HEALTH"])]);
+    let mut snapshot = fx.current();
+    let psis = snapshot.servers["app1"].service(Psis).unwrap().clone();
+    snapshot
+        .servers
+        .get_mut("app2")
+        .unwrap()
+        .services
+        .push(psis);
+    fx.apply(snapshot);
+    let mut services = fx.controllers.as_mut().unwrap().triggers::<Services>();
+    certificates(&fx, &["app1", "app2"]).await;
+    converge(&fx, "app1", Psis).await;
+    let mut woken = Vec::new();
+    while let Ok((key, _)) = services.try_recv() {
+        woken.push(key);
+    }
+    assert!(
+        woken.contains(&ServiceKey::new("app2", Health)),
+        "{woken:?}"
+    );
+
+    converge(&fx, "app2", Psis).await;
+    let mut woken = Vec::new();
+    while let Ok((key, _)) = services.try_recv() {
+        woken.push(key);
+    }
+    assert_eq!(woken, [ServiceKey::new("app2", Psis)]);
+}
