@@ -40,7 +40,6 @@ use crate::agent::AgentApi;
 use crate::config::Desired;
 use crate::context::Context;
 use crate::error::ControllerError;
-use crate::listing::Need;
 use crate::reconciler::Reconciler;
 use crate::status::{EventType, LastFailover, Phase};
 use crate::store::Hl7Record;
@@ -154,16 +153,7 @@ impl Listener<'_> {
     }
 }
 
-/// What `server` runs. The active listener is listed afresh on every pass; a standby's
-/// state changes only through this daemon's own calls (which discard kept listings), so
-/// a listing within the server controller's period serves, often that controller's own:
-/// listing every standby every second made 1,000 listings a second on 1,000 servers.
-async fn observe<'a>(
-    ctx: &Context,
-    server: &'a Server,
-    active: bool,
-    age: Duration,
-) -> Listener<'a> {
+async fn observe<'a>(ctx: &Context, server: &'a Server) -> Listener<'a> {
     let unreachable = |server| Listener {
         server,
         agent: None,
@@ -172,13 +162,7 @@ async fn observe<'a>(
     let Ok(agent) = ctx.agents.get(server) else {
         return unreachable(server);
     };
-    let need = if active {
-        Need::now()
-    } else {
-        let now = Instant::now();
-        Need::SentSince(now.checked_sub(age).unwrap_or(now))
-    };
-    let Ok(services) = agent.services_fresh(need).await else {
+    let Ok(services) = agent.services().await else {
         return unreachable(server);
     };
     let seen = match services.into_iter().find(|s| s.kind == ServiceKind::Hl7) {
@@ -210,13 +194,7 @@ async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
         ctx.store.with_hl7(|r| *r = None);
         return Ok(Action::await_change());
     }
-    let active = ctx.hl7.get().active;
-    let age = ctx.pace.period(snapshot.servers.len());
-    let listeners = futures::future::join_all(servers.iter().map(|s| {
-        let is_active = active.as_deref().is_none_or(|a| a == s.name);
-        observe(ctx, s, is_active, age)
-    }))
-    .await;
+    let listeners = futures::future::join_all(servers.iter().map(|s| observe(ctx, s))).await;
     let mut pass = Pass {
         ctx,
         desired,
