@@ -169,6 +169,15 @@ impl FakeAgent {
     }
 }
 
+impl AgentState {
+    /// The installed service `kind`, or the agent's 404 for it.
+    fn installed(&mut self, kind: ServiceKind) -> Result<&mut ServiceInfo, ClientError> {
+        self.services
+            .get_mut(&kind)
+            .ok_or_else(|| FakeAgent::not_installed(kind))
+    }
+}
+
 #[async_trait]
 impl AgentApi for FakeAgent {
     async fn host(&self) -> Result<HostInfo, ClientError> {
@@ -256,10 +265,7 @@ impl AgentApi for FakeAgent {
         self.enter(Call::Restart)?;
         let pid = self.pid();
         let mut state = self.state();
-        let service = state
-            .services
-            .get_mut(&kind)
-            .ok_or_else(|| Self::not_installed(kind))?;
+        let service = state.installed(kind)?;
         if service.held {
             return Err(ClientError::Status {
                 status: 409,
@@ -275,10 +281,7 @@ impl AgentApi for FakeAgent {
     async fn stop(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
         self.enter(Call::Stop)?;
         let mut state = self.state();
-        let service = state
-            .services
-            .get_mut(&kind)
-            .ok_or_else(|| Self::not_installed(kind))?;
+        let service = state.installed(kind)?;
         service.status = ServiceStatus::Stopped;
         service.held = true;
         service.pid = None;
@@ -289,10 +292,7 @@ impl AgentApi for FakeAgent {
         self.enter(Call::Start)?;
         let pid = self.pid();
         let mut state = self.state();
-        let service = state
-            .services
-            .get_mut(&kind)
-            .ok_or_else(|| Self::not_installed(kind))?;
+        let service = state.installed(kind)?;
         if service.status != ServiceStatus::Running {
             service.status = ServiceStatus::Running;
             service.pid = pid;
@@ -456,10 +456,17 @@ pub(crate) struct Fixture {
     _ca_dir: Arc<tempfile::TempDir>,
 }
 
+/// The certificate line of a server whose certificate steward generates.
+const GENERATED: &str = "certificate: {generate: true}";
+
 /// A fleet of servers `(name, [KIND, ...])` with generated certificates.
 pub(crate) fn fixture(servers: &[(&str, &[&str])]) -> Fixture {
-    let dir = std::env::temp_dir();
-    fixture_with(servers, "certificate: {generate: true}", &dir)
+    fixture_in(servers, &std::env::temp_dir())
+}
+
+/// The same, reading relative paths of the desired state from `dir`.
+pub(crate) fn fixture_in(servers: &[(&str, &[&str])], dir: &Path) -> Fixture {
+    fixture_with(servers, GENERATED, dir)
 }
 
 /// The same with another certificate line and desired-state directory.
@@ -470,12 +477,7 @@ pub(crate) fn fixture_with(servers: &[(&str, &[&str])], certificate: &str, dir: 
 /// A fleet whose controllers keep their state under `state_dir` (see [`Fixture::restart`]).
 pub(crate) fn fixture_in_state_dir(servers: &[(&str, &[&str])], state_dir: &Path) -> Fixture {
     let dir = std::env::temp_dir();
-    build(
-        servers,
-        "certificate: {generate: true}",
-        &dir,
-        Some(state_dir.to_owned()),
-    )
+    build(servers, GENERATED, &dir, Some(state_dir.to_owned()))
 }
 
 fn build(
@@ -698,6 +700,18 @@ impl Fixture {
             .probe_now(&key, self.ctx.as_ref())
             .await?;
         Some(result.success())
+    }
+
+    /// Three service runs, each followed by a probe: what a service whose server has its
+    /// certificate takes to be installed, started and pass its health test.
+    pub(crate) async fn until_healthy(&self, server: &str, kind: ServiceKind) {
+        let key = crate::service_key::ServiceKey::new(server, kind);
+        for _ in 0..3 {
+            self.run::<crate::service::Services>(key.clone())
+                .await
+                .unwrap();
+            self.probe(server, kind).await;
+        }
     }
 
     /// The value of one series; `None` when there is no such series (removed is not 0).

@@ -423,9 +423,7 @@ mod tests {
         assert_eq!(agent.calls(Call::SetConnectionStrings), 1);
 
         // In sync: not pushed again.
-        reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-            .await
-            .unwrap();
+        fx.run::<Servers>("app1".into()).await.unwrap();
         assert_eq!(agent.calls(Call::SetConnectionStrings), 1);
         assert_eq!(
             fx.gauge("steward_agent_up", &[("server", "app1")]),
@@ -434,9 +432,7 @@ mod tests {
 
         // Someone changes them: drift, corrected.
         agent.state().connection_strings.as_mut().unwrap().psws = "https://evil:1/psws/api".into();
-        reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-            .await
-            .unwrap();
+        fx.run::<Servers>("app1".into()).await.unwrap();
         assert_eq!(agent.calls(Call::SetConnectionStrings), 2);
         assert_eq!(
             fx.counter(
@@ -475,9 +471,7 @@ mod tests {
             ),
         ] {
             agent.fail_next(Call::Host, error);
-            let err = reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-                .await
-                .unwrap_err();
+            let err = fx.run::<Servers>("app1".into()).await.unwrap_err();
             assert!(err.metric_label().starts_with("agent_"));
             let status = fx.ctx.store.status();
             let app1 = &status.servers[0];
@@ -503,9 +497,7 @@ mod tests {
     #[tokio::test]
     async fn connection_strings_are_pushed_without_client_and_report() {
         let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
-        reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-            .await
-            .unwrap();
+        fx.run::<Servers>("app1".into()).await.unwrap();
         let agent = fx.agent("app1");
         assert_eq!(agent.calls(Call::SetConnectionStrings), 1);
         let pushed = agent.state().connection_strings.clone().unwrap();
@@ -519,12 +511,8 @@ mod tests {
     async fn monitor_mode_reports_connection_string_drift_only() {
         let fx = fixture(&[("app1", &["PSIS", "PSWS", "CLIENT", "REPORT", "ADMIN"])]);
         fx.set_mode(Mode::Monitor);
-        reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-            .await
-            .unwrap();
-        reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-            .await
-            .unwrap();
+        fx.run::<Servers>("app1".into()).await.unwrap();
+        fx.run::<Servers>("app1".into()).await.unwrap();
         assert_eq!(fx.agent("app1").calls(Call::SetConnectionStrings), 0);
         assert_eq!(
             fx.counter(

@@ -1,7 +1,9 @@
 //! The three controllers running together on scripted agents, on a paused clock.
 
 use super::*;
+use crate::certificate::Certificates;
 use crate::fakes::{fixture, headline, Call, Fixture};
+use crate::server::Servers;
 use crate::triggers::Applied;
 use steward_agent::ClientError;
 use steward_model::ServiceKind;
@@ -196,12 +198,8 @@ async fn an_empty_snapshot_is_refused_while_servers_are_managed() {
 #[tokio::test]
 async fn status_is_camel_case_and_names_no_secret() {
     let fx = fixture(&[("app1", &["PSIS", "PSWS", "HL7"])]);
-    fx.run::<crate::server::Servers>("app1".into())
-        .await
-        .unwrap();
-    fx.run::<crate::certificate::Certificates>("app1".into())
-        .await
-        .unwrap();
+    fx.run::<Servers>("app1".into()).await.unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
     let status = fx.ctx.store.status();
     let json = serde_json::to_value(&status).unwrap();
     let back: FleetStatus = serde_json::from_value(json.clone()).unwrap();
@@ -264,17 +262,10 @@ async fn changes_are_signalled_and_quiet_probes_are_not() {
     let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
     let mut changes = fx.ctx.store.changes();
     changes.borrow_and_update();
-    fx.run::<crate::certificate::Certificates>("app1".into())
-        .await
-        .unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
     assert!(changes.has_changed().unwrap());
     let key = ServiceKey::new("app1", ServiceKind::Psis);
-    for _ in 0..3 {
-        fx.run::<crate::service::Services>(key.clone())
-            .await
-            .unwrap();
-        fx.probe("app1", ServiceKind::Psis).await;
-    }
+    fx.until_healthy("app1", ServiceKind::Psis).await;
     changes.borrow_and_update();
     assert_eq!(fx.probe("app1", ServiceKind::Psis).await, Some(true));
     fx.run::<crate::service::Services>(key).await.unwrap();
@@ -369,19 +360,9 @@ fn has_series(fx: &Fixture, name: &str, labels: &[(&str, &str)]) -> bool {
 #[tokio::test]
 async fn health_is_unknown_while_the_agent_is_down_and_the_gauge_agrees() {
     let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
-    fx.run::<crate::server::Servers>("app1".into())
-        .await
-        .unwrap();
-    fx.run::<crate::certificate::Certificates>("app1".into())
-        .await
-        .unwrap();
-    let psis = ServiceKey::new("app1", ServiceKind::Psis);
-    for _ in 0..3 {
-        fx.run::<crate::service::Services>(psis.clone())
-            .await
-            .unwrap();
-        fx.probe("app1", ServiceKind::Psis).await;
-    }
+    fx.run::<Servers>("app1".into()).await.unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
+    fx.until_healthy("app1", ServiceKind::Psis).await;
     let labels = [("server", "app1"), ("service", "PSIS")];
     let shown = |fx: &Fixture| {
         let status = fx.ctx.store.resource("service", "app1.PSIS").unwrap();
@@ -394,9 +375,7 @@ async fn health_is_unknown_while_the_agent_is_down_and_the_gauge_agrees() {
     assert_eq!(fx.gauge("steward_service_healthy", &labels), Some(1.0));
 
     fx.agent("app1").set_down(true);
-    fx.run::<crate::server::Servers>("app1".into())
-        .await
-        .unwrap_err();
+    fx.run::<Servers>("app1".into()).await.unwrap_err();
     let (healthy, why) = shown(&fx);
     assert_eq!(
         healthy, None,
@@ -412,9 +391,7 @@ async fn health_is_unknown_while_the_agent_is_down_and_the_gauge_agrees() {
     assert!(json["servers"][0]["services"][0]["healthy"].is_null());
 
     fx.agent("app1").set_down(false);
-    fx.run::<crate::server::Servers>("app1".into())
-        .await
-        .unwrap();
+    fx.run::<Servers>("app1".into()).await.unwrap();
     assert_eq!(shown(&fx), (Some(true), None));
     assert_eq!(fx.gauge("steward_service_healthy", &labels), Some(1.0));
 }
@@ -422,16 +399,9 @@ async fn health_is_unknown_while_the_agent_is_down_and_the_gauge_agrees() {
 #[tokio::test]
 async fn a_restarting_service_is_unknown_in_status_and_metrics_alike() {
     let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
-    fx.run::<crate::certificate::Certificates>("app1".into())
-        .await
-        .unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
     let psis = ServiceKey::new("app1", ServiceKind::Psis);
-    for _ in 0..3 {
-        fx.run::<crate::service::Services>(psis.clone())
-            .await
-            .unwrap();
-        fx.probe("app1", ServiceKind::Psis).await;
-    }
+    fx.until_healthy("app1", ServiceKind::Psis).await;
     fx.agent("app1").set_status(
         ServiceKind::Psis,
         steward_agent::api::ServiceStatus::Stopped,
@@ -448,16 +418,9 @@ async fn a_restarting_service_is_unknown_in_status_and_metrics_alike() {
 #[tokio::test]
 async fn convergence_waits_for_pending_prunes() {
     let fx = fixture(&[("app1", &["PSIS", "PSWS", "HEALTH"])]);
-    fx.run::<crate::certificate::Certificates>("app1".into())
-        .await
-        .unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
     for kind in [ServiceKind::Psis, ServiceKind::Psws, ServiceKind::Health] {
-        for _ in 0..3 {
-            fx.run::<crate::service::Services>(ServiceKey::new("app1", kind))
-                .await
-                .unwrap();
-            fx.probe("app1", kind).await;
-        }
+        fx.until_healthy("app1", kind).await;
     }
     assert!(fx.ctx.store.converged(fx.generation()));
 
@@ -486,18 +449,13 @@ async fn convergence_waits_for_pending_prunes() {
 async fn a_restarted_daemon_recognises_the_certificates_it_issued() {
     let state = tempfile::tempdir().unwrap();
     let fx = crate::fakes::fixture_in_state_dir(&[("app1", &["PSIS", "PSWS"])], state.path());
-    fx.run::<crate::certificate::Certificates>("app1".into())
-        .await
-        .unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
     let agent = fx.agent("app1");
     assert_eq!(agent.calls(Call::InstallCertificate), 1);
     let thumbprint = agent.state().certificate.clone().unwrap().thumbprint;
 
     let restarted = fx.restart();
-    restarted
-        .run::<crate::certificate::Certificates>("app1".into())
-        .await
-        .unwrap();
+    restarted.run::<Certificates>("app1".into()).await.unwrap();
     assert_eq!(
         agent.calls(Call::InstallCertificate),
         1,
@@ -526,11 +484,7 @@ async fn a_restarted_daemon_recognises_the_certificates_it_issued() {
 #[tokio::test]
 async fn trusted_ca_files_are_read_again_when_they_change() {
     let dir = tempfile::tempdir().unwrap();
-    let fx = crate::fakes::fixture_with(
-        &[("app1", &["PSIS", "PSWS"])],
-        "certificate: {generate: true}",
-        dir.path(),
-    );
+    let fx = crate::fakes::fixture_in(&[("app1", &["PSIS", "PSWS"])], dir.path());
     let trusted = |fx: &Fixture| fx.prober.trusted.lock().unwrap().clone();
     let base = trusted(&fx).last().cloned().unwrap();
     std::fs::write(dir.path().join("corp-root.pem"), "first CA\n").unwrap();
@@ -578,11 +532,7 @@ fn the_run_report_reads_as_a_sentence() {
 #[tokio::test]
 async fn a_trusted_ca_file_that_is_a_fifo_does_not_block_the_poll() {
     let dir = tempfile::tempdir().unwrap();
-    let fx = crate::fakes::fixture_with(
-        &[("app1", &["PSIS", "PSWS"])],
-        "certificate: {generate: true}",
-        dir.path(),
-    );
+    let fx = crate::fakes::fixture_in(&[("app1", &["PSIS", "PSWS"])], dir.path());
     let status = std::process::Command::new("mkfifo")
         .arg(dir.path().join("corp-root.pem"))
         .status()

@@ -36,6 +36,20 @@ fn fleet(state_dir: &Path, lb: &str) -> Fixture {
     fx
 }
 
+fn lb_status(fx: &Fixture) -> crate::status::LoadBalancerStatus {
+    fx.ctx
+        .store
+        .status()
+        .load_balancer
+        .expect("a load balancer")
+}
+
+/// Asserts that the load balancer's headline condition mentions `what`.
+fn assert_headline_has(status: &crate::status::LoadBalancerStatus, what: &str) {
+    let headline = headline(&status.conditions);
+    assert!(headline.contains(what), "{headline}");
+}
+
 fn events(fx: &Fixture, reason: &str) -> usize {
     fx.ctx
         .store
@@ -57,12 +71,7 @@ async fn a_rendered_vendor_is_written_once_and_repaired() {
     let path = state.path().join("out/f5/as3.json");
     let first = std::fs::read_to_string(&path).unwrap();
     assert!(first.contains("\"updateMode\": \"selective\""));
-    let status = fx
-        .ctx
-        .store
-        .status()
-        .load_balancer
-        .expect("a load balancer");
+    let status = lb_status(&fx);
     assert_eq!(status.vendor, "f5");
     assert_eq!(status.farms.len(), 2);
     assert_eq!(status.farms[0].port, 7001);
@@ -71,11 +80,7 @@ async fn a_rendered_vendor_is_written_once_and_repaired() {
         status.farms[0].members[0].state, None,
         "steward does not reach an F5"
     );
-    assert!(
-        headline(&status.conditions).contains("Rendered"),
-        "{}",
-        headline(&status.conditions)
-    );
+    assert_headline_has(&status, "Rendered");
 
     // Nothing changed: nothing written.
     reconcile(&fx.ctx).await.unwrap();
@@ -114,18 +119,9 @@ async fn an_unresolvable_member_is_a_condition_and_nothing_is_installed() {
     let err = reconcile(&fx.ctx).await.unwrap_err();
     assert_eq!(err.reason(), "Unresolvable", "{err}");
     LoadBalancers::error_policy(&LoadBalancerKey, &err, &fx.ctx);
-    let status = fx
-        .ctx
-        .store
-        .status()
-        .load_balancer
-        .expect("a load balancer");
+    let status = lb_status(&fx);
     assert_eq!(status.vendor, "haproxy");
-    assert!(
-        headline(&status.conditions).contains("Unresolvable"),
-        "{}",
-        headline(&status.conditions)
-    );
+    assert_headline_has(&status, "Unresolvable");
     assert!(!state.path().join("haproxy/haproxy.cfg").exists());
     // Members are listed, their state unknown: HAProxy was never reached.
     assert!(status
@@ -183,6 +179,11 @@ fn fake_haproxy(dir: &Path, version: &str, check: &str) -> std::path::PathBuf {
     path
 }
 
+/// A stand-in for a supported HAProxy (2.6) that answers `-c` with `check`.
+fn haproxy_26(dir: &Path, check: &str) -> std::path::PathBuf {
+    fake_haproxy(dir, "HAProxy version 2.6.12-1+deb12u4 2026/10/17", check)
+}
+
 fn haproxy_fleet(state_dir: &Path, bin: std::path::PathBuf) -> Fixture {
     let fx = fleet(state_dir, "{fqdn: lb.example.eng, vendor: haproxy}");
     fx.ctx
@@ -201,12 +202,7 @@ fn haproxy_fleet(state_dir: &Path, bin: std::path::PathBuf) -> Fixture {
 async fn failed_run(fx: &Fixture) -> (ControllerError, String) {
     let err = reconcile(&fx.ctx).await.unwrap_err();
     LoadBalancers::error_policy(&LoadBalancerKey, &err, &fx.ctx);
-    let status = fx
-        .ctx
-        .store
-        .status()
-        .load_balancer
-        .expect("a load balancer");
+    let status = lb_status(fx);
     let ready = status
         .conditions
         .iter()
@@ -247,9 +243,8 @@ async fn a_missing_or_too_old_haproxy_is_a_condition_and_nothing_is_written() {
 #[tokio::test]
 async fn a_rejected_configuration_leaves_the_installed_one_alone() {
     let bins = tempfile::tempdir().unwrap();
-    let bin = fake_haproxy(
+    let bin = haproxy_26(
         bins.path(),
-        "HAProxy version 2.6.12-1+deb12u4 2026/10/17",
         "echo \"[ALERT]    (1) : config : parsing [$3:9] : unknown keyword 'bogus'\" >&2; exit 1",
     );
     let state = tempfile::tempdir().unwrap();
@@ -276,11 +271,7 @@ async fn a_rejected_configuration_leaves_the_installed_one_alone() {
 #[tokio::test]
 async fn a_socket_that_does_not_answer_is_a_condition() {
     let bins = tempfile::tempdir().unwrap();
-    let bin = fake_haproxy(
-        bins.path(),
-        "HAProxy version 2.6.12-1+deb12u4 2026/10/17",
-        "exit 0",
-    );
+    let bin = haproxy_26(bins.path(), "exit 0");
     let state = tempfile::tempdir().unwrap();
     let fx = haproxy_fleet(state.path(), bin);
     // A socket file nobody listens on: what a crashed HAProxy leaves behind.
@@ -334,13 +325,9 @@ async fn a_follower_writes_nothing_and_says_the_leader_does() {
     reconcile(&fx.ctx).await.unwrap();
     let path = state.path().join("out/f5/as3.json");
     assert!(!path.exists(), "a follower rendered {}", path.display());
-    let status = fx.ctx.store.status().load_balancer.expect("farms shown");
+    let status = lb_status(&fx);
     assert_eq!(status.farms.len(), 2);
-    assert!(
-        headline(&status.conditions).contains(FOLLOWING),
-        "{}",
-        headline(&status.conditions)
-    );
+    assert_headline_has(&status, FOLLOWING);
 
     // It wins the election: now it writes.
     leading.win();
@@ -357,12 +344,8 @@ async fn a_follower_neither_checks_nor_installs_an_haproxy_configuration() {
     let fx = haproxy_fleet(state.path(), bin);
     fx.follow();
     reconcile(&fx.ctx).await.unwrap();
-    let status = fx.ctx.store.status().load_balancer.expect("farms shown");
-    assert!(
-        headline(&status.conditions).contains(FOLLOWING),
-        "{}",
-        headline(&status.conditions)
-    );
+    let status = lb_status(&fx);
+    assert_headline_has(&status, FOLLOWING);
     let written: Vec<_> = walk(state.path())
         .into_iter()
         .filter(|p| p.ends_with("haproxy.cfg") || p.ends_with("trusted-ca.pem"))

@@ -53,16 +53,12 @@ async fn generated_certificate_is_issued_once_and_renewed_when_old() {
     // Close to expiry: renewed.
     agent.state().certificate.as_mut().unwrap().not_after =
         OffsetDateTime::now_utc() + time::Duration::hours(1);
-    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-        .await
-        .unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
     assert_eq!(agent.calls(Call::InstallCertificate), 2);
 
     // Replaced behind steward's back: drift, corrected.
     agent.state().certificate.as_mut().unwrap().thumbprint = "0".repeat(40);
-    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-        .await
-        .unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
     assert_eq!(agent.calls(Call::InstallCertificate), 3);
     assert_eq!(
         fx.counter("steward_drift_corrected_total", &[("kind", "certificate")]),
@@ -163,9 +159,7 @@ async fn pem_files_are_checked_before_install_and_never_quoted() {
         a.sha1_thumbprint
     );
     assert!(fx.ctx.store.cert_ready("app1"));
-    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-        .await
-        .unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
     assert_eq!(
         agent.calls(Call::InstallCertificate),
         1,
@@ -173,9 +167,7 @@ async fn pem_files_are_checked_before_install_and_never_quoted() {
     );
 
     std::fs::remove_file(dir.path().join("app1.pem")).unwrap();
-    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-        .await
-        .unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
     assert_eq!(cert_reason(&fx), "FileUnreadable");
 }
 
@@ -184,9 +176,7 @@ async fn agent_errors_are_conditions_and_errors() {
     let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
     fx.agent("app1")
         .fail_next(Call::Certificate, ClientError::ConnectRefused);
-    let err = reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-        .await
-        .unwrap_err();
+    let err = fx.run::<Certificates>("app1".into()).await.unwrap_err();
     assert_eq!(err.metric_label(), "agent_connect_refused");
     assert_eq!(cert_reason(&fx), "AgentConnectionRefused");
 }
@@ -201,12 +191,8 @@ async fn monitor_mode_installs_nothing() {
     let agent = fx.agent("app1");
     agent.forbid(Call::InstallCertificate);
     agent.state().certificate.as_mut().unwrap().thumbprint = "0".repeat(40);
-    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-        .await
-        .unwrap();
-    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-        .await
-        .unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
     assert_eq!(agent.calls(Call::InstallCertificate), 1);
     assert_eq!(cert_reason(&fx), "CertificateDrift");
     assert_eq!(
@@ -316,15 +302,11 @@ async fn default_renewal_is_at_two_thirds_of_the_lifetime() {
     // 31 days left: in place; 29 days left: renewed.
     agent.state().certificate.as_mut().unwrap().not_after =
         OffsetDateTime::now_utc() + time::Duration::days(31);
-    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-        .await
-        .unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
     assert_eq!(agent.calls(Call::InstallCertificate), 1);
     agent.state().certificate.as_mut().unwrap().not_after =
         OffsetDateTime::now_utc() + time::Duration::days(29);
-    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-        .await
-        .unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
     assert_eq!(agent.calls(Call::InstallCertificate), 2);
 }
 
@@ -491,13 +473,11 @@ async fn a_certificate_gone_from_the_server_is_not_ready_and_installed_again() {
     // Its files deleted: the agent reports none. Until it is back, not Ready.
     agent.state().certificate = None;
     agent.fail_next(Call::InstallCertificate, ClientError::ConnectRefused);
-    let _ = reconcile("app1".into(), Reason::Resync, fx.ctx.clone()).await;
+    let _ = fx.run::<Certificates>("app1".into()).await;
     assert!(!fx.ctx.store.cert_ready("app1"));
     assert_ne!(cert_reason(&fx), "CertificateInstalled");
 
-    reconcile("app1".into(), Reason::Resync, fx.ctx.clone())
-        .await
-        .unwrap();
+    fx.run::<Certificates>("app1".into()).await.unwrap();
     assert!(fx.ctx.store.cert_ready("app1"));
     assert_eq!(cert_reason(&fx), "CertificateInstalled");
     assert_eq!(agent.calls(Call::InstallCertificate), 3);

@@ -33,6 +33,27 @@ fn point_at(fx: &Fixture, server: &Iridium, name: &str, password: &str) -> tempf
     dir
 }
 
+/// An iridium_server and a fixture fleet (`servers`) whose installation points at its
+/// database `name` with `password`; the directory holding the password file. `None`
+/// when iridium_server is not installed (and the test is skipped).
+fn against(
+    servers: &[(&str, &[&str])],
+    name: &str,
+    password: &str,
+) -> Option<(Iridium, Fixture, tempfile::TempDir)> {
+    let server = Iridium::start(PASSWORD)?;
+    let fx = fixture(servers);
+    let dir = point_at(&fx, &server, name, password);
+    Some((server, fx, dir))
+}
+
+/// Asserts that `reason` heads the conditions and its message says `says`.
+fn assert_headline(db: &crate::status::DatabaseStatus, reason: &str, says: &str) {
+    assert_eq!(headline(&db.conditions), reason);
+    let condition = db.conditions.iter().find(|c| c.reason == reason).unwrap();
+    assert!(condition.message.contains(says), "{}", condition.message);
+}
+
 async fn check(fx: &Fixture) -> Result<Action, ControllerError> {
     reconcile_and_record::<Databases>(DatabaseKey, Reason::Resync, fx.ctx.clone()).await
 }
@@ -57,11 +78,11 @@ async fn install_psis(fx: &Fixture) -> String {
 
 #[tokio::test]
 async fn a_present_database_opens_the_gate_and_missing_login_pieces_only_degrade() {
-    let Some(server) = Iridium::start(PASSWORD) else {
+    let Some((_server, fx, _dir)) =
+        against(&[("app1", &["PSIS", "PSWS"])], "iridium_sql", PASSWORD)
+    else {
         return;
     };
-    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
-    let _dir = point_at(&fx, &server, "iridium_sql", PASSWORD);
     assert!(!fx.ctx.store.database_ready(), "unknown until checked");
 
     check(&fx).await.unwrap();
@@ -75,17 +96,7 @@ async fn a_present_database_opens_the_gate_and_missing_login_pieces_only_degrade
     assert!(db.missing.contains(&"service_login".to_owned()), "{db:?}");
     assert!(db.missing.contains(&"role_db_owner".to_owned()), "{db:?}");
     assert!(!db.missing.contains(&"database".to_owned()));
-    assert_eq!(headline(&db.conditions), "ServiceLoginIncomplete");
-    let degraded = db
-        .conditions
-        .iter()
-        .find(|c| c.reason == "ServiceLoginIncomplete")
-        .unwrap();
-    assert!(
-        degraded.message.contains("membership of db_owner"),
-        "{}",
-        degraded.message
-    );
+    assert_headline(&db, "ServiceLoginIncomplete", "membership of db_owner");
 
     assert_eq!(install_psis(&fx).await, "WaitingForHealthCheck");
     assert_eq!(fx.agent("app1").calls(Call::Install), 1);
@@ -99,27 +110,17 @@ async fn a_present_database_opens_the_gate_and_missing_login_pieces_only_degrade
 
 #[tokio::test]
 async fn services_are_not_installed_while_the_database_is_missing() {
-    let Some(server) = Iridium::start(PASSWORD) else {
+    let Some((_server, fx, _dir)) =
+        against(&[("app1", &["PSIS", "PSWS"])], "PatientSecure", PASSWORD)
+    else {
         return;
     };
-    let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
-    let _dir = point_at(&fx, &server, "PatientSecure", PASSWORD);
 
     check(&fx).await.unwrap();
     let db = status(&fx);
     assert_eq!(db.up, Some(false));
     assert_eq!(db.missing.first().map(String::as_str), Some("database"));
-    assert_eq!(headline(&db.conditions), "DatabaseMissing");
-    let stalled = db
-        .conditions
-        .iter()
-        .find(|c| c.reason == "DatabaseMissing")
-        .unwrap();
-    assert!(
-        stalled.message.contains("steward db script"),
-        "{}",
-        stalled.message
-    );
+    assert_headline(&db, "DatabaseMissing", "steward db script");
 
     assert_eq!(install_psis(&fx).await, "WaitingForDatabase");
     assert_eq!(fx.agent("app1").calls(Call::Install), 0);
@@ -128,12 +129,10 @@ async fn services_are_not_installed_while_the_database_is_missing() {
 
 #[tokio::test]
 async fn a_refused_login_is_login_failed_and_the_password_shows_nowhere() {
-    let Some(server) = Iridium::start(PASSWORD) else {
+    let wrong = "Wr0ng-Pw-Marker-7731";
+    let Some((_server, fx, _dir)) = against(&[("app1", &["PSIS"])], "iridium_sql", wrong) else {
         return;
     };
-    let fx = fixture(&[("app1", &["PSIS"])]);
-    let wrong = "Wr0ng-Pw-Marker-7731";
-    let _dir = point_at(&fx, &server, "iridium_sql", wrong);
 
     let error = check(&fx).await.unwrap_err();
     assert_eq!(error.metric_label(), "database_login_failed");
@@ -196,11 +195,10 @@ fn the_connection_follows_the_desired_state() {
 
 #[tokio::test]
 async fn a_database_that_goes_down_degrades_uninstalls_nothing_and_comes_back() {
-    let Some(mut server) = Iridium::start(PASSWORD) else {
+    let Some((mut server, fx, _dir)) = against(&[("app1", &["PSIS"])], "iridium_sql", PASSWORD)
+    else {
         return;
     };
-    let fx = fixture(&[("app1", &["PSIS"])]);
-    let _dir = point_at(&fx, &server, "iridium_sql", PASSWORD);
     check(&fx).await.unwrap();
     install_psis(&fx).await;
     assert_eq!(fx.agent("app1").calls(Call::Install), 1);
@@ -230,11 +228,10 @@ async fn a_database_that_goes_down_degrades_uninstalls_nothing_and_comes_back() 
 
 #[tokio::test]
 async fn create_true_provisions_what_is_missing_and_monitor_mode_never_does() {
-    let Some(server) = Iridium::start(PASSWORD) else {
+    let Some((_server, fx, dir)) = against(&[("app1", &["PSIS"])], "PatientSecure", PASSWORD)
+    else {
         return;
     };
-    let fx = fixture(&[("app1", &["PSIS"])]);
-    let dir = point_at(&fx, &server, "PatientSecure", PASSWORD);
     let service_password = "Svc-Pw-Marker-5521";
     let file = dir.path().join("svc-password");
     std::fs::write(&file, service_password).unwrap();
@@ -263,17 +260,7 @@ async fn create_true_provisions_what_is_missing_and_monitor_mode_never_does() {
     fx.set_mode(steward_model::resource::Mode::Monitor);
     check(&fx).await.unwrap();
     let db = status(&fx);
-    assert_eq!(headline(&db.conditions), "DatabaseMissing");
-    let stalled = db
-        .conditions
-        .iter()
-        .find(|c| c.reason == "DatabaseMissing")
-        .unwrap();
-    assert!(
-        stalled.message.contains("mode: monitor creates nothing"),
-        "{}",
-        stalled.message
-    );
+    assert_headline(&db, "DatabaseMissing", "mode: monitor creates nothing");
 }
 
 #[tokio::test]

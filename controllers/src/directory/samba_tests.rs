@@ -15,7 +15,7 @@ use steward_model::load::{load_text, Loaded};
 use steward_model::Snapshot;
 
 use super::*;
-use crate::fakes::{fixture_with, headline};
+use crate::fakes::{fixture_in, headline};
 
 const NAME: &str = "corp";
 
@@ -46,11 +46,7 @@ async fn samba_groups_created_members_added_drift_repaired_and_failures_reported
     let files = tempfile::tempdir().unwrap();
     std::fs::write(files.path().join("ad.password"), SERVICE_PASSWORD).unwrap();
     std::fs::copy(&samba.ca, files.path().join("samba-ca.pem")).unwrap();
-    let fx = fixture_with(
-        &[("app1", &["PSIS", "PSWS"])],
-        "certificate: {generate: true}",
-        files.path(),
-    );
+    let fx = fixture_in(&[("app1", &["PSIS", "PSWS"])], files.path());
     let directory = || {
         fx.ctx
             .store

@@ -12,7 +12,7 @@ use steward_model::resource::Mode;
 use steward_model::Snapshot;
 
 use super::*;
-use crate::fakes::{fixture_with, headline, Fixture};
+use crate::fakes::{fixture_in, headline, Fixture};
 use crate::status::DirectoryStatus;
 
 const NAME: &str = "corp";
@@ -80,11 +80,19 @@ fn starttls(slapd: &Slapd) -> String {
 }
 
 fn fleet(files: &Files) -> Fixture {
-    fixture_with(
-        &[("app1", &["PSIS", "PSWS"])],
-        "certificate: {generate: true}",
-        files.path(),
-    )
+    fixture_in(&[("app1", &["PSIS", "PSWS"])], files.path())
+}
+
+/// Applies the directory at `url` with `spec` under `mode: autoCorrect`, and runs its
+/// controller once.
+async fn apply_and_run(fx: &Fixture, url: &str, spec: &str) {
+    fx.apply(snapshot(url, Mode::AutoCorrect, spec));
+    fx.run::<Directories>(NAME.into()).await.unwrap();
+}
+
+/// A spec managing PS-Users' members exactly: `members`, a YAML flow list's items.
+fn exact_users(members: &str) -> String {
+    format!("  membersPolicy: exact\n  members:\n    PS-Users: [{members}]\n")
 }
 
 fn status(fx: &Fixture) -> DirectoryStatus {
@@ -171,6 +179,17 @@ async fn behind_stewards_back(slapd: &Slapd) {
         .unwrap();
 }
 
+/// Asserts that what `behind_stewards_back` did is undone: PS-Users is back with alice
+/// and bob, alice is back in PS-Admins, and the directory is reconciled.
+async fn assert_undone(fx: &Fixture, slapd: &Slapd) {
+    assert_eq!(headline(&status(fx).conditions), "Reconciled");
+    assert_eq!(
+        members_of(slapd, "PS-Users").await,
+        [user("alice"), user("bob")]
+    );
+    assert_eq!(members_of(slapd, "PS-Admins").await, [user("alice")]);
+}
+
 fn user(uid: &str) -> String {
     format!("uid={uid},{SUFFIX}")
 }
@@ -183,8 +202,7 @@ async fn missing_groups_are_reported_then_created_and_members_added() {
     };
     let files = Files::new(&slapd);
     let fx = fleet(&files);
-    fx.apply(snapshot(&starttls(&slapd), Mode::AutoCorrect, ""));
-    fx.run::<Directories>(NAME.into()).await.unwrap();
+    apply_and_run(&fx, &starttls(&slapd), "").await;
     assert_eq!(
         groups(&fx),
         [
@@ -205,12 +223,12 @@ async fn missing_groups_are_reported_then_created_and_members_added() {
     assert_eq!(present_gauge(&fx, "owners", "PS-Owners"), Some(1.0));
     assert_eq!(present_gauge(&fx, "users", "PS-Users"), Some(0.0));
 
-    fx.apply(snapshot(
+    apply_and_run(
+        &fx,
         &starttls(&slapd),
-        Mode::AutoCorrect,
         "  createMissingGroups: true\n  members:\n    PS-Users: [alice, bob]\n",
-    ));
-    fx.run::<Directories>(NAME.into()).await.unwrap();
+    )
+    .await;
     assert_eq!(
         groups(&fx),
         [
@@ -244,20 +262,14 @@ async fn drift_behind_stewards_back_is_repaired_or_in_monitor_mode_reported() {
     let files = Files::new(&slapd);
     let fx = fleet(&files);
     let spec = "  createMissingGroups: true\n  members:\n    PS-Users: [alice, bob]\n    PS-Admins: [alice]\n";
-    fx.apply(snapshot(&ldaps(&slapd), Mode::AutoCorrect, spec));
-    fx.run::<Directories>(NAME.into()).await.unwrap();
+    apply_and_run(&fx, &ldaps(&slapd), spec).await;
     assert_eq!(headline(&status(&fx).conditions), "Reconciled");
 
     // An administrator deletes PS-Users and takes alice out of PS-Admins: the next run
     // (same generation) repairs both and counts them as drift.
     behind_stewards_back(&slapd).await;
     fx.run::<Directories>(NAME.into()).await.unwrap();
-    assert_eq!(headline(&status(&fx).conditions), "Reconciled");
-    assert_eq!(
-        members_of(&slapd, "PS-Users").await,
-        [user("alice"), user("bob")]
-    );
-    assert_eq!(members_of(&slapd, "PS-Admins").await, [user("alice")]);
+    assert_undone(&fx, &slapd).await;
     // One group gone; two groups' members (the recreated one's, and PS-Admins').
     for (kind, times) in [("directory_group", 1.0), ("directory_members", 2.0)] {
         let detected = fx.counter("steward_drift_detected_total", &[("kind", kind)]);
@@ -294,12 +306,7 @@ async fn drift_behind_stewards_back_is_repaired_or_in_monitor_mode_reported() {
     // autoCorrect: the group is back with its members, alice is back in PS-Admins.
     fx.set_mode(Mode::AutoCorrect);
     fx.run::<Directories>(NAME.into()).await.unwrap();
-    assert_eq!(headline(&status(&fx).conditions), "Reconciled");
-    assert_eq!(
-        members_of(&slapd, "PS-Users").await,
-        [user("alice"), user("bob")]
-    );
-    assert_eq!(members_of(&slapd, "PS-Admins").await, [user("alice")]);
+    assert_undone(&fx, &slapd).await;
     assert_eq!(present_gauge(&fx, "users", "PS-Users"), Some(1.0));
 }
 
@@ -315,24 +322,14 @@ async fn exact_removes_the_unlisted_additive_never_and_unknown_members_are_named
     let files = Files::new(&slapd);
     let fx = fleet(&files);
     let url = starttls(&slapd);
-    fx.apply(snapshot(
-        &url,
-        Mode::AutoCorrect,
-        "  members:\n    PS-Users: [alice]\n",
-    ));
-    fx.run::<Directories>(NAME.into()).await.unwrap();
+    apply_and_run(&fx, &url, "  members:\n    PS-Users: [alice]\n").await;
     assert_eq!(
         members_of(&slapd, "PS-Users").await,
         [user("alice"), user("carol")]
     );
 
     // An unknown account: named, the others still added, nobody removed (even exact).
-    fx.apply(snapshot(
-        &url,
-        Mode::AutoCorrect,
-        "  membersPolicy: exact\n  members:\n    PS-Users: [alice, zed]\n",
-    ));
-    fx.run::<Directories>(NAME.into()).await.unwrap();
+    apply_and_run(&fx, &url, &exact_users("alice, zed")).await;
     let shown = status(&fx);
     assert_eq!(headline(&shown.conditions), "UnknownMember");
     assert!(
@@ -345,12 +342,7 @@ async fn exact_removes_the_unlisted_additive_never_and_unknown_members_are_named
         [user("alice"), user("carol")]
     );
 
-    fx.apply(snapshot(
-        &url,
-        Mode::AutoCorrect,
-        "  membersPolicy: exact\n  members:\n    PS-Users: [alice]\n",
-    ));
-    fx.run::<Directories>(NAME.into()).await.unwrap();
+    apply_and_run(&fx, &url, &exact_users("alice")).await;
     assert_eq!(headline(&status(&fx).conditions), "Reconciled");
     assert_eq!(members_of(&slapd, "PS-Users").await, [user("alice")]);
     assert_eq!(groups(&fx)[2], row("users", "PS-Users", true, Some(1)));

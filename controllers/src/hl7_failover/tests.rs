@@ -53,6 +53,18 @@ fn policy(failover: Hl7Failover) -> Hl7 {
     }
 }
 
+/// app1's listener fails its test while stopping app1 or starting app2 fails the test;
+/// three failover runs.
+async fn fail_app1_where_nothing_may_move(fx: &Fixture) {
+    fx.prober
+        .set_healthy("app1.example.eng", ServiceKind::Hl7, false);
+    fx.agent("app1").forbid(Call::Stop);
+    fx.agent("app2").forbid(Call::Start);
+    for _ in 0..3 {
+        fx.run::<Hl7Failovers>(Hl7Key).await.unwrap();
+    }
+}
+
 fn status(fx: &Fixture, server: &str) -> (ServiceStatus, bool) {
     let agent = fx.agent(server);
     let state = agent.state();
@@ -82,13 +94,7 @@ async fn a_healthy_active_listener_stays_and_the_standby_stays_stopped() {
 #[tokio::test]
 async fn failover_manual_only_reports() {
     let fx = two_listeners(policy(Hl7Failover::Manual)).await;
-    fx.prober
-        .set_healthy("app1.example.eng", ServiceKind::Hl7, false);
-    fx.agent("app1").forbid(Call::Stop);
-    fx.agent("app2").forbid(Call::Start);
-    for _ in 0..3 {
-        fx.run::<Hl7Failovers>(Hl7Key).await.unwrap();
-    }
+    fail_app1_where_nothing_may_move(&fx).await;
     assert!(reason(&fx).contains("FailoverNeeded"), "{}", reason(&fx));
     assert_eq!(fx.ctx.store.status().hl7.active_listener, None);
     assert_eq!(status(&fx, "app2"), (ServiceStatus::Stopped, true));
@@ -101,13 +107,7 @@ async fn failover_manual_only_reports() {
 async fn a_follower_reports_and_moves_nothing() {
     let fx = two_listeners(policy(Hl7Failover::Automatic)).await;
     fx.follow();
-    fx.prober
-        .set_healthy("app1.example.eng", ServiceKind::Hl7, false);
-    fx.agent("app1").forbid(Call::Stop);
-    fx.agent("app2").forbid(Call::Start);
-    for _ in 0..3 {
-        fx.run::<Hl7Failovers>(Hl7Key).await.unwrap();
-    }
+    fail_app1_where_nothing_may_move(&fx).await;
     assert_eq!(status(&fx, "app2"), (ServiceStatus::Stopped, true));
     assert_eq!(fx.counter("steward_hl7_failovers_total", &[]), Some(0.0));
 }

@@ -6,7 +6,7 @@ use steward_model::load::{load_text, Loaded};
 use steward_model::notifications::Notifications as Spec;
 
 use super::*;
-use crate::fakes::{fixture, headline};
+use crate::fakes::{fixture, headline, Fixture};
 use crate::status::{EventType, ResourceDetail};
 
 /// A Notifications object compiled from YAML, like the daemon's.
@@ -25,13 +25,39 @@ fn spec(smtp: &str) -> Spec {
 
 const UNSET: &str = "{server: smtp.example.eng, usernameRef: env:STEWARD_TEST_SMTP_USER_UNSET, passwordRef: env:STEWARD_TEST_SMTP_PASSWORD_UNSET}";
 
+/// Declares the Notifications object `admins` with `smtp` and runs its controller.
+async fn declare_admins(fx: &Fixture, smtp: &str) {
+    let mut s = fx.current();
+    s.notifications.insert("admins".into(), spec(smtp));
+    fx.apply(s);
+    fx.run::<Notifications>("admins".into()).await.unwrap();
+}
+
+/// The event feed, running as the daemon runs it.
+struct Feed {
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Feed {
+    async fn start(fx: &Fixture) -> Feed {
+        let undelivered = fx.ctx.undelivered.lock().unwrap().take().unwrap();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(feed::run(fx.ctx.clone(), undelivered, shutdown.clone()));
+        tokio::task::yield_now().await;
+        Feed { shutdown, task }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_notifications_object_is_shown_with_its_settings_verdict() {
     let fx = fixture(&[("app1", &["PSIS"])]);
-    let mut s = fx.current();
-    s.notifications.insert("admins".into(), spec(UNSET));
-    fx.apply(s);
-    fx.run::<Notifications>("admins".into()).await.unwrap();
+    declare_admins(&fx, UNSET).await;
 
     let status = fx.ctx.store.status();
     assert_eq!(status.notifications.len(), 1);
@@ -63,13 +89,7 @@ async fn a_notifications_object_is_shown_with_its_settings_verdict() {
 #[tokio::test(start_paused = true)]
 async fn usable_settings_are_ready() {
     let fx = fixture(&[("app1", &["PSIS"])]);
-    let mut s = fx.current();
-    s.notifications.insert(
-        "admins".into(),
-        spec("{server: localhost, port: 2525, tls: none}"),
-    );
-    fx.apply(s);
-    fx.run::<Notifications>("admins".into()).await.unwrap();
+    declare_admins(&fx, "{server: localhost, port: 2525, tls: none}").await;
     let n = &fx.ctx.store.status().notifications[0];
     assert_eq!(headline(&n.conditions), "Configured");
 }
@@ -77,14 +97,8 @@ async fn usable_settings_are_ready() {
 #[tokio::test(start_paused = true)]
 async fn a_mail_that_cannot_be_sent_is_an_event_a_metric_and_the_last_error() {
     let fx = fixture(&[("app1", &["PSIS"])]);
-    let mut s = fx.current();
-    s.notifications.insert("admins".into(), spec(UNSET));
-    fx.apply(s);
-    fx.run::<Notifications>("admins".into()).await.unwrap();
-    let undelivered = fx.ctx.undelivered.lock().unwrap().take().unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let feed = tokio::spawn(feed::run(fx.ctx.clone(), undelivered, shutdown.clone()));
-    tokio::task::yield_now().await;
+    declare_admins(&fx, UNSET).await;
+    let running = Feed::start(&fx).await;
 
     // A service going down is a ServiceDown; its mail cannot be sent (no credentials).
     fx.ctx.store.event(
@@ -135,8 +149,7 @@ async fn a_mail_that_cannot_be_sent_is_an_event_a_metric_and_the_last_error() {
         .event("server/app1".into(), EventType::Normal, "AgentReady", "ok");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(fx.ctx.store.status().notifications[0].delivery.failed, 1);
-    shutdown.cancel();
-    feed.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -163,14 +176,8 @@ async fn invalid_desired_state_is_an_event_mail_notifications_see() {
 async fn only_the_leader_mails_when_several_daemons_run() {
     let fx = fixture(&[("app1", &["PSIS"])]);
     let leading = fx.follow();
-    let mut s = fx.current();
-    s.notifications.insert("admins".into(), spec(UNSET));
-    fx.apply(s);
-    fx.run::<Notifications>("admins".into()).await.unwrap();
-    let undelivered = fx.ctx.undelivered.lock().unwrap().take().unwrap();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let feed = tokio::spawn(feed::run(fx.ctx.clone(), undelivered, shutdown.clone()));
-    tokio::task::yield_now().await;
+    declare_admins(&fx, UNSET).await;
+    let running = Feed::start(&fx).await;
     let attempts = || {
         let d = &fx.ctx.store.status().notifications[0].delivery;
         d.failed + d.queued + d.sent
@@ -204,6 +211,5 @@ async fn only_the_leader_mails_when_several_daemons_run() {
     })
     .await
     .expect("the leader offered no mail");
-    shutdown.cancel();
-    feed.await.unwrap();
+    running.stop().await;
 }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steward_agent::{AgentClient, ClientError};
+use steward_testkit::read_request_head;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -60,13 +61,8 @@ async fn fake_agent(pki: &Pki, peer: Peer) -> SocketAddr {
                         let Ok(mut tls) = acceptor.accept(tcp).await else {
                             return;
                         };
-                        let mut head = Vec::new();
-                        let mut buf = [0u8; 1024];
-                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match tls.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => head.extend_from_slice(&buf[..n]),
-                            }
+                        if read_request_head(&mut tls).await.is_none() {
+                            return;
                         }
                         match peer {
                             Peer::Tls(reply) => {

@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod live;
 use live::{farms, free_port, member, pki, Pki};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 struct Lab {
     _dir: tempfile::TempDir,
@@ -22,10 +23,25 @@ struct Lab {
     opts: HaproxyOptions,
     _process: tokio::process::Child,
     front: u16,
+    /// The members' names and ports, as the farm lists them.
+    members: Vec<(&'static str, u16)>,
 }
 
-async fn start(dir: tempfile::TempDir, pki: &Pki, farms: &Farms, front: u16) -> Option<Lab> {
+/// A real HAProxy in front of one TLS member per name, checking them every second; the
+/// members' tasks (abort one to kill it). Members start first: HAProxy marks a server
+/// DOWN when its very first check fails.
+async fn start(pki: &Pki, names: &[&'static str]) -> Option<(Lab, Vec<JoinHandle<()>>)> {
+    let mut members = Vec::new();
+    let mut tasks = Vec::new();
+    for name in names {
+        let (port, task) = member(pki, name).await;
+        members.push((*name, port));
+        tasks.push(task);
+    }
+    let front = free_port();
+    let f = farms(front, &members, Duration::from_secs(1));
     let bin = steward_testkit::require_tool("haproxy", "haproxy")?;
+    let dir = tempfile::tempdir().unwrap();
     let config_file = dir.path().join("haproxy.cfg");
     let haproxy = Haproxy::new(bin, config_file.clone(), dir.path().join("admin.sock"));
     let ca = dir.path().join("ca.pem");
@@ -38,18 +54,55 @@ async fn start(dir: tempfile::TempDir, pki: &Pki, farms: &Farms, front: u16) -> 
         ca_file: Some(ca),
         ..Default::default()
     };
-    std::fs::write(&config_file, render(farms, &opts)).unwrap();
+    std::fs::write(&config_file, render(&f, &opts)).unwrap();
     let process = haproxy.master().spawn().await.unwrap();
-    Some(Lab {
+    let lab = Lab {
         _dir: dir,
         haproxy,
         opts,
         _process: process,
         front,
-    })
+        members,
+    };
+    Some((lab, tasks))
 }
 
 impl Lab {
+    /// The lab's farm with another check interval (a desired-state change).
+    fn farms(&self, interval: Duration) -> Farms {
+        farms(self.front, &self.members, interval)
+    }
+
+    /// Once its one member, app1, is up: the installed file and the worker serving it.
+    async fn serving(&self) -> (String, u32) {
+        self.wait_for(&[("app1", MemberState::Up)]).await;
+        let installed = std::fs::read_to_string(&self.haproxy.config_file).unwrap();
+        (
+            installed,
+            self.haproxy.runtime().worker_pid().await.unwrap(),
+        )
+    }
+
+    /// Asserts that what `serving` saw is still installed and serving app1.
+    async fn still_serving(&self, (installed, pid): &(String, u32), pki: &Pki, when: &str) {
+        assert_eq!(
+            &std::fs::read_to_string(&self.haproxy.config_file).unwrap(),
+            installed,
+            "{when}"
+        );
+        assert_eq!(
+            self.haproxy.runtime().worker_pid().await.unwrap(),
+            *pid,
+            "{when}"
+        );
+        assert_eq!(self.request(&pki.client).await.unwrap(), "app1", "{when}");
+    }
+
+    /// What steward would install for the lab's farm as started.
+    fn wanted(&self) -> String {
+        render(&self.farms(Duration::from_secs(1)), &self.opts)
+    }
+
     async fn states(&self) -> Vec<(String, MemberState)> {
         let mut s: Vec<(String, MemberState)> = self
             .haproxy
@@ -108,14 +161,10 @@ impl Lab {
 #[tokio::test]
 async fn requests_keep_succeeding_while_a_member_is_killed() {
     let pki = pki();
-    // Members first: HAProxy marks a server DOWN when its very first check fails.
-    let (p1, app1) = member(&pki, "app1").await;
-    let (p2, app2) = member(&pki, "app2").await;
-    let front = free_port();
-    let f = farms(front, &[("app1", p1), ("app2", p2)], Duration::from_secs(1));
-    let Some(lab) = start(tempfile::tempdir().unwrap(), &pki, &f, front).await else {
+    let Some((lab, members)) = start(&pki, &["app1", "app2"]).await else {
         return;
     };
+    let [app1, app2] = <[JoinHandle<()>; 2]>::try_from(members).unwrap();
     lab.wait_for(&[("app1", MemberState::Up), ("app2", MemberState::Up)])
         .await;
     // Client affinity: every request from this address reaches one member; kill that one.
@@ -177,11 +226,7 @@ async fn requests_keep_succeeding_while_a_member_is_killed() {
 #[tokio::test]
 async fn drain_set_over_the_runtime_api_survives_a_reload() {
     let pki = pki();
-    let (p1, _app1) = member(&pki, "app1").await;
-    let (p2, _app2) = member(&pki, "app2").await;
-    let front = free_port();
-    let f = farms(front, &[("app1", p1), ("app2", p2)], Duration::from_secs(1));
-    let Some(lab) = start(tempfile::tempdir().unwrap(), &pki, &f, front).await else {
+    let Some((lab, _members)) = start(&pki, &["app1", "app2"]).await else {
         return;
     };
     lab.wait_for(&[("app1", MemberState::Up), ("app2", MemberState::Up)])
@@ -194,14 +239,7 @@ async fn drain_set_over_the_runtime_api_survives_a_reload() {
         .await;
     let pid = api.worker_pid().await.unwrap();
     // A desired-state change: another check interval, so the configuration differs.
-    let changed = render(
-        &farms(
-            front,
-            &[("app1", p1), ("app2", p2)],
-            Duration::from_millis(1500),
-        ),
-        &lab.opts,
-    );
+    let changed = render(&lab.farms(Duration::from_millis(1500)), &lab.opts);
     assert_eq!(
         lab.haproxy.apply(&changed).await.unwrap(),
         Applied::Reloaded
@@ -223,13 +261,10 @@ async fn drain_set_over_the_runtime_api_survives_a_reload() {
 #[tokio::test]
 async fn an_edited_config_is_repaired() {
     let pki = pki();
-    let (p1, _app1) = member(&pki, "app1").await;
-    let front = free_port();
-    let f = farms(front, &[("app1", p1)], Duration::from_secs(1));
-    let Some(lab) = start(tempfile::tempdir().unwrap(), &pki, &f, front).await else {
+    let Some((lab, _members)) = start(&pki, &["app1"]).await else {
         return;
     };
-    let wanted = render(&f, &lab.opts);
+    let wanted = lab.wanted();
     let edited = wanted.replace("balance source", "balance leastconn");
     std::fs::write(&lab.haproxy.config_file, &edited).unwrap();
     let pid = lab.haproxy.runtime().worker_pid().await.unwrap();
@@ -246,17 +281,12 @@ async fn an_edited_config_is_repaired() {
 #[tokio::test]
 async fn a_rejected_config_keeps_the_old_process_serving() {
     let pki = pki();
-    let (p1, _app1) = member(&pki, "app1").await;
-    let front = free_port();
-    let f = farms(front, &[("app1", p1)], Duration::from_secs(1));
-    let Some(lab) = start(tempfile::tempdir().unwrap(), &pki, &f, front).await else {
+    let Some((lab, _members)) = start(&pki, &["app1"]).await else {
         return;
     };
-    lab.wait_for(&[("app1", MemberState::Up)]).await;
-    let installed = std::fs::read_to_string(&lab.haproxy.config_file).unwrap();
-    let pid = lab.haproxy.runtime().worker_pid().await.unwrap();
+    let serving = lab.serving().await;
 
-    let mut unresolvable = f.clone();
+    let mut unresolvable = lab.farms(Duration::from_secs(1));
     unresolvable.farms[0].members[0].hostname = "app9.nonexistent.invalid".into();
     let err = lab
         .haproxy
@@ -266,18 +296,13 @@ async fn a_rejected_config_keeps_the_old_process_serving() {
     assert!(matches!(err, BalancerError::Unresolvable(_)), "{err}");
     assert_eq!(err.reason(), "Unresolvable");
 
-    let broken = render(&f, &lab.opts).replace("balance source", "balance nowhere");
+    let broken = lab.wanted().replace("balance source", "balance nowhere");
     let err = lab.haproxy.apply(&broken).await.unwrap_err();
     assert!(matches!(err, BalancerError::ConfigRejected(_)), "{err}");
     assert!(err.to_string().contains("balance only supports"), "{err}");
 
     // Nothing was installed or reloaded, and the old worker still serves.
-    assert_eq!(
-        std::fs::read_to_string(&lab.haproxy.config_file).unwrap(),
-        installed
-    );
-    assert_eq!(lab.haproxy.runtime().worker_pid().await.unwrap(), pid);
-    assert_eq!(lab.request(&pki.client).await.unwrap(), "app1");
+    lab.still_serving(&serving, &pki, "").await;
 }
 
 #[tokio::test]
@@ -335,31 +360,21 @@ async fn a_socket_that_accepts_and_never_answers_is_named() {
 #[tokio::test]
 async fn a_reload_that_fails_keeps_the_old_worker_and_is_tried_again() {
     let pki = pki();
-    let (p1, _app1) = member(&pki, "app1").await;
-    let front = free_port();
-    let f = farms(front, &[("app1", p1)], Duration::from_secs(1));
-    let Some(lab) = start(tempfile::tempdir().unwrap(), &pki, &f, front).await else {
+    let Some((lab, _members)) = start(&pki, &["app1"]).await else {
         return;
     };
-    lab.wait_for(&[("app1", MemberState::Up)]).await;
-    let installed = std::fs::read_to_string(&lab.haproxy.config_file).unwrap();
-    let pid = lab.haproxy.runtime().worker_pid().await.unwrap();
+    let serving = lab.serving().await;
     let taken = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let taken_port = taken.local_addr().unwrap().port();
     let moved = render(
-        &farms(taken_port, &[("app1", p1)], Duration::from_secs(1)),
+        &farms(taken_port, &lab.members, Duration::from_secs(1)),
         &lab.opts,
     );
     for attempt in 0..2 {
         let err = lab.haproxy.apply(&moved).await.unwrap_err();
         assert_eq!(err.reason(), "ReloadFailed", "attempt {attempt}: {err}");
-        assert_eq!(
-            std::fs::read_to_string(&lab.haproxy.config_file).unwrap(),
-            installed,
-            "attempt {attempt}"
-        );
-        assert_eq!(lab.haproxy.runtime().worker_pid().await.unwrap(), pid);
-        assert_eq!(lab.request(&pki.client).await.unwrap(), "app1");
+        lab.still_serving(&serving, &pki, &format!("attempt {attempt}"))
+            .await;
     }
     // Once the port is free, the same configuration goes through.
     drop(taken);

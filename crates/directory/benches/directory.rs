@@ -58,6 +58,33 @@ async fn timed<F: std::future::Future<Output = T>, T>(f: F) -> (Duration, T) {
     (started.elapsed(), out)
 }
 
+/// Times `RUNS` lookups of the groups `wanted`, all present, against the 1 s goal.
+async fn time_group_checks(session: &mut Session, wanted: &[String], peer: &str) {
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        let (took, report) = timed(session.find_groups(wanted)).await;
+        assert!(report.expect("lookup").missing().is_empty());
+        runs.push(took);
+    }
+    report(
+        peer,
+        "check 1,000 role groups",
+        Duration::from_secs(1),
+        &mut runs,
+    );
+}
+
+/// Times `RUNS` reads of the `MEMBERS` members of group `big`, against the 1 s goal.
+async fn time_member_reads(session: &mut Session, big: &str, peer: &str, what: &str) {
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        let (took, members) = timed(session.read_members(big)).await;
+        assert_eq!(members.expect("members").len(), MEMBERS);
+        runs.push(took);
+    }
+    report(peer, what, Duration::from_secs(1), &mut runs);
+}
+
 fn names(prefix: &str) -> Vec<String> {
     (0..GROUPS).map(|i| format!("{prefix}{i}")).collect()
 }
@@ -86,31 +113,9 @@ async fn slapd_figures() {
     config.trust = vec![server.ca.clone()];
     let mut session = Session::connect(&config).await.expect("bind slapd");
     let wanted = names("PS-");
-    let mut runs = Vec::new();
-    for _ in 0..RUNS {
-        let (took, report) = timed(session.find_groups(&wanted)).await;
-        assert!(report.expect("lookup").missing().is_empty());
-        runs.push(took);
-    }
-    report(
-        "slapd",
-        "check 1,000 role groups",
-        Duration::from_secs(1),
-        &mut runs,
-    );
+    time_group_checks(&mut session, &wanted, "slapd").await;
     let big = format!("cn=Big,{}", slapd::SUFFIX);
-    let mut runs = Vec::new();
-    for _ in 0..RUNS {
-        let (took, members) = timed(session.read_members(&big)).await;
-        assert_eq!(members.expect("members").len(), MEMBERS);
-        runs.push(took);
-    }
-    report(
-        "slapd",
-        "read a 5,000-member group",
-        Duration::from_secs(1),
-        &mut runs,
-    );
+    time_member_reads(&mut session, &big, "slapd", "read a 5,000-member group").await;
 }
 
 /// Creates 1,000 groups three ways on `samba`: one add at a time, pipelined over one
@@ -176,18 +181,7 @@ async fn samba_figures() {
         .await
         .expect("bind samba");
     let wanted = names("PS-Piped0-");
-    let mut runs = Vec::new();
-    for _ in 0..RUNS {
-        let (took, report) = timed(session.find_groups(&wanted)).await;
-        assert!(report.expect("lookup").missing().is_empty());
-        runs.push(took);
-    }
-    report(
-        "samba",
-        "check 1,000 role groups",
-        Duration::from_secs(1),
-        &mut runs,
-    );
+    time_group_checks(&mut session, &wanted, "samba").await;
     drop(session);
     drop(samba);
     // Reading needs no durability; a scratch DC builds the 5,000 members in a minute
@@ -201,16 +195,11 @@ async fn samba_figures() {
         .await
         .expect("bind samba");
     let big = support::samba::big_group(&samba, "PS-Bench-Big", MEMBERS);
-    let mut runs = Vec::new();
-    for _ in 0..RUNS {
-        let (took, members) = timed(session.read_members(&big)).await;
-        assert_eq!(members.expect("members").len(), MEMBERS);
-        runs.push(took);
-    }
-    report(
+    time_member_reads(
+        &mut session,
+        &big,
         "samba",
         "read a 5,000-member group (4 ranges)",
-        Duration::from_secs(1),
-        &mut runs,
-    );
+    )
+    .await;
 }

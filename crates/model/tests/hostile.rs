@@ -81,13 +81,26 @@ fn mkfifo(path: &Path) {
     assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
 }
 
+/// The files refused as links (Code::Symlink), in the order reported.
+fn refused_links(c: &Compiled) -> Vec<String> {
+    errors_with(c, Code::Symlink)
+        .iter()
+        .map(|d| d.file.display().to_string())
+        .collect()
+}
+
+/// Asserts that validating `tmp` refuses `file` as unreadable, saying `why` (if any).
+fn assert_unreadable(tmp: &TempDir, file: &str, why: &str) {
+    let c = validate(tmp.path());
+    assert_refused(&c, Code::Unreadable, file);
+    assert!(render(&c).contains(why), "{}", render(&c));
+}
+
 #[test]
 fn a_fifo_named_yaml_is_an_error_and_never_opened() {
     let tmp = valid_dir();
     mkfifo(&tmp.path().join("servers/app2.yaml"));
-    let c = validate(tmp.path());
-    assert_refused(&c, Code::Unreadable, "servers/app2.yaml");
-    assert!(render(&c).contains("FIFO"), "{}", render(&c));
+    assert_unreadable(&tmp, "servers/app2.yaml", "FIFO");
 }
 
 #[test]
@@ -95,8 +108,7 @@ fn a_fifo_behind_a_link_is_an_error_too() {
     let tmp = valid_dir();
     mkfifo(&tmp.path().join("pipe"));
     symlink("../pipe", tmp.path().join("servers/app2.yaml")).unwrap();
-    let c = validate(tmp.path());
-    assert_refused(&c, Code::Unreadable, "servers/app2.yaml");
+    assert_unreadable(&tmp, "servers/app2.yaml", "");
 }
 
 #[test]
@@ -104,18 +116,14 @@ fn a_socket_named_yaml_is_an_error() {
     let tmp = valid_dir();
     let _listener =
         std::os::unix::net::UnixListener::bind(tmp.path().join("servers/app2.yaml")).unwrap();
-    let c = validate(tmp.path());
-    assert_refused(&c, Code::Unreadable, "servers/app2.yaml");
-    assert!(render(&c).contains("socket"), "{}", render(&c));
+    assert_unreadable(&tmp, "servers/app2.yaml", "socket");
 }
 
 #[test]
 fn a_dangling_link_is_an_error_not_a_missing_server() {
     let tmp = valid_dir();
     symlink("app2-moved.yaml", tmp.path().join("servers/app2.yaml")).unwrap();
-    let c = validate(tmp.path());
-    assert_refused(&c, Code::Unreadable, "servers/app2.yaml");
-    assert!(render(&c).contains("dangling"), "{}", render(&c));
+    assert_unreadable(&tmp, "servers/app2.yaml", "dangling");
 }
 
 #[test]
@@ -125,8 +133,7 @@ fn a_dangling_link_to_the_only_installation_claims_nothing_else() {
     let tmp = valid_dir();
     fs::remove_file(tmp.path().join("installation.yaml")).unwrap();
     symlink("gone.yaml", tmp.path().join("installation.yaml")).unwrap();
-    let c = validate(tmp.path());
-    assert_refused(&c, Code::Unreadable, "installation.yaml");
+    assert_unreadable(&tmp, "installation.yaml", "");
 }
 
 #[test]
@@ -158,10 +165,7 @@ fn a_link_loop_is_reported_once_per_link() {
     symlink("ping.yaml", d.join("pong.yaml")).unwrap();
     let c = validate(tmp.path());
     let out = render(&c);
-    let links: Vec<String> = errors_with(&c, Code::Symlink)
-        .iter()
-        .map(|d| d.file.display().to_string())
-        .collect();
+    let links = refused_links(&c);
     assert_eq!(
         links,
         [
@@ -190,10 +194,7 @@ fn a_link_out_of_the_directory_is_not_followed() {
     symlink("/proc/self/environ", tmp.path().join("environ.yaml")).unwrap();
     let c = validate(tmp.path());
     let out = render(&c);
-    let files: Vec<String> = errors_with(&c, Code::Symlink)
-        .iter()
-        .map(|d| d.file.display().to_string())
-        .collect();
+    let files = refused_links(&c);
     assert_eq!(
         files,
         ["environ.yaml", "passwd.yaml", "servers/app2.yaml"],
@@ -212,10 +213,7 @@ fn a_symlinked_directory_is_one_error_and_not_entered() {
     symlink("servers", tmp.path().join("servers-again")).unwrap();
     let c = validate(tmp.path());
     let out = render(&c);
-    let files: Vec<String> = errors_with(&c, Code::Symlink)
-        .iter()
-        .map(|d| d.file.display().to_string())
-        .collect();
+    let files = refused_links(&c);
     assert_eq!(files, ["more-servers", "servers-again"], "{out}");
     assert_eq!(
         c.diagnostics.len(),

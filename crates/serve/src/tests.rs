@@ -141,6 +141,23 @@ async fn start(limits: Limits, tls: Option<tokio_rustls::TlsAcceptor>) -> (Runni
     )
 }
 
+/// A plain-text server whose limits are `patient()` but for what `set` changes.
+async fn start_plain(set: impl FnOnce(&mut Limits)) -> (Running, Held) {
+    let mut limits = patient();
+    set(&mut limits);
+    start(limits, None).await
+}
+
+/// A kept-alive connection that has sent `head` and read nothing yet.
+async fn sent(addr: SocketAddr, head: &[u8]) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(head).await.unwrap();
+    tcp
+}
+
+/// A request for `/held`, which answers once the test releases it.
+const HELD: &str = "GET /held HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+
 /// Status line and body of one request on a fresh connection.
 async fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
@@ -197,14 +214,7 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn silent_and_slowloris_clients_are_closed_at_the_header_deadline() {
-    let (server, _) = start(
-        Limits {
-            header_read_timeout: SHORT,
-            ..patient()
-        },
-        None,
-    )
-    .await;
+    let (server, _) = start_plain(|l| l.header_read_timeout = SHORT).await;
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
     let mut slow = TcpStream::connect(server.addr).await.unwrap();
     let trickle = async {
@@ -230,18 +240,8 @@ async fn silent_and_slowloris_clients_are_closed_at_the_header_deadline() {
 
 #[tokio::test]
 async fn a_kept_alive_connection_without_requests_is_closed_at_the_idle_deadline() {
-    let (server, _) = start(
-        Limits {
-            idle_timeout: SHORT,
-            ..patient()
-        },
-        None,
-    )
-    .await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let (server, _) = start_plain(|l| l.idle_timeout = SHORT).await;
+    let mut tcp = sent(server.addr, b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n").await;
     let seen = closed_by_server(&mut tcp).await;
     assert_eq!(
         parse(&seen),
@@ -255,14 +255,7 @@ async fn a_kept_alive_connection_without_requests_is_closed_at_the_idle_deadline
 
 #[tokio::test]
 async fn beyond_the_budget_the_longest_waiting_connections_are_shed() {
-    let (server, _) = start(
-        Limits {
-            max_connections: 8,
-            ..patient()
-        },
-        None,
-    )
-    .await;
+    let (server, _) = start_plain(|l| l.max_connections = 8).await;
     let mut idle = Vec::new();
     for _ in 0..50 {
         idle.push(TcpStream::connect(server.addr).await.unwrap());
@@ -282,23 +275,9 @@ async fn beyond_the_budget_the_longest_waiting_connections_are_shed() {
 
 #[tokio::test]
 async fn when_every_connection_is_in_a_request_a_new_one_is_refused_with_503() {
-    let (server, held) = start(
-        Limits {
-            max_connections: 8,
-            ..patient()
-        },
-        None,
-    )
-    .await;
+    let (server, held) = start_plain(|l| l.max_connections = 8).await;
     let addr = server.addr;
-    let requests: Vec<_> = (0..8)
-        .map(|_| {
-            tokio::spawn(request(
-                addr,
-                "GET /held HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-            ))
-        })
-        .collect();
+    let requests: Vec<_> = (0..8).map(|_| tokio::spawn(request(addr, HELD))).collect();
     eventually("eight requests in progress", || held.entered() == 8).await;
     // A client that has not sent anything yet reads the whole refusal; one that has may
     // see a reset instead (closing a socket with unread input resets it).
@@ -323,7 +302,7 @@ async fn when_every_connection_is_in_a_request_a_new_one_is_refused_with_503() {
 
 #[tokio::test]
 async fn request_bodies_over_the_limit_are_refused_with_413() {
-    let (server, _) = start(patient(), None).await;
+    let (server, _) = start_plain(|_| ()).await;
     let small =
         "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello";
     assert_eq!(request(server.addr, small).await, (200, "hello".into()));
@@ -344,19 +323,8 @@ async fn request_bodies_over_the_limit_are_refused_with_413() {
 
 #[tokio::test]
 async fn a_handler_past_the_request_deadline_answers_503_and_handlers_see_the_peer() {
-    let (server, _) = start(
-        Limits {
-            request_timeout: SHORT,
-            ..patient()
-        },
-        None,
-    )
-    .await;
-    let (status, body) = request(
-        server.addr,
-        "GET /held HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let (server, _) = start_plain(|l| l.request_timeout = SHORT).await;
+    let (status, body) = request(server.addr, HELD).await;
     assert_eq!(
         (status, body.as_str()),
         (503, r#"{"error":"request timed out"}"#)
@@ -373,40 +341,22 @@ async fn a_handler_past_the_request_deadline_answers_503_and_handlers_see_the_pe
 
 #[tokio::test]
 async fn a_client_that_never_reads_its_response_is_cut_off() {
-    let (server, _) = start(
-        Limits {
-            request_timeout: SHORT,
-            ..patient()
-        },
-        None,
-    )
+    let (server, _) = start_plain(|l| l.request_timeout = SHORT).await;
+    let _unread = sent(server.addr, b"GET /large HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    eventually("the exchange cut off", || {
+        server.counts().exchange_timeouts == 1
+    })
     .await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET /large HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while server.counts().exchange_timeouts != 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?}",
-            server.counts()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert_eq!(server.counts().open, 0);
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn shutdown_closes_idle_connections_and_lets_requests_finish() {
-    let (server, held) = start(patient(), None).await;
+    let (server, held) = start_plain(|_| ()).await;
     let addr = server.addr;
     let mut idle = TcpStream::connect(addr).await.unwrap();
-    let in_progress = tokio::spawn(request(
-        addr,
-        "GET /held HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    ));
+    let in_progress = tokio::spawn(request(addr, HELD));
     eventually("a request in progress", || held.entered() == 1).await;
     eventually("both connections held", || server.counts().open == 2).await;
     server.stop.cancel();

@@ -15,7 +15,8 @@
 //!   command-line program under test.
 //! - [`etcd::EtcdCluster`]: a real etcd cluster (one or more members) on loopback.
 //! - [`iridium::Iridium`]: a real TDS server (iridium_server) on loopback.
-//! - [`serve_each`]: a misbehaving peer on loopback, scripted by the test.
+//! - [`serve_each`]: a misbehaving peer on loopback, scripted by the test;
+//!   [`read_request_head`]: what such a peer reads before it answers.
 //! - [`copy_dir`], [`rerun_unprivileged`]: files a test prepares, and tests about
 //!   unreadable files that must not run as root.
 
@@ -38,5 +39,5 @@ pub use command::{bundled_desired_state, run, text, workspace_root};
 pub use eventually::{eventually, eventually_async, within, within_async, Settled};
 pub use files::copy_dir;
 pub use fixture::Fixture;
-pub use peer::serve_each;
+pub use peer::{read_request_head, serve_each};
 pub use unprivileged::rerun_unprivileged;

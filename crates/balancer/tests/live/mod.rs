@@ -8,7 +8,8 @@ use std::time::Duration;
 use steward_balancer::farm::{Check, CheckKind, Farm, Farms, Listener, Member};
 use steward_model::resource::{Affinity, LbVendor};
 use steward_model::{ServiceKind, StatusRanges};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use steward_testkit::read_request_head;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -59,13 +60,8 @@ pub async fn member(pki: &Pki, name: &'static str) -> (u16, JoinHandle<()>) {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if read_request_head(&mut tls).await.is_none() {
+                    return;
                 }
                 let body = format!("IdentityServer4 {name}");
                 let answer = format!(

@@ -134,6 +134,29 @@ async fn send_bytes(
     (parts.status, parts.headers, body.to_vec())
 }
 
+/// The address the tests' ordinary requests come from.
+const LOCAL: &str = "127.0.0.1:1";
+
+fn bearer() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+impl Fixture {
+    async fn get(&self, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+        send(&self.router, "GET", uri, None, LOCAL).await
+    }
+
+    /// `method uri` from the local address, with `authorization` when given.
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        authorization: Option<&str>,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        send(&self.router, method, uri, authorization, LOCAL).await
+    }
+}
+
 fn json_body(headers: &axum::http::HeaderMap, body: &str) -> Value {
     assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{body}");
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
@@ -142,7 +165,7 @@ fn json_body(headers: &axum::http::HeaderMap, body: &str) -> Value {
 #[tokio::test]
 async fn metrics_are_the_text_format_with_every_controller_series_from_start() {
     let f = fixture();
-    let (status, headers, body) = send(&f.router, "GET", "/metrics", None, "127.0.0.1:1").await;
+    let (status, headers, body) = f.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         headers[header::CONTENT_TYPE],
@@ -161,8 +184,7 @@ async fn metrics_are_the_text_format_with_every_controller_series_from_start() {
 #[tokio::test]
 async fn the_status_states_the_live_generation_once() {
     let f = fixture();
-    let (status, headers, body) =
-        send(&f.router, "GET", "/api/v1/status", None, "127.0.0.1:1").await;
+    let (status, headers, body) = f.get("/api/v1/status").await;
     assert_eq!(status, StatusCode::OK);
     let doc = json_body(&headers, &body);
     assert_eq!(doc["generation"], 0);
@@ -180,7 +202,7 @@ async fn the_status_states_the_live_generation_once() {
 #[tokio::test]
 async fn the_status_is_compact_only_when_asked_and_refuses_unknown_modes() {
     let f = fixture();
-    let get = |uri: &'static str| send(&f.router, "GET", uri, None, "127.0.0.1:1");
+    let get = |uri: &'static str| send(&f.router, "GET", uri, None, LOCAL);
     let (status, headers, body) = get("/api/v1/status").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -244,7 +266,7 @@ async fn the_status_is_its_document_serialized_whole_and_compact() {
 #[tokio::test]
 async fn unknown_paths_get_a_json_404_naming_the_path() {
     let f = fixture();
-    let (status, headers, body) = send(&f.router, "GET", "/api/v1/nope", None, "127.0.0.1:1").await;
+    let (status, headers, body) = f.get("/api/v1/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
         json_body(&headers, &body),
@@ -252,7 +274,7 @@ async fn unknown_paths_get_a_json_404_naming_the_path() {
     );
 
     let long = format!("/{}", "a".repeat(1000));
-    let (status, headers, body) = send(&f.router, "GET", &long, None, "127.0.0.1:1").await;
+    let (status, headers, body) = f.get(&long).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let path = json_body(&headers, &body)["path"]
         .as_str()
@@ -265,7 +287,7 @@ async fn unknown_paths_get_a_json_404_naming_the_path() {
     );
 
     // What the client sent comes back JSON-escaped, never as markup or a broken document.
-    let (_, headers, body) = send(&f.router, "GET", "/x%22%3Cscript%3E", None, "127.0.0.1:1").await;
+    let (_, headers, body) = f.get("/x%22%3Cscript%3E").await;
     assert_eq!(json_body(&headers, &body)["path"], "/x%22%3Cscript%3E");
 }
 
@@ -277,7 +299,7 @@ async fn wrong_methods_get_a_json_405_with_allow() {
         ("GET", "/api/v1/reconcile"),
         ("DELETE", "/metrics"),
     ] {
-        let (status, headers, body) = send(&f.router, method, path, None, "127.0.0.1:1").await;
+        let (status, headers, body) = f.call(method, path, None).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert!(
             headers.contains_key(header::ALLOW),
@@ -295,14 +317,7 @@ async fn reconcile_takes_the_bearer_scheme_in_any_case() {
     let f = fixture();
     for scheme in ["Bearer", "bearer", "BEARER"] {
         let value = format!("{scheme} {TOKEN}");
-        let (status, _, body) = send(
-            &f.router,
-            "POST",
-            "/api/v1/reconcile",
-            Some(&value),
-            "127.0.0.1:1",
-        )
-        .await;
+        let (status, _, body) = f.call("POST", "/api/v1/reconcile", Some(&value)).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{value}: {body}");
     }
 }
@@ -311,10 +326,10 @@ async fn reconcile_takes_the_bearer_scheme_in_any_case() {
 async fn hl7_failback_needs_the_token() {
     let f = fixture();
     let uri = "/api/v1/hl7/failback";
-    let (status, _, _) = send(&f.router, "POST", uri, None, "127.0.0.1:1").await;
+    let (status, _, _) = f.call("POST", uri, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let value = format!("Bearer {TOKEN}");
-    let (status, _, body) = send(&f.router, "POST", uri, Some(&value), "127.0.0.1:1").await;
+    let value = bearer();
+    let (status, _, body) = f.call("POST", uri, Some(&value)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body, "HL7 failback requested\n");
 }
@@ -340,7 +355,7 @@ async fn failed_reconcile_attempts_are_refused_then_rate_limited_per_address() {
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
     // Five failures: even the right token is not compared for this address any more.
-    let right = format!("Bearer {TOKEN}");
+    let right = bearer();
     let (status, headers, _) = send(
         &f.router,
         "POST",
@@ -367,17 +382,10 @@ async fn failed_reconcile_attempts_are_refused_then_rate_limited_per_address() {
 async fn backup_needs_the_token_and_a_passphrase_then_sends_an_archive_that_opens() {
     const PASSPHRASE: &str = "api-backup-passphrase";
     let f = fixture_with_backup(None);
-    let (status, _, _) = send(&f.router, "GET", "/api/v1/backup", None, "127.0.0.1:1").await;
+    let (status, _, _) = f.get("/api/v1/backup").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let bearer = format!("Bearer {TOKEN}");
-    let (status, headers, body) = send(
-        &f.router,
-        "GET",
-        "/api/v1/backup",
-        Some(&bearer),
-        "127.0.0.1:1",
-    )
-    .await;
+    let bearer = bearer();
+    let (status, headers, body) = f.call("GET", "/api/v1/backup", Some(&bearer)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(json_body(&headers, &body)["error"]
         .as_str()
@@ -385,23 +393,10 @@ async fn backup_needs_the_token_and_a_passphrase_then_sends_an_archive_that_open
         .contains("STEWARD_BACKUP_PASSPHRASE"));
 
     let f = fixture_with_backup(Some(PASSPHRASE));
-    let (status, _, _) = send(
-        &f.router,
-        "GET",
-        "/api/v1/backup",
-        Some("Bearer wrong"),
-        "127.0.0.1:1",
-    )
-    .await;
+    let (status, _, _) = f.call("GET", "/api/v1/backup", Some("Bearer wrong")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, headers, body) = send_bytes(
-        &f.router,
-        "GET",
-        "/api/v1/backup",
-        Some(&bearer),
-        "127.0.0.1:1",
-    )
-    .await;
+    let (status, headers, body) =
+        send_bytes(&f.router, "GET", "/api/v1/backup", Some(&bearer), LOCAL).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[header::CONTENT_TYPE], "application/octet-stream");
     let passphrase = steward_backup::Passphrase::new(PASSPHRASE.to_owned()).unwrap();
@@ -423,15 +418,8 @@ async fn a_follower_refuses_changes_with_the_leaders_address_and_says_who_leads(
         },
     );
     let f = fixture_with(None, Some(follower));
-    let auth = format!("Bearer {TOKEN}");
-    let (status, headers, body) = send(
-        &f.router,
-        "POST",
-        "/api/v1/reconcile",
-        Some(&auth),
-        "127.0.0.1:1",
-    )
-    .await;
+    let auth = bearer();
+    let (status, headers, body) = f.call("POST", "/api/v1/reconcile", Some(&auth)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let body = json_body(&headers, &body);
     assert_eq!(body["error"], "not_leader");
@@ -444,8 +432,7 @@ async fn a_follower_refuses_changes_with_the_leaders_address_and_says_who_leads(
         "{body}"
     );
     // Reads are served, and the status says who leads.
-    let (status, headers, body) =
-        send(&f.router, "GET", "/api/v1/status", None, "127.0.0.1:1").await;
+    let (status, headers, body) = f.get("/api/v1/status").await;
     assert_eq!(status, StatusCode::OK);
     let body = json_body(&headers, &body);
     assert_eq!(body["ha"]["role"], "follower");
@@ -461,21 +448,14 @@ async fn a_follower_refuses_changes_with_the_leaders_address_and_says_who_leads(
         },
     );
     let f = fixture_with(None, Some(leader));
-    let (status, _, body) = send(
-        &f.router,
-        "POST",
-        "/api/v1/reconcile",
-        Some(&auth),
-        "127.0.0.1:1",
-    )
-    .await;
+    let (status, _, body) = f.call("POST", "/api/v1/reconcile", Some(&auth)).await;
     assert!(status.is_success(), "{status}: {body}");
 }
 
 #[tokio::test]
 async fn a_single_daemons_status_has_no_ha_section() {
     let f = fixture();
-    let (_, headers, body) = send(&f.router, "GET", "/api/v1/status", None, "127.0.0.1:1").await;
+    let (_, headers, body) = f.get("/api/v1/status").await;
     assert!(json_body(&headers, &body).get("ha").is_none(), "{body}");
 }
 
@@ -495,7 +475,7 @@ async fn upgrade_resume_needs_the_token_and_a_halted_upgrade() {
         &f.router,
         "POST",
         "/api/v1/upgrade/resume",
-        Some(&format!("Bearer {TOKEN}")),
+        Some(&bearer()),
         "127.0.0.1:7",
     )
     .await;
