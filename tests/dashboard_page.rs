@@ -731,13 +731,7 @@ fn load_balancer_section_shows_every_member_in_words_and_colour() {
 
     // PSIS on app1 dies and stays dead (steward only reports in monitor mode): HAProxy
     // marks it down after two failed checks, and the page follows.
-    lab.commit_edit(
-        "installation.yaml",
-        "mode: autoCorrect",
-        "mode: monitor",
-        "monitor",
-    );
-    lab.wait_status("monitor mode", |s| s["installation"]["mode"] == "monitor");
+    lab.monitor_only();
     let address = lab.server_address("app1").to_string();
     let psis = lab
         .service_processes("PSIS")

@@ -100,15 +100,7 @@ fn requests_through_haproxy_survive_a_killed_member() {
     // Steward would restart the killed service within a second, before HAProxy's checks
     // notice: in `monitor` mode it only reports, so the member stays dead until the test
     // switches repairs back on.
-    lab.commit_edit(
-        "installation.yaml",
-        "mode: autoCorrect",
-        "mode: monitor",
-        "monitor only",
-    );
-    lab.wait_status("monitor mode in force", |s| {
-        s["installation"]["mode"] == "monitor"
-    });
+    lab.monitor_only();
     let address = lab.server_address(victim).to_string();
     let process = lab
         .service_processes("PSIS")
@@ -139,12 +131,7 @@ fn requests_through_haproxy_survive_a_killed_member() {
         let state = haproxy::stat(&lab, "psis", victim, "status").unwrap_or_default();
         if seen_down.is_none() && state.starts_with("DOWN") {
             seen_down = Some(killed.elapsed());
-            lab.commit_edit(
-                "installation.yaml",
-                "mode: monitor",
-                "mode: autoCorrect",
-                "repairs on again",
-            );
+            lab.repairs_on();
         }
         if seen_down.is_some() && state == "UP" {
             back_up = Some(killed.elapsed());

@@ -73,13 +73,7 @@ fn main() {
     );
 
     let mut downs = Vec::new();
-    lab.commit_edit(
-        "installation.yaml",
-        "mode: autoCorrect",
-        "mode: monitor",
-        "monitor",
-    );
-    lab.wait_status("monitor mode", |s| s["installation"]["mode"] == "monitor");
+    lab.monitor_only();
     for round in 0..ROUNDS {
         let victim = if round % 2 == 0 { "app1" } else { "app2" };
         lab.wait_until("the victim up at HAProxy", Duration::from_secs(60), || {
@@ -99,22 +93,11 @@ fn main() {
         });
         downs.push(killed.elapsed().as_secs_f64());
         // Repairs on for a moment: steward restarts it, HAProxy sees it up again.
-        lab.commit_edit(
-            "installation.yaml",
-            "mode: monitor",
-            "mode: autoCorrect",
-            "repair",
-        );
+        lab.repairs_on();
         lab.wait_until("back up at HAProxy", Duration::from_secs(60), || {
             (haproxy::stat(&lab, "psis", victim, "status")? == "UP").then_some(())
         });
-        lab.commit_edit(
-            "installation.yaml",
-            "mode: autoCorrect",
-            "mode: monitor",
-            "monitor",
-        );
-        lab.wait_status("monitor mode", |s| s["installation"]["mode"] == "monitor");
+        lab.monitor_only();
     }
     report(
         "member marked down (inter 1s, fall 2)",

@@ -9,18 +9,14 @@
 
 use std::time::{Duration, Instant};
 
-use steward_leader::{Cluster, Election, ElectionConfig, Endpoints, Leadership};
+use steward_leader::{ElectionConfig, Endpoints};
 use steward_testkit::etcd::EtcdCluster;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const ROUNDS: usize = 5;
 
-struct Daemon {
-    leadership: Leadership,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
+#[path = "../tests/support/daemon.rs"]
+mod daemon;
+use daemon::{campaign_with, Daemon};
 
 async fn campaign(etcd: &EtcdCluster, id: &str, prefix: &str) -> Daemon {
     let mut config = ElectionConfig::new(
@@ -32,14 +28,7 @@ async fn campaign(etcd: &EtcdCluster, id: &str, prefix: &str) -> Daemon {
     config.renew_every = Duration::from_secs(1);
     config.retry_every = Duration::from_millis(250);
     config.prefix = prefix.to_owned();
-    let (election, leadership) = Election::new(Cluster::connect(config).await.unwrap());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(election.run(stop.clone()));
-    Daemon {
-        leadership,
-        stop,
-        task,
-    }
+    campaign_with(config).await
 }
 
 async fn until(what: &str, mut done: impl FnMut() -> bool) {

@@ -2,20 +2,17 @@
 
 use std::time::Duration;
 
-use steward_leader::{Cluster, Election, ElectionConfig, Endpoints, LeaderError, Leadership, Role};
+use steward_leader::{Cluster, ElectionConfig, Endpoints, LeaderError, Role};
 use steward_testkit::etcd::EtcdCluster;
 use steward_testkit::eventually_async;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use support::daemon::{campaign_with, Daemon};
+
+mod support {
+    pub mod daemon;
+}
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(20);
-
-struct Daemon {
-    leadership: Leadership,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
 
 fn config(etcd: &EtcdCluster, id: &str, ttl: u64) -> ElectionConfig {
     let mut config = ElectionConfig::new(
@@ -30,15 +27,7 @@ fn config(etcd: &EtcdCluster, id: &str, ttl: u64) -> ElectionConfig {
 }
 
 async fn campaign(etcd: &EtcdCluster, id: &str, ttl: u64) -> Daemon {
-    let cluster = Cluster::connect(config(etcd, id, ttl)).await.unwrap();
-    let (election, leadership) = Election::new(cluster);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(election.run(stop.clone()));
-    Daemon {
-        leadership,
-        stop,
-        task,
-    }
+    campaign_with(config(etcd, id, ttl)).await
 }
 
 /// The one daemon that acts, once exactly one does.

@@ -355,6 +355,31 @@ impl LabDaemon {
         self.commit(message);
     }
 
+    /// Commit `mode: monitor` (from `autoCorrect`) and wait until the status shows it in
+    /// force: steward then only reports, so what a test breaks stays broken.
+    pub fn monitor_only(&self) {
+        self.commit_edit(
+            "installation.yaml",
+            "mode: autoCorrect",
+            "mode: monitor",
+            "monitor only",
+        );
+        self.wait_status("monitor mode in force", |s| {
+            s["installation"]["mode"] == "monitor"
+        });
+    }
+
+    /// Commit `mode: autoCorrect` again after [`LabDaemon::monitor_only`] (not waited for:
+    /// the test waits for the repair it expects).
+    pub fn repairs_on(&self) {
+        self.commit_edit(
+            "installation.yaml",
+            "mode: monitor",
+            "mode: autoCorrect",
+            "repairs on again",
+        );
+    }
+
     /// Watch a copy of another example (`examples/ha`, relative to the workspace) instead
     /// of `desired-state/`, committed; before [`LabDaemon::spawn`]. Its database moves to
     /// this lab's address and its password file into this lab's root, as for the bundled
