@@ -553,15 +553,11 @@ pub(crate) fn snapshot(
     mode: Mode,
     prune: bool,
 ) -> Snapshot {
-    let mode = match mode {
-        Mode::AutoCorrect => "autoCorrect",
-        Mode::Monitor => "monitor",
-    };
     let certificate = certificate
         .strip_prefix("certificate: ")
         .unwrap_or_else(|| panic!("a `certificate: ...` line: {certificate}"));
     let mut fleet = steward_testkit::Fixture::installation()
-        .mode(mode)
+        .mode(yaml_mode(mode))
         .prune(prune);
     for (name, kinds) in servers {
         fleet = fleet.server(
@@ -570,13 +566,25 @@ pub(crate) fn snapshot(
                 .services(kinds.iter().copied()),
         );
     }
-    let text = fleet.documents();
+    compiled(&fleet.documents())
+}
+
+/// The snapshot of desired-state YAML `text` (a fixture, so it must be valid).
+pub(crate) fn compiled(text: &str) -> Snapshot {
     let mut loaded = Loaded::default();
-    load_text(Path::new("fixture.yaml"), &text, &mut loaded);
+    load_text(Path::new("fixture.yaml"), text, &mut loaded);
     let compiled = steward_model::validate::compile(loaded);
     match compiled.snapshot {
         Some(s) => s,
         None => panic!("invalid fixture: {:?}", compiled.diagnostics),
+    }
+}
+
+/// `mode` as the files spell it.
+pub(crate) fn yaml_mode(mode: Mode) -> &'static str {
+    match mode {
+        Mode::AutoCorrect => "autoCorrect",
+        Mode::Monitor => "monitor",
     }
 }
 

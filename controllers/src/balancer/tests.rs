@@ -3,27 +3,20 @@
 
 use std::path::Path;
 
-use steward_model::load::{load_text, Loaded};
 use steward_model::Snapshot;
 
 use super::*;
-use crate::fakes::{fixture_in_state_dir, headline, Fixture};
+use crate::fakes::{compiled, fixture_in_state_dir, headline, Fixture};
 
 /// Two servers running PSIS and PSWS behind the load balancer `lb` (a YAML flow map).
 fn snapshot(lb: &str) -> Snapshot {
-    let mut text = format!(
-        "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  loadBalancer: {lb}\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {{mode: generated}}\n"
-    );
-    for name in ["app1", "app2"] {
-        text.push_str(&format!(
-            "---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  hostname: {name}.example.eng\n  certificate: {{generate: true}}\n  services: [{{kind: PSIS}}, {{kind: PSWS}}]\n"
-        ));
-    }
-    let mut loaded = Loaded::default();
-    load_text(Path::new("fixture.yaml"), &text, &mut loaded);
-    steward_model::validate::compile(loaded)
-        .snapshot
-        .expect("valid fixture")
+    let both: &[&str] = &["PSIS", "PSWS"];
+    compiled(
+        &steward_testkit::Fixture::installation()
+            .load_balancer_flow(lb)
+            .servers([("app1", both), ("app2", both)])
+            .documents(),
+    )
 }
 
 fn fleet(state_dir: &Path, lb: &str) -> Fixture {

@@ -5,30 +5,27 @@
 //! wrong password a condition that never shows it, and the DC stopped (Unreachable) then
 //! restarted (reconciled again, steward not restarted).
 
-use std::path::Path;
-
 use steward_directory::test_support::samba::{
     Samba, ADMIN_DN, BASE, CONTAINER, SERVICE_DN, SERVICE_PASSWORD,
 };
 use steward_directory::{Session, GLOBAL_SECURITY_GROUP};
-use steward_model::load::{load_text, Loaded};
 use steward_model::Snapshot;
 
 use super::*;
-use crate::fakes::{fixture_in, headline};
+use crate::fakes::{compiled, fixture_in, headline};
 
 const NAME: &str = "corp";
 
 fn snapshot(url: &str) -> Snapshot {
-    let text = format!(
-        "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {{mode: generated}}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app1}}\nspec:\n  hostname: app1.example.eng\n  certificate: {{generate: true}}\n  services: [{{kind: PSIS}}, {{kind: PSWS}}]\n---\napiVersion: steward/v1\nkind: ActiveDirectory\nmetadata: {{name: {NAME}}}\nspec:\n  displayName: Samba AD\n  domain: example.eng\n  server: {url}\n  container: \"{CONTAINER}\"\n  account: \"{SERVICE_DN}\"\n  passwordRef: file:ad.password\n  trust: [samba-ca.pem]\n  roles: {{owners: [PS-Owners-C1], administrators: [PS-Admins-C1], users: [PS-Users-C1]}}\n  createMissingGroups: true\n  members:\n    PS-Users-C1: [c1-alice, c1-bob]\n"
+    let directory = format!(
+        "apiVersion: steward/v1\nkind: ActiveDirectory\nmetadata: {{name: {NAME}}}\nspec:\n  displayName: Samba AD\n  domain: example.eng\n  server: {url}\n  container: \"{CONTAINER}\"\n  account: \"{SERVICE_DN}\"\n  passwordRef: file:ad.password\n  trust: [samba-ca.pem]\n  roles: {{owners: [PS-Owners-C1], administrators: [PS-Admins-C1], users: [PS-Users-C1]}}\n  createMissingGroups: true\n  members:\n    PS-Users-C1: [c1-alice, c1-bob]\n"
     );
-    let mut loaded = Loaded::default();
-    load_text(Path::new("samba.yaml"), &text, &mut loaded);
-    let compiled = steward_model::validate::compile(loaded);
-    compiled
-        .snapshot
-        .unwrap_or_else(|| panic!("invalid fixture: {:?}", compiled.diagnostics))
+    compiled(
+        &steward_testkit::Fixture::installation()
+            .servers([("app1", &["PSIS", "PSWS"][..])])
+            .document(&directory)
+            .documents(),
+    )
 }
 
 #[tokio::test]

@@ -7,12 +7,11 @@ use std::path::Path;
 
 use steward_directory::test_support::slapd::{users_ldif, Slapd, ADMIN_DN, ADMIN_PASSWORD, SUFFIX};
 use steward_directory::{DirectoryConfig, MemberChanges, Password, Session};
-use steward_model::load::{load_text, Loaded};
 use steward_model::resource::Mode;
 use steward_model::Snapshot;
 
 use super::*;
-use crate::fakes::{fixture_in, headline, Fixture};
+use crate::fakes::{compiled, fixture_in, headline, yaml_mode, Fixture};
 use crate::status::DirectoryStatus;
 
 const NAME: &str = "corp";
@@ -56,19 +55,16 @@ impl Files {
 /// The installation, one server, and an ActiveDirectory with `spec` lines appended to
 /// the common ones (server, account, password file, trust, three roles).
 fn snapshot(url: &str, mode: Mode, spec: &str) -> Snapshot {
-    let mode = match mode {
-        Mode::AutoCorrect => "autoCorrect",
-        Mode::Monitor => "monitor",
-    };
-    let text = format!(
-        "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  mode: {mode}\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {{mode: generated}}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app1}}\nspec:\n  hostname: app1.example.eng\n  certificate: {{generate: true}}\n  services: [{{kind: PSIS}}, {{kind: PSWS}}]\n---\napiVersion: steward/v1\nkind: ActiveDirectory\nmetadata: {{name: {NAME}}}\nspec:\n  displayName: Corp AD\n  domain: example.eng\n  server: {url}\n  account: \"{ADMIN_DN}\"\n  passwordRef: file:ad.password\n  trust: [certs/ldap-ca.pem]\n  roles: {{owners: [PS-Owners], administrators: [PS-Admins], users: [PS-Users]}}\n{spec}"
+    let directory = format!(
+        "apiVersion: steward/v1\nkind: ActiveDirectory\nmetadata: {{name: {NAME}}}\nspec:\n  displayName: Corp AD\n  domain: example.eng\n  server: {url}\n  account: \"{ADMIN_DN}\"\n  passwordRef: file:ad.password\n  trust: [certs/ldap-ca.pem]\n  roles: {{owners: [PS-Owners], administrators: [PS-Admins], users: [PS-Users]}}\n{spec}"
     );
-    let mut loaded = Loaded::default();
-    load_text(Path::new("corp.yaml"), &text, &mut loaded);
-    let compiled = steward_model::validate::compile(loaded);
-    compiled
-        .snapshot
-        .unwrap_or_else(|| panic!("invalid fixture: {:?}", compiled.diagnostics))
+    compiled(
+        &steward_testkit::Fixture::installation()
+            .mode(yaml_mode(mode))
+            .servers([("app1", &["PSIS", "PSWS"][..])])
+            .document(&directory)
+            .documents(),
+    )
 }
 
 fn ldaps(slapd: &Slapd) -> String {

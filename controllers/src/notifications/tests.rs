@@ -2,25 +2,21 @@
 
 use std::time::Duration;
 
-use steward_model::load::{load_text, Loaded};
 use steward_model::notifications::Notifications as Spec;
 
 use super::*;
-use crate::fakes::{fixture, headline, Fixture};
+use crate::fakes::{compiled, fixture, headline, Fixture};
 use crate::status::{EventType, ResourceDetail};
 
 /// A Notifications object compiled from YAML, like the daemon's.
 fn spec(smtp: &str) -> Spec {
-    let text = format!(
-        "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {{mode: generated}}\n---\napiVersion: steward/v1\nkind: Notifications\nmetadata: {{name: admins}}\nspec:\n  smtp: {smtp}\n  from: steward@example.eng\n  to: [ps-admins@example.eng]\n  events: [ServiceDown, AgentDown]\n"
+    let notifications = format!(
+        "apiVersion: steward/v1\nkind: Notifications\nmetadata: {{name: admins}}\nspec:\n  smtp: {smtp}\n  from: steward@example.eng\n  to: [ps-admins@example.eng]\n  events: [ServiceDown, AgentDown]\n"
     );
-    let mut loaded = Loaded::default();
-    load_text(std::path::Path::new("n.yaml"), &text, &mut loaded);
-    let compiled = steward_model::validate::compile(loaded);
-    let snapshot = compiled
-        .snapshot
-        .unwrap_or_else(|| panic!("{:?}", compiled.diagnostics));
-    snapshot.notifications["admins"].clone()
+    let text = steward_testkit::Fixture::installation()
+        .document(&notifications)
+        .documents();
+    compiled(&text).notifications["admins"].clone()
 }
 
 const UNSET: &str = "{server: smtp.example.eng, usernameRef: env:STEWARD_TEST_SMTP_USER_UNSET, passwordRef: env:STEWARD_TEST_SMTP_PASSWORD_UNSET}";

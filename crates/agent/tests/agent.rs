@@ -21,6 +21,13 @@ fn request(ports: &[u16]) -> InstallRequest {
     }
 }
 
+/// An agent that stops its services when it exits (not a lab agent), and a client of it.
+async fn started(pki: &Pki) -> (RunningAgent, AgentClient) {
+    let agent = RunningAgent::start(pki.config(false, true)).await;
+    let client = pki.client(agent.addr);
+    (agent, client)
+}
+
 async fn status_of(
     client: &AgentClient,
     kind: ServiceKind,
@@ -35,8 +42,7 @@ async fn status_of(
 #[tokio::test]
 async fn install_kill_restart_uninstall() {
     let pki = Pki::new();
-    let agent = RunningAgent::start(pki.config(false, true)).await;
-    let client = pki.client(agent.addr);
+    let (agent, client) = started(&pki).await;
 
     let host = client.host().await.unwrap();
     assert_eq!(host.hostname, "app1.example.eng");
@@ -241,8 +247,7 @@ async fn clients_without_a_steward_certificate_are_refused() {
 #[tokio::test]
 async fn certificate_and_connection_strings_reach_the_services() {
     let pki = Pki::new();
-    let agent = RunningAgent::start(pki.config(false, true)).await;
-    let client = pki.client(agent.addr);
+    let (agent, client) = started(&pki).await;
     client
         .install(ServiceKind::Client, &request(&[7003]))
         .await
@@ -369,8 +374,7 @@ async fn lab_mode_maps_admins_privileged_ports() {
 #[tokio::test]
 async fn remnants_of_uninstalled_services_are_removed() {
     let pki = Pki::new();
-    let agent = RunningAgent::start(pki.config(false, true)).await;
-    let client = pki.client(agent.addr);
+    let (agent, client) = started(&pki).await;
     client
         .install(ServiceKind::Hl7, &request(&[2244]))
         .await
@@ -392,8 +396,7 @@ async fn remnants_of_uninstalled_services_are_removed() {
 #[tokio::test]
 async fn api_errors_are_json_with_stable_codes() {
     let pki = Pki::new();
-    let agent = RunningAgent::start(pki.config(false, true)).await;
-    let client = pki.client(agent.addr);
+    let (agent, client) = started(&pki).await;
 
     let err = client.restart(ServiceKind::Job).await.unwrap_err();
     assert!(
@@ -436,8 +439,7 @@ where
 async fn a_port_in_use_is_reported_and_the_service_runs_once_it_is_freed() {
     use steward_agent::api::FailureReason;
     let pki = Pki::new();
-    let agent = RunningAgent::start(pki.config(false, true)).await;
-    let client = pki.client(agent.addr);
+    let (agent, client) = started(&pki).await;
     // Another process (this test) holds the port; the service fails like a lab service
     // that cannot bind.
     let holder = std::net::TcpListener::bind((LOCALHOST, 0)).unwrap();
@@ -497,8 +499,7 @@ async fn a_port_in_use_is_reported_and_the_service_runs_once_it_is_freed() {
 async fn a_service_failing_for_another_reason_shows_its_exit_code_and_log() {
     use steward_agent::api::FailureReason;
     let pki = Pki::new();
-    let agent = RunningAgent::start(pki.config(false, true)).await;
-    let client = pki.client(agent.addr);
+    let (agent, client) = started(&pki).await;
     std::fs::write(pki.state_dir().join("FAIL-WITH"), "3").unwrap();
     client
         .install(ServiceKind::Psis, &request(&[7001]))
@@ -535,8 +536,7 @@ async fn services_get_a_minimal_environment() {
     // cargo sets CARGO_MANIFEST_DIR for the test process; the agent must not pass it on.
     assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
     let pki = Pki::new();
-    let agent = RunningAgent::start(pki.config(false, true)).await;
-    let client = pki.client(agent.addr);
+    let (agent, client) = started(&pki).await;
     client
         .install(ServiceKind::Psis, &request(&[7001]))
         .await
@@ -562,8 +562,7 @@ async fn a_stopped_service_stays_stopped_across_an_agent_restart_until_started()
     let state = pki.state_dir().to_string_lossy().into_owned();
     let mine = move || processes_with(&[&state, "--kind", "HL7"]);
 
-    let first = RunningAgent::start(pki.config(false, true)).await;
-    let client = pki.client(first.addr);
+    let (first, client) = started(&pki).await;
     let standby = client
         .install_held(ServiceKind::Hl7, &request(&[2244]))
         .await

@@ -19,6 +19,14 @@ fn short_timeouts() -> Timeouts {
     }
 }
 
+/// A lab service of `kind` on TLS with `short_timeouts`; its CA and certificate files.
+async fn serving_tls(kind: ServiceKind) -> (TestCa, CertFiles, Running) {
+    let ca = TestCa::new();
+    let files = CertFiles::new(&ca.leaf("lab"));
+    let running = Running::start_with(args(kind, Some(&files)), short_timeouts()).await;
+    (ca, files, running)
+}
+
 /// Reads until the server closes; `None` if it does not within `within`.
 async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
@@ -30,10 +38,7 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Vec<u
 
 #[tokio::test]
 async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
-    let ca = TestCa::new();
-    let files = CertFiles::new(&ca.leaf("lab"));
-    let running =
-        Running::start_with(args(ServiceKind::Health, Some(&files)), short_timeouts()).await;
+    let (ca, _files, running) = serving_tls(ServiceKind::Health).await;
     let addr = running.addrs[0];
 
     let mut silent: Vec<TcpStream> = Vec::new();
@@ -55,10 +60,7 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
 
 #[tokio::test]
 async fn a_client_silent_after_the_handshake_is_dropped_after_the_idle_timeout() {
-    let ca = TestCa::new();
-    let files = CertFiles::new(&ca.leaf("lab"));
-    let running =
-        Running::start_with(args(ServiceKind::Report, Some(&files)), short_timeouts()).await;
+    let (ca, _files, running) = serving_tls(ServiceKind::Report).await;
     let mut tls = ca.client().raw_tls(running.addrs[0]).await.unwrap();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(3), tls.read_to_end(&mut buf)).await;
@@ -68,10 +70,7 @@ async fn a_client_silent_after_the_handshake_is_dropped_after_the_idle_timeout()
 
 #[tokio::test]
 async fn garbage_on_the_tls_port_costs_nothing_else() {
-    let ca = TestCa::new();
-    let files = CertFiles::new(&ca.leaf("lab"));
-    let running =
-        Running::start_with(args(ServiceKind::Fhir, Some(&files)), short_timeouts()).await;
+    let (ca, _files, running) = serving_tls(ServiceKind::Fhir).await;
     let addr = running.addrs[0];
 
     for garbage in [
@@ -92,10 +91,7 @@ async fn garbage_on_the_tls_port_costs_nothing_else() {
 
 #[tokio::test]
 async fn shutdown_stops_accepting_and_finishes_the_request_in_flight() {
-    let ca = TestCa::new();
-    let files = CertFiles::new(&ca.leaf("lab"));
-    let running =
-        Running::start_with(args(ServiceKind::Empi, Some(&files)), short_timeouts()).await;
+    let (ca, _files, running) = serving_tls(ServiceKind::Empi).await;
     let addr = running.addrs[0];
     let client = ca.client();
 

@@ -54,20 +54,22 @@ struct Tls12Auth {
     n: Notifications,
 }
 
+/// An aiosmtpd server with `options`; `None` when aiosmtpd is missing (the test is
+/// skipped).
+fn smtpd(options: ServerOptions) -> Option<Smtpd> {
+    Some(Smtpd::start(&python()?, options))
+}
+
 /// `trusted`: the settings trust the server's CA (otherwise only the system's roots).
 /// `None` when aiosmtpd is missing (the test is skipped).
 fn tls12_auth(trusted: bool) -> Option<Tls12Auth> {
-    let python = python()?;
     let pki = Pki::new();
-    let server = Smtpd::start(
-        &python,
-        ServerOptions {
-            tls: Some(("starttls", pki.cert.clone(), pki.key.clone())),
-            max_tls_12: true,
-            auth: true,
-            ..Default::default()
-        },
-    );
+    let server = smtpd(ServerOptions {
+        tls: Some(("starttls", pki.cert.clone(), pki.key.clone())),
+        max_tls_12: true,
+        auth: true,
+        ..Default::default()
+    })?;
     let secrets = tempfile::tempdir().unwrap();
     let trust = trusted.then_some(pki.ca.as_path());
     let n = notifications(server.port, SmtpTls::Starttls, Some(secrets.path()), trust);
@@ -129,8 +131,9 @@ async fn an_untrusted_certificate_is_a_certificate_error() {
 
 #[tokio::test]
 async fn starttls_is_required_when_asked_for() {
-    let Some(python) = python() else { return };
-    let server = Smtpd::start(&python, ServerOptions::default());
+    let Some(server) = smtpd(ServerOptions::default()) else {
+        return;
+    };
     let n = notifications(server.port, SmtpTls::Starttls, None, None);
     let e = send_one(&n).await.unwrap_err();
     assert_eq!(e, DeliveryError::StarttlsUnavailable);
@@ -139,16 +142,14 @@ async fn starttls_is_required_when_asked_for() {
 
 #[tokio::test]
 async fn implicit_tls_delivers() {
-    let Some(python) = python() else { return };
     let pki = Pki::new();
-    let server = Smtpd::start(
-        &python,
-        ServerOptions {
-            tls: Some(("implicit", pki.cert.clone(), pki.key.clone())),
-            auth: true,
-            ..Default::default()
-        },
-    );
+    let Some(server) = smtpd(ServerOptions {
+        tls: Some(("implicit", pki.cert.clone(), pki.key.clone())),
+        auth: true,
+        ..Default::default()
+    }) else {
+        return;
+    };
     let secrets = tempfile::tempdir().unwrap();
     let n = notifications(
         server.port,
@@ -163,8 +164,9 @@ async fn implicit_tls_delivers() {
 
 #[tokio::test]
 async fn plain_smtp_delivers() {
-    let Some(python) = python() else { return };
-    let server = Smtpd::start(&python, ServerOptions::default());
+    let Some(server) = smtpd(ServerOptions::default()) else {
+        return;
+    };
     let mut n = notifications(server.port, SmtpTls::None, None, None);
     n.subject = "{{ event }} / {{ kind }} / {{ name }}".into();
     n.body = "{{ message | upper }}".into();
@@ -210,14 +212,12 @@ async fn a_wrong_password_is_an_auth_error_that_names_no_secret() {
 
 #[tokio::test]
 async fn a_refused_recipient_is_named() {
-    let Some(python) = python() else { return };
-    let server = Smtpd::start(
-        &python,
-        ServerOptions {
-            refuse_rcpt: vec!["oncall@example.eng".into()],
-            ..Default::default()
-        },
-    );
+    let Some(server) = smtpd(ServerOptions {
+        refuse_rcpt: vec!["oncall@example.eng".into()],
+        ..Default::default()
+    }) else {
+        return;
+    };
     let n = notifications(server.port, SmtpTls::None, None, None);
     let e = send_one(&n).await.unwrap_err();
     assert_eq!(e.label(), "recipient_refused", "{e}");
@@ -238,14 +238,12 @@ async fn nothing_listening_is_a_tcp_error_and_an_unknown_name_a_dns_error() {
 
 #[tokio::test]
 async fn a_connection_the_server_closed_while_idle_is_replaced() {
-    let Some(python) = python() else { return };
-    let server = Smtpd::start(
-        &python,
-        ServerOptions {
-            idle_timeout: Some(0.3),
-            ..Default::default()
-        },
-    );
+    let Some(server) = smtpd(ServerOptions {
+        idle_timeout: Some(0.3),
+        ..Default::default()
+    }) else {
+        return;
+    };
     let n = notifications(server.port, SmtpTls::None, None, None);
     let mut m = mailer(&n);
     let first = render(
@@ -274,14 +272,12 @@ async fn a_connection_the_server_closed_while_idle_is_replaced() {
 
 #[tokio::test]
 async fn a_421_on_a_kept_connection_reconnects_at_once() {
-    let Some(python) = python() else { return };
-    let server = Smtpd::start(
-        &python,
-        ServerOptions {
-            busy_at: vec![2],
-            ..Default::default()
-        },
-    );
+    let Some(server) = smtpd(ServerOptions {
+        busy_at: vec![2],
+        ..Default::default()
+    }) else {
+        return;
+    };
     let n = notifications(server.port, SmtpTls::None, None, None);
     let mut m = mailer(&n);
     for object in [
@@ -316,8 +312,9 @@ fn notifier(sink: Arc<Mutex<Vec<Undelivered>>>) -> Notifier {
 // The outbox's task runs beside the test, which blocks while it waits for the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_stopped_mid_queue_and_restarted_loses_nothing() {
-    let Some(python) = python() else { return };
-    let mut server = Smtpd::start(&python, ServerOptions::default());
+    let Some(mut server) = smtpd(ServerOptions::default()) else {
+        return;
+    };
     let n = notifications(server.port, SmtpTls::None, None, None);
     let failures = Arc::new(Mutex::new(Vec::new()));
     let notifier = notifier(Arc::clone(&failures));
@@ -378,14 +375,12 @@ async fn a_server_stopped_mid_queue_and_restarted_loses_nothing() {
 // The outbox's task runs beside the test, which blocks while it waits for the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undeliverable_mail_is_reported_and_counted() {
-    let Some(python) = python() else { return };
-    let server = Smtpd::start(
-        &python,
-        ServerOptions {
-            refuse_rcpt: vec!["ps-admins@example.eng".into()],
-            ..Default::default()
-        },
-    );
+    let Some(server) = smtpd(ServerOptions {
+        refuse_rcpt: vec!["ps-admins@example.eng".into()],
+        ..Default::default()
+    }) else {
+        return;
+    };
     let n = notifications(server.port, SmtpTls::None, None, None);
     let failures = Arc::new(Mutex::new(Vec::new()));
     let notifier = notifier(Arc::clone(&failures));
@@ -410,8 +405,9 @@ async fn an_undeliverable_mail_is_reported_and_counted() {
 // The outbox's task runs beside the test, which blocks while it waits for the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deduplicated_and_recoveries_only_after_a_down() {
-    let Some(python) = python() else { return };
-    let server = Smtpd::start(&python, ServerOptions::default());
+    let Some(server) = smtpd(ServerOptions::default()) else {
+        return;
+    };
     let n = notifications(server.port, SmtpTls::None, None, None);
     let notifier = notifier(Arc::default());
     notifier.apply("admins", Some(&n), Path::new("/"), "ps");

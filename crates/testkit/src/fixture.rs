@@ -114,8 +114,14 @@ impl Installation {
     }
 
     /// `loadBalancer: {fqdn: FQDN}`.
-    pub fn load_balancer(mut self, fqdn: &str) -> Self {
-        self.load_balancer = Some(fqdn.into());
+    pub fn load_balancer(self, fqdn: &str) -> Self {
+        self.load_balancer_flow(&format!("{{fqdn: {fqdn}}}"))
+    }
+
+    /// The whole `loadBalancer` value as a flow map, e.g. `{fqdn: lb.example.eng, vendor:
+    /// haproxy}`.
+    pub fn load_balancer_flow(mut self, flow: &str) -> Self {
+        self.load_balancer = Some(flow.into());
         self
     }
 
@@ -179,8 +185,8 @@ impl Installation {
         if let Some(prune) = self.prune {
             out += &format!("  prune: {prune}\n");
         }
-        if let Some(fqdn) = &self.load_balancer {
-            out += &format!("  loadBalancer: {{fqdn: {fqdn}}}\n");
+        if let Some(flow) = &self.load_balancer {
+            out += &format!("  loadBalancer: {flow}\n");
         }
         let database = match &self.database {
             Database::Named {

@@ -128,6 +128,20 @@ async fn fixture() -> Fixture {
     }
 }
 
+impl Fixture {
+    /// Installs `kind` on `ports` at `release`, not held.
+    async fn install(
+        &self,
+        kind: ServiceKind,
+        ports: &[u16],
+        release: &str,
+    ) -> Result<InstallResponse, AgentError> {
+        self.manager
+            .install(kind, request(ports, release), false)
+            .await
+    }
+}
+
 fn request(ports: &[u16], release: &str) -> InstallRequest {
     InstallRequest {
         ports: ports.to_vec(),
@@ -141,8 +155,7 @@ fn request(ports: &[u16], release: &str) -> InstallRequest {
 async fn install_is_idempotent_and_reinstalls_on_change() {
     let f = fixture().await;
     let first = f
-        .manager
-        .install(ServiceKind::Psis, request(&[7001], "6.12.1"), false)
+        .install(ServiceKind::Psis, &[7001], "6.12.1")
         .await
         .unwrap();
     assert_eq!(first.outcome, InstallOutcome::Created);
@@ -159,16 +172,14 @@ async fn install_is_idempotent_and_reinstalls_on_change() {
     );
 
     let again = f
-        .manager
-        .install(ServiceKind::Psis, request(&[7001], "6.12.1"), false)
+        .install(ServiceKind::Psis, &[7001], "6.12.1")
         .await
         .unwrap();
     assert_eq!(again.outcome, InstallOutcome::Unchanged);
     assert!(f.driver.calls().is_empty());
 
     let upgrade = f
-        .manager
-        .install(ServiceKind::Psis, request(&[7001], "6.13.0"), false)
+        .install(ServiceKind::Psis, &[7001], "6.13.0")
         .await
         .unwrap();
     assert_eq!(upgrade.outcome, InstallOutcome::Reinstalled);
@@ -186,8 +197,7 @@ async fn install_is_idempotent_and_reinstalls_on_change() {
     f.driver.stop(ServiceKind::Psis).await.unwrap();
     f.driver.calls();
     let started = f
-        .manager
-        .install(ServiceKind::Psis, request(&[7001], "6.13.0"), false)
+        .install(ServiceKind::Psis, &[7001], "6.13.0")
         .await
         .unwrap();
     assert_eq!(started.outcome, InstallOutcome::Started);
@@ -232,8 +242,7 @@ async fn requests_are_validated_against_the_catalog() {
         );
     }
     let admin = f
-        .manager
-        .install(ServiceKind::Admin, request(&[443, 80], "1"), false)
+        .install(ServiceKind::Admin, &[443, 80], "1")
         .await
         .unwrap();
     assert_eq!(admin.service.listen_ports, [10443, 10080]);
@@ -241,11 +250,7 @@ async fn requests_are_validated_against_the_catalog() {
         admin.service.link,
         "https://app1.example.eng:10443/AdminConsole"
     );
-    let hl7 = f
-        .manager
-        .install(ServiceKind::Hl7, request(&[2244], "1"), false)
-        .await
-        .unwrap();
+    let hl7 = f.install(ServiceKind::Hl7, &[2244], "1").await.unwrap();
     assert_eq!(hl7.service.link, "mllp://app1.example.eng:2244");
     assert_eq!(hl7.service.tls_thumbprint, None);
 }
@@ -253,31 +258,21 @@ async fn requests_are_validated_against_the_catalog() {
 #[tokio::test]
 async fn a_port_can_serve_only_one_service() {
     let f = fixture().await;
-    f.manager
-        .install(ServiceKind::Psis, request(&[7001], "1"), false)
-        .await
-        .unwrap();
+    f.install(ServiceKind::Psis, &[7001], "1").await.unwrap();
     let err = f
-        .manager
-        .install(ServiceKind::Psws, request(&[7001], "1"), false)
+        .install(ServiceKind::Psws, &[7001], "1")
         .await
         .unwrap_err();
     assert_eq!(err.metric_label(), "conflict");
     assert!(err.to_string().contains("PSIS"), "{err}");
     // Its own port is no conflict on reinstall.
-    f.manager
-        .install(ServiceKind::Psis, request(&[7001], "2"), false)
-        .await
-        .unwrap();
+    f.install(ServiceKind::Psis, &[7001], "2").await.unwrap();
 }
 
 #[tokio::test]
 async fn force_forgets_a_service_whose_files_remain() {
     let f = fixture().await;
-    f.manager
-        .install(ServiceKind::Job, request(&[7010], "1"), false)
-        .await
-        .unwrap();
+    f.install(ServiceKind::Job, &[7010], "1").await.unwrap();
     *f.driver.stuck_files.lock().unwrap() = true;
 
     let err = f
@@ -307,8 +302,7 @@ async fn a_failed_start_is_reported_and_retried_in_full() {
     let f = fixture().await;
     *f.driver.fail_start.lock().unwrap() = true;
     let err = f
-        .manager
-        .install(ServiceKind::Psis, request(&[7001], "1"), false)
+        .install(ServiceKind::Psis, &[7001], "1")
         .await
         .unwrap_err();
     assert_eq!(err.metric_label(), "driver");
@@ -318,11 +312,7 @@ async fn a_failed_start_is_reported_and_retried_in_full() {
 
     *f.driver.fail_start.lock().unwrap() = false;
     f.driver.calls();
-    let retried = f
-        .manager
-        .install(ServiceKind::Psis, request(&[7001], "1"), false)
-        .await
-        .unwrap();
+    let retried = f.install(ServiceKind::Psis, &[7001], "1").await.unwrap();
     assert_eq!(retried.outcome, InstallOutcome::Reinstalled);
     assert_eq!(retried.service.status, ServiceStatus::Running);
     assert_eq!(retried.service.message, None);
@@ -338,10 +328,7 @@ async fn connection_strings_are_validated_stored_and_pushed() {
             .metric_label(),
         "not_set"
     );
-    f.manager
-        .install(ServiceKind::Psis, request(&[7001], "1"), false)
-        .await
-        .unwrap();
+    f.install(ServiceKind::Psis, &[7001], "1").await.unwrap();
     f.driver.calls();
     let strings = ConnectionStrings {
         identity_server: "https://app1:7001/identityserver".into(),
@@ -410,11 +397,7 @@ async fn a_held_service_is_reinstalled_without_being_started() {
     assert!(held.service.held);
     assert_eq!(f.driver.calls(), ["install HL7 1", "configure HL7"]);
     // A new release is laid down, and the hold outlives it.
-    let upgraded = f
-        .manager
-        .install(ServiceKind::Hl7, request(&[2244], "2"), false)
-        .await
-        .unwrap();
+    let upgraded = f.install(ServiceKind::Hl7, &[2244], "2").await.unwrap();
     assert_eq!(upgraded.outcome, InstallOutcome::Reinstalled);
     assert_eq!(
         (upgraded.service.status, upgraded.service.held),
