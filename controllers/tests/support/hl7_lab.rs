@@ -19,6 +19,7 @@ use steward_balancer::render::haproxy::{render, HaproxyOptions};
 use steward_balancer::Farms;
 use steward_model::{ServiceKind, Snapshot};
 use steward_pki::CertificateAuthority;
+use steward_testkit::Fixture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -218,30 +219,26 @@ fn write_desired(
     agents: &[SocketAddr; 2],
     policy: &Policy,
 ) -> Snapshot {
-    std::fs::create_dir_all(dir).unwrap();
-    let installation = format!(
-        "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: hl7}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  loadBalancer: {{fqdn: lb.example.eng, vendor: haproxy, haproxy: {{configFile: \"{}\", adminSocket: \"{}\"}}}}\n  hl7: {{failover: {}, preferred: app1, failoverAfter: {}, failback: {}}}\n  database: {}\n  certificateAuthority: {{mode: generated}}\n",
-        lb_dir.join("haproxy.cfg").display(),
-        admin_socket.display(),
-        policy.failover,
-        policy.failover_after,
-        policy.failback,
-        db.database_yaml(),
-    );
-    std::fs::write(dir.join("installation.yaml"), installation).unwrap();
-    for (i, (name, kinds)) in [
-        ("app1", "[{kind: PSIS}, {kind: PSWS}, {kind: HL7}]"),
-        ("app2", "[{kind: HL7}]"),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let server = format!(
-            "apiVersion: steward/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  hostname: {name}.example.eng\n  agent: https://{}\n  certificate: {{generate: true}}\n  services: {kinds}\n",
-            agents[i]
-        );
-        std::fs::write(dir.join(format!("{name}.yaml")), server).unwrap();
-    }
+    let agent = |i: usize| format!("https://{}", agents[i]);
+    Fixture::installation()
+        .name("hl7")
+        .load_balancer_flow(&format!(
+            "{{fqdn: lb.example.eng, vendor: haproxy, haproxy: {{configFile: \"{}\", adminSocket: \"{}\"}}}}",
+            lb_dir.join("haproxy.cfg").display(),
+            admin_socket.display(),
+        ))
+        .spec_lines(&format!(
+            "  hl7: {{failover: {}, preferred: app1, failoverAfter: {}, failback: {}}}\n",
+            policy.failover, policy.failover_after, policy.failback,
+        ))
+        .database_flow(&db.database_yaml())
+        .server(
+            Fixture::server("app1")
+                .agent(&agent(0))
+                .services(["PSIS", "PSWS", "HL7"]),
+        )
+        .server(Fixture::server("app2").agent(&agent(1)).services(["HL7"]))
+        .write(dir);
     snapshot_of(dir)
 }
 

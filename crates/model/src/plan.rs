@@ -607,11 +607,16 @@ mod tests {
     }
 
     fn compiled(database: &str) -> Snapshot {
-        let text = format!(
-            "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n  database: {database}\n  certificateAuthority: {{mode: generated}}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app1}}\nspec:\n  hostname: app1.example.eng\n  certificate: {{generate: true}}\n  services: [{{kind: PSIS}}, {{kind: PSWS}}]\n"
-        );
+        let text = steward_testkit::Fixture::installation()
+            .database_flow(database)
+            .servers([("app1", &["PSIS", "PSWS"][..])])
+            .documents();
+        snapshot_of(&text)
+    }
+
+    fn snapshot_of(text: &str) -> Snapshot {
         let mut loaded = crate::load::Loaded::default();
-        crate::load::load_text(std::path::Path::new("f.yaml"), &text, &mut loaded);
+        crate::load::load_text(std::path::Path::new("f.yaml"), text, &mut loaded);
         let compiled = crate::validate::compile(loaded);
         compiled.snapshot.expect("valid")
     }
@@ -656,14 +661,15 @@ mod tests {
 
     #[test]
     fn a_release_change_under_a_policy_is_one_upgrade_step_per_server_with_its_window() {
-        let mut text = String::from("apiVersion: steward/v1\nkind: Installation\nmetadata: {name: ps}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.13.0\"\n  loadBalancer: {fqdn: lb.example.eng}\n  database: {server: sql1, name: PS, user: u, passwordRef: env:PW}\n  certificateAuthority: {mode: generated}\n");
-        for name in ["app1", "app2"] {
-            text += &format!("---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: {name}}}\nspec:\n  hostname: {name}.example.eng\n  certificate: {{generate: true}}\n  services: [{{kind: PSWS}}, {{kind: PSIS}}]\n");
-        }
-        text += "---\napiVersion: steward/v1\nkind: UpgradePolicy\nmetadata: {name: default}\nspec:\n  windows: [{kind: allow, schedule: \"0 22 * * *\", duration: 4h, timeZone: America/New_York}]\n";
-        let mut loaded = crate::load::Loaded::default();
-        crate::load::load_text(std::path::Path::new("f.yaml"), &text, &mut loaded);
-        let snapshot = crate::validate::compile(loaded).snapshot.expect("valid");
+        let both: &[&str] = &["PSWS", "PSIS"];
+        let text = steward_testkit::Fixture::installation()
+            .release("6.13.0")
+            .load_balancer("lb.example.eng")
+            .database_flow("{server: sql1, name: PS, user: u, passwordRef: env:PW}")
+            .servers([("app1", both), ("app2", both)])
+            .document("apiVersion: steward/v1\nkind: UpgradePolicy\nmetadata: {name: default}\nspec:\n  windows: [{kind: allow, schedule: \"0 22 * * *\", duration: 4h, timeZone: America/New_York}]\n")
+            .documents();
+        let snapshot = snapshot_of(&text);
         let mut observed = Observed {
             ca_exists: true,
             ..Observed::default()

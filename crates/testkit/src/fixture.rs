@@ -30,6 +30,7 @@ impl Fixture {
             mode: None,
             prune: None,
             load_balancer: None,
+            spec_lines: String::new(),
             database: Database::Named {
                 name: "PS".into(),
                 user: "u".into(),
@@ -75,6 +76,7 @@ pub struct Installation {
     mode: Option<String>,
     prune: Option<bool>,
     load_balancer: Option<String>,
+    spec_lines: String,
     database: Database,
     certificate_authority: String,
     servers: Vec<Server>,
@@ -122,6 +124,13 @@ impl Installation {
     /// haproxy}`.
     pub fn load_balancer_flow(mut self, flow: &str) -> Self {
         self.load_balancer = Some(flow.into());
+        self
+    }
+
+    /// Lines of the spec written as given after `loadBalancer` and before `database`
+    /// (two-space indented, each ending in a newline), for what the builder does not know.
+    pub fn spec_lines(mut self, lines: &str) -> Self {
+        self.spec_lines.push_str(lines);
         self
     }
 
@@ -188,6 +197,7 @@ impl Installation {
         if let Some(flow) = &self.load_balancer {
             out += &format!("  loadBalancer: {flow}\n");
         }
+        out += &self.spec_lines;
         let database = match &self.database {
             Database::Named {
                 name,
@@ -327,6 +337,20 @@ mod tests {
                 "database",
                 "certificateAuthority"
             ]
+        );
+    }
+
+    #[test]
+    fn spec_lines_go_between_the_load_balancer_and_the_database() {
+        let yaml = Fixture::installation()
+            .load_balancer_flow("{fqdn: lb.example.eng, vendor: haproxy}")
+            .spec_lines("  hl7: {preferred: app2}\n")
+            .yaml();
+        assert!(
+            yaml.contains(
+                "  loadBalancer: {fqdn: lb.example.eng, vendor: haproxy}\n  hl7: {preferred: app2}\n  database: "
+            ),
+            "{yaml}"
         );
     }
 

@@ -4,14 +4,29 @@ use std::path::Path;
 
 use steward_balancer::Farms;
 use steward_model::load::{load_text, Loaded};
+use steward_testkit::Fixture;
 
-const ALL: &str = "[{kind: PSIS}, {kind: PSWS}, {kind: CLIENT}, {kind: REPORT}, {kind: ADMIN}, {kind: EMERGENCY}, {kind: HEALTH}, {kind: FHIR}, {kind: EMPI}, {kind: JOB}, {kind: HL7}]";
+const ALL: &[&str] = &[
+    "PSIS",
+    "PSWS",
+    "CLIENT",
+    "REPORT",
+    "ADMIN",
+    "EMERGENCY",
+    "HEALTH",
+    "FHIR",
+    "EMPI",
+    "JOB",
+    "HL7",
+];
 
 /// The farms of a desired state whose loadBalancer block is `lb` (YAML, indented two).
 pub fn farms(lb: &str) -> Farms {
-    let text = format!(
-        "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n{lb}\n  hl7: {{preferred: app2}}\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {{mode: generated}}\n---\napiVersion: steward/v1\nkind: HealthCheck\nmetadata: {{name: psws}}\nspec: {{service: PSWS, interval: 5s, timeout: 2s, rise: 2, fall: 2}}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app1}}\nspec:\n  hostname: app1.example.eng\n  certificate: {{generate: true}}\n  services: {ALL}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app2}}\nspec:\n  hostname: app2.example.eng\n  certificate: {{generate: true}}\n  services: {ALL}\n"
-    );
+    let text = Fixture::installation()
+        .spec_lines(&format!("{lb}\n  hl7: {{preferred: app2}}\n"))
+        .servers([("app1", ALL), ("app2", ALL)])
+        .document("apiVersion: steward/v1\nkind: HealthCheck\nmetadata: {name: psws}\nspec: {service: PSWS, interval: 5s, timeout: 2s, rise: 2, fall: 2}\n")
+        .documents();
     let mut loaded = Loaded::default();
     load_text(Path::new("farms.yaml"), &text, &mut loaded);
     let compiled = steward_model::validate::compile(loaded);

@@ -361,10 +361,18 @@ mod tests {
     use crate::resource::{Affinity, LbVendor};
     use crate::{Code, ServiceKind};
 
+    /// The installation with `lb` (spec lines, no final newline) and servers app1 and app2
+    /// with the `services` flow lists `app1` and `app2`.
     fn compile(lb: &str, app1: &str, app2: &str) -> crate::Compiled {
-        let text = format!(
-            "apiVersion: steward/v1\nkind: Installation\nmetadata: {{name: ps}}\nspec:\n  environment: non-production\n  installType: advanced\n  release: \"6.12.1\"\n{lb}\n  database: {{server: db.example.eng, name: PS, user: u, passwordRef: env:PW}}\n  certificateAuthority: {{mode: generated}}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app1}}\nspec:\n  hostname: app1.example.eng\n  certificate: {{generate: true}}\n  services: {app1}\n---\napiVersion: steward/v1\nkind: Server\nmetadata: {{name: app2}}\nspec:\n  hostname: app2.example.eng\n  certificate: {{generate: true}}\n  services: {app2}\n"
-        );
+        use steward_testkit::Fixture;
+        let server = |name: &str, services: &str| {
+            Fixture::server(name).spec_lines(&format!("  services: {services}\n"))
+        };
+        let text = Fixture::installation()
+            .spec_lines(&format!("{lb}\n"))
+            .server(server("app1", app1))
+            .server(server("app2", app2))
+            .documents();
         let mut loaded = Loaded::default();
         load_text(Path::new("i.yaml"), &text, &mut loaded);
         crate::validate::compile(loaded)
