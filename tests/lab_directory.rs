@@ -20,6 +20,21 @@ fn directory(status: &Value) -> Value {
     status["activeDirectory"][0].clone()
 }
 
+/// A lab on 127.0.N.x whose directory's bind password is `PASSWORD`, spawned; `None`
+/// when slapd is not installed (the test is skipped).
+fn directory_lab(n: u8) -> Option<Lab> {
+    steward_testkit::require_tool("slapd", "slapd")?;
+    let mut lab = Lab::new(
+        n,
+        Options {
+            env: vec![("PS_AD_PASSWORD", PASSWORD)],
+            ..Options::default()
+        },
+    );
+    lab.spawn();
+    Some(lab)
+}
+
 /// Up, and every role group present.
 fn green(status: &Value) -> bool {
     let d = directory(status);
@@ -63,17 +78,9 @@ async fn admin(lab: &Lab) -> Session {
 
 #[test]
 fn the_lab_directory_is_green_and_drift_is_repaired() {
-    if steward_testkit::require_tool("slapd", "slapd").is_none() {
+    let Some(mut lab) = directory_lab(133) else {
         return;
-    }
-    let mut lab = Lab::new(
-        133,
-        Options {
-            env: vec![("PS_AD_PASSWORD", PASSWORD)],
-            ..Options::default()
-        },
-    );
-    lab.spawn();
+    };
     let status = lab.wait_status("the directory up with every group present", green);
     let d = directory(&status);
     assert_eq!(d["name"], "corp");
@@ -163,17 +170,9 @@ fn move_client_and_converge(lab: &Lab, from: &str, port: u16, generation: u64) {
 
 #[test]
 fn a_dead_directory_holds_nothing_else_up() {
-    if steward_testkit::require_tool("slapd", "slapd").is_none() {
+    let Some(mut lab) = directory_lab(134) else {
         return;
-    }
-    let mut lab = Lab::new(
-        134,
-        Options {
-            env: vec![("PS_AD_PASSWORD", PASSWORD)],
-            ..Options::default()
-        },
-    );
-    lab.spawn();
+    };
     lab.wait_status("the directory up with every group present", green);
     lab.wait_converged(1);
     let slapd = lab

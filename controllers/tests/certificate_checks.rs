@@ -137,25 +137,28 @@ async fn each_broken_certificate_stops_at_its_own_reason_and_good_ones_are_insta
         "SecretUnresolved",
     ));
 
-    let h = host("expired");
-    let mut spec = LeafSpec::new(&h, &[]);
-    let sans = [h.as_str(), LB];
-    spec.dns = &sans;
-    spec.start = Some("20200101000000Z");
-    spec.end = Some("20200201000000Z");
-    let leaf = ssl.leaf(&issuing, "expired", &spec);
-    let chain = ssl.bundle("expired.chain.pem", &[&leaf.cert, &issuing.cert]);
-    servers.push(("expired", pem_line(&chain, &leaf.key), "Expired"));
-
-    let h = host("future");
-    let mut spec = LeafSpec::new(&h, &[]);
-    let sans = [h.as_str(), LB];
-    spec.dns = &sans;
-    spec.start = Some("20990101000000Z");
-    spec.end = Some("20991231000000Z");
-    let leaf = ssl.leaf(&issuing, "future", &spec);
-    let chain = ssl.bundle("future.chain.pem", &[&leaf.cert, &issuing.cert]);
-    servers.push(("future", pem_line(&chain, &leaf.key), "NotYetValid"));
+    // A chain whose leaf `name` is valid only from `start` to `end` (ASN.1 times).
+    let dated = |name: &str, start: &'static str, end: &'static str| {
+        let h = host(name);
+        let mut spec = LeafSpec::new(&h, &[]);
+        let sans = [h.as_str(), LB];
+        spec.dns = &sans;
+        spec.start = Some(start);
+        spec.end = Some(end);
+        let leaf = ssl.leaf(&issuing, name, &spec);
+        let chain = ssl.bundle(&format!("{name}.chain.pem"), &[&leaf.cert, &issuing.cert]);
+        pem_line(&chain, &leaf.key)
+    };
+    servers.push((
+        "expired",
+        dated("expired", "20200101000000Z", "20200201000000Z"),
+        "Expired",
+    ));
+    servers.push((
+        "future",
+        dated("future", "20990101000000Z", "20991231000000Z"),
+        "NotYetValid",
+    ));
 
     let h = host("nosan");
     let leaf = ssl.leaf(&issuing, "nosan", &LeafSpec::new(&h, &[]));

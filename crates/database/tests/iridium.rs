@@ -10,16 +10,15 @@ mod support;
 use steward_database::grants::{Role, ServerPermission};
 use steward_database::provision::{self, ProvisionError};
 use steward_database::{server_version, verify, Connection, Error, Missing, Password, Pool, Stage};
-use support::Iridium;
+use support::{connected, Iridium};
 
 const SVC_PASSWORD: &str = "Svc-Sentinel-Pw-4711";
 
 #[tokio::test]
 async fn connects_and_reads_the_server_version() {
-    let Some(server) = Iridium::start() else {
+    let Some((_server, mut conn)) = connected("master").await else {
         return;
     };
-    let mut conn = Connection::open(&server.config("master")).await.unwrap();
     let version = server_version(&mut conn).await.unwrap();
     println!("iridium says: {version:?}");
     assert!(!version.version.is_empty());
@@ -36,10 +35,9 @@ async fn connects_and_reads_the_server_version() {
 
 #[tokio::test]
 async fn a_sys_view_the_server_lacks_is_reported_precisely() {
-    let Some(server) = Iridium::start() else {
+    let Some((_server, mut conn)) = connected("master").await else {
         return;
     };
-    let mut conn = Connection::open(&server.config("master")).await.unwrap();
     // `sa` exists, so its server permissions are read from sys.server_permissions, which
     // iridium does not have: a precise refusal, not a wrong verdict.
     let err = verify(&mut conn, "master", "sa").await.unwrap_err();
@@ -97,10 +95,9 @@ async fn the_database_is_present_or_missing_by_our_own_check() {
 
 #[tokio::test]
 async fn verification_lists_each_missing_piece_from_the_sys_views() {
-    let Some(server) = Iridium::start() else {
+    let Some((_server, mut conn)) = connected("master").await else {
         return;
     };
-    let mut conn = Connection::open(&server.config("master")).await.unwrap();
 
     // No such login; the database exists but has no such user, no executor role, no
     // memberships: everything is listed, typed.
@@ -137,10 +134,9 @@ async fn verification_lists_each_missing_piece_from_the_sys_views() {
 
 #[tokio::test]
 async fn hostile_names_are_only_ever_parameters_or_quoted() {
-    let Some(server) = Iridium::start() else {
+    let Some((_server, mut conn)) = connected("master").await else {
         return;
     };
-    let mut conn = Connection::open(&server.config("master")).await.unwrap();
     for (db, login) in [
         ("x]; DROP DATABASE y; --", "svc'; DROP LOGIN sa; --"),
         ("Zürich 日本 😀", "Ñandú_サービス"),
@@ -180,10 +176,9 @@ async fn provisioning_reports_the_refused_step_without_the_password() {
 
 #[tokio::test]
 async fn a_huge_result_costs_one_bounded_read() {
-    let Some(server) = Iridium::start() else {
+    let Some((_server, mut conn)) = connected("master").await else {
         return;
     };
-    let mut conn = Connection::open(&server.config("master")).await.unwrap();
     conn.batch("CREATE TABLE dbo.many (n int NOT NULL)")
         .await
         .unwrap();

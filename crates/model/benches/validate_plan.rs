@@ -6,23 +6,10 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use steward_model::plan::{plan, Observed};
-use steward_model::validate_dir;
+use steward_model::{validate_dir, ServiceKind};
 use steward_testkit::Fixture;
 
 const SERVERS: usize = 1_000;
-const KINDS: [&str; 11] = [
-    "PSIS",
-    "PSWS",
-    "CLIENT",
-    "REPORT",
-    "ADMIN",
-    "EMERGENCY",
-    "HEALTH",
-    "FHIR",
-    "EMPI",
-    "JOB",
-    "HL7",
-];
 
 fn write_fleet(dir: &Path) {
     let installation = Fixture::installation()
@@ -36,7 +23,7 @@ fn write_fleet(dir: &Path) {
             .certificate(&format!(
                 "{{certFile: certs/app{i}.pem, keyFile: certs/app{i}.key}}"
             ))
-            .services(KINDS);
+            .services(ServiceKind::ALL.map(ServiceKind::as_str));
         std::fs::write(dir.join(format!("servers/app{i}.yaml")), server.yaml()).unwrap();
     }
 }

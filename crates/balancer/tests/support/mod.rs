@@ -4,27 +4,15 @@ use std::path::Path;
 
 use steward_balancer::Farms;
 use steward_model::load::{load_text, Loaded};
+use steward_model::ServiceKind;
 use steward_testkit::Fixture;
-
-const ALL: &[&str] = &[
-    "PSIS",
-    "PSWS",
-    "CLIENT",
-    "REPORT",
-    "ADMIN",
-    "EMERGENCY",
-    "HEALTH",
-    "FHIR",
-    "EMPI",
-    "JOB",
-    "HL7",
-];
 
 /// The farms of a desired state whose loadBalancer block is `lb` (YAML, indented two).
 pub fn farms(lb: &str) -> Farms {
+    let all = ServiceKind::ALL.map(ServiceKind::as_str);
     let text = Fixture::installation()
         .spec_lines(&format!("{lb}\n  hl7: {{preferred: app2}}\n"))
-        .servers([("app1", ALL), ("app2", ALL)])
+        .servers([("app1", &all[..]), ("app2", &all[..])])
         .document("apiVersion: steward/v1\nkind: HealthCheck\nmetadata: {name: psws}\nspec: {service: PSWS, interval: 5s, timeout: 2s, rise: 2, fall: 2}\n")
         .documents();
     let mut loaded = Loaded::default();

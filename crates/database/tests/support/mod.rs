@@ -8,7 +8,7 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use steward_database::{DatabaseConfig, Password};
+use steward_database::{Connection, DatabaseConfig, Password};
 
 pub use steward_testkit::iridium::USER;
 pub const PASSWORD: &str = "Iridium-Test-Pw1!";
@@ -47,6 +47,14 @@ impl Iridium {
         c.timeouts.command = Duration::from_secs(5);
         c
     }
+}
+
+/// A started server and a session to its `database` as `sa`; `None` when the binary is
+/// missing (the test is skipped).
+pub async fn connected(database: &str) -> Option<(Iridium, Connection)> {
+    let server = Iridium::start()?;
+    let conn = Connection::open(&server.config(database)).await.unwrap();
+    Some((server, conn))
 }
 
 impl std::ops::Deref for Iridium {
