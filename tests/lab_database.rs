@@ -118,16 +118,9 @@ fn installed_services(status: &serde_json::Value) -> Vec<String> {
 
 /// The iridium-server the lab started on `host`.
 fn iridium_pid(host: &str) -> Option<i32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
-            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let args: Vec<String> = raw
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
+    steward_testkit::processes::command_lines()
+        .into_iter()
+        .find_map(|(pid, args)| {
             let ours = args.first()?.ends_with("iridium-server")
                 && args.windows(2).any(|w| w[0] == "--host" && w[1] == host);
             ours.then_some(pid)

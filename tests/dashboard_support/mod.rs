@@ -208,32 +208,13 @@ impl Drop for Peer {
 
 /// Lab service processes (pid, command line) whose command line contains every needle.
 pub fn processes_with(needles: &[&str]) -> Vec<(i32, Vec<String>)> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = raw
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        let line = args.join(" ");
-        if needles.iter().all(|n| line.contains(n)) {
-            found.push((pid, args));
-        }
-    }
-    found
+    steward_testkit::processes::command_lines()
+        .into_iter()
+        .filter(|(_, args)| {
+            let line = args.join(" ");
+            needles.iter().all(|n| line.contains(n))
+        })
+        .collect()
 }
 
 /// The value following `flag` in an argument list.

@@ -17,6 +17,7 @@
 //! - [`iridium::Iridium`]: a real TDS server (iridium_server) on loopback.
 //! - [`serve_each`]: a misbehaving peer on loopback, scripted by the test;
 //!   [`read_request_head`]: what such a peer reads before it answers.
+//! - [`processes::command_lines`]: the machine's processes by command line.
 //! - [`copy_dir`], [`rerun_unprivileged`]: files a test prepares, and tests about
 //!   unreadable files that must not run as root.
 
@@ -32,6 +33,7 @@ pub mod iridium;
 #[cfg(feature = "lab")]
 pub mod lab;
 mod peer;
+pub mod processes;
 mod unprivileged;
 
 pub use ci::{find_tool, in_ci, require_tool, skip};

@@ -140,20 +140,17 @@ pub fn alive(pid: u32) -> bool {
 /// forks before they exec, share its command line but not its pid as group id) whose
 /// command line contains all of `needles`.
 pub fn processes_with(needles: &[&str]) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if alive(pid) && group_of(pid) == Some(pid) && needles.iter().all(|n| cmdline.contains(n)) {
-            found.push(pid);
-        }
-    }
-    found
+    steward_testkit::processes::command_lines()
+        .into_iter()
+        .filter_map(|(pid, args)| {
+            let pid = u32::try_from(pid).ok()?;
+            let cmdline = args.join(" ");
+            (alive(pid)
+                && group_of(pid) == Some(pid)
+                && needles.iter().all(|n| cmdline.contains(n)))
+            .then_some(pid)
+        })
+        .collect()
 }
 
 fn group_of(pid: u32) -> Option<u32> {

@@ -611,31 +611,10 @@ impl LabDaemon {
         let relative = self.options.relative_paths;
         let root = self.root_path.as_path().to_path_buf();
         let mut found = Vec::new();
-        let Ok(entries) = fs::read_dir("/proc") else {
-            return found;
-        };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|p| p.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            let Ok(raw) = fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            if raw.is_empty() {
-                continue; // a zombie, or a kernel thread
-            }
-            let args: Vec<String> = raw
-                .split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
+        for (pid, args) in crate::processes::command_lines() {
             let mine = args.iter().any(|a| a.contains(&needle))
                 || (relative
-                    && fs::read_link(entry.path().join("cwd"))
+                    && fs::read_link(format!("/proc/{pid}/cwd"))
                         .is_ok_and(|cwd| cwd.starts_with(&root))
                     && args.first().is_some_and(|a| a.ends_with("steward")));
             if mine && pid != std::process::id() as i32 {
