@@ -2,19 +2,17 @@
 //! servers behind a (fake) load balancer, each running PSIS and PSWS.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use steward_balancer::BalancerError;
-use steward_model::load::{load_text, Loaded};
 use steward_model::{ServiceKind, Snapshot};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::fakes::{fixture, fixture_in_state_dir, Call, Fixture};
+use crate::fakes::{compiled, fixture, fixture_in_state_dir, Call, Fixture};
 use crate::status::UpgradeStatus;
 use crate::{Controllers, ControllersHandle, RunReport, Store};
 
@@ -35,12 +33,7 @@ fn fleet(release: &str, servers: &[&str], policy: &str) -> Snapshot {
     let f = f.document(&format!(
         "apiVersion: steward/v1\nkind: UpgradePolicy\nmetadata: {{name: default}}\nspec:\n{policy}"
     ));
-    let mut loaded = Loaded::default();
-    load_text(Path::new("fleet.yaml"), &f.documents(), &mut loaded);
-    let compiled = steward_model::validate::compile(loaded);
-    compiled
-        .snapshot
-        .unwrap_or_else(|| panic!("invalid fleet: {:?}", compiled.diagnostics))
+    compiled(&f.documents())
 }
 
 /// The gate outlasts `fall` failures on the default schedule (3 x 10 s), so a service
@@ -108,6 +101,11 @@ impl Running {
         self.store.status().upgrade
     }
 
+    /// Waits until the upgrade is in `phase`.
+    async fn until_phase(&self, what: &str, phase: UpgradePhase) {
+        wait_until(what, || self.upgrade().is_some_and(|u| u.phase == phase)).await;
+    }
+
     fn phases(&self) -> Vec<ServerUpgradePhase> {
         self.upgrade()
             .map(|u| u.servers.iter().map(|s| s.phase).collect())
@@ -138,14 +136,48 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// Four servers installed at 6.12.1 and healthy, with a fake balancer.
 async fn installed(fx: &mut Fixture) -> (Running, Arc<FakeBalancer>) {
+    installed_with(fx, &SERVERS, POLICY).await
+}
+
+/// A fleet of four (empty) servers whose controllers keep their state in the directory
+/// returned with it, as a restart would find it.
+fn persisting() -> (tempfile::TempDir, Fixture) {
+    let state = tempfile::tempdir().unwrap();
+    let fx = fixture_in_state_dir(&empty_servers(), state.path());
+    (state, fx)
+}
+
+/// `servers` installed at 6.12.1 under `policy` and healthy, with a fake balancer.
+async fn installed_with(
+    fx: &mut Fixture,
+    servers: &[&str],
+    policy: &str,
+) -> (Running, Arc<FakeBalancer>) {
     let balancer = Arc::new(FakeBalancer::default());
     fx.ctx.upgrade.set_drainer(balancer.clone());
-    fx.apply(fleet("6.12.1", &SERVERS, POLICY));
+    fx.apply(fleet("6.12.1", servers, policy));
     let running = start(fx);
     let store = running.store.clone();
     let generation = fx.generation();
     wait_until("the fleet at 6.12.1", || store.converged(generation)).await;
     (running, balancer)
+}
+
+/// Once app2 has PSWS of 6.13.0, that PSWS fails its health test: the upgrade halts.
+async fn fail_new_psws_on_app2(fx: &Fixture, running: &Running) {
+    wait_until("PSWS of 6.13.0 on app2", || {
+        fx.agent("app2")
+            .state()
+            .services
+            .get(&ServiceKind::Psws)
+            .is_some_and(|s| s.release == "6.13.0")
+    })
+    .await;
+    fx.prober
+        .set_healthy("app2.example.eng", ServiceKind::Psws, false);
+    running
+        .until_phase("the upgrade to halt", UpgradePhase::Halted)
+        .await;
 }
 
 fn empty_servers() -> Vec<(&'static str, &'static [&'static str])> {
@@ -175,26 +207,23 @@ fn oldest(store: &Store, object: &str, reason: &str) -> usize {
 async fn four_servers_upgrade_one_at_a_time_psis_first() {
     let mut fx = fixture(&empty_servers());
     let (running, balancer) = installed(&mut fx).await;
-    assert_eq!(running.upgrade().unwrap().phase, UpgradePhase::Idle);
-    assert_eq!(
+    let app3_psws_at = |release: &str| {
         fx.gauge(
             "steward_service_release_info",
             &[
                 ("server", "app3"),
                 ("service", "PSWS"),
-                ("release", "6.12.1")
-            ]
-        ),
-        Some(1.0)
-    );
+                ("release", release),
+            ],
+        )
+    };
+    assert_eq!(running.upgrade().unwrap().phase, UpgradePhase::Idle);
+    assert_eq!(app3_psws_at("6.12.1"), Some(1.0));
 
     fx.apply(fleet("6.13.0", &SERVERS, POLICY));
-    wait_until("the upgrade to complete", || {
-        running
-            .upgrade()
-            .is_some_and(|u| u.phase == UpgradePhase::Complete)
-    })
-    .await;
+    running
+        .until_phase("the upgrade to complete", UpgradePhase::Complete)
+        .await;
     for server in SERVERS {
         assert_eq!(releases(&fx, server), ["6.13.0", "6.13.0"], "{server}");
     }
@@ -227,28 +256,8 @@ async fn four_servers_upgrade_one_at_a_time_psis_first() {
         fx.gauge("steward_upgrade_phase", &[("phase", "Progressing")]),
         Some(0.0)
     );
-    assert_eq!(
-        fx.gauge(
-            "steward_service_release_info",
-            &[
-                ("server", "app3"),
-                ("service", "PSWS"),
-                ("release", "6.12.1")
-            ]
-        ),
-        None
-    );
-    assert_eq!(
-        fx.gauge(
-            "steward_service_release_info",
-            &[
-                ("server", "app3"),
-                ("service", "PSWS"),
-                ("release", "6.13.0")
-            ]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(app3_psws_at("6.12.1"), None);
+    assert_eq!(app3_psws_at("6.13.0"), Some(1.0));
     assert!(store
         .status()
         .events
@@ -259,8 +268,7 @@ async fn four_servers_upgrade_one_at_a_time_psis_first() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failure_on_server_two_halts_leaves_the_rest_and_resumes() {
-    let state = tempfile::tempdir().unwrap();
-    let mut fx = fixture_in_state_dir(&empty_servers(), state.path());
+    let (state, mut fx) = persisting();
     let (running, balancer) = installed(&mut fx).await;
     let installs_before: Vec<usize> = SERVERS
         .iter()
@@ -269,22 +277,7 @@ async fn a_failure_on_server_two_halts_leaves_the_rest_and_resumes() {
 
     fx.apply(fleet("6.13.0", &SERVERS, POLICY));
     // PSWS of the new release fails its health test on app2 only.
-    wait_until("PSWS of 6.13.0 on app2", || {
-        fx.agent("app2")
-            .state()
-            .services
-            .get(&ServiceKind::Psws)
-            .is_some_and(|s| s.release == "6.13.0")
-    })
-    .await;
-    fx.prober
-        .set_healthy("app2.example.eng", ServiceKind::Psws, false);
-    wait_until("the upgrade to halt", || {
-        running
-            .upgrade()
-            .is_some_and(|u| u.phase == UpgradePhase::Halted)
-    })
-    .await;
+    fail_new_psws_on_app2(&fx, &running).await;
     let upgrade = running.upgrade().unwrap();
     assert_eq!(
         running.phases(),
@@ -338,12 +331,9 @@ async fn a_failure_on_server_two_halts_leaves_the_rest_and_resumes() {
     fx.prober
         .set_healthy("app2.example.eng", ServiceKind::Psws, true);
     assert_eq!(running.handle.resume_upgrade(), ResumeOutcome::Resumed);
-    wait_until("the resumed upgrade to complete", || {
-        running
-            .upgrade()
-            .is_some_and(|u| u.phase == UpgradePhase::Complete)
-    })
-    .await;
+    running
+        .until_phase("the resumed upgrade to complete", UpgradePhase::Complete)
+        .await;
     for server in SERVERS {
         assert_eq!(releases(&fx, server), ["6.13.0", "6.13.0"], "{server}");
     }
@@ -357,8 +347,7 @@ async fn a_failure_on_server_two_halts_leaves_the_rest_and_resumes() {
 
 #[tokio::test(start_paused = true)]
 async fn a_restart_mid_upgrade_resumes_without_rerunning_finished_servers() {
-    let state = tempfile::tempdir().unwrap();
-    let mut fx = fixture_in_state_dir(&empty_servers(), state.path());
+    let (state, mut fx) = persisting();
     let (running, _balancer) = installed(&mut fx).await;
     fx.apply(fleet("6.13.0", &SERVERS, POLICY));
     wait_until("app1 done and app2 under way", || {
@@ -377,12 +366,12 @@ async fn a_restart_mid_upgrade_resumes_without_rerunning_finished_servers() {
         .upgrade
         .set_drainer(Arc::new(FakeBalancer::default()));
     let running = start(&mut again);
-    wait_until("the upgrade to complete after the restart", || {
-        running
-            .upgrade()
-            .is_some_and(|u| u.phase == UpgradePhase::Complete)
-    })
-    .await;
+    running
+        .until_phase(
+            "the upgrade to complete after the restart",
+            UpgradePhase::Complete,
+        )
+        .await;
     assert_eq!(
         again.agent("app1").calls(Call::Install),
         app1_installs,
@@ -397,22 +386,13 @@ async fn a_restart_mid_upgrade_resumes_without_rerunning_finished_servers() {
 #[tokio::test(start_paused = true)]
 async fn a_release_from_outside_the_allowed_path_is_refused() {
     let mut fx = fixture(&empty_servers()[..2]);
-    let balancer = Arc::new(FakeBalancer::default());
-    fx.ctx.upgrade.set_drainer(balancer.clone());
     let policy = "  from: [\"6.11.*\", \"6.10.4\"]\n";
-    fx.apply(fleet("6.12.1", &SERVERS[..2], policy));
-    let running = start(&mut fx);
-    let store = running.store.clone();
-    let generation = fx.generation();
-    wait_until("the fleet at 6.12.1", || store.converged(generation)).await;
+    let (running, balancer) = installed_with(&mut fx, &SERVERS[..2], policy).await;
     let installs = fx.agent("app1").calls(Call::Install);
     fx.apply(fleet("6.13.0", &SERVERS[..2], policy));
-    wait_until("the refusal", || {
-        running
-            .upgrade()
-            .is_some_and(|u| u.phase == UpgradePhase::Halted)
-    })
-    .await;
+    running
+        .until_phase("the refusal", UpgradePhase::Halted)
+        .await;
     let reason = running.upgrade().unwrap().reason.unwrap();
     assert!(
         reason.starts_with("UpgradePathRefused") && reason.contains("6.11.*, 6.10.4"),
@@ -431,20 +411,13 @@ async fn a_release_from_outside_the_allowed_path_is_refused() {
 #[tokio::test(start_paused = true)]
 async fn a_commit_during_a_deny_window_waits_for_its_end() {
     let mut fx = fixture(&empty_servers()[..2]);
-    fx.ctx
-        .upgrade
-        .set_drainer(Arc::new(FakeBalancer::default()));
     // Saturday 13 June 2026 10:00 UTC, inside a weekend freeze that ends Monday 08:00 UTC.
     let clock = Arc::new(FixedClock(Mutex::new(
         "2026-06-13T10:00:00Z".parse().unwrap(),
     )));
     fx.ctx.upgrade.set_clock(clock.clone());
     let policy = "  healthGate: 1s\n  windows:\n    - {kind: deny, schedule: \"0 22 * * 5\", duration: 58h}\n";
-    fx.apply(fleet("6.12.1", &SERVERS[..2], policy));
-    let running = start(&mut fx);
-    let store = running.store.clone();
-    let generation = fx.generation();
-    wait_until("the fleet at 6.12.1", || store.converged(generation)).await;
+    let (running, _balancer) = installed_with(&mut fx, &SERVERS[..2], policy).await;
     let installs = fx.agent("app1").calls(Call::Install);
 
     fx.apply(fleet("6.13.0", &SERVERS[..2], policy));
@@ -464,45 +437,21 @@ async fn a_commit_during_a_deny_window_waits_for_its_end() {
     assert_eq!(fx.agent("app1").calls(Call::Install), installs);
 
     *clock.0.lock().unwrap() = "2026-06-15T08:00:00Z".parse().unwrap();
-    wait_until("the upgrade to complete once the freeze ended", || {
-        running
-            .upgrade()
-            .is_some_and(|u| u.phase == UpgradePhase::Complete)
-    })
-    .await;
+    running
+        .until_phase(
+            "the upgrade to complete once the freeze ended",
+            UpgradePhase::Complete,
+        )
+        .await;
     running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_new_commit_after_a_halt_fixes_the_failed_server_first() {
     let mut fx = fixture(&empty_servers()[..3]);
-    let (running, balancer) = {
-        let balancer = Arc::new(FakeBalancer::default());
-        fx.ctx.upgrade.set_drainer(balancer.clone());
-        fx.apply(fleet("6.12.1", &SERVERS[..3], POLICY));
-        let running = start(&mut fx);
-        let store = running.store.clone();
-        let generation = fx.generation();
-        wait_until("the fleet at 6.12.1", || store.converged(generation)).await;
-        (running, balancer)
-    };
+    let (running, balancer) = installed_with(&mut fx, &SERVERS[..3], POLICY).await;
     fx.apply(fleet("6.13.0", &SERVERS[..3], POLICY));
-    wait_until("PSWS of 6.13.0 on app2", || {
-        fx.agent("app2")
-            .state()
-            .services
-            .get(&ServiceKind::Psws)
-            .is_some_and(|s| s.release == "6.13.0")
-    })
-    .await;
-    fx.prober
-        .set_healthy("app2.example.eng", ServiceKind::Psws, false);
-    wait_until("the upgrade to halt", || {
-        running
-            .upgrade()
-            .is_some_and(|u| u.phase == UpgradePhase::Halted)
-    })
-    .await;
+    fail_new_psws_on_app2(&fx, &running).await;
     // A fixed release: app2's PSWS passes again once reinstalled.
     fx.prober
         .set_healthy("app2.example.eng", ServiceKind::Psws, true);
@@ -532,15 +481,9 @@ async fn a_new_commit_after_a_halt_fixes_the_failed_server_first() {
 #[tokio::test(start_paused = true)]
 async fn a_follower_neither_plans_nor_drains() {
     let mut fx = fixture(&empty_servers()[..2]);
-    let balancer = Arc::new(FakeBalancer::default());
-    fx.ctx.upgrade.set_drainer(balancer.clone());
     // The fakes do not fence installs (the real agent client does): the fleet converges.
     fx.follow();
-    fx.apply(fleet("6.12.1", &SERVERS[..2], "  maxUnavailable: 1\n"));
-    let running = start(&mut fx);
-    let store = running.store.clone();
-    let generation = fx.generation();
-    wait_until("the fleet at 6.12.1", || store.converged(generation)).await;
+    let (running, balancer) = installed_with(&mut fx, &SERVERS[..2], "  maxUnavailable: 1\n").await;
     fx.apply(fleet("6.13.0", &SERVERS[..2], "  maxUnavailable: 1\n"));
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert!(
