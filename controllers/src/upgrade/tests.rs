@@ -524,12 +524,9 @@ async fn the_policy_is_a_resource_with_its_upgrade() {
 
     // Its events are the upgrade's.
     fx.apply(fleet("6.13.0", &SERVERS, POLICY));
-    wait_until("the upgrade to complete", || {
-        running
-            .upgrade()
-            .is_some_and(|u| u.phase == UpgradePhase::Complete)
-    })
-    .await;
+    running
+        .until_phase("the upgrade to complete", UpgradePhase::Complete)
+        .await;
     // The services' own resources show when the upgrade released them.
     let psis = store.resource("service", "app1.PSIS").unwrap();
     assert!(psis.events.iter().any(|e| e.reason == "Upgrading"));
