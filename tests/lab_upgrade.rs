@@ -358,6 +358,18 @@ fn admin_state(lab: &Lab, backend: &str, server: &str) -> Option<u32> {
 }
 
 /// Out of rotation: drained or in maintenance.
+/// HL7 on `server` as its agent lists it: (release, status, held).
+fn hl7_listener(lab: &Lab, server: &str) -> (String, String, bool) {
+    let hl7 = lab
+        .agent_service(server, "HL7")
+        .unwrap_or_else(|| panic!("HL7 is not installed on {server}"));
+    (
+        hl7["release"].as_str().unwrap_or_default().to_owned(),
+        hl7["status"].as_str().unwrap_or_default().to_owned(),
+        hl7["held"] == true,
+    )
+}
+
 fn out_of_rotation(state: u32) -> bool {
     state & (0x08 | 0x01 | 0x02 | 0x04) != 0
 }
@@ -374,14 +386,14 @@ fn haproxy_drains_the_server_being_upgraded_and_keeps_a_halted_one_out() {
             ..Options::default()
         },
     );
+    // HL7 on both servers, as the example has it: app1's listener active, app2's a held
+    // standby, which the upgrade reinstalls held and never starts.
     lab.use_example("examples/ha");
-    // HL7 on app1 only: the upgrade of a held HL7 standby is not what this test is about.
-    lab.edit("servers/app2.yaml", "    - kind: HL7\n", "");
     lab.write(
         "upgrade-policy.yaml",
         "apiVersion: steward/v1\nkind: UpgradePolicy\nmetadata: {name: default}\nspec:\n  healthGate: 3s\n  drainTimeout: 5s\n  from: [\"6.*\"]\n",
     );
-    lab.commit("HL7 on app1 only, an upgrade policy");
+    lab.commit("an upgrade policy");
     lab.spawn();
     lab.wait_status("examples/ha converged behind HAProxy", |s| {
         haproxy::all_up(s) && phase(s) == "Idle"
@@ -423,6 +435,20 @@ fn haproxy_drains_the_server_being_upgraded_and_keeps_a_halted_one_out() {
         admin_state(&lab, "psis", "app2").map(out_of_rotation),
         Some(false)
     );
+    // The standby was upgraded and is still held stopped; app1's listener stays active.
+    assert_eq!(
+        hl7_listener(&lab, "app2"),
+        ("6.13.0".into(), "stopped".into(), true)
+    );
+    assert_eq!(
+        hl7_listener(&lab, "app1"),
+        ("6.13.0".into(), "running".into(), false)
+    );
+    let status = lab.wait_status("app1's listener active, app2's the standby", |s| {
+        s["hl7"]["activeListener"] == "app1"
+    });
+    assert_eq!(status["hl7"]["standby"], serde_json::json!(["app2"]));
+    assert!(status["hl7"]["lastFailover"].is_null(), "{}", status["hl7"]);
 
     // A failure on app2: it stays out of rotation, app1 serves.
     let app2 = lab.server_address("app2").to_string().replace('.', "-");

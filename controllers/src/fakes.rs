@@ -58,6 +58,8 @@ pub(crate) struct FakeAgent {
     hostname: String,
     state: Mutex<AgentState>,
     calls: Mutex<Vec<Call>>,
+    /// Every install asked for: kind, release, and whether it was to be held.
+    installs: Mutex<Vec<(ServiceKind, String, bool)>>,
     failures: Mutex<VecDeque<(Call, ClientError)>>,
     forbidden: Mutex<Vec<Call>>,
     unexpected: Mutex<Vec<Call>>,
@@ -73,6 +75,7 @@ impl FakeAgent {
             hostname: hostname.to_owned(),
             state: Mutex::new(AgentState::default()),
             calls: Mutex::new(Vec::new()),
+            installs: Mutex::new(Vec::new()),
             failures: Mutex::new(VecDeque::new()),
             forbidden: Mutex::new(Vec::new()),
             unexpected: Mutex::new(Vec::new()),
@@ -93,6 +96,17 @@ impl FakeAgent {
             .iter()
             .filter(|c| **c == call)
             .count()
+    }
+
+    /// The installs of `kind` asked for, oldest first: (release, held asked).
+    pub(crate) fn installs_of(&self, kind: ServiceKind) -> Vec<(String, bool)> {
+        self.installs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _, _)| *k == kind)
+            .map(|(_, release, held)| (release.clone(), *held))
+            .collect()
     }
 
     /// The next call of `call` fails with `error`.
@@ -206,6 +220,10 @@ impl AgentApi for FakeAgent {
         held: bool,
     ) -> Result<InstallResponse, ClientError> {
         self.enter(Call::Install)?;
+        self.installs
+            .lock()
+            .unwrap()
+            .push((kind, request.release.clone(), held));
         let pid = self.pid();
         let mut state = self.state();
         // As the agent does: a hold outlives a reinstall.

@@ -3,7 +3,7 @@
 //!
 //! Preconditions before a batch: inside the windows (`steward_model::upgrade::window`,
 //! judged on an injected [`Clock`]), the database reachable, every declared service
-//! healthy, and every current release allowed by `from` (else `UpgradePathRefused`).
+//! healthy (an HL7 standby: held stopped), and every current release allowed by `from` (else `UpgradePathRefused`).
 //! Then per server ([`steps`]): drain from the load balancer, upgrade its services in
 //! install order (PSIS, PSWS, the rest: the service controller installs each one only once
 //! this controller releases it, see [`Upgrades::target`]), hold every service healthy for
@@ -624,8 +624,9 @@ fn preconditions(
         .values()
         .flat_map(|s| s.services.iter().map(move |p| (s, p.kind)))
         .filter(|(s, kind)| {
+            // A held HL7 standby never runs, so it has no verdict: stopped is as it should be.
             let v = ctx.store.service_view(&s.name, *kind);
-            !(v.verdict == Some(true) && v.observed.is_some())
+            !(v.standby || v.verdict == Some(true) && v.observed.is_some())
         })
         .map(|(s, kind)| format!("{kind} on {}", s.name))
         .collect();

@@ -18,6 +18,9 @@ use crate::status::{Phase, UpgradePolicyStatus, UpgradeStatus};
 pub(crate) struct ServiceView {
     pub observed: Option<ServiceInfo>,
     pub verdict: Option<bool>,
+    /// An HL7 standby: installed, held stopped, and not the listener the HL7 failover
+    /// keeps active (that one, held after its own reinstall, is started and must pass).
+    pub standby: bool,
     /// The headline condition's type is Degraded, with this reason and message.
     pub degraded: Option<(String, String)>,
 }
@@ -101,9 +104,11 @@ impl Store {
         match state.services.get(&key) {
             Some(r) => {
                 let (t, reason, message) = r.conditions.headline();
+                let active = state.hl7.as_ref().and_then(|h| h.active.as_deref());
                 ServiceView {
                     observed: r.observed.clone(),
                     verdict: r.verdict(),
+                    standby: r.standby() && active != Some(server),
                     degraded: (t == crate::ConditionType::Degraded)
                         .then(|| (reason.to_owned(), message.to_owned())),
                 }
@@ -111,6 +116,7 @@ impl Store {
             None => ServiceView {
                 observed: None,
                 verdict: None,
+                standby: false,
                 degraded: None,
             },
         }

@@ -2,7 +2,9 @@
 //! end or `drainTimeout`), `Upgrading` (its services one at a time in install order, each
 //! released to the service controller only once the one before runs the new release and
 //! passes its health test), `Gating` (all of them healthy for `healthGate`), then back
-//! into the load balancer and `Done`. Any failed install or health test is `Failed`.
+//! into the load balancer and `Done`. Any failed install or health test is `Failed`. An
+//! HL7 standby has no health test to pass: at the new release and still held stopped, it
+//! is done (the service controller reinstalls it held; only the HL7 failover starts it).
 //!
 //! Durations are measured on tokio's clock (paused in tests); they are not persisted, so
 //! a daemon restart starts a drain wait or a health gate over, which only waits longer.
@@ -46,7 +48,8 @@ pub(super) enum Step {
 
 /// How one service stands against the release being rolled out.
 enum Judged {
-    Healthy,
+    /// At the release, running and passing its health test, or a held standby.
+    Done,
     Pending,
     Failed(String),
 }
@@ -62,6 +65,12 @@ fn judge(kind: ServiceKind, view: &ServiceView, to: &str) -> Judged {
             _ => Judged::Pending,
         };
     }
+    if view.standby {
+        // A held HL7 standby at the new release: stopped on purpose, it has no health
+        // verdict to wait for (a stale one from when it last ran says nothing), and only
+        // the HL7 failover may start it.
+        return Judged::Done;
+    }
     let running = view
         .observed
         .as_ref()
@@ -74,7 +83,7 @@ fn judge(kind: ServiceKind, view: &ServiceView, to: &str) -> Judged {
                 .map(|(_, m)| format!(": {m}"))
                 .unwrap_or_default()
         )),
-        Some(true) if running => Judged::Healthy,
+        Some(true) if running => Judged::Done,
         _ => Judged::Pending,
     }
 }
@@ -143,11 +152,11 @@ pub(super) async fn advance(
                     })
                 }
                 Judged::Pending => return Ok(Step::Wait(ctx.pace.short())),
-                Judged::Healthy if entry.admitted >= kinds.len() => {
+                Judged::Done if entry.admitted >= kinds.len() => {
                     entry.phase = ServerUpgradePhase::Gating;
                     break;
                 }
-                Judged::Healthy => {
+                Judged::Done => {
                     entry.admitted += 1;
                     release(ctx, name, kinds.get(entry.admitted - 1).copied(), to);
                 }
@@ -175,7 +184,7 @@ pub(super) async fn advance(
                     .remove(name);
                 return Ok(Step::Wait(ctx.pace.short()));
             }
-            Judged::Healthy => {}
+            Judged::Done => {}
         }
     }
     let since = *ctx

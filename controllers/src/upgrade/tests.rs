@@ -20,6 +20,11 @@ const SERVERS: [&str; 4] = ["app1", "app2", "app3", "app4"];
 
 /// The fleet at `release`, with `policy` (the spec's YAML lines) as its UpgradePolicy.
 fn fleet(release: &str, servers: &[&str], policy: &str) -> Snapshot {
+    fleet_of(release, servers, &["PSIS", "PSWS"], policy)
+}
+
+/// [`fleet`], each server placing `services`.
+fn fleet_of(release: &str, servers: &[&str], services: &[&str], policy: &str) -> Snapshot {
     let mut f = steward_testkit::Fixture::installation()
         .release(release)
         .load_balancer("lb.example.eng");
@@ -27,7 +32,7 @@ fn fleet(release: &str, servers: &[&str], policy: &str) -> Snapshot {
         f = f.server(
             steward_testkit::Fixture::server(name)
                 .certificate("{generate: true}")
-                .services(["PSIS", "PSWS"]),
+                .services(services.iter().copied()),
         );
     }
     let f = f.document(&format!(
@@ -539,5 +544,82 @@ async fn the_policy_is_a_resource_with_its_upgrade() {
         "{:?}",
         resource.events
     );
+    running.stop().await;
+}
+
+/// app1 and app2 with PSIS, PSWS and HL7 at `release`, HL7 failing over automatically
+/// with app1 preferred (as examples/ha places it): app1's listener active, app2's a held
+/// standby.
+fn hl7_pair(release: &str) -> Snapshot {
+    let mut snapshot = fleet_of(release, &SERVERS[..2], &["PSIS", "PSWS", "HL7"], POLICY);
+    snapshot.installation.hl7 = steward_model::snapshot::Hl7 {
+        failover: steward_model::resource::Hl7Failover::Automatic,
+        preferred: Some("app1".into()),
+        ..Default::default()
+    };
+    snapshot
+}
+
+/// HL7 on `server`: (release, running, held).
+fn hl7_on(fx: &Fixture, server: &str) -> (String, bool, bool) {
+    let agent = fx.agent(server);
+    let state = agent.state();
+    let hl7 = &state.services[&ServiceKind::Hl7];
+    (
+        hl7.release.clone(),
+        hl7.status == steward_agent::api::ServiceStatus::Running,
+        hl7.held,
+    )
+}
+
+/// A held standby never runs, so it has no passing verdict to give: it must neither keep
+/// the preconditions false nor keep its server from being done, and the upgrade must
+/// reinstall it held, never start it.
+#[tokio::test(start_paused = true)]
+async fn a_held_hl7_standby_is_upgraded_held_and_does_not_block_the_upgrade() {
+    let mut fx = fixture(&empty_servers()[..2]);
+    let balancer = Arc::new(FakeBalancer::default());
+    fx.ctx.upgrade.set_drainer(balancer.clone());
+    fx.apply(hl7_pair("6.12.1"));
+    let running = start(&mut fx);
+    let store = running.store.clone();
+    let generation = fx.generation();
+    wait_until("the pair at 6.12.1", || store.converged(generation)).await;
+    assert_eq!(hl7_on(&fx, "app1"), ("6.12.1".into(), true, false));
+    assert_eq!(hl7_on(&fx, "app2"), ("6.12.1".into(), false, true));
+    // The standby is never started and the active listener never stopped or moved.
+    fx.agent("app2").forbid(Call::Start);
+    fx.agent("app1").forbid(Call::Stop);
+
+    fx.apply(hl7_pair("6.13.0"));
+    wait_until("the upgrade to complete", || {
+        running
+            .upgrade()
+            .is_some_and(|u| u.phase == UpgradePhase::Complete)
+    })
+    .await;
+    assert_eq!(
+        running.phases(),
+        [ServerUpgradePhase::Done, ServerUpgradePhase::Done]
+    );
+    for server in &SERVERS[..2] {
+        assert_eq!(
+            releases(&fx, server),
+            ["6.13.0", "6.13.0", "6.13.0"],
+            "{server}"
+        );
+    }
+    assert_eq!(hl7_on(&fx, "app2"), ("6.13.0".into(), false, true));
+    assert_eq!(
+        fx.agent("app2").installs_of(ServiceKind::Hl7),
+        [("6.12.1".to_owned(), true), ("6.13.0".to_owned(), true)],
+        "the standby is installed and upgraded held"
+    );
+    let hl7 = store.status().hl7;
+    assert_eq!(hl7.active_listener.as_deref(), Some("app1"));
+    assert_eq!(hl7.standby, ["app2"]);
+    assert_eq!(hl7_on(&fx, "app1"), ("6.13.0".into(), true, false));
+    assert_eq!(fx.counter("steward_hl7_failovers_total", &[]), Some(0.0));
+    assert!(balancer.drained().is_empty());
     running.stop().await;
 }
