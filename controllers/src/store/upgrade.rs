@@ -122,3 +122,67 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use steward_agent::api::ServiceStatus;
+
+    use super::*;
+    use crate::store::Hl7Record;
+
+    /// HL7 installed at 6.13.0, held and stopped.
+    fn held() -> ServiceInfo {
+        ServiceInfo {
+            kind: ServiceKind::Hl7,
+            ports: vec![2244],
+            listen_ports: vec![2244],
+            drive: "C:".into(),
+            release: "6.13.0".into(),
+            installed_by: "steward".into(),
+            installed_at: time::OffsetDateTime::UNIX_EPOCH,
+            status: ServiceStatus::Stopped,
+            held: true,
+            tls_thumbprint: None,
+            link: String::new(),
+            pid: None,
+            exit_code: None,
+            message: None,
+            last_failure: None,
+        }
+    }
+
+    /// An upgrade reinstalls the active listener held too, until the HL7 failover starts
+    /// it again: it is no standby, or its server would pass the health gate with HL7 down.
+    #[test]
+    fn the_active_listener_held_after_its_reinstall_is_no_standby() {
+        let store = Store::default();
+        for server in ["app1", "app2"] {
+            store.with_service(&ServiceKey::new(server, ServiceKind::Hl7), |r| {
+                r.observed = Some(held())
+            });
+        }
+        assert!(
+            store.service_view("app1", ServiceKind::Hl7).standby,
+            "before the failover's first run, held and stopped is all there is to go by"
+        );
+        store.with_hl7(|r| {
+            *r = Some(Hl7Record {
+                active: Some("app1".into()),
+                answering: false,
+                standby: vec!["app2".into()],
+                servers: vec!["app1".into(), "app2".into()],
+                last_failover: None,
+                conditions: Default::default(),
+            })
+        });
+        assert!(!store.service_view("app1", ServiceKind::Hl7).standby);
+        assert!(store.service_view("app2", ServiceKind::Hl7).standby);
+        store.with_service(&ServiceKey::new("app2", ServiceKind::Hl7), |r| {
+            r.observed.as_mut().unwrap().held = false
+        });
+        assert!(
+            !store.service_view("app2", ServiceKind::Hl7).standby,
+            "stopped without a hold is down, not a standby"
+        );
+    }
+}

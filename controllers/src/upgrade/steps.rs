@@ -247,3 +247,47 @@ pub(super) async fn install_log(
         .map_err(|e| e.to_string())?;
     Ok(logs.log)
 }
+
+#[cfg(test)]
+mod tests {
+    use steward_agent::api::ServiceInfo;
+
+    use super::*;
+
+    fn standby(release: &str, verdict: Option<bool>) -> ServiceView {
+        ServiceView {
+            observed: Some(ServiceInfo {
+                kind: ServiceKind::Hl7,
+                ports: vec![2244],
+                listen_ports: vec![2244],
+                drive: "C:".into(),
+                release: release.into(),
+                installed_by: "steward".into(),
+                installed_at: time::OffsetDateTime::UNIX_EPOCH,
+                status: ServiceStatus::Stopped,
+                held: true,
+                tls_thumbprint: None,
+                link: String::new(),
+                pid: None,
+                exit_code: None,
+                message: None,
+                last_failure: None,
+            }),
+            verdict,
+            standby: true,
+            degraded: None,
+        }
+    }
+
+    #[test]
+    fn a_standby_is_done_at_the_new_release_whatever_its_last_verdict() {
+        let judged = |view: &ServiceView| judge(ServiceKind::Hl7, view, "6.13.0");
+        assert!(matches!(judged(&standby("6.12.1", None)), Judged::Pending));
+        for verdict in [None, Some(true), Some(false)] {
+            assert!(
+                matches!(judged(&standby("6.13.0", verdict)), Judged::Done),
+                "{verdict:?}"
+            );
+        }
+    }
+}
