@@ -706,13 +706,16 @@ fn load_balancer_section_shows_every_member_in_words_and_colour() {
 
     // The HL7 standby (installed and stopped by the failover) is where it should be: its
     // tile says Standby in green, and the fleet summary stays healthy.
+    // The failover names its active listener on its next pass, which can come just after
+    // the listener's first passing probe has made the summary all healthy.
     let overview = wait_for(
-        "every service Healthy or Standby in the summary",
+        "every service Healthy or Standby in the summary, and an active HL7 listener",
         Duration::from_secs(60),
         |last| {
             let page = browser.execute(READ_PAGE);
             *last = page.to_string();
-            (page["summary"] == "All 22 services Healthy").then_some(page)
+            (page["summary"] == "All 22 services Healthy" && page["hl7"].is_string())
+                .then_some(page)
         },
     );
     let active = overview["hl7"]
