@@ -26,6 +26,38 @@ use crate::prober::{ProbeError, ProbeResult, ProbeTarget, Prober};
 use crate::reconciler::{reconcile_and_record, Reconciler};
 use crate::{triggers, Controllers};
 
+/// What an agent lists for `kind` installed by steward on `port` at `release`: running, or
+/// stopped on request when `held` (an HL7 standby).
+pub(crate) fn listed(
+    kind: ServiceKind,
+    port: u16,
+    drive: &str,
+    release: &str,
+    held: bool,
+) -> ServiceInfo {
+    ServiceInfo {
+        kind,
+        ports: vec![port],
+        listen_ports: vec![port],
+        drive: drive.into(),
+        release: release.into(),
+        installed_by: "steward".into(),
+        installed_at: time::OffsetDateTime::UNIX_EPOCH,
+        status: if held {
+            ServiceStatus::Stopped
+        } else {
+            ServiceStatus::Running
+        },
+        held,
+        tls_thumbprint: None,
+        link: String::new(),
+        pid: None,
+        exit_code: None,
+        message: None,
+        last_failure: None,
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct AgentState {
     pub services: BTreeMap<ServiceKind, ServiceInfo>,

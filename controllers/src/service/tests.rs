@@ -449,23 +449,7 @@ fn a_spec_difference_reads_from_installed_to_declared() {
         ports: vec![7029],
         drive: "C:".into(),
     };
-    let observed = ServiceInfo {
-        kind: ServiceKind::Empi,
-        ports: vec![7019],
-        listen_ports: vec![7019],
-        drive: "D:".into(),
-        release: "6.12.1".into(),
-        installed_by: "steward".into(),
-        installed_at: time::OffsetDateTime::UNIX_EPOCH,
-        status: ServiceStatus::Running,
-        held: false,
-        tls_thumbprint: None,
-        link: String::new(),
-        pid: None,
-        exit_code: None,
-        message: None,
-        last_failure: None,
-    };
+    let observed = crate::fakes::listed(ServiceKind::Empi, 7019, "D:", "6.12.1", false);
     assert_eq!(
         spec_difference(&observed, &placed, "6.13.0"),
         "port 7019 -> 7029, drive D: -> C:, release 6.12.1 -> 6.13.0"

@@ -125,30 +125,13 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use steward_agent::api::ServiceStatus;
 
     use super::*;
     use crate::store::Hl7Record;
 
     /// HL7 installed at 6.13.0, held and stopped.
     fn held() -> ServiceInfo {
-        ServiceInfo {
-            kind: ServiceKind::Hl7,
-            ports: vec![2244],
-            listen_ports: vec![2244],
-            drive: "C:".into(),
-            release: "6.13.0".into(),
-            installed_by: "steward".into(),
-            installed_at: time::OffsetDateTime::UNIX_EPOCH,
-            status: ServiceStatus::Stopped,
-            held: true,
-            tls_thumbprint: None,
-            link: String::new(),
-            pid: None,
-            exit_code: None,
-            message: None,
-            last_failure: None,
-        }
+        crate::fakes::listed(ServiceKind::Hl7, 2244, "C:", "6.13.0", true)
     }
 
     /// An upgrade reinstalls the active listener held too, until the HL7 failover starts

@@ -250,29 +250,18 @@ pub(super) async fn install_log(
 
 #[cfg(test)]
 mod tests {
-    use steward_agent::api::ServiceInfo;
 
     use super::*;
 
     fn standby(release: &str, verdict: Option<bool>) -> ServiceView {
         ServiceView {
-            observed: Some(ServiceInfo {
-                kind: ServiceKind::Hl7,
-                ports: vec![2244],
-                listen_ports: vec![2244],
-                drive: "C:".into(),
-                release: release.into(),
-                installed_by: "steward".into(),
-                installed_at: time::OffsetDateTime::UNIX_EPOCH,
-                status: ServiceStatus::Stopped,
-                held: true,
-                tls_thumbprint: None,
-                link: String::new(),
-                pid: None,
-                exit_code: None,
-                message: None,
-                last_failure: None,
-            }),
+            observed: Some(crate::fakes::listed(
+                ServiceKind::Hl7,
+                2244,
+                "C:",
+                release,
+                true,
+            )),
             verdict,
             standby: true,
             degraded: None,
