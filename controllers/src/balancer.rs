@@ -11,7 +11,6 @@
 //! directory, atomically and only when it changes.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use steward_balancer::farm::Farms;
@@ -19,11 +18,11 @@ use steward_balancer::haproxy::{Applied, Haproxy, MemberState, ServerStat};
 use steward_balancer::render::haproxy::{render, HaproxyOptions};
 use steward_balancer::render::{rendered, write_if_changed, Written};
 use steward_model::resource::LbVendor;
-use steward_runtime::{Action, ControllerConfig, Reason};
+use steward_runtime::Action;
 
 use crate::context::Context;
 use crate::error::ControllerError;
-use crate::reconciler::Reconciler;
+use crate::reconciler::Singleton;
 use crate::status::{
     EventType, FarmListenerStatus, FarmMemberStatus, FarmStatus, LbMemberState, Phase,
 };
@@ -41,121 +40,90 @@ pub(crate) struct LoadBalancers;
 /// The condition reason of a daemon that does not lead (controller HA): it writes nothing.
 const FOLLOWING: &str = "Following";
 
-/// The one load balancer of the installation.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct LoadBalancerKey;
-
-impl std::fmt::Display for LoadBalancerKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("load-balancer")
-    }
-}
-
-impl Reconciler for LoadBalancers {
-    type Key = LoadBalancerKey;
-    type Group = ();
+impl Singleton for LoadBalancers {
     const NAME: &'static str = "balancer";
 
-    async fn reconcile(
-        _key: LoadBalancerKey,
-        _reason: Reason,
-        ctx: Arc<Context>,
-    ) -> Result<Action, ControllerError> {
-        reconcile(&ctx).await
-    }
-
-    fn error_policy(_key: &LoadBalancerKey, error: &ControllerError, ctx: &Context) {
-        ctx.store
-            .load_balancer_condition(Phase::Degraded, error.reason(), &error.to_string());
-    }
-
-    fn keys(_ctx: &Context) -> Vec<LoadBalancerKey> {
-        vec![LoadBalancerKey]
-    }
-
-    fn configure(
-        base: ControllerConfig<LoadBalancerKey>,
-        _ctx: &Context,
-    ) -> ControllerConfig<LoadBalancerKey> {
-        base
-    }
-}
-
-async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
-    let Some(accepted) = ctx.desired.current() else {
-        return Ok(Action::await_change());
-    };
-    let snapshot = &accepted.desired.snapshot;
-    // Rendered vendors route HL7 to the listener the HL7 failover keeps active.
-    let hl7_active = ctx.store.hl7_active();
-    let Some(farms) = Farms::from_snapshot(snapshot, hl7_active.as_deref()) else {
-        ctx.store.set_load_balancer(None);
-        return Ok(Action::await_change());
-    };
-    let state_dir = ctx.config.state_dir.as_deref().unwrap_or(Path::new("."));
-    let vendor = farms.vendor.as_str();
-    match farms.vendor {
-        LbVendor::Haproxy => {
-            // Known before HAProxy answers, so that a failure below has a record to
-            // carry its condition.
-            ctx.store
-                .set_load_balancer(Some((vendor, farm_status(&farms, &[], None))));
-            let (stats, opts) = haproxy(ctx, &accepted, &farms, state_dir).await?;
-            ctx.store
-                .set_load_balancer(Some((vendor, farm_status(&farms, &stats, Some(&opts)))));
-            if ctx.acting() {
-                ctx.store.load_balancer_condition(
-                    Phase::Ready,
-                    "Serving",
-                    "haproxy serves the rendered configuration",
-                );
-            } else {
-                ctx.store.load_balancer_condition(
-                    Phase::Ready,
-                    FOLLOWING,
-                    "this daemon does not lead: the leader configures haproxy",
-                );
-            }
-            Ok(Action::requeue(ctx.pace.steady(REFRESH)))
-        }
-        LbVendor::Arr | LbVendor::CitrixAdc | LbVendor::F5 => {
-            ctx.store
-                .set_load_balancer(Some((vendor, farm_status(&farms, &[], None))));
-            let lb = snapshot.installation.load_balancer.as_ref();
-            let dir = resolve(state_dir, lb.map_or(Path::new("lb"), |lb| &lb.render));
-            if let Some((name, content)) = rendered(&farms)? {
-                let path = dir.join(name);
-                if !ctx.acting() {
+    async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
+        let Some(accepted) = ctx.desired.current() else {
+            return Ok(Action::await_change());
+        };
+        let snapshot = &accepted.desired.snapshot;
+        // Rendered vendors route HL7 to the listener the HL7 failover keeps active.
+        let hl7_active = ctx.store.hl7_active();
+        let Some(farms) = Farms::from_snapshot(snapshot, hl7_active.as_deref()) else {
+            ctx.store.set_load_balancer(None);
+            return Ok(Action::await_change());
+        };
+        let state_dir = ctx.config.state_dir.as_deref().unwrap_or(Path::new("."));
+        let vendor = farms.vendor.as_str();
+        match farms.vendor {
+            LbVendor::Haproxy => {
+                // Known before HAProxy answers, so that a failure below has a record to
+                // carry its condition.
+                ctx.store
+                    .set_load_balancer(Some((vendor, farm_status(&farms, &[], None))));
+                let (stats, opts) = haproxy(ctx, &accepted, &farms, state_dir).await?;
+                ctx.store
+                    .set_load_balancer(Some((vendor, farm_status(&farms, &stats, Some(&opts)))));
+                if ctx.acting() {
+                    ctx.store.load_balancer_condition(
+                        Phase::Ready,
+                        "Serving",
+                        "haproxy serves the rendered configuration",
+                    );
+                } else {
                     ctx.store.load_balancer_condition(
                         Phase::Ready,
                         FOLLOWING,
+                        "this daemon does not lead: the leader configures haproxy",
+                    );
+                }
+                Ok(Action::requeue(ctx.pace.steady(REFRESH)))
+            }
+            LbVendor::Arr | LbVendor::CitrixAdc | LbVendor::F5 => {
+                ctx.store
+                    .set_load_balancer(Some((vendor, farm_status(&farms, &[], None))));
+                let lb = snapshot.installation.load_balancer.as_ref();
+                let dir = resolve(state_dir, lb.map_or(Path::new("lb"), |lb| &lb.render));
+                if let Some((name, content)) = rendered(&farms)? {
+                    let path = dir.join(name);
+                    if !ctx.acting() {
+                        ctx.store.load_balancer_condition(
+                            Phase::Ready,
+                            FOLLOWING,
+                            &format!(
+                                "this daemon does not lead: the leader writes {}",
+                                path.display()
+                            ),
+                        );
+                        return Ok(Action::requeue(ctx.pace.steady(REFRESH)));
+                    }
+                    if write_if_changed(&path, &content)? == Written::Replaced {
+                        ctx.store.event(
+                            "load-balancer".into(),
+                            EventType::Normal,
+                            "Rendered",
+                            &format!("wrote {}", path.display()),
+                        );
+                    }
+                    ctx.store.load_balancer_condition(
+                        Phase::Ready,
+                        "Rendered",
                         &format!(
-                            "this daemon does not lead: the leader writes {}",
+                            "{} is current; apply it to the {vendor} load balancer",
                             path.display()
                         ),
                     );
-                    return Ok(Action::requeue(ctx.pace.steady(REFRESH)));
                 }
-                if write_if_changed(&path, &content)? == Written::Replaced {
-                    ctx.store.event(
-                        "load-balancer".into(),
-                        EventType::Normal,
-                        "Rendered",
-                        &format!("wrote {}", path.display()),
-                    );
-                }
-                ctx.store.load_balancer_condition(
-                    Phase::Ready,
-                    "Rendered",
-                    &format!(
-                        "{} is current; apply it to the {vendor} load balancer",
-                        path.display()
-                    ),
-                );
+                // The file is re-checked periodically: an edit or a deletion is repaired.
+                Ok(Action::requeue(ctx.pace.steady(REFRESH)))
             }
-            // The file is re-checked periodically: an edit or a deletion is repaired.
-            Ok(Action::requeue(ctx.pace.steady(REFRESH)))
         }
+    }
+
+    fn error_policy(error: &ControllerError, ctx: &Context) {
+        ctx.store
+            .load_balancer_condition(Phase::Degraded, error.reason(), &error.to_string());
     }
 }
 

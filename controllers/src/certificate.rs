@@ -32,7 +32,7 @@ use std::time::Duration;
 use steward_agent::api::CertificateStatus;
 use steward_model::resource::Mode;
 use steward_model::snapshot::{CertificateAuthority as CaSettings, CertificateSource, Server};
-use steward_runtime::{Action, ControllerConfig, Reason};
+use steward_runtime::{Action, Reason};
 use time::OffsetDateTime;
 
 use crate::context::Context;
@@ -56,7 +56,6 @@ pub(crate) struct Certificates;
 
 impl Reconciler for Certificates {
     type Key = String;
-    type Group = ();
     const NAME: &'static str = "certificate";
 
     async fn reconcile(
@@ -88,10 +87,6 @@ impl Reconciler for Certificates {
 
     fn keys(ctx: &Context) -> Vec<String> {
         ctx.desired.known_servers()
-    }
-
-    fn configure(base: ControllerConfig<String>, _ctx: &Context) -> ControllerConfig<String> {
-        base
     }
 }
 

@@ -13,35 +13,23 @@ mod pool;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
 
 use steward_database::provision::ProvisionError;
 use steward_database::{DatabaseConfig, Missing, Password, ServerName, Verification};
 use steward_model::resource::Mode;
 use steward_model::secret::SecretResolveError;
 use steward_model::snapshot::Database;
-use steward_runtime::{Action, ControllerConfig, Reason};
+use steward_runtime::{Action, Reason};
 
 use crate::context::Context;
 use crate::error::ControllerError;
-use crate::reconciler::Reconciler;
+use crate::reconciler::Singleton;
 use crate::service::Services;
 use crate::status::{EventType, Phase};
 use crate::store::DatabaseSeen;
 
 pub(crate) use pool::DatabasePool;
-
-/// The controller's one key: the Installation's database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct DatabaseKey;
-
-impl fmt::Display for DatabaseKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("database")
-    }
-}
 
 /// Why a pass could not check or provision the database. Never a password: the crate's
 /// errors carry none, and a secret reference is named, not read out.
@@ -112,24 +100,68 @@ fn server_reason(e: &steward_database::Error) -> &'static str {
     }
 }
 
+// A pass's own failures are the database's, whichever crate reported them.
+impl From<steward_database::Error> for ControllerError {
+    fn from(e: steward_database::Error) -> Self {
+        Self::Database(e.into())
+    }
+}
+
+impl From<ProvisionError> for ControllerError {
+    fn from(e: ProvisionError) -> Self {
+        Self::Database(e.into())
+    }
+}
+
 pub(crate) struct Databases;
 
-impl Reconciler for Databases {
-    type Key = DatabaseKey;
-    type Group = ();
+impl Singleton for Databases {
     const NAME: &'static str = "database";
 
-    async fn reconcile(
-        _key: DatabaseKey,
-        _reason: Reason,
-        ctx: Arc<Context>,
-    ) -> Result<Action, ControllerError> {
-        reconcile(&ctx).await.map_err(ControllerError::from)
+    async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
+        let Some(accepted) = ctx.desired.current() else {
+            return Ok(Action::await_change());
+        };
+        let desired = &accepted.desired;
+        let installation = &desired.snapshot.installation;
+        let spec = &installation.database;
+        // A follower (controller HA) only looks, as in monitor mode.
+        let monitor = installation.mode == Mode::Monitor || !ctx.acting();
+        let pool = ctx.database.for_config(config(spec, &desired.dir, None)?);
+        // Boxed: tiberius' futures are large, and this one's state would otherwise sit in
+        // every caller's stack frame.
+        let mut verification = Box::pin(pool.verify()).await?;
+        if spec.create && !monitor && !verification.missing.is_empty() {
+            // What the pass found is shown even if the provisioning then fails.
+            ctx.store
+                .record_database(desired.generation, judge(spec, &verification, monitor));
+            let password = service_password(spec, &desired.dir)?;
+            let config = config(spec, &desired.dir, Some(password))?;
+            let ran = Box::pin(steward_database::provision::provision(&config)).await?;
+            ctx.store.event(
+                object(spec),
+                EventType::Normal,
+                "Provisioned",
+                &format!(
+                    "ran the {ran} idempotent provisioning statements for: {}",
+                    pieces(&verification.missing)
+                ),
+            );
+            verification = Box::pin(pool.verify()).await?;
+        }
+        let seen = judge(spec, &verification, monitor);
+        if ctx.store.record_database(desired.generation, seen) {
+            // The gate opened: whoever waits to install goes now.
+            for key in ctx.store.service_keys() {
+                ctx.triggers.wake::<Services>(key, Reason::ObservedChanged);
+            }
+        }
+        Ok(Action::requeue(ctx.pace.resync))
     }
 
     /// The failure is the database's condition; unless it was only the provisioning,
     /// the database counts as down (installs wait, nothing is uninstalled).
-    fn error_policy(_key: &DatabaseKey, error: &ControllerError, ctx: &Context) {
+    fn error_policy(error: &ControllerError, ctx: &Context) {
         let ControllerError::Database(error) = error else {
             return;
         };
@@ -154,62 +186,6 @@ impl Reconciler for Databases {
                 .database_condition(error.phase(), error.reason(), message);
         }
     }
-
-    fn keys(ctx: &Context) -> Vec<DatabaseKey> {
-        if ctx.desired.current().is_some() {
-            vec![DatabaseKey]
-        } else {
-            Vec::new()
-        }
-    }
-
-    fn configure(
-        base: ControllerConfig<DatabaseKey>,
-        _ctx: &Context,
-    ) -> ControllerConfig<DatabaseKey> {
-        base
-    }
-}
-
-async fn reconcile(ctx: &Context) -> Result<Action, DatabaseError> {
-    let Some(accepted) = ctx.desired.current() else {
-        return Ok(Action::await_change());
-    };
-    let desired = &accepted.desired;
-    let installation = &desired.snapshot.installation;
-    let spec = &installation.database;
-    // A follower (controller HA) only looks, as in monitor mode.
-    let monitor = installation.mode == Mode::Monitor || !ctx.acting();
-    let pool = ctx.database.for_config(config(spec, &desired.dir, None)?);
-    // Boxed: tiberius' futures are large, and this one's state would otherwise sit in
-    // every caller's stack frame.
-    let mut verification = Box::pin(pool.verify()).await?;
-    if spec.create && !monitor && !verification.missing.is_empty() {
-        // What the pass found is shown even if the provisioning then fails.
-        ctx.store
-            .record_database(desired.generation, judge(spec, &verification, monitor));
-        let password = service_password(spec, &desired.dir)?;
-        let config = config(spec, &desired.dir, Some(password))?;
-        let ran = Box::pin(steward_database::provision::provision(&config)).await?;
-        ctx.store.event(
-            object(spec),
-            EventType::Normal,
-            "Provisioned",
-            &format!(
-                "ran the {ran} idempotent provisioning statements for: {}",
-                pieces(&verification.missing)
-            ),
-        );
-        verification = Box::pin(pool.verify()).await?;
-    }
-    let seen = judge(spec, &verification, monitor);
-    if ctx.store.record_database(desired.generation, seen) {
-        // The gate opened: whoever waits to install goes now.
-        for key in ctx.store.service_keys() {
-            ctx.triggers.wake::<Services>(key, Reason::ObservedChanged);
-        }
-    }
-    Ok(Action::requeue(ctx.pace.resync))
 }
 
 /// What steward connects with: the declared server, the installer password from its

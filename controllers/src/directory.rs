@@ -19,12 +19,12 @@ use std::time::Duration;
 use steward_directory::{DirectoryConfig, Password, Session};
 use steward_model::resource::Mode;
 use steward_model::snapshot::ActiveDirectory;
-use steward_runtime::{Action, BackoffConfig, ControllerConfig, Reason};
+use steward_runtime::{Action, BackoffConfig, Reason};
 
 use crate::context::Context;
 use crate::drift::DriftKind;
 use crate::error::ControllerError;
-use crate::reconciler::Reconciler;
+use crate::reconciler::{OwnLoop, Reconciler};
 use crate::status::{EventType, Phase};
 
 use pass::Outcome;
@@ -37,7 +37,6 @@ pub(crate) const RECONCILED: &str = "Reconciled";
 
 impl Reconciler for Directories {
     type Key = String;
-    type Group = ();
     const NAME: &'static str = "directory";
 
     async fn reconcile(
@@ -45,7 +44,74 @@ impl Reconciler for Directories {
         _reason: Reason,
         ctx: Arc<Context>,
     ) -> Result<Action, ControllerError> {
-        reconcile(name, ctx).await
+        let Some(accepted) = ctx.desired.current() else {
+            return Ok(Action::await_change());
+        };
+        let snapshot = &accepted.desired.snapshot;
+        let Some(directory) = snapshot.directories.get(&name) else {
+            // Left the desired state: the store dropped its record and series with it.
+            return Ok(Action::await_change());
+        };
+        // A follower (controller HA) only looks, as in monitor mode.
+        let monitor = snapshot.installation.mode == Mode::Monitor || !ctx.acting();
+        let mut config = connection(&name, directory, &accepted.desired.dir)?;
+        if let Some(lab) = ctx.directory_lab.get() {
+            config.trust.extend(lab.trust.iter().cloned());
+            config.connect_to = (lab.address)(&name);
+        }
+        let failed = |bound| {
+            let name = name.clone();
+            move |source| ControllerError::Directory {
+                directory: name,
+                bound,
+                source,
+            }
+        };
+        // Reconciled before, for this same generation: whatever differs now is drift.
+        let generation = accepted.generation();
+        let settled = ctx.store.directory_settled(&name, generation);
+        let mut session = Session::connect(&config).await.map_err(failed(false))?;
+        let outcome = pass::run(&mut session, directory, monitor).await;
+        session.close().await;
+        let outcome = outcome.map_err(failed(true))?;
+
+        let object = format!("activedirectory/{name}");
+        for group in &outcome.created {
+            ctx.store.event(
+                object.clone(),
+                EventType::Normal,
+                "GroupCreated",
+                &format!("created role group {group} (createMissingGroups)"),
+            );
+        }
+        for (group, changed) in &outcome.changed {
+            ctx.store.event(
+                object.clone(),
+                EventType::Normal,
+                "MembersChanged",
+                &format!(
+                    "{group}: {} ({})",
+                    changes_text(changed),
+                    policy_name(directory)
+                ),
+            );
+        }
+        if settled {
+            count_drift(&ctx, &outcome);
+        }
+        let (phase, reason, message) = verdict(directory, &outcome, monitor);
+        let was_up = ctx.store.with_directory(&name, |r| {
+            let was_up = r.up;
+            r.up = Some(true);
+            r.groups = outcome.groups;
+            r.observed_generation = Some(generation);
+            r.conditions.set(phase, reason, message);
+            was_up
+        });
+        if was_up.is_some_and(|up| up != Some(true)) {
+            tracing::info!("directory {name}: bound to {}", directory.server);
+        }
+        Ok(Action::requeue(ctx.pace.resync))
     }
 
     fn error_policy(name: &String, error: &ControllerError, ctx: &Context) {
@@ -78,84 +144,13 @@ impl Reconciler for Directories {
             .unwrap_or_default()
     }
 
-    fn configure(base: ControllerConfig<String>, ctx: &Context) -> ControllerConfig<String> {
+    fn configure(own: OwnLoop<String>, ctx: &Context) -> OwnLoop<String> {
         // A directory that comes back is noticed within a minute (or one resync), without
         // hammering a dead domain controller meanwhile.
-        base.backoff(BackoffConfig::capped_at(
+        own.backoff(BackoffConfig::capped_at(
             Duration::from_secs(60).max(ctx.pace.resync),
         ))
     }
-}
-
-async fn reconcile(name: String, ctx: Arc<Context>) -> Result<Action, ControllerError> {
-    let Some(accepted) = ctx.desired.current() else {
-        return Ok(Action::await_change());
-    };
-    let snapshot = &accepted.desired.snapshot;
-    let Some(directory) = snapshot.directories.get(&name) else {
-        // Left the desired state: the store dropped its record and series with it.
-        return Ok(Action::await_change());
-    };
-    // A follower (controller HA) only looks, as in monitor mode.
-    let monitor = snapshot.installation.mode == Mode::Monitor || !ctx.acting();
-    let mut config = connection(&name, directory, &accepted.desired.dir)?;
-    if let Some(lab) = ctx.directory_lab.get() {
-        config.trust.extend(lab.trust.iter().cloned());
-        config.connect_to = (lab.address)(&name);
-    }
-    let failed = |bound| {
-        let name = name.clone();
-        move |source| ControllerError::Directory {
-            directory: name,
-            bound,
-            source,
-        }
-    };
-    // Reconciled before, for this same generation: whatever differs now is drift.
-    let generation = accepted.generation();
-    let settled = ctx.store.directory_settled(&name, generation);
-    let mut session = Session::connect(&config).await.map_err(failed(false))?;
-    let outcome = pass::run(&mut session, directory, monitor).await;
-    session.close().await;
-    let outcome = outcome.map_err(failed(true))?;
-
-    let object = format!("activedirectory/{name}");
-    for group in &outcome.created {
-        ctx.store.event(
-            object.clone(),
-            EventType::Normal,
-            "GroupCreated",
-            &format!("created role group {group} (createMissingGroups)"),
-        );
-    }
-    for (group, changed) in &outcome.changed {
-        ctx.store.event(
-            object.clone(),
-            EventType::Normal,
-            "MembersChanged",
-            &format!(
-                "{group}: {} ({})",
-                changes_text(changed),
-                policy_name(directory)
-            ),
-        );
-    }
-    if settled {
-        count_drift(&ctx, &outcome);
-    }
-    let (phase, reason, message) = verdict(directory, &outcome, monitor);
-    let was_up = ctx.store.with_directory(&name, |r| {
-        let was_up = r.up;
-        r.up = Some(true);
-        r.groups = outcome.groups;
-        r.observed_generation = Some(generation);
-        r.conditions.set(phase, reason, message);
-        was_up
-    });
-    if was_up.is_some_and(|up| up != Some(true)) {
-        tracing::info!("directory {name}: bound to {}", directory.server);
-    }
-    Ok(Action::requeue(ctx.pace.resync))
 }
 
 /// `steward_drift_detected_total` (and `_corrected_total` for what this pass repaired).

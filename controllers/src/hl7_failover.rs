@@ -33,14 +33,14 @@ use steward_agent::api::{ServiceInfo, ServiceStatus};
 use steward_model::resource::{Failback, Hl7Failover, Mode};
 use steward_model::snapshot::{Hl7, Server};
 use steward_model::ServiceKind;
-use steward_runtime::{Action, ControllerConfig, Reason};
+use steward_runtime::{Action, Reason};
 use tokio::time::Instant;
 
 use crate::agent::AgentApi;
 use crate::config::Desired;
 use crate::context::Context;
 use crate::error::ControllerError;
-use crate::reconciler::Reconciler;
+use crate::reconciler::Singleton;
 use crate::status::{EventType, LastFailover, Phase};
 use crate::store::Hl7Record;
 use backend::Backend;
@@ -84,40 +84,52 @@ impl Hl7FailoverError {
 
 pub(crate) struct Hl7Failovers;
 
-/// The installation's one HL7 listener group.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Hl7Key;
-
-impl std::fmt::Display for Hl7Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("hl7")
-    }
-}
-
-impl Reconciler for Hl7Failovers {
-    type Key = Hl7Key;
-    type Group = ();
+impl Singleton for Hl7Failovers {
     const NAME: &'static str = "hl7_failover";
 
-    async fn reconcile(
-        _key: Hl7Key,
-        _reason: Reason,
-        ctx: Arc<Context>,
-    ) -> Result<Action, ControllerError> {
-        reconcile(&ctx).await
+    async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
+        let Some(accepted) = ctx.desired.current() else {
+            return Ok(Action::await_change());
+        };
+        let desired = &accepted.desired;
+        let snapshot = &desired.snapshot;
+        let servers: Vec<&Server> = snapshot
+            .servers_with(ServiceKind::Hl7)
+            .map(|(s, _)| s)
+            .collect();
+        if servers.is_empty() {
+            ctx.store.with_hl7(|r| *r = None);
+            return Ok(Action::await_change());
+        }
+        let listeners = futures::future::join_all(servers.iter().map(|s| observe(ctx, s))).await;
+        let mut pass = Pass {
+            ctx,
+            desired,
+            policy: &snapshot.installation.hl7,
+            // A daemon that does not lead (controller HA) only reports, like monitor mode: its
+            // agent calls would be refused, but HAProxy's runtime API is not fenced.
+            monitor: snapshot.installation.mode == Mode::Monitor || !ctx.acting(),
+            backend: Backend::of(snapshot, ctx.config.state_dir.as_deref()),
+            state: ctx.hl7.get(),
+            listeners,
+        };
+        let result = pass.run().await;
+        let saved = ctx.hl7.set(pass.state.clone());
+        pass.publish();
+        match (result, saved) {
+            (Ok(verdict), Ok(())) => {
+                ctx.store
+                    .hl7_condition(verdict.phase, verdict.reason, &verdict.message);
+                Ok(Action::requeue(verdict.next))
+            }
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e.into()),
+        }
     }
 
-    fn error_policy(_key: &Hl7Key, error: &ControllerError, ctx: &Context) {
+    fn error_policy(error: &ControllerError, ctx: &Context) {
         ctx.store
             .hl7_condition(Phase::Degraded, error.reason(), &error.to_string());
-    }
-
-    fn keys(_ctx: &Context) -> Vec<Hl7Key> {
-        vec![Hl7Key]
-    }
-
-    fn configure(base: ControllerConfig<Hl7Key>, _ctx: &Context) -> ControllerConfig<Hl7Key> {
-        base
     }
 }
 
@@ -177,46 +189,6 @@ async fn observe<'a>(ctx: &Context, server: &'a Server) -> Listener<'a> {
         server,
         agent: Some(agent),
         seen,
-    }
-}
-
-async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
-    let Some(accepted) = ctx.desired.current() else {
-        return Ok(Action::await_change());
-    };
-    let desired = &accepted.desired;
-    let snapshot = &desired.snapshot;
-    let servers: Vec<&Server> = snapshot
-        .servers_with(ServiceKind::Hl7)
-        .map(|(s, _)| s)
-        .collect();
-    if servers.is_empty() {
-        ctx.store.with_hl7(|r| *r = None);
-        return Ok(Action::await_change());
-    }
-    let listeners = futures::future::join_all(servers.iter().map(|s| observe(ctx, s))).await;
-    let mut pass = Pass {
-        ctx,
-        desired,
-        policy: &snapshot.installation.hl7,
-        // A daemon that does not lead (controller HA) only reports, like monitor mode: its
-        // agent calls would be refused, but HAProxy's runtime API is not fenced.
-        monitor: snapshot.installation.mode == Mode::Monitor || !ctx.acting(),
-        backend: Backend::of(snapshot, ctx.config.state_dir.as_deref()),
-        state: ctx.hl7.get(),
-        listeners,
-    };
-    let result = pass.run().await;
-    let saved = ctx.hl7.set(pass.state.clone());
-    pass.publish();
-    match (result, saved) {
-        (Ok(verdict), Ok(())) => {
-            ctx.store
-                .hl7_condition(verdict.phase, verdict.reason, &verdict.message);
-            Ok(Action::requeue(verdict.next))
-        }
-        (Err(e), _) => Err(e),
-        (Ok(_), Err(e)) => Err(e.into()),
     }
 }
 
@@ -611,10 +583,9 @@ impl Pass<'_> {
         self.ctx.hl7.set(self.state.clone())?;
         if matches!(self.backend, Some(Backend::Rendered)) {
             // The rendered file routes to the active listener.
-            self.ctx.triggers.wake::<crate::balancer::LoadBalancers>(
-                crate::balancer::LoadBalancerKey,
-                Reason::Manual,
-            );
+            self.ctx
+                .triggers
+                .wake::<crate::balancer::LoadBalancers>((), Reason::Manual);
         }
         Ok(())
     }

@@ -217,10 +217,9 @@ impl ControllersHandle {
     /// operator's request does), if the preferred server's listener can take over.
     pub fn hl7_failback(&self) {
         self.ctx.hl7.request_failback();
-        self.ctx.triggers.wake::<hl7_failover::Hl7Failovers>(
-            hl7_failover::Hl7Key,
-            steward_runtime::Reason::Manual,
-        );
+        self.ctx
+            .triggers
+            .wake::<hl7_failover::Hl7Failovers>((), steward_runtime::Reason::Manual);
     }
 
     /// Controller HA, on winning the election: tell every agent of the desired state in

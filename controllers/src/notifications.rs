@@ -16,7 +16,7 @@ use std::time::Duration;
 use steward_model::diff::SnapshotDiff;
 use steward_model::Snapshot;
 use steward_notify::SmtpSettings;
-use steward_runtime::{Action, ControllerConfig, Reason};
+use steward_runtime::{Action, Reason};
 
 use crate::context::Context;
 use crate::error::ControllerError;
@@ -30,7 +30,6 @@ pub(crate) struct Notifications;
 
 impl Reconciler for Notifications {
     type Key = String;
-    type Group = ();
     const NAME: &'static str = "notifications";
 
     async fn reconcile(
@@ -38,7 +37,47 @@ impl Reconciler for Notifications {
         _reason: Reason,
         ctx: Arc<Context>,
     ) -> Result<Action, ControllerError> {
-        Ok(reconcile(&name, &ctx))
+        let Some(accepted) = ctx.desired.current() else {
+            return Ok(Action::await_change());
+        };
+        let desired = &accepted.desired;
+        let snapshot = &desired.snapshot;
+        let Some(n) = snapshot.notifications.get(&name) else {
+            ctx.notifier
+                .apply(&name, None, &desired.dir, &snapshot.installation.name);
+            ctx.store.forget_notifications(&name);
+            tracing::info!("notifications/{name}: no longer declared; its outbox is closed");
+            return Ok(Action::await_change());
+        };
+        ctx.notifier
+            .apply(&name, Some(n), &desired.dir, &snapshot.installation.name);
+        // Reading the settings is what sending will do: a missing secret shows here first.
+        let usable = SmtpSettings::read(n, &desired.dir);
+        ctx.store.with_notifications(&name, |r| {
+            r.observed_generation = Some(accepted.generation());
+            r.server = format!("{}:{}", n.smtp.server, n.smtp.port);
+            r.tls = n.smtp.tls.as_str();
+            r.to = n.to.clone();
+            r.events = n.events.iter().map(|e| e.as_str().to_owned()).collect();
+            match &usable {
+                Ok(_) => r.conditions.set(
+                    Phase::Ready,
+                    "Configured",
+                    format!(
+                        "mails {} events to {} recipients through {}:{} ({})",
+                        n.events.len(),
+                        n.to.len(),
+                        n.smtp.server,
+                        n.smtp.port,
+                        n.smtp.tls.as_str()
+                    ),
+                ),
+                Err(e) => r
+                    .conditions
+                    .set(Phase::Degraded, "SettingsUnusable", e.to_string()),
+            };
+        });
+        Ok(Action::requeue(RECHECK))
     }
 
     fn error_policy(_name: &String, _error: &ControllerError, _ctx: &Context) {
@@ -56,54 +95,6 @@ impl Reconciler for Notifications {
         keys.dedup();
         keys
     }
-
-    fn configure(base: ControllerConfig<String>, _ctx: &Context) -> ControllerConfig<String> {
-        base
-    }
-}
-
-fn reconcile(name: &str, ctx: &Context) -> Action {
-    let Some(accepted) = ctx.desired.current() else {
-        return Action::await_change();
-    };
-    let desired = &accepted.desired;
-    let snapshot = &desired.snapshot;
-    let Some(n) = snapshot.notifications.get(name) else {
-        ctx.notifier
-            .apply(name, None, &desired.dir, &snapshot.installation.name);
-        ctx.store.forget_notifications(name);
-        tracing::info!("notifications/{name}: no longer declared; its outbox is closed");
-        return Action::await_change();
-    };
-    ctx.notifier
-        .apply(name, Some(n), &desired.dir, &snapshot.installation.name);
-    // Reading the settings is what sending will do: a missing secret shows here first.
-    let usable = SmtpSettings::read(n, &desired.dir);
-    ctx.store.with_notifications(name, |r| {
-        r.observed_generation = Some(accepted.generation());
-        r.server = format!("{}:{}", n.smtp.server, n.smtp.port);
-        r.tls = n.smtp.tls.as_str();
-        r.to = n.to.clone();
-        r.events = n.events.iter().map(|e| e.as_str().to_owned()).collect();
-        match &usable {
-            Ok(_) => r.conditions.set(
-                Phase::Ready,
-                "Configured",
-                format!(
-                    "mails {} events to {} recipients through {}:{} ({})",
-                    n.events.len(),
-                    n.to.len(),
-                    n.smtp.server,
-                    n.smtp.port,
-                    n.smtp.tls.as_str()
-                ),
-            ),
-            Err(e) => r
-                .conditions
-                .set(Phase::Degraded, "SettingsUnusable", e.to_string()),
-        };
-    });
-    Action::requeue(RECHECK)
 }
 
 /// Wake the Notifications objects a new desired state concerns: those that changed, and

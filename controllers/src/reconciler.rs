@@ -10,7 +10,6 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -20,8 +19,8 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use steward_runtime::{
-    Action, CancellationToken, ControllerConfig, ControllerObserver, GroupKey, ObjectKey, Reason,
-    RunSummary,
+    Action, BackoffConfig, CancellationToken, ControllerConfig, ControllerObserver, GroupKey,
+    ObjectKey, Reason, RunSummary,
 };
 
 use crate::context::Context;
@@ -32,9 +31,7 @@ pub(crate) type Trigger<K> = (K, Reason);
 
 pub(crate) trait Reconciler: Send + Sync + 'static {
     /// What one reconcile is about (a server name, a service on a server ...).
-    type Key: ObjectKey + fmt::Display + Sync;
-    /// Keys of one group share a concurrency budget (`()`: no groups).
-    type Group: GroupKey;
+    type Key: ObjectKey + Sync;
     /// The `controller` label and span field.
     const NAME: &'static str;
 
@@ -52,11 +49,83 @@ pub(crate) trait Reconciler: Send + Sync + 'static {
     /// Every key the controller knows now: what a full resync runs.
     fn keys(ctx: &Context) -> Vec<Self::Key>;
 
-    /// This controller's loop settings, from the shared ones (`base`).
-    fn configure(
-        base: ControllerConfig<Self::Key>,
-        ctx: &Context,
-    ) -> ControllerConfig<Self::Key, Self::Group>;
+    /// What this controller sets of its own loop (default: nothing); limits, shutdown
+    /// grace and metrics are shared by all.
+    fn configure(own: OwnLoop<Self::Key>, _ctx: &Context) -> OwnLoop<Self::Key> {
+        own
+    }
+}
+
+/// A controller of the installation's one object of its kind (its database, load
+/// balancer, HL7 listener group, rollout). Its key is `()`, so it writes only its name,
+/// its pass and what a failed pass says; the [`Reconciler`] is derived.
+pub(crate) trait Singleton: Send + Sync + 'static {
+    /// The `controller` label and span field.
+    const NAME: &'static str;
+
+    /// One pass over the object, as [`Reconciler::reconcile`].
+    fn reconcile(ctx: &Context) -> impl Future<Output = Result<Action, ControllerError>> + Send;
+
+    /// A pass failed: say so on the object, as [`Reconciler::error_policy`].
+    fn error_policy(error: &ControllerError, ctx: &Context);
+}
+
+impl<S: Singleton> Reconciler for S {
+    type Key = ();
+    const NAME: &'static str = S::NAME;
+
+    async fn reconcile(
+        (): (),
+        _reason: Reason,
+        ctx: Arc<Context>,
+    ) -> Result<Action, ControllerError> {
+        S::reconcile(&ctx).await
+    }
+
+    fn error_policy((): &(), error: &ControllerError, ctx: &Context) {
+        S::error_policy(error, ctx);
+    }
+
+    /// Before a desired state is in force there is nothing to look at.
+    fn keys(ctx: &Context) -> Vec<()> {
+        if ctx.desired.current().is_some() {
+            vec![()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// What a controller sets of its own loop. Kept apart from the runtime's
+/// `ControllerConfig<K, G>` so that no controller names a group type: the one grouping
+/// there is, is by server.
+pub(crate) struct OwnLoop<K> {
+    backoff: Option<BackoffConfig>,
+    server_of: Option<fn(&K) -> &str>,
+}
+
+impl<K> Default for OwnLoop<K> {
+    fn default() -> Self {
+        Self {
+            backoff: None,
+            server_of: None,
+        }
+    }
+}
+
+impl<K> OwnLoop<K> {
+    /// Backoff after failures, instead of the runtime's default.
+    pub(crate) fn backoff(mut self, backoff: BackoffConfig) -> Self {
+        self.backoff = Some(backoff);
+        self
+    }
+
+    /// Keys on one server (named by `server_of`) share the per-server limit
+    /// (`ControllersConfig::per_server`), so one slow agent holds up only its own keys.
+    pub(crate) fn per_server(mut self, server_of: fn(&K) -> &str) -> Self {
+        self.server_of = Some(server_of);
+        self
+    }
 }
 
 /// `reconcile`, then `error_policy` on failure: what the runtime runs for each key.
@@ -117,20 +186,41 @@ impl<R: Reconciler> Registered for Registration<R> {
         shared: &Shared,
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, RunSummary> {
-        let config = R::configure(shared.config(R::NAME), &ctx);
-        Box::pin(steward_runtime::run(
-            reconcile_and_record::<R>,
-            ctx,
-            self.triggers,
-            shutdown,
-            config,
-        ))
+        let own = R::configure(OwnLoop::default(), &ctx);
+        let mut config = shared.config(R::NAME);
+        if let Some(backoff) = own.backoff {
+            config = config.backoff(backoff);
+        }
+        let Some(server_of) = own.server_of else {
+            return run_loop::<R, ()>(ctx, self.triggers, shutdown, config);
+        };
+        let per_server = NonZeroUsize::new(ctx.config.per_server).unwrap_or(NonZeroUsize::MIN);
+        let config = config.group_limit(per_server, move |key: &R::Key| {
+            Some(server_of(key).to_owned())
+        });
+        run_loop::<R, String>(ctx, self.triggers, shutdown, config)
     }
 
     #[cfg(test)]
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         Box::new(self.triggers)
     }
+}
+
+/// `R`'s loop, its keys grouped by `G` (`()`: not grouped).
+fn run_loop<R: Reconciler, G: GroupKey>(
+    ctx: Arc<Context>,
+    triggers: UnboundedReceiver<Trigger<R::Key>>,
+    shutdown: CancellationToken,
+    config: ControllerConfig<R::Key, G>,
+) -> BoxFuture<'static, RunSummary> {
+    Box::pin(steward_runtime::run(
+        reconcile_and_record::<R>,
+        ctx,
+        triggers,
+        shutdown,
+        config,
+    ))
 }
 
 /// One trigger channel per registered controller, found by the controller's type: how

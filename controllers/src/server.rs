@@ -13,14 +13,14 @@ use steward_agent::ClientError;
 use steward_model::resource::Mode;
 use steward_model::snapshot::Server;
 use steward_model::{ServiceKind, Snapshot};
-use steward_runtime::{Action, BackoffConfig, ControllerConfig, Reason};
+use steward_runtime::{Action, BackoffConfig, Reason};
 
 use crate::agent::AgentApi;
 use crate::certificate::Certificates;
 use crate::context::Context;
 use crate::drift::DriftKind;
 use crate::error::ControllerError;
-use crate::reconciler::Reconciler;
+use crate::reconciler::{OwnLoop, Reconciler};
 use crate::service::Services;
 use crate::service_key::ServiceKey;
 use crate::status::{EventType, Phase};
@@ -30,7 +30,6 @@ pub(crate) struct Servers;
 
 impl Reconciler for Servers {
     type Key = String;
-    type Group = ();
     const NAME: &'static str = "server";
 
     async fn reconcile(
@@ -38,7 +37,100 @@ impl Reconciler for Servers {
         _reason: Reason,
         ctx: Arc<Context>,
     ) -> Result<Action, ControllerError> {
-        reconcile(name, ctx).await
+        let Some(accepted) = ctx.desired.current() else {
+            return Ok(Action::await_change());
+        };
+        let desired = &accepted.desired;
+        let Some((server, declared)) = ctx.desired.server(&accepted, &name) else {
+            return Ok(Action::await_change());
+        };
+        let generation = desired.generation;
+
+        let observed = async {
+            let agent = ctx.agents.get(&server)?;
+            let host = agent.host().await?;
+            let listed = agent.services().await?;
+            Ok::<_, ClientError>((agent, host, listed))
+        }
+        .await;
+        let (agent, host, listed) = observed
+            .map_err(|e| ControllerError::down(ctx.agents.endpoint(&server).base_url, e))?;
+
+        let inventory: BTreeSet<ServiceKind> = listed.iter().map(|s| s.kind).collect();
+        let (was_up, previous_inventory) = ctx
+            .store
+            .with_server(&name, |r| {
+                let was_up = r.agent_up;
+                r.agent_up = Some(true);
+                r.host = Some(host.clone());
+                r.observed_generation = Some(generation);
+                (was_up, r.inventory.replace(inventory.clone()))
+            })
+            .unwrap_or((None, None));
+        if was_up != Some(true) {
+            tracing::info!(
+                "{name}: agent answers at {} ({}, agent {})",
+                ctx.agents.endpoint(&server).base_url,
+                host.os,
+                host.agent_version
+            );
+            // Whatever waited for this agent can go now, without waiting out its backoff.
+            ctx.triggers
+                .wake::<Certificates>(name.clone(), Reason::ObservedChanged);
+            for key in ctx.store.service_keys_on(&name) {
+                ctx.triggers.wake::<Services>(key, Reason::ObservedChanged);
+            }
+        }
+        // Services nobody declared: the service controller reports or prunes them.
+        for kind in &inventory {
+            let declared_here = declared && server.service(*kind).is_some();
+            let new = previous_inventory
+                .as_ref()
+                .is_none_or(|p| !p.contains(kind));
+            if !declared_here && (new || was_up != Some(true)) {
+                ctx.triggers
+                    .wake::<Services>(ServiceKey::new(&name, *kind), Reason::ObservedChanged);
+            }
+        }
+
+        if !declared {
+            return Ok(
+                undeclared(&ctx, &server, agent.as_ref(), &inventory, &desired.snapshot).await,
+            );
+        }
+        wake_changed_services(&ctx, &server, &listed);
+
+        if !same_host(&host.hostname, &server.hostname) {
+            let message = format!(
+                "the agent at {} says it runs on {}, not {}: check the Server's agent URL",
+                ctx.agents.endpoint(&server).base_url,
+                host.hostname,
+                server.hostname
+            );
+            set_conditions(&ctx, &name, Phase::Degraded, "HostnameMismatch", message);
+            return Ok(Action::requeue(settled(&ctx, &desired.snapshot)));
+        }
+
+        let strings = sync_connection_strings(&ctx, &server, agent.as_ref(), &desired.snapshot)
+            .await
+            .map_err(|e| ControllerError::call("reading or setting the connection strings", e))?;
+        let message = format!(
+            "agent answers ({}, {} services installed); {strings}",
+            host.os,
+            inventory.len()
+        );
+        let phase = if strings.drifted() {
+            Phase::Degraded
+        } else {
+            Phase::Ready
+        };
+        let reason = if strings.drifted() {
+            "ConnectionStringsDrift"
+        } else {
+            "AgentReady"
+        };
+        set_conditions(&ctx, &name, phase, reason, message);
+        Ok(Action::requeue(settled(&ctx, &desired.snapshot)))
     }
 
     fn error_policy(name: &String, error: &ControllerError, ctx: &Context) {
@@ -63,108 +155,13 @@ impl Reconciler for Servers {
         ctx.desired.known_servers()
     }
 
-    fn configure(base: ControllerConfig<String>, ctx: &Context) -> ControllerConfig<String> {
+    fn configure(own: OwnLoop<String>, ctx: &Context) -> OwnLoop<String> {
         // An agent that comes back must be noticed within half a minute, not after a
         // five-minute backoff; its services are woken by this controller then.
-        base.backoff(BackoffConfig::capped_at(
+        own.backoff(BackoffConfig::capped_at(
             Duration::from_secs(30).max(ctx.pace.resync),
         ))
     }
-}
-
-async fn reconcile(name: String, ctx: Arc<Context>) -> Result<Action, ControllerError> {
-    let Some(accepted) = ctx.desired.current() else {
-        return Ok(Action::await_change());
-    };
-    let desired = &accepted.desired;
-    let Some((server, declared)) = ctx.desired.server(&accepted, &name) else {
-        return Ok(Action::await_change());
-    };
-    let generation = desired.generation;
-
-    let observed = async {
-        let agent = ctx.agents.get(&server)?;
-        let host = agent.host().await?;
-        let listed = agent.services().await?;
-        Ok::<_, ClientError>((agent, host, listed))
-    }
-    .await;
-    let (agent, host, listed) =
-        observed.map_err(|e| ControllerError::down(ctx.agents.endpoint(&server).base_url, e))?;
-
-    let inventory: BTreeSet<ServiceKind> = listed.iter().map(|s| s.kind).collect();
-    let (was_up, previous_inventory) = ctx
-        .store
-        .with_server(&name, |r| {
-            let was_up = r.agent_up;
-            r.agent_up = Some(true);
-            r.host = Some(host.clone());
-            r.observed_generation = Some(generation);
-            (was_up, r.inventory.replace(inventory.clone()))
-        })
-        .unwrap_or((None, None));
-    if was_up != Some(true) {
-        tracing::info!(
-            "{name}: agent answers at {} ({}, agent {})",
-            ctx.agents.endpoint(&server).base_url,
-            host.os,
-            host.agent_version
-        );
-        // Whatever waited for this agent can go now, without waiting out its backoff.
-        ctx.triggers
-            .wake::<Certificates>(name.clone(), Reason::ObservedChanged);
-        for key in ctx.store.service_keys_on(&name) {
-            ctx.triggers.wake::<Services>(key, Reason::ObservedChanged);
-        }
-    }
-    // Services nobody declared: the service controller reports or prunes them.
-    for kind in &inventory {
-        let declared_here = declared && server.service(*kind).is_some();
-        let new = previous_inventory
-            .as_ref()
-            .is_none_or(|p| !p.contains(kind));
-        if !declared_here && (new || was_up != Some(true)) {
-            ctx.triggers
-                .wake::<Services>(ServiceKey::new(&name, *kind), Reason::ObservedChanged);
-        }
-    }
-
-    if !declared {
-        return Ok(undeclared(&ctx, &server, agent.as_ref(), &inventory, &desired.snapshot).await);
-    }
-    wake_changed_services(&ctx, &server, &listed);
-
-    if !same_host(&host.hostname, &server.hostname) {
-        let message = format!(
-            "the agent at {} says it runs on {}, not {}: check the Server's agent URL",
-            ctx.agents.endpoint(&server).base_url,
-            host.hostname,
-            server.hostname
-        );
-        set_conditions(&ctx, &name, Phase::Degraded, "HostnameMismatch", message);
-        return Ok(Action::requeue(settled(&ctx, &desired.snapshot)));
-    }
-
-    let strings = sync_connection_strings(&ctx, &server, agent.as_ref(), &desired.snapshot)
-        .await
-        .map_err(|e| ControllerError::call("reading or setting the connection strings", e))?;
-    let message = format!(
-        "agent answers ({}, {} services installed); {strings}",
-        host.os,
-        inventory.len()
-    );
-    let phase = if strings.drifted() {
-        Phase::Degraded
-    } else {
-        Phase::Ready
-    };
-    let reason = if strings.drifted() {
-        "ConnectionStringsDrift"
-    } else {
-        "AgentReady"
-    };
-    set_conditions(&ctx, &name, phase, reason, message);
-    Ok(Action::requeue(settled(&ctx, &desired.snapshot)))
 }
 
 /// The period of this controller's looks: the resync, longer on a large fleet.

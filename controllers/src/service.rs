@@ -19,7 +19,7 @@ use steward_agent::api::{
 use steward_model::resource::Mode;
 use steward_model::snapshot::{HealthCheck, PlacedService, Server};
 use steward_model::ServiceKind;
-use steward_runtime::{Action, ControllerConfig, Reason};
+use steward_runtime::{Action, Reason};
 
 use crate::agent::AgentApi;
 use crate::config::Desired;
@@ -27,7 +27,7 @@ use crate::context::Context;
 use crate::drift::DriftKind;
 use crate::error::ControllerError;
 use crate::prober::ProbeTarget;
-use crate::reconciler::Reconciler;
+use crate::reconciler::{OwnLoop, Reconciler};
 use crate::service_key::ServiceKey;
 use crate::status::{EventType, Phase};
 use crate::store::matches_spec;
@@ -46,7 +46,6 @@ pub(crate) struct Services;
 
 impl Reconciler for Services {
     type Key = ServiceKey;
-    type Group = String;
     const NAME: &'static str = "service";
 
     async fn reconcile(
@@ -54,7 +53,75 @@ impl Reconciler for Services {
         reason: Reason,
         ctx: Arc<Context>,
     ) -> Result<Action, ControllerError> {
-        reconcile(key, reason, ctx).await
+        let Some(accepted) = ctx.desired.current() else {
+            return Ok(Action::await_change());
+        };
+        let desired = &accepted.desired;
+        let Some((server, server_declared)) = ctx.desired.server(&accepted, &key.server) else {
+            forget(&ctx, &key);
+            return Ok(Action::await_change());
+        };
+        let placed = server
+            .service(key.kind)
+            .filter(|_| server_declared)
+            .cloned();
+        let generation = desired.generation;
+
+        let unreachable = |e| {
+            ControllerError::call(
+                format!("asking the agent of {} what it runs", key.server),
+                e,
+            )
+        };
+        let fleet = fleet_size(desired);
+        let agent = ctx.agents.get(&server).map_err(unreachable)?;
+        // One listing of the server answers all of its services that run about now.
+        let need = ctx
+            .agents
+            .freshness
+            .need(reason, ctx.pace.listing_age(fleet));
+        let listed = agent.services_fresh(need).await.map_err(unreachable)?;
+        let observed = listed.into_iter().find(|s| s.kind == key.kind);
+        let running = observed
+            .as_ref()
+            .is_some_and(|o| o.status == ServiceStatus::Running);
+        if !running {
+            // Nothing to probe until it runs again; then it starts from no verdict.
+            ctx.probes.stop(&key);
+        }
+        ctx.store.with_service(&key, |r| {
+            r.observed.clone_from(&observed);
+            r.observed_generation = Some(generation);
+        });
+
+        // With an UpgradePolicy, a new release reaches a service only when the upgrade
+        // controller releases it (server by server, in install order); until then, and after
+        // a halt, the installed release is what is desired of it.
+        let declared = &desired.snapshot.installation.release;
+        let release = match ctx.upgrade.target(&desired.snapshot, &key.server, key.kind) {
+            ReleaseTarget::Hold => observed
+                .as_ref()
+                .map_or_else(|| declared.clone(), |o| o.release.clone()),
+            ReleaseTarget::Declared => declared.clone(),
+        };
+        let run = Run {
+            ctx: &ctx,
+            key: &key,
+            desired,
+            server: &server,
+            agent: agent.as_ref(),
+            release,
+            fleet,
+        };
+        match (placed, observed) {
+            (None, None) => {
+                forget(&ctx, &key);
+                Ok(Action::await_change())
+            }
+            (None, Some(observed)) => orphan(&run, &observed).await,
+            (Some(placed), None) => missing(&run, &placed).await,
+            (Some(placed), Some(observed)) => present(&run, &placed, &observed).await,
+        }
     }
 
     /// The failure is the service's condition; its probes go on (the monitor keeps
@@ -70,13 +137,8 @@ impl Reconciler for Services {
         ctx.store.service_keys()
     }
 
-    fn configure(
-        base: ControllerConfig<ServiceKey>,
-        ctx: &Context,
-    ) -> ControllerConfig<ServiceKey, String> {
-        let per_server = std::num::NonZeroUsize::new(ctx.config.per_server)
-            .unwrap_or(std::num::NonZeroUsize::MIN);
-        base.group_limit(per_server, |key: &ServiceKey| Some(key.server.clone()))
+    fn configure(own: OwnLoop<ServiceKey>, _ctx: &Context) -> OwnLoop<ServiceKey> {
+        own.per_server(|key| &key.server)
     }
 }
 
@@ -122,82 +184,6 @@ impl Run<'_> {
     /// A failed agent call, for the error policy and the backoff.
     fn failed(&self, doing: &str, source: steward_agent::ClientError) -> ControllerError {
         ControllerError::call(doing, source)
-    }
-}
-
-async fn reconcile(
-    key: ServiceKey,
-    reason: Reason,
-    ctx: Arc<Context>,
-) -> Result<Action, ControllerError> {
-    let Some(accepted) = ctx.desired.current() else {
-        return Ok(Action::await_change());
-    };
-    let desired = &accepted.desired;
-    let Some((server, server_declared)) = ctx.desired.server(&accepted, &key.server) else {
-        forget(&ctx, &key);
-        return Ok(Action::await_change());
-    };
-    let placed = server
-        .service(key.kind)
-        .filter(|_| server_declared)
-        .cloned();
-    let generation = desired.generation;
-
-    let unreachable = |e| {
-        ControllerError::call(
-            format!("asking the agent of {} what it runs", key.server),
-            e,
-        )
-    };
-    let fleet = fleet_size(desired);
-    let agent = ctx.agents.get(&server).map_err(unreachable)?;
-    // One listing of the server answers all of its services that run about now.
-    let need = ctx
-        .agents
-        .freshness
-        .need(reason, ctx.pace.listing_age(fleet));
-    let listed = agent.services_fresh(need).await.map_err(unreachable)?;
-    let observed = listed.into_iter().find(|s| s.kind == key.kind);
-    let running = observed
-        .as_ref()
-        .is_some_and(|o| o.status == ServiceStatus::Running);
-    if !running {
-        // Nothing to probe until it runs again; then it starts from no verdict.
-        ctx.probes.stop(&key);
-    }
-    ctx.store.with_service(&key, |r| {
-        r.observed.clone_from(&observed);
-        r.observed_generation = Some(generation);
-    });
-
-    // With an UpgradePolicy, a new release reaches a service only when the upgrade
-    // controller releases it (server by server, in install order); until then, and after
-    // a halt, the installed release is what is desired of it.
-    let declared = &desired.snapshot.installation.release;
-    let release = match ctx.upgrade.target(&desired.snapshot, &key.server, key.kind) {
-        ReleaseTarget::Hold => observed
-            .as_ref()
-            .map_or_else(|| declared.clone(), |o| o.release.clone()),
-        ReleaseTarget::Declared => declared.clone(),
-    };
-    let run = Run {
-        ctx: &ctx,
-        key: &key,
-        desired,
-        server: &server,
-        agent: agent.as_ref(),
-        release,
-        fleet,
-    };
-    match (placed, observed) {
-        (None, None) => {
-            forget(&ctx, &key);
-            Ok(Action::await_change())
-        }
-        (None, Some(observed)) => orphan(&run, &observed).await,
-        (Some(placed), None) => missing(&run, &placed).await,
-        (Some(placed), Some(observed)) => present(&run, &placed, &observed).await,
     }
 }
 

@@ -10,11 +10,11 @@ use std::collections::BTreeSet;
 use steward_model::diff::SnapshotDiff;
 use steward_runtime::Reason;
 
-use crate::balancer::{LoadBalancerKey, LoadBalancers};
+use crate::balancer::LoadBalancers;
 use crate::certificate::Certificates;
 use crate::config::Desired;
 use crate::context::Context;
-use crate::database::{DatabaseKey, Databases};
+use crate::database::Databases;
 use crate::directory::Directories;
 use crate::server::Servers;
 use crate::service::Services;
@@ -118,8 +118,7 @@ pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
         );
     }
     if everything {
-        ctx.triggers
-            .wake::<Databases>(DatabaseKey, Reason::DesiredChanged);
+        ctx.triggers.wake::<Databases>((), Reason::DesiredChanged);
     }
     for name in servers {
         ctx.triggers.wake::<Servers>(name, Reason::DesiredChanged);
@@ -136,13 +135,11 @@ pub(crate) fn apply(ctx: &Context, desired: Desired) -> Applied {
     // health checks: any change may change them (an unchanged rendering changes nothing).
     if !changes.is_empty() {
         ctx.triggers
-            .wake::<LoadBalancers>(LoadBalancerKey, Reason::DesiredChanged);
+            .wake::<LoadBalancers>((), Reason::DesiredChanged);
     }
     // One key, cheap: any change may move HL7's placement, preference or policy.
-    ctx.triggers.wake::<crate::hl7_failover::Hl7Failovers>(
-        crate::hl7_failover::Hl7Key,
-        Reason::DesiredChanged,
-    );
+    ctx.triggers
+        .wake::<crate::hl7_failover::Hl7Failovers>((), Reason::DesiredChanged);
     // A new release or policy is the upgrade's business; every generation is cheap to judge.
     crate::upgrade::wake(ctx, Reason::DesiredChanged);
     // Directories are few: any whose document (or the mode) changed runs again now.

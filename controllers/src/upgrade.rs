@@ -28,11 +28,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use steward_model::upgrade::{release_core, UpgradePolicy, Verdict};
 use steward_model::{ServiceKind, Snapshot};
-use steward_runtime::{Action, ControllerConfig, Reason};
+use steward_runtime::{Action, Reason};
 
 use crate::context::Context;
 use crate::error::ControllerError;
-use crate::reconciler::Reconciler;
+use crate::reconciler::Singleton;
 use crate::status::{EventType, ServerUpgradePhase, UpgradePhase, UpgradeStatus};
 pub(crate) use drain::Drainer;
 use rollout::{Rollout, ServerRollout};
@@ -221,138 +221,107 @@ impl Upgrades {
 
 pub(crate) struct UpgradeController;
 
-/// The one rollout of the installation.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct UpgradeKey;
-
-impl std::fmt::Display for UpgradeKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("upgrade")
-    }
-}
-
-impl Reconciler for UpgradeController {
-    type Key = UpgradeKey;
-    type Group = ();
+impl Singleton for UpgradeController {
     const NAME: &'static str = "upgrade";
 
-    async fn reconcile(
-        _key: UpgradeKey,
-        _reason: Reason,
-        ctx: Arc<Context>,
-    ) -> Result<Action, ControllerError> {
-        reconcile(&ctx).await
+    async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
+        let Some(accepted) = ctx.desired.current() else {
+            return Ok(Action::await_change());
+        };
+        let snapshot = &accepted.desired.snapshot;
+        let installed = ctx.store.installed_releases();
+        let up = &ctx.upgrade;
+        ctx.store
+            .set_upgrade_policy(snapshot.upgrade_policy.as_ref());
+        let Some(policy) = &snapshot.upgrade_policy else {
+            up.store(None);
+            ctx.store.set_upgrade(None);
+            return Ok(Action::requeue(ctx.pace.resync.max(RECHECK)));
+        };
+        if !ctx.acting() {
+            // Controller HA: only the leader plans, drains (HAProxy's runtime API is not
+            // behind a fenced agent), advances or saves a rollout.
+            return Ok(Action::requeue(ctx.pace.short()));
+        }
+        let to = snapshot.installation.release.clone();
+        let previous = up.current();
+        let mut rollout = match previous.clone().filter(|r| r.to == to) {
+            Some(r) => r,
+            None => match plan(snapshot, policy, &installed) {
+                Some(mut r) => {
+                    carry_over_failed(previous.as_ref(), &mut r);
+                    if r.refused {
+                        tracing::warn!("upgrade to {to}: {}", r.reason.clone().unwrap_or_default());
+                    } else {
+                        tracing::info!("upgrade {} -> {to}: planned", r.from);
+                    }
+                    r
+                }
+                None => {
+                    // Nothing to upgrade: every server runs the declared release (or none).
+                    up.store(None);
+                    ctx.store.set_upgrade(Some(idle(snapshot, &installed)));
+                    return Ok(Action::requeue(ctx.pace.resync.max(RECHECK)));
+                }
+            },
+        };
+        if rollout.phase == UpgradePhase::Halted
+            && !rollout.refused
+            && up.resume.swap(false, Ordering::SeqCst)
+        {
+            for s in &mut rollout.servers {
+                if s.phase == ServerUpgradePhase::Failed {
+                    // The operator looked at it: that server starts over (still drained),
+                    // judged on fresh health tests, not on the verdicts that halted it.
+                    s.phase = ServerUpgradePhase::Draining;
+                    s.admitted = 0;
+                    for key in ctx.store.service_keys_on(&s.name) {
+                        ctx.probes.reprobe(&key);
+                    }
+                }
+            }
+            rollout.phase = UpgradePhase::Progressing;
+            rollout.reason = None;
+            ctx.store.event(
+                object(policy),
+                EventType::Normal,
+                "UpgradeResumed",
+                &format!(
+                    "upgrade {} -> {} resumed by an operator",
+                    rollout.from, rollout.to
+                ),
+            );
+            tracing::info!("upgrade {} -> {}: resumed", rollout.from, rollout.to);
+        }
+        let next = match rollout.phase {
+            UpgradePhase::Halted | UpgradePhase::Complete | UpgradePhase::Idle => {
+                Action::requeue(ctx.pace.resync.max(RECHECK))
+            }
+            UpgradePhase::Waiting | UpgradePhase::Progressing => {
+                advance(ctx, snapshot, policy, &mut rollout).await?
+            }
+        };
+        up.store(Some(rollout.clone()));
+        // A refused path is no upgrade under way: servers on different releases are the
+        // installation's `MixedReleases` then, as when idle.
+        let mixed = if rollout.refused {
+            mixed_releases(&installed)
+        } else {
+            Vec::new()
+        };
+        ctx.store.set_upgrade(Some(rollout.status(mixed)));
+        Ok(next)
     }
 
-    fn error_policy(_key: &UpgradeKey, error: &ControllerError, _ctx: &Context) {
+    fn error_policy(error: &ControllerError, _ctx: &Context) {
         // The rollout stays where it was; the runtime retries the pass with backoff.
         tracing::warn!("upgrade: {error}");
-    }
-
-    fn keys(_ctx: &Context) -> Vec<UpgradeKey> {
-        vec![UpgradeKey]
-    }
-
-    fn configure(
-        base: ControllerConfig<UpgradeKey>,
-        _ctx: &Context,
-    ) -> ControllerConfig<UpgradeKey> {
-        base
     }
 }
 
 /// Wake it (a new desired state, a resume).
 pub(crate) fn wake(ctx: &Context, reason: Reason) {
-    ctx.triggers.wake::<UpgradeController>(UpgradeKey, reason);
-}
-
-async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
-    let Some(accepted) = ctx.desired.current() else {
-        return Ok(Action::await_change());
-    };
-    let snapshot = &accepted.desired.snapshot;
-    let installed = ctx.store.installed_releases();
-    let up = &ctx.upgrade;
-    ctx.store
-        .set_upgrade_policy(snapshot.upgrade_policy.as_ref());
-    let Some(policy) = &snapshot.upgrade_policy else {
-        up.store(None);
-        ctx.store.set_upgrade(None);
-        return Ok(Action::requeue(ctx.pace.resync.max(RECHECK)));
-    };
-    if !ctx.acting() {
-        // Controller HA: only the leader plans, drains (HAProxy's runtime API is not
-        // behind a fenced agent), advances or saves a rollout.
-        return Ok(Action::requeue(ctx.pace.short()));
-    }
-    let to = snapshot.installation.release.clone();
-    let previous = up.current();
-    let mut rollout = match previous.clone().filter(|r| r.to == to) {
-        Some(r) => r,
-        None => match plan(snapshot, policy, &installed) {
-            Some(mut r) => {
-                carry_over_failed(previous.as_ref(), &mut r);
-                if r.refused {
-                    tracing::warn!("upgrade to {to}: {}", r.reason.clone().unwrap_or_default());
-                } else {
-                    tracing::info!("upgrade {} -> {to}: planned", r.from);
-                }
-                r
-            }
-            None => {
-                // Nothing to upgrade: every server runs the declared release (or none).
-                up.store(None);
-                ctx.store.set_upgrade(Some(idle(snapshot, &installed)));
-                return Ok(Action::requeue(ctx.pace.resync.max(RECHECK)));
-            }
-        },
-    };
-    if rollout.phase == UpgradePhase::Halted
-        && !rollout.refused
-        && up.resume.swap(false, Ordering::SeqCst)
-    {
-        for s in &mut rollout.servers {
-            if s.phase == ServerUpgradePhase::Failed {
-                // The operator looked at it: that server starts over (still drained),
-                // judged on fresh health tests, not on the verdicts that halted it.
-                s.phase = ServerUpgradePhase::Draining;
-                s.admitted = 0;
-                for key in ctx.store.service_keys_on(&s.name) {
-                    ctx.probes.reprobe(&key);
-                }
-            }
-        }
-        rollout.phase = UpgradePhase::Progressing;
-        rollout.reason = None;
-        ctx.store.event(
-            object(policy),
-            EventType::Normal,
-            "UpgradeResumed",
-            &format!(
-                "upgrade {} -> {} resumed by an operator",
-                rollout.from, rollout.to
-            ),
-        );
-        tracing::info!("upgrade {} -> {}: resumed", rollout.from, rollout.to);
-    }
-    let next = match rollout.phase {
-        UpgradePhase::Halted | UpgradePhase::Complete | UpgradePhase::Idle => {
-            Action::requeue(ctx.pace.resync.max(RECHECK))
-        }
-        UpgradePhase::Waiting | UpgradePhase::Progressing => {
-            advance(ctx, snapshot, policy, &mut rollout).await?
-        }
-    };
-    up.store(Some(rollout.clone()));
-    // A refused path is no upgrade under way: servers on different releases are the
-    // installation's `MixedReleases` then, as when idle.
-    let mixed = if rollout.refused {
-        mixed_releases(&installed)
-    } else {
-        Vec::new()
-    };
-    ctx.store.set_upgrade(Some(rollout.status(mixed)));
-    Ok(next)
+    ctx.triggers.wake::<UpgradeController>((), reason);
 }
 
 /// A new rollout to the declared release; `None` when no server needs one.

@@ -55,7 +55,7 @@ fn assert_headline(db: &crate::status::DatabaseStatus, reason: &str, says: &str)
 }
 
 async fn check(fx: &Fixture) -> Result<Action, ControllerError> {
-    reconcile_and_record::<Databases>(DatabaseKey, Reason::Resync, fx.ctx.clone()).await
+    reconcile_and_record::<Databases>((), Reason::Resync, fx.ctx.clone()).await
 }
 
 fn status(fx: &Fixture) -> crate::status::DatabaseStatus {

@@ -10,7 +10,7 @@ use steward_model::resource::{Failback, Hl7Failover};
 use steward_model::snapshot::Hl7;
 use steward_model::ServiceKind;
 
-use super::{Hl7Failovers, Hl7Key};
+use super::Hl7Failovers;
 use crate::agent::AgentApi;
 use crate::fakes::{fixture, Call, Fixture};
 
@@ -61,7 +61,7 @@ async fn fail_app1_where_nothing_may_move(fx: &Fixture) {
     fx.agent("app1").forbid(Call::Stop);
     fx.agent("app2").forbid(Call::Start);
     for _ in 0..3 {
-        fx.run::<Hl7Failovers>(Hl7Key).await.unwrap();
+        fx.run::<Hl7Failovers>(()).await.unwrap();
     }
 }
 
@@ -80,7 +80,7 @@ fn reason(fx: &Fixture) -> String {
 async fn a_healthy_active_listener_stays_and_the_standby_stays_stopped() {
     let fx = two_listeners(policy(Hl7Failover::Automatic)).await;
     fx.agent("app2").forbid(Call::Start);
-    fx.run::<Hl7Failovers>(Hl7Key).await.unwrap();
+    fx.run::<Hl7Failovers>(()).await.unwrap();
     let hl7 = fx.ctx.store.status().hl7;
     assert_eq!(hl7.active_listener.as_deref(), Some("app1"));
     assert_eq!(hl7.standby, ["app2"]);
@@ -117,7 +117,7 @@ async fn a_failing_listener_is_stopped_before_the_standby_starts() {
     let fx = two_listeners(policy(Hl7Failover::Automatic)).await;
     fx.prober
         .set_healthy("app1.example.eng", ServiceKind::Hl7, false);
-    fx.run::<Hl7Failovers>(Hl7Key).await.unwrap();
+    fx.run::<Hl7Failovers>(()).await.unwrap();
     assert_eq!(status(&fx, "app1"), (ServiceStatus::Stopped, true));
     assert_eq!(status(&fx, "app2").0, ServiceStatus::Running);
     let hl7 = fx.ctx.store.status().hl7;
@@ -142,10 +142,10 @@ async fn a_failing_listener_is_stopped_before_the_standby_starts() {
 #[tokio::test]
 async fn an_unfenceable_listener_keeps_the_standby_stopped() {
     let fx = two_listeners(policy(Hl7Failover::Automatic)).await;
-    fx.run::<Hl7Failovers>(Hl7Key).await.unwrap();
+    fx.run::<Hl7Failovers>(()).await.unwrap();
     fx.agent("app1").set_down(true);
     fx.agent("app2").forbid(Call::Start);
-    let err = fx.run::<Hl7Failovers>(Hl7Key).await.unwrap_err();
+    let err = fx.run::<Hl7Failovers>(()).await.unwrap_err();
     assert_eq!(
         steward_runtime::ReconcileError::metric_label(&err),
         "hl7_cannot_fence"
@@ -159,7 +159,7 @@ async fn an_unfenceable_listener_keeps_the_standby_stopped() {
 async fn a_second_running_listener_is_stopped() {
     let fx = two_listeners(policy(Hl7Failover::Automatic)).await;
     fx.agent("app2").start(ServiceKind::Hl7).await.unwrap();
-    fx.run::<Hl7Failovers>(Hl7Key).await.unwrap();
+    fx.run::<Hl7Failovers>(()).await.unwrap();
     // The preferred one stays.
     assert_eq!(status(&fx, "app1").0, ServiceStatus::Running);
     assert_eq!(status(&fx, "app2"), (ServiceStatus::Stopped, true));
