@@ -32,7 +32,7 @@ use steward_model::snapshot::HealthCheck;
 use steward_model::ServiceKind;
 use time::OffsetDateTime;
 
-pub use error::{Phase, ProbeError, ProbePhase, TlsFailure};
+pub use error::{HttpsError, Phase, ProbeError, ProbePhase, TlsFailure};
 pub use health::Health;
 pub use monitor::{Monitor, MonitorSettings, ProbeReport, ProbeSink, SETTLE_PACE};
 pub use network::{NetworkProber, PROBE_POOL};

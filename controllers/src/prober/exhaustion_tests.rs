@@ -70,8 +70,8 @@ async fn local_failures_neither_count_toward_fall_nor_reach_the_sink() {
     let mut script = VecDeque::from([Ok(())]);
     script.extend((0..5).map(|_| Err(emfile())));
     script.extend([
-        Err(ProbeError::ConnectionRefused),
-        Err(ProbeError::ConnectionRefused),
+        Err(ProbeError::Https(HttpsError::ConnectionRefused)),
+        Err(ProbeError::Https(HttpsError::ConnectionRefused)),
     ]);
     let monitor = Monitor::new(
         Arc::new(Scripted(Mutex::new(script))),

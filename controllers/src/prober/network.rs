@@ -82,7 +82,7 @@ impl NetworkProber {
         resolve(&target.hostname, target.port, deadline)
             .await
             .map(|addrs| addrs[0])
-            .map_err(|e| probe_error(e, target))
+            .map_err(|e| ProbeError::https(e, target.check.timeout))
     }
 
     async fn https(&self, target: &ProbeTarget, path: &str) -> (Exchange, Result<(), ProbeError>) {
@@ -114,7 +114,7 @@ impl NetworkProber {
             .send_to(&[addr], &target.hostname, build, MAX_BODY, deadline)
             .await;
         let outcome = response
-            .map_err(|e| probe_error(e, target))
+            .map_err(|e| ProbeError::https(e, target.check.timeout))
             .and_then(|r| verdict(target, r.status.as_u16(), &r.body));
         (exchange, outcome)
     }
@@ -150,26 +150,6 @@ impl Prober for NetworkProber {
             cert_not_after: exchange.not_after,
             reused_connection: exchange.reused,
             outcome,
-        }
-    }
-}
-
-/// The client's failure in the prober's words: the phase that timed out is named with
-/// the check's timeout, and anything that broke the HTTP exchange is `http`.
-fn probe_error(error: HttpsError, target: &ProbeTarget) -> ProbeError {
-    match error {
-        HttpsError::LocalResources(why) => ProbeError::LocalResources(why),
-        HttpsError::Resolve(name) => ProbeError::Resolve(name),
-        HttpsError::ConnectionRefused => ProbeError::ConnectionRefused,
-        HttpsError::Connect(why) => ProbeError::Connect(why),
-        HttpsError::Timeout(phase) => ProbeError::Timeout {
-            phase: phase.into(),
-            after: target.check.timeout,
-        },
-        HttpsError::Tls(failure) => ProbeError::Tls(failure),
-        HttpsError::BodyTooLarge(limit) => ProbeError::BodyTooLarge(limit),
-        HttpsError::Malformed(why) | HttpsError::Broken(why) | HttpsError::InvalidRequest(why) => {
-            ProbeError::Http(why)
         }
     }
 }

@@ -153,7 +153,7 @@ impl Prober for Starting {
                 outcome: Ok(()),
             }
         } else {
-            ProbeResult::failed(MS, ProbeError::ConnectionRefused)
+            ProbeResult::failed(MS, ProbeError::Https(HttpsError::ConnectionRefused))
         }
     }
 }
