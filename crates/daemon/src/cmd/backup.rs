@@ -24,16 +24,21 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<u8, OutputError> {
-    match execute(args) {
-        Ok(note) => {
-            err_line(note)?;
-            Ok(0)
-        }
-        Err(e) => {
-            err_line(format_args!("steward backup: {e}"))?;
-            Ok(1)
-        }
-    }
+    conclude(execute(args), |e| format!("steward backup: {e}"))
+}
+
+/// How a backup or a restore ends: its note on stderr and 0, or its failure in the
+/// command's words (`failed`) and 1.
+pub(super) fn conclude(
+    outcome: Result<String, steward_backup::BackupError>,
+    failed: impl FnOnce(steward_backup::BackupError) -> String,
+) -> Result<u8, OutputError> {
+    let (line, code) = match outcome {
+        Ok(note) => (note, 0),
+        Err(e) => (failed(e), 1),
+    };
+    err_line(line)?;
+    Ok(code)
 }
 
 fn execute(args: &Args) -> Result<String, steward_backup::BackupError> {

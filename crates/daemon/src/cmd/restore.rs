@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use steward_backup::Passphrase;
 
-use super::console::{err_line, OutputError};
+use super::backup::conclude;
+use super::console::OutputError;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,19 +27,12 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<u8, OutputError> {
-    match execute(args) {
-        Ok(note) => {
-            err_line(note)?;
-            Ok(0)
-        }
-        Err(e) => {
-            err_line(format_args!(
-                "steward restore: {e} ({} is unchanged)",
-                args.state_dir.display()
-            ))?;
-            Ok(1)
-        }
-    }
+    conclude(execute(args), |e| {
+        format!(
+            "steward restore: {e} ({} is unchanged)",
+            args.state_dir.display()
+        )
+    })
 }
 
 fn execute(args: &Args) -> Result<String, steward_backup::BackupError> {

@@ -24,7 +24,7 @@ use steward_model::Snapshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::orphans::{alive, processes_mentioning, signal_group, signal_pid};
+use super::orphans::{signal_group, stop_leftovers};
 
 /// How often the supervisor looks for the configuration the controller installs.
 const CONFIG_POLL: Duration = Duration::from_millis(100);
@@ -156,11 +156,12 @@ async fn supervise(haproxy: Haproxy, pid: Arc<AtomicI32>, stop: CancellationToke
                 () = stop.cancelled() => return,
             }
         }
-        stop_leftover(&haproxy.config_file).await;
+        // An HAProxy a previous daemon left (it was SIGKILLed) holds the lab's ports.
+        stop_leftovers(&haproxy.config_file, "haproxy", STOP_GRACE).await;
         let ran_for = live_once(&haproxy, &log, &pid, &stop).await;
         if stop.is_cancelled() {
             // A start interrupted between spawn and the worker answering leaves nothing.
-            stop_leftover(&haproxy.config_file).await;
+            stop_leftovers(&haproxy.config_file, "haproxy", STOP_GRACE).await;
             return;
         }
         let delay = backoff.delay(ran_for);
@@ -217,25 +218,6 @@ async fn live_once(
     }
     pid.store(0, Ordering::SeqCst);
     Some(started.elapsed())
-}
-
-/// An HAProxy a previous daemon left running on this configuration (it was SIGKILLed):
-/// it holds the lab's ports and socket, so it is stopped before ours starts.
-async fn stop_leftover(config: &Path) {
-    let leftovers = processes_mentioning(&config.to_string_lossy());
-    for pid in &leftovers {
-        tracing::warn!(pid, "stopping a lab haproxy left by a previous daemon");
-        signal_pid(*pid, Signal::TERM);
-    }
-    let deadline = tokio::time::Instant::now() + STOP_GRACE;
-    while leftovers.iter().any(|pid| alive(*pid)) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for pid in leftovers {
-        if alive(pid) {
-            signal_pid(pid, Signal::KILL);
-        }
-    }
 }
 
 #[cfg(test)]

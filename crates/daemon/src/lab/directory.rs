@@ -20,13 +20,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rustix::process::Signal;
 use steward_model::snapshot::ActiveDirectory;
 use steward_model::Snapshot;
 use steward_pki::CertificateAuthority;
 use tokio::process::{Child, Command};
 
-use super::orphans::{alive, processes_mentioning, signal_pid};
+use super::orphans::stop_leftovers;
 
 /// The environment variable the bundled example's `passwordRef` names.
 pub const PASSWORD_ENV: &str = "PS_AD_PASSWORD";
@@ -211,7 +210,8 @@ impl LabDirectories {
             move |source| LabDirectoryError::Io { name, path, source }
         };
         let conf = home.join("slapd.conf");
-        stop_leftover(&conf).await;
+        // A slapd a crashed daemon left on this configuration holds the port.
+        stop_leftovers(&conf, "slapd", Duration::from_secs(5)).await;
         // A fresh database on every start: the lab begins from the desired state.
         let db = home.join("db");
         if db.exists() {
@@ -456,25 +456,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 async fn stop(child: &mut Child) {
     let _ = child.start_kill();
     let _ = child.wait().await;
-}
-
-/// A slapd a crashed daemon left on this configuration holds the port: stop it.
-async fn stop_leftover(conf: &Path) {
-    let marker = conf.to_string_lossy().into_owned();
-    let leftovers = processes_mentioning(&marker);
-    for pid in &leftovers {
-        tracing::warn!(pid, "stopping a lab slapd left by a previous daemon");
-        signal_pid(*pid, Signal::TERM);
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while leftovers.iter().any(|pid| alive(*pid)) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for pid in leftovers {
-        if alive(pid) {
-            signal_pid(pid, Signal::KILL);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -82,6 +82,24 @@ async fn gone_within(pid: i32, limit: Duration) -> bool {
     !alive(pid)
 }
 
+/// Processes a previous daemon left running on `config` (their command line names it;
+/// they hold the lab's ports): SIGTERM, `grace` to go, then SIGKILL. `what` names them
+/// in the warning.
+pub(super) async fn stop_leftovers(config: &Path, what: &str, grace: Duration) {
+    let leftovers = processes_mentioning(&config.to_string_lossy());
+    for pid in &leftovers {
+        tracing::warn!(pid, "stopping a lab {what} left by a previous daemon");
+        signal_pid(*pid, Signal::TERM);
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    for pid in leftovers {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !gone_within(pid, left).await {
+            signal_pid(pid, Signal::KILL);
+        }
+    }
+}
+
 /// Processes (other than this one) whose command line contains `marker`.
 pub(super) fn processes_mentioning(marker: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
@@ -123,8 +141,13 @@ pub(super) fn signal_group(pid: i32, sig: Signal) {
 mod tests {
     use super::*;
 
+    /// A child holds every descriptor of this process between fork and exec, sockets
+    /// too: the test that asks who holds a socket must not see one of those.
+    static FORKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn a_foreign_listener_is_named_and_a_free_address_is_free() {
+        let _no_fork = FORKING.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = held.local_addr().unwrap();
@@ -139,6 +162,47 @@ mod tests {
         }
         drop(held);
         assert_eq!(occupant(addr.ip(), addr.port(), dir.path()), Occupant::Free);
+    }
+
+    #[tokio::test]
+    async fn leftovers_on_a_configuration_are_stopped_and_killed_if_they_ignore_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("lab.cfg");
+        let leftover = |script: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", script, "sh"])
+                .arg(&config)
+                .spawn()
+                .unwrap()
+        };
+        let forking = FORKING.lock().unwrap_or_else(|p| p.into_inner());
+        // Each says when its trap is set: a signal before that would end it either way.
+        let mut polite =
+            leftover("trap 'exit 0' TERM; : > \"$1.polite\"; while :; do sleep 0.05; done");
+        let mut stubborn =
+            leftover("trap '' TERM; : > \"$1.stubborn\"; while :; do sleep 0.05; done");
+        let mut bystander = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        drop(forking);
+        for ready in ["lab.cfg.polite", "lab.cfg.stubborn"] {
+            while !dir.path().join(ready).exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        stop_leftovers(&config, "test process", Duration::from_millis(300)).await;
+        assert!(polite.wait().unwrap().success(), "went on SIGTERM");
+        let status = stubborn.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(status.signal(), Some(9), "SIGKILLed after the grace");
+        let pid = bystander.id() as i32;
+        assert!(
+            alive(pid),
+            "a process not naming the configuration is left alone"
+        );
+        signal_pid(pid, Signal::KILL);
+        bystander.wait().unwrap();
     }
 
     #[test]
