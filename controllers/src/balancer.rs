@@ -11,6 +11,7 @@
 //! directory, atomically and only when it changes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use steward_balancer::farm::Farms;
@@ -22,7 +23,8 @@ use steward_runtime::Action;
 
 use crate::context::Context;
 use crate::error::ControllerError;
-use crate::reconciler::Singleton;
+use crate::in_force::Accepted;
+use crate::reconciler::{Reconciled, Singleton};
 use crate::status::{
     EventType, FarmListenerStatus, FarmMemberStatus, FarmStatus, LbMemberState, Phase,
 };
@@ -43,10 +45,7 @@ const FOLLOWING: &str = "Following";
 impl Singleton for LoadBalancers {
     const NAME: &'static str = "balancer";
 
-    async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
-        let Some(accepted) = ctx.desired.current() else {
-            return Ok(Action::await_change());
-        };
+    async fn reconcile(accepted: Arc<Accepted>, ctx: &Context) -> Reconciled {
         let snapshot = &accepted.desired.snapshot;
         // Rendered vendors route HL7 to the listener the HL7 failover keeps active.
         let hl7_active = ctx.store.hl7_active();

@@ -39,7 +39,7 @@ use crate::context::Context;
 use crate::drift::DriftKind;
 use crate::error::ControllerError;
 use crate::in_force::Accepted;
-use crate::reconciler::Reconciler;
+use crate::reconciler::{Reconciled, Reconciler, Request};
 use crate::service::Services;
 use crate::status::{EventType, Phase};
 use decide::{decide, Decision, Material, Unavailable, Why};
@@ -58,14 +58,8 @@ impl Reconciler for Certificates {
     type Key = String;
     const NAME: &'static str = "certificate";
 
-    async fn reconcile(
-        name: String,
-        _reason: Reason,
-        ctx: Arc<Context>,
-    ) -> Result<Action, ControllerError> {
-        let Some(accepted) = ctx.desired.current() else {
-            return Ok(Action::await_change());
-        };
+    async fn reconcile(request: Request<String>, ctx: Arc<Context>) -> Reconciled {
+        let (name, accepted) = (request.key, request.accepted);
         let Some((server, true)) = ctx.desired.server(&accepted, &name) else {
             // Undeclared: its services go; its certificate is nobody's business any more.
             return Ok(Action::await_change());

@@ -14,6 +14,7 @@ mod pool;
 mod tests;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use steward_database::provision::ProvisionError;
 use steward_database::{DatabaseConfig, Missing, Password, ServerName, Verification};
@@ -24,7 +25,8 @@ use steward_runtime::{Action, Reason};
 
 use crate::context::Context;
 use crate::error::ControllerError;
-use crate::reconciler::Singleton;
+use crate::in_force::Accepted;
+use crate::reconciler::{Reconciled, Singleton};
 use crate::service::Services;
 use crate::status::{EventType, Phase};
 use crate::store::DatabaseSeen;
@@ -118,10 +120,7 @@ pub(crate) struct Databases;
 impl Singleton for Databases {
     const NAME: &'static str = "database";
 
-    async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
-        let Some(accepted) = ctx.desired.current() else {
-            return Ok(Action::await_change());
-        };
+    async fn reconcile(accepted: Arc<Accepted>, ctx: &Context) -> Reconciled {
         let desired = &accepted.desired;
         let installation = &desired.snapshot.installation;
         let spec = &installation.database;

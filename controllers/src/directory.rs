@@ -19,12 +19,12 @@ use std::time::Duration;
 use steward_directory::{DirectoryConfig, Password, Session};
 use steward_model::resource::Mode;
 use steward_model::snapshot::ActiveDirectory;
-use steward_runtime::{Action, BackoffConfig, Reason};
+use steward_runtime::{Action, BackoffConfig};
 
 use crate::context::Context;
 use crate::drift::DriftKind;
 use crate::error::ControllerError;
-use crate::reconciler::{OwnLoop, Reconciler};
+use crate::reconciler::{OwnLoop, Reconciled, Reconciler, Request};
 use crate::status::{EventType, Phase};
 
 use pass::Outcome;
@@ -39,14 +39,8 @@ impl Reconciler for Directories {
     type Key = String;
     const NAME: &'static str = "directory";
 
-    async fn reconcile(
-        name: String,
-        _reason: Reason,
-        ctx: Arc<Context>,
-    ) -> Result<Action, ControllerError> {
-        let Some(accepted) = ctx.desired.current() else {
-            return Ok(Action::await_change());
-        };
+    async fn reconcile(request: Request<String>, ctx: Arc<Context>) -> Reconciled {
+        let (name, accepted) = (request.key, request.accepted);
         let snapshot = &accepted.desired.snapshot;
         let Some(directory) = snapshot.directories.get(&name) else {
             // Left the desired state: the store dropped its record and series with it.

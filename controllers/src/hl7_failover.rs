@@ -40,7 +40,8 @@ use crate::agent::AgentApi;
 use crate::config::Desired;
 use crate::context::Context;
 use crate::error::ControllerError;
-use crate::reconciler::Singleton;
+use crate::in_force::Accepted;
+use crate::reconciler::{Reconciled, Singleton};
 use crate::status::{EventType, LastFailover, Phase};
 use crate::store::Hl7Record;
 use backend::Backend;
@@ -87,10 +88,7 @@ pub(crate) struct Hl7Failovers;
 impl Singleton for Hl7Failovers {
     const NAME: &'static str = "hl7_failover";
 
-    async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
-        let Some(accepted) = ctx.desired.current() else {
-            return Ok(Action::await_change());
-        };
+    async fn reconcile(accepted: Arc<Accepted>, ctx: &Context) -> Reconciled {
         let desired = &accepted.desired;
         let snapshot = &desired.snapshot;
         let servers: Vec<&Server> = snapshot

@@ -20,7 +20,7 @@ use steward_runtime::{Action, Reason};
 
 use crate::context::Context;
 use crate::error::ControllerError;
-use crate::reconciler::Reconciler;
+use crate::reconciler::{Reconciled, Reconciler, Request};
 use crate::status::Phase;
 
 /// Secrets and trust files change without a commit: look again this often.
@@ -32,14 +32,8 @@ impl Reconciler for Notifications {
     type Key = String;
     const NAME: &'static str = "notifications";
 
-    async fn reconcile(
-        name: String,
-        _reason: Reason,
-        ctx: Arc<Context>,
-    ) -> Result<Action, ControllerError> {
-        let Some(accepted) = ctx.desired.current() else {
-            return Ok(Action::await_change());
-        };
+    async fn reconcile(request: Request<String>, ctx: Arc<Context>) -> Reconciled {
+        let (name, accepted) = (request.key, request.accepted);
         let desired = &accepted.desired;
         let snapshot = &desired.snapshot;
         let Some(n) = snapshot.notifications.get(&name) else {

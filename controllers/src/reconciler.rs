@@ -1,8 +1,11 @@
 //! The one shape every controller has, after kube-runtime's `Controller`: a key type, a
-//! name, `reconcile(key, reason, ctx) -> Result<Action, ControllerError>`, and an
-//! `error_policy` that turns a failed run into the object's condition. The runtime around
-//! it measures each run (the one duration there is), retries failures with per-key
-//! backoff and never runs one key twice at once.
+//! name, `reconcile(request, ctx) -> Result<Action, ControllerError>` (the request: a key,
+//! why it runs, the desired state in force), and an `error_policy` that turns a failed run
+//! into the object's condition. A controller of one object ([`Singleton`]: the database,
+//! the load balancer ...) writes only its name, its pass and its error policy. The runtime
+//! around it measures each run (the one duration there is), retries failures with per-key
+//! backoff and never runs one key twice at once; what a controller sets of its own loop
+//! is [`OwnLoop`] (backoff, per-server grouping), and no controller names a group type.
 //!
 //! A controller is registered once, in [`crate::Controllers`]; registration gives it a
 //! trigger channel ([`TriggerBus`]) through which the others wake it, a place in a full
@@ -25,9 +28,21 @@ use steward_runtime::{
 
 use crate::context::Context;
 use crate::error::ControllerError;
+use crate::in_force::Accepted;
 
 /// A request to reconcile one key.
 pub(crate) type Trigger<K> = (K, Reason);
+
+/// What a reconcile ends with: when to look again, or why it failed.
+pub(crate) type Reconciled = Result<Action, ControllerError>;
+
+/// One run's question: reconcile `key` (woken for `reason`) towards `accepted`, the
+/// desired state in force. Before the controllers accepted one, nothing runs.
+pub(crate) struct Request<K> {
+    pub key: K,
+    pub reason: Reason,
+    pub accepted: Arc<Accepted>,
+}
 
 pub(crate) trait Reconciler: Send + Sync + 'static {
     /// What one reconcile is about (a server name, a service on a server ...).
@@ -38,10 +53,9 @@ pub(crate) trait Reconciler: Send + Sync + 'static {
     /// Drive one object towards the desired state in force; always re-reads what is
     /// observed, never trusts what an earlier run did.
     fn reconcile(
-        key: Self::Key,
-        reason: Reason,
+        request: Request<Self::Key>,
         ctx: Arc<Context>,
-    ) -> impl Future<Output = Result<Action, ControllerError>> + Send;
+    ) -> impl Future<Output = Reconciled> + Send;
 
     /// A run failed: say so on the object. The retry itself is the runtime's backoff.
     fn error_policy(key: &Self::Key, error: &ControllerError, ctx: &Context);
@@ -64,7 +78,8 @@ pub(crate) trait Singleton: Send + Sync + 'static {
     const NAME: &'static str;
 
     /// One pass over the object, as [`Reconciler::reconcile`].
-    fn reconcile(ctx: &Context) -> impl Future<Output = Result<Action, ControllerError>> + Send;
+    fn reconcile(accepted: Arc<Accepted>, ctx: &Context)
+        -> impl Future<Output = Reconciled> + Send;
 
     /// A pass failed: say so on the object, as [`Reconciler::error_policy`].
     fn error_policy(error: &ControllerError, ctx: &Context);
@@ -74,12 +89,8 @@ impl<S: Singleton> Reconciler for S {
     type Key = ();
     const NAME: &'static str = S::NAME;
 
-    async fn reconcile(
-        (): (),
-        _reason: Reason,
-        ctx: Arc<Context>,
-    ) -> Result<Action, ControllerError> {
-        S::reconcile(&ctx).await
+    async fn reconcile(request: Request<()>, ctx: Arc<Context>) -> Reconciled {
+        S::reconcile(request.accepted, &ctx).await
     }
 
     fn error_policy((): &(), error: &ControllerError, ctx: &Context) {
@@ -128,13 +139,22 @@ impl<K> OwnLoop<K> {
     }
 }
 
-/// `reconcile`, then `error_policy` on failure: what the runtime runs for each key.
+/// `reconcile` against the desired state in force (none yet: wait for one), then
+/// `error_policy` on failure: what the runtime runs for each key.
 pub(crate) async fn reconcile_and_record<R: Reconciler>(
     key: R::Key,
     reason: Reason,
     ctx: Arc<Context>,
-) -> Result<Action, ControllerError> {
-    let result = R::reconcile(key.clone(), reason, Arc::clone(&ctx)).await;
+) -> Reconciled {
+    let Some(accepted) = ctx.desired.current() else {
+        return Ok(Action::await_change());
+    };
+    let request = Request {
+        key: key.clone(),
+        reason,
+        accepted,
+    };
+    let result = R::reconcile(request, Arc::clone(&ctx)).await;
     if let Err(error) = &result {
         R::error_policy(&key, error, &ctx);
     }

@@ -20,7 +20,7 @@ use crate::certificate::Certificates;
 use crate::context::Context;
 use crate::drift::DriftKind;
 use crate::error::ControllerError;
-use crate::reconciler::{OwnLoop, Reconciler};
+use crate::reconciler::{OwnLoop, Reconciled, Reconciler, Request};
 use crate::service::Services;
 use crate::service_key::ServiceKey;
 use crate::status::{EventType, Phase};
@@ -32,18 +32,12 @@ impl Reconciler for Servers {
     type Key = String;
     const NAME: &'static str = "server";
 
-    async fn reconcile(
-        name: String,
-        _reason: Reason,
-        ctx: Arc<Context>,
-    ) -> Result<Action, ControllerError> {
-        let Some(accepted) = ctx.desired.current() else {
-            return Ok(Action::await_change());
-        };
-        let desired = &accepted.desired;
+    async fn reconcile(request: Request<String>, ctx: Arc<Context>) -> Reconciled {
+        let (name, accepted) = (request.key, request.accepted);
         let Some((server, declared)) = ctx.desired.server(&accepted, &name) else {
             return Ok(Action::await_change());
         };
+        let desired = &accepted.desired;
         let generation = desired.generation;
 
         let observed = async {

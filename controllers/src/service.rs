@@ -27,7 +27,7 @@ use crate::context::Context;
 use crate::drift::DriftKind;
 use crate::error::ControllerError;
 use crate::prober::ProbeTarget;
-use crate::reconciler::{OwnLoop, Reconciler};
+use crate::reconciler::{OwnLoop, Reconciled, Reconciler, Request};
 use crate::service_key::ServiceKey;
 use crate::status::{EventType, Phase};
 use crate::store::matches_spec;
@@ -48,14 +48,8 @@ impl Reconciler for Services {
     type Key = ServiceKey;
     const NAME: &'static str = "service";
 
-    async fn reconcile(
-        key: ServiceKey,
-        reason: Reason,
-        ctx: Arc<Context>,
-    ) -> Result<Action, ControllerError> {
-        let Some(accepted) = ctx.desired.current() else {
-            return Ok(Action::await_change());
-        };
+    async fn reconcile(request: Request<ServiceKey>, ctx: Arc<Context>) -> Reconciled {
+        let (key, reason, accepted) = (request.key, request.reason, request.accepted);
         let desired = &accepted.desired;
         let Some((server, server_declared)) = ctx.desired.server(&accepted, &key.server) else {
             forget(&ctx, &key);

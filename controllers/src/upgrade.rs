@@ -32,7 +32,8 @@ use steward_runtime::{Action, Reason};
 
 use crate::context::Context;
 use crate::error::ControllerError;
-use crate::reconciler::Singleton;
+use crate::in_force::Accepted;
+use crate::reconciler::{Reconciled, Singleton};
 use crate::status::{EventType, ServerUpgradePhase, UpgradePhase, UpgradeStatus};
 pub(crate) use drain::Drainer;
 use rollout::{Rollout, ServerRollout};
@@ -224,10 +225,7 @@ pub(crate) struct UpgradeController;
 impl Singleton for UpgradeController {
     const NAME: &'static str = "upgrade";
 
-    async fn reconcile(ctx: &Context) -> Result<Action, ControllerError> {
-        let Some(accepted) = ctx.desired.current() else {
-            return Ok(Action::await_change());
-        };
+    async fn reconcile(accepted: Arc<Accepted>, ctx: &Context) -> Reconciled {
         let snapshot = &accepted.desired.snapshot;
         let installed = ctx.store.installed_releases();
         let up = &ctx.upgrade;

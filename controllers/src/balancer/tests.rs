@@ -60,7 +60,7 @@ async fn a_rendered_vendor_is_written_once_and_repaired() {
         state.path(),
         "{fqdn: lb.example.eng, vendor: f5, address: 192.0.2.10, render: out/f5}",
     );
-    LoadBalancers::reconcile(&fx.ctx).await.unwrap();
+    fx.run::<LoadBalancers>(()).await.unwrap();
     let path = state.path().join("out/f5/as3.json");
     let first = std::fs::read_to_string(&path).unwrap();
     assert!(first.contains("\"updateMode\": \"selective\""));
@@ -76,12 +76,12 @@ async fn a_rendered_vendor_is_written_once_and_repaired() {
     assert_headline_has(&status, "Rendered");
 
     // Nothing changed: nothing written.
-    LoadBalancers::reconcile(&fx.ctx).await.unwrap();
+    fx.run::<LoadBalancers>(()).await.unwrap();
     assert_eq!(events(&fx, "Rendered"), 1);
 
     // Someone edits the file: the next periodic run puts it back.
     std::fs::write(&path, "{}").unwrap();
-    LoadBalancers::reconcile(&fx.ctx).await.unwrap();
+    fx.run::<LoadBalancers>(()).await.unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), first);
     assert_eq!(events(&fx, "Rendered"), 2);
 }
@@ -90,7 +90,7 @@ async fn a_rendered_vendor_is_written_once_and_repaired() {
 async fn no_vendor_no_load_balancer_status() {
     let state = tempfile::tempdir().unwrap();
     let fx = fleet(state.path(), "{fqdn: lb.example.eng}");
-    LoadBalancers::reconcile(&fx.ctx).await.unwrap();
+    fx.run::<LoadBalancers>(()).await.unwrap();
     assert!(fx.ctx.store.status().load_balancer.is_none());
     assert_eq!(
         std::fs::read_dir(state.path())
@@ -109,9 +109,8 @@ async fn an_unresolvable_member_is_a_condition_and_nothing_is_installed() {
     let state = tempfile::tempdir().unwrap();
     // The fixture's servers (appN.example.eng) resolve nowhere.
     let fx = fleet(state.path(), "{fqdn: lb.example.eng, vendor: haproxy}");
-    let err = LoadBalancers::reconcile(&fx.ctx).await.unwrap_err();
+    let err = fx.run::<LoadBalancers>(()).await.unwrap_err();
     assert_eq!(err.reason(), "Unresolvable", "{err}");
-    LoadBalancers::error_policy(&err, &fx.ctx);
     let status = lb_status(&fx);
     assert_eq!(status.vendor, "haproxy");
     assert_headline_has(&status, "Unresolvable");
@@ -193,8 +192,7 @@ fn haproxy_fleet(state_dir: &Path, bin: std::path::PathBuf) -> Fixture {
 /// Runs one reconcile expected to fail, as the runtime would: the error becomes the
 /// load balancer's condition. Returns its reason and message.
 async fn failed_run(fx: &Fixture) -> (ControllerError, String) {
-    let err = LoadBalancers::reconcile(&fx.ctx).await.unwrap_err();
-    LoadBalancers::error_policy(&err, &fx.ctx);
+    let err = fx.run::<LoadBalancers>(()).await.unwrap_err();
     let status = lb_status(fx);
     let ready = status
         .conditions
@@ -315,7 +313,7 @@ async fn a_follower_writes_nothing_and_says_the_leader_does() {
         "{fqdn: lb.example.eng, vendor: f5, address: 192.0.2.10, render: out/f5}",
     );
     let leading = fx.follow();
-    LoadBalancers::reconcile(&fx.ctx).await.unwrap();
+    fx.run::<LoadBalancers>(()).await.unwrap();
     let path = state.path().join("out/f5/as3.json");
     assert!(!path.exists(), "a follower rendered {}", path.display());
     let status = lb_status(&fx);
@@ -324,7 +322,7 @@ async fn a_follower_writes_nothing_and_says_the_leader_does() {
 
     // It wins the election: now it writes.
     leading.win();
-    LoadBalancers::reconcile(&fx.ctx).await.unwrap();
+    fx.run::<LoadBalancers>(()).await.unwrap();
     assert!(path.exists());
     assert_eq!(events(&fx, "Rendered"), 1);
 }
@@ -336,7 +334,7 @@ async fn a_follower_neither_checks_nor_installs_an_haproxy_configuration() {
     let bin = fake_haproxy(state.path(), "2.4.0", "exit 0");
     let fx = haproxy_fleet(state.path(), bin);
     fx.follow();
-    LoadBalancers::reconcile(&fx.ctx).await.unwrap();
+    fx.run::<LoadBalancers>(()).await.unwrap();
     let status = lb_status(&fx);
     assert_headline_has(&status, FOLLOWING);
     let written: Vec<_> = walk(state.path())
