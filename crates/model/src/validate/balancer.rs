@@ -13,7 +13,7 @@ use crate::resource::{Affinity, Hl7Failover, Hl7Spec, LbVendor, LoadBalancerSpec
 use crate::snapshot::{
     HaproxyFiles, Hl7, LoadBalancer, Server, DEFAULT_FAILOVER_AFTER, MIN_IDLE_TIMEOUT,
 };
-use crate::syntax::{check_fqdn, parse_duration};
+use crate::syntax::check_fqdn;
 use crate::{Located, Pos};
 
 /// The load balancer's own settings; `farm_ports` is filled in by [`farm_ports`].
@@ -92,34 +92,21 @@ pub(super) fn load_balancer(
 }
 
 fn idle_timeout(file: &Path, value: &Located<String>, report: &mut Report) -> Option<Duration> {
-    if !report.within_length(file, "loadBalancer.idleTimeout", value, max_len::SHORT) {
+    let d = report.duration(file, "loadBalancer.idleTimeout", value, Duration::ZERO)?;
+    if d < MIN_IDLE_TIMEOUT {
+        report.error(
+            file,
+            value.pos,
+            Code::IdleTimeout,
+            format!(
+                "loadBalancer.idleTimeout {} is below {}s: a console session lasts 30 minutes and the load balancer must not cut it",
+                quote(value),
+                MIN_IDLE_TIMEOUT.as_secs()
+            ),
+        );
         return None;
     }
-    match parse_duration(value) {
-        Ok(d) if d < MIN_IDLE_TIMEOUT => {
-            report.error(
-                file,
-                value.pos,
-                Code::IdleTimeout,
-                format!(
-                    "loadBalancer.idleTimeout {} is below {}s: a console session lasts 30 minutes and the load balancer must not cut it",
-                    quote(value),
-                    MIN_IDLE_TIMEOUT.as_secs()
-                ),
-            );
-            None
-        }
-        Ok(d) => Some(d),
-        Err(e) => {
-            report.error(
-                file,
-                value.pos,
-                Code::InvalidDuration,
-                format!("loadBalancer.idleTimeout: {e}"),
-            );
-            None
-        }
-    }
+    Some(d)
 }
 
 /// `haproxy` belongs to vendor haproxy, `render` to the rendered vendors: a setting the
@@ -172,32 +159,10 @@ pub(super) fn hl7(
     lb: Option<&LoadBalancerSpec>,
     report: &mut Report,
 ) -> Hl7 {
-    let failover_after = spec.failover_after.as_ref().and_then(|v| {
-        if !report.within_length(file, "hl7.failoverAfter", v, max_len::SHORT) {
-            return None;
-        }
-        match parse_duration(v) {
-            Ok(d) if d.is_zero() => {
-                report.error(
-                    file,
-                    v.pos,
-                    Code::InvalidDuration,
-                    "hl7.failoverAfter must be longer than 0",
-                );
-                None
-            }
-            Ok(d) => Some(d),
-            Err(e) => {
-                report.error(
-                    file,
-                    v.pos,
-                    Code::InvalidDuration,
-                    format!("hl7.failoverAfter: {e}"),
-                );
-                None
-            }
-        }
-    });
+    let failover_after = spec
+        .failover_after
+        .as_ref()
+        .and_then(|v| report.duration(file, "hl7.failoverAfter", v, Report::LONGER_THAN_0));
     if let Some(f) = &spec.failover {
         if f.value == Hl7Failover::Automatic && lb.is_none_or(|lb| lb.vendor.is_none()) {
             report.error(

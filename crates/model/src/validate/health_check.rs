@@ -87,25 +87,9 @@ pub(super) fn compile(
         ("timeout", &spec.timeout, &mut check.timeout),
     ] {
         if let Some(v) = value {
-            if !report.within_length(file, field, v, max_len::SHORT) {
-                ok = false;
-                continue;
-            }
-            match parse_duration(v) {
-                Ok(d) if d.is_zero() => {
-                    report.error(
-                        file,
-                        v.pos,
-                        Code::InvalidDuration,
-                        format!("{field} must be longer than 0"),
-                    );
-                    ok = false;
-                }
-                Ok(d) => *target = d,
-                Err(e) => {
-                    report.error(file, v.pos, Code::InvalidDuration, format!("{field}: {e}"));
-                    ok = false;
-                }
+            match report.duration(file, field, v, Report::LONGER_THAN_0) {
+                Some(d) => *target = d,
+                None => ok = false,
             }
         }
     }

@@ -9,7 +9,7 @@ use crate::snapshot::{
     default_service_login, CertificateAuthority, Database, Installation, ServiceLogin,
     DEFAULT_CERTIFICATE_DURATION, MIN_CERTIFICATE_DURATION,
 };
-use crate::syntax::{format_duration, is_valid_release, is_valid_sql_server, parse_duration};
+use crate::syntax::{format_duration, is_valid_release, is_valid_sql_server};
 use crate::Located;
 
 /// The service login: a usable name, and its password when steward is to create it.
@@ -188,36 +188,7 @@ fn certificate_timing(
     report: &mut Report,
 ) -> (Duration, Duration) {
     let mut parse = |field: &str, value: &Located<String>, min: Duration| {
-        let field = format!("certificateAuthority.{field}");
-        if !report.within_length(file, &field, value, max_len::SHORT) {
-            return None;
-        }
-        match parse_duration(value) {
-            Ok(d) if d < min => {
-                let min = if min <= Duration::from_millis(1) {
-                    "longer than 0".to_owned()
-                } else {
-                    format!("at least {}", format_duration(min))
-                };
-                report.error(
-                    file,
-                    value.pos,
-                    Code::InvalidDuration,
-                    format!("{field} must be {min}"),
-                );
-                None
-            }
-            Ok(d) => Some(d),
-            Err(e) => {
-                report.error(
-                    file,
-                    value.pos,
-                    Code::InvalidDuration,
-                    format!("{field}: {e}"),
-                );
-                None
-            }
-        }
+        report.duration(file, &format!("certificateAuthority.{field}"), value, min)
     };
     let duration = ca
         .duration

@@ -16,13 +16,14 @@ mod upgrade_policy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::diagnostic::{self, display_path, quote, Code, Diagnostic};
 use crate::load::{Loaded, Sourced};
 use crate::resource::Resource;
 use crate::snapshot::Snapshot;
-use crate::syntax::is_valid_name;
 pub(crate) use crate::syntax::normalize_host;
+use crate::syntax::{format_duration, is_valid_name, parse_duration};
 use crate::{Located, Pos};
 
 /// The outcome of validating a directory.
@@ -90,6 +91,50 @@ impl Report {
         );
         false
     }
+
+    /// A duration field (short text), parsed and at least `min`
+    /// ([`Report::LONGER_THAN_0`]: any but zero); otherwise reported as
+    /// `invalid-duration`, "FIELD: why" or "FIELD must be longer than 0 / at least ...".
+    pub fn duration(
+        &mut self,
+        file: &Path,
+        field: &str,
+        value: &Located<String>,
+        min: Duration,
+    ) -> Option<Duration> {
+        if !self.within_length(file, field, value, max_len::SHORT) {
+            return None;
+        }
+        match parse_duration(value) {
+            Ok(d) if d < min => {
+                let min = if min <= Duration::from_millis(1) {
+                    "longer than 0".to_owned()
+                } else {
+                    format!("at least {}", format_duration(min))
+                };
+                self.error(
+                    file,
+                    value.pos,
+                    Code::InvalidDuration,
+                    format!("{field} must be {min}"),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(
+                    file,
+                    value.pos,
+                    Code::InvalidDuration,
+                    format!("{field}: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// The least duration of a field that must not be zero.
+    pub const LONGER_THAN_0: Duration = Duration::from_nanos(1);
 }
 
 impl Report {
@@ -305,4 +350,40 @@ fn check_names(documents: &[Sourced], report: &mut Report) {
 pub(crate) struct Placed<T> {
     pub file: PathBuf,
     pub value: T,
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    /// What `Report::duration` says of `text` with `min`: the value, or the message.
+    fn judged(text: &str, min: Duration) -> Result<Duration, String> {
+        let mut report = Report::default();
+        let value = Located::new(text.to_owned(), Pos { line: 1, col: 1 });
+        report
+            .duration(Path::new("x.yaml"), "f", &value, min)
+            .ok_or_else(|| {
+                let [d] = &report.diagnostics[..] else {
+                    panic!("{:?}", report.diagnostics)
+                };
+                assert_eq!(d.code, Code::InvalidDuration);
+                d.message.clone()
+            })
+    }
+
+    #[test]
+    fn a_duration_is_parsed_or_reported_in_the_fields_words() {
+        let zero = Duration::ZERO;
+        assert_eq!(judged("90s", zero), Ok(Duration::from_secs(90)));
+        assert_eq!(judged("0s", zero), Ok(zero));
+        assert_eq!(
+            judged("0s", Report::LONGER_THAN_0),
+            Err("f must be longer than 0".into())
+        );
+        assert_eq!(
+            judged("30m", Duration::from_secs(3600)),
+            Err("f must be at least 1h".into())
+        );
+        assert!(judged("soon", zero).unwrap_err().starts_with("f: "));
+    }
 }

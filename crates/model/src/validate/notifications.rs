@@ -8,7 +8,7 @@ use crate::notifications::{
     DEFAULT_SUBJECT,
 };
 use crate::resource::{Document, NotificationsSpec, SmtpTls};
-use crate::syntax::{is_valid_host, parse_duration};
+use crate::syntax::is_valid_host;
 use crate::Located;
 
 /// Longest subject template and body template (characters).
@@ -61,29 +61,9 @@ pub(super) fn compile(
     let events: BTreeSet<_> = spec.events.iter().map(|e| e.value).collect();
     let rate_limit = match &spec.rate_limit {
         None => DEFAULT_RATE_LIMIT,
-        Some(v) if !report.within_length(file, "rateLimit", v, max_len::SHORT) => {
-            ok = false;
-            DEFAULT_RATE_LIMIT
-        }
-        Some(v) => match parse_duration(v) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
-                report.error(
-                    file,
-                    v.pos,
-                    Code::InvalidDuration,
-                    "rateLimit must be longer than 0",
-                );
-                ok = false;
-                DEFAULT_RATE_LIMIT
-            }
-            Err(e) => {
-                report.error(
-                    file,
-                    v.pos,
-                    Code::InvalidDuration,
-                    format!("rateLimit: {e}"),
-                );
+        Some(v) => match report.duration(file, "rateLimit", v, Report::LONGER_THAN_0) {
+            Some(d) => d,
+            None => {
                 ok = false;
                 DEFAULT_RATE_LIMIT
             }

@@ -4,7 +4,6 @@ use std::time::Duration;
 use super::{max_len, Report};
 use crate::diagnostic::{quote, Code};
 use crate::resource::{Document, UpgradePolicySpec};
-use crate::syntax::parse_duration;
 use crate::upgrade::window::{Window, WindowError};
 use crate::upgrade::{
     ReleasePattern, UpgradePolicy, Windows, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEALTH_GATE,
@@ -160,21 +159,7 @@ fn duration(
     report: &mut Report,
 ) -> Option<Option<Duration>> {
     let value = value?;
-    if !report.within_length(file, field, value, max_len::SHORT) {
-        return Some(None);
-    }
-    match parse_duration(value) {
-        Ok(d) => Some(Some(d)),
-        Err(e) => {
-            report.error(
-                file,
-                value.pos,
-                Code::InvalidDuration,
-                format!("{field}: {e}"),
-            );
-            Some(None)
-        }
-    }
+    Some(report.duration(file, field, value, Duration::ZERO))
 }
 
 /// At most one UpgradePolicy: the second and later are errors pointing at the first.
