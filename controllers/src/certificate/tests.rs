@@ -5,11 +5,7 @@ use steward_model::resource::CaMode;
 use steward_runtime::ReconcileError;
 
 /// One run as the runtime makes it: reconcile, then the error policy.
-async fn reconcile(
-    name: String,
-    reason: Reason,
-    ctx: Arc<Context>,
-) -> Result<Action, ControllerError> {
+async fn reconcile(name: String, reason: Reason, ctx: Arc<Context>) -> Reconciled {
     crate::reconciler::reconcile_and_record::<Certificates>(name, reason, ctx).await
 }
 
