@@ -1,6 +1,6 @@
 //! The controllers' view of an agent: a trait over [`AgentClient`] so that tests can
-//! script an agent's answers, and a per-server cache of clients (each keeps its own
-//! connection pool).
+//! script an agent's answers, and a per-server cache of clients (sharing one pool of
+//! kept-alive connections).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -12,6 +12,7 @@ use steward_agent::api::{
     InstallResponse, RemnantCleanup, ServiceInfo, ServiceLogs, UninstallResponse,
 };
 use steward_agent::{AgentClient, ClientError, EpochSource};
+use steward_https_client::HttpsClient;
 use steward_model::snapshot::Server;
 use steward_model::ServiceKind;
 use steward_pki::PrivateKeyPem;
@@ -135,16 +136,29 @@ pub(crate) trait Connector: Send + Sync {
     fn connect(&self, endpoint: &AgentEndpoint) -> Result<Arc<dyn AgentApi>, ClientError>;
 }
 
-/// Real HTTPS clients with the daemon's mTLS identity.
+/// Real HTTPS clients with the daemon's mTLS identity, all sending through one HTTPS
+/// client: one TLS configuration, and one pool of kept-alive connections bounded in all
+/// ([`steward_agent::AGENT_POOL`]) instead of one pool per agent.
 pub(crate) struct ClientConnector {
-    pub tls: rustls::ClientConfig,
+    pub http: Arc<HttpsClient>,
     pub timeout: Duration,
     pub fence: Fence,
 }
 
+impl ClientConnector {
+    pub(crate) fn new(tls: rustls::ClientConfig, timeout: Duration, fence: Fence) -> Self {
+        Self {
+            http: Arc::new(steward_agent::agent_https(tls)),
+            timeout,
+            fence,
+        }
+    }
+}
+
 impl Connector for ClientConnector {
     fn connect(&self, endpoint: &AgentEndpoint) -> Result<Arc<dyn AgentApi>, ClientError> {
-        let client = AgentClient::new(&endpoint.base_url, self.tls.clone(), self.timeout)?;
+        let client =
+            AgentClient::sharing(&endpoint.base_url, Arc::clone(&self.http), self.timeout)?;
         Ok(Arc::new(match self.fence.get() {
             Some(source) => client.with_epochs(Arc::clone(source)),
             None => client,

@@ -286,11 +286,11 @@ impl Controllers {
         let prober =
             NetworkProber::new(&config.probe_roots).map_err(ControllersError::ProbeRoots)?;
         let fence = Fence::default();
-        let connector = ClientConnector {
-            tls: config.agent_tls.clone(),
-            timeout: config.agent_timeout,
-            fence: Arc::clone(&fence),
-        };
+        let connector = ClientConnector::new(
+            config.agent_tls.clone(),
+            config.agent_timeout,
+            Arc::clone(&fence),
+        );
         Self::with_fenced_parts(
             config,
             registry,

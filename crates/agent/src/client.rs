@@ -123,8 +123,19 @@ impl AgentClient {
         tls: rustls::ClientConfig,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
+        Self::sharing(base_url, Arc::new(agent_https(tls)), timeout)
+    }
+
+    /// A client for the agent at `base_url` that sends through `http` (from
+    /// [`agent_https`]): every client made with the same `http` draws on one pool of
+    /// kept-alive connections, bounded in all ([`AGENT_POOL`]), however many agents there
+    /// are. A daemon makes one `http` for all of its agents.
+    pub fn sharing(
+        base_url: &str,
+        http: Arc<HttpsClient>,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
         let base = parse_base(base_url)?;
-        let http = Arc::new(HttpsClient::new(tls, pool_limits()));
         Ok(Self {
             base,
             http,
@@ -384,18 +395,27 @@ fn snippet(bytes: &[u8]) -> String {
         .to_owned()
 }
 
-/// Kept-alive connections to one agent: two stay idle (a reconcile and one more call at
-/// once); a burst of more calls dials for the rest and closes those after it. An idle
-/// mutual-TLS connection costs tens of KB, so eight kept per agent made these the largest
-/// share of the daemon's memory with many servers. Idle ones close after 30 s, below the
-/// agent's keep-alive.
-fn pool_limits() -> PoolLimits {
-    PoolLimits {
-        per_key: 2,
-        total: 2,
-        max_idle: Duration::from_secs(30),
-        ..PoolLimits::default()
-    }
+/// Kept-alive connections to agents: two stay idle per agent (a reconcile and one more
+/// call at once); a burst of more calls dials for the rest and closes those after it. An
+/// idle mutual-TLS connection costs tens of KB and a descriptor, so two per agent for
+/// 1,000 agents would be the largest share of the daemon's memory: at most 256 stay idle
+/// in all. When the pool is full a connection coming back is closed rather than one kept
+/// being evicted: the controllers visit servers in turn, and for a cycle longer than the
+/// pool, evicting the least recently used would keep exactly the connections that are
+/// needed last (no reuse at all); keeping the first ones reuses them every turn. A call to
+/// an agent without one dials again (offering to resume its TLS session). Idle ones close
+/// after 30 s, below the agent's keep-alive.
+pub const AGENT_POOL: PoolLimits = PoolLimits {
+    per_key: 2,
+    total: 256,
+    max_idle: Duration::from_secs(30),
+    max_age: Duration::from_secs(300),
+};
+
+/// The HTTPS client agent clients share (see [`AgentClient::sharing`]), with `tls`
+/// (normally [`steward_pki::mtls_client_config`]) and [`AGENT_POOL`].
+pub fn agent_https(tls: rustls::ClientConfig) -> HttpsClient {
+    HttpsClient::new(tls, AGENT_POOL)
 }
 
 /// The HTTPS client's failure in the agent client's words (`timeout` is the deadline

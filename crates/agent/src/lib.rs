@@ -25,7 +25,7 @@ mod routes;
 mod server;
 mod state;
 
-pub use client::{AgentClient, ClientError, EpochSource};
+pub use client::{agent_https, AgentClient, ClientError, EpochSource, AGENT_POOL};
 pub use config::AgentConfig;
 pub use driver::{
     find_running, minimal_environment, port_holder, process_command_line, Driver, DriverConfig,

@@ -630,3 +630,52 @@ async fn a_burst_of_calls_leaves_two_idle_connections() {
     assert_eq!(client.idle_connections(), 2);
     agent.shutdown().await;
 }
+
+/// With 1,000 agents, two idle connections each would be 2,000 idle mutual-TLS
+/// connections: clients made with one shared HTTPS client keep their idle connections in
+/// one pool, bounded in all, not per client. (Two names of one agent are two pool keys,
+/// as two agents would be.)
+#[tokio::test]
+async fn clients_sharing_one_https_client_keep_its_total_of_idle_connections() {
+    use std::sync::Arc;
+    use steward_https_client::{HttpsClient, PoolLimits};
+
+    let pki = Pki::new();
+    let agent = RunningAgent::start(pki.config(false, true)).await;
+    let tls = steward_pki::mtls_client_config(
+        pki.ca.cert_pem(),
+        &pki.daemon.cert_pem,
+        pki.daemon.key_pem.expose(),
+    )
+    .unwrap();
+    let limits = PoolLimits {
+        per_key: 2,
+        total: 3,
+        ..PoolLimits::default()
+    };
+    let http = Arc::new(HttpsClient::new(tls, limits));
+    let port = agent.addr.port();
+    let by_name =
+        AgentClient::sharing(&format!("https://localhost:{port}"), http.clone(), TIMEOUT).unwrap();
+    let by_address =
+        AgentClient::sharing(&format!("https://127.0.0.1:{port}"), http.clone(), TIMEOUT).unwrap();
+    for client in [&by_name, &by_address] {
+        let (a, b, c, d) = tokio::join!(
+            client.services(),
+            client.services(),
+            client.services(),
+            client.services()
+        );
+        for listed in [a, b, c, d] {
+            listed.unwrap();
+        }
+    }
+    // Two per key would be four; the shared pool stops at its total.
+    assert_eq!(http.idle_connections(), 3);
+    assert_eq!(
+        by_name.idle_connections(),
+        3,
+        "one pool, seen from either client"
+    );
+    agent.shutdown().await;
+}
