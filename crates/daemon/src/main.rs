@@ -11,6 +11,7 @@ mod cmd;
 mod dashboard;
 mod embedded;
 mod ha;
+mod heap;
 mod lab;
 mod logging;
 mod metrics;

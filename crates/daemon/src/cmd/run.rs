@@ -126,6 +126,7 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
         );
     }
     let shutdown = crate::signals::shutdown_token();
+    tokio::spawn(crate::heap::release_periodically(shutdown.clone()));
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
     let dir = desired_state_dir(&args)?;
