@@ -25,6 +25,11 @@ use crate::listing::{Freshness, Need, SharedListing};
 #[async_trait]
 pub(crate) trait AgentApi: Send + Sync {
     async fn host(&self) -> Result<HostInfo, ClientError>;
+    /// The host, as read through this client within `max_age` ([`SharedListing`] keeps
+    /// the last answer): it changes only when the agent is reinstalled.
+    async fn host_within(&self, _max_age: Duration) -> Result<HostInfo, ClientError> {
+        self.host().await
+    }
     async fn services(&self) -> Result<Vec<ServiceInfo>, ClientError>;
     /// The services, from a listing as fresh as `need` says: one listing may answer
     /// several callers ([`crate::listing`]).

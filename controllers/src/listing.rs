@@ -88,6 +88,8 @@ struct Slot {
 pub(crate) struct SharedListing {
     inner: Arc<dyn AgentApi>,
     slot: Mutex<Slot>,
+    /// The last host the agent reported, and when it was asked for.
+    host: Mutex<Option<(Instant, HostInfo)>>,
 }
 
 impl SharedListing {
@@ -95,6 +97,7 @@ impl SharedListing {
         Self {
             inner,
             slot: Mutex::new(Slot::default()),
+            host: Mutex::new(None),
         }
     }
 
@@ -205,7 +208,23 @@ enum Plan {
 #[async_trait]
 impl AgentApi for SharedListing {
     async fn host(&self) -> Result<HostInfo, ClientError> {
-        self.inner.host().await
+        let asked = Instant::now();
+        let host = self.inner.host().await?;
+        *self.host.lock().unwrap_or_else(|p| p.into_inner()) = Some((asked, host.clone()));
+        Ok(host)
+    }
+    async fn host_within(&self, max_age: Duration) -> Result<HostInfo, ClientError> {
+        let kept = self
+            .host
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(asked, _)| asked.elapsed() <= max_age)
+            .map(|(_, host)| host.clone());
+        match kept {
+            Some(host) => Ok(host),
+            None => self.host().await,
+        }
     }
     /// A listing sent now (it may still answer later callers).
     async fn services(&self) -> Result<Vec<ServiceInfo>, ClientError> {

@@ -25,6 +25,11 @@ use crate::service::Services;
 use crate::service_key::ServiceKey;
 use crate::status::{EventType, Phase};
 
+/// How long the host an agent reported (its name, OS, agent version) is taken as it is
+/// while the agent keeps answering: it changes when the agent is reinstalled, and an
+/// agent that went away is asked again once it answers.
+const HOST_KEPT: Duration = Duration::from_secs(300);
+
 /// The server controller (key: server name).
 pub(crate) struct Servers;
 
@@ -33,17 +38,36 @@ impl Reconciler for Servers {
     const NAME: &'static str = "server";
 
     async fn reconcile(request: Request<String>, ctx: Arc<Context>) -> Reconciled {
-        let (name, accepted) = (request.key, request.accepted);
+        let (name, reason, accepted) = (request.key, request.reason, request.accepted);
         let Some((server, declared)) = ctx.desired.server(&accepted, &name) else {
             return Ok(Action::await_change());
         };
         let desired = &accepted.desired;
         let generation = desired.generation;
 
+        // An agent not known to answer is asked who it is; one that answered the last
+        // look is asked again only every HOST_KEPT (a changed agent URL gets a new
+        // client, which keeps nothing).
+        let known_up = ctx
+            .store
+            .with_server(&name, |r| r.agent_up == Some(true))
+            .unwrap_or(false);
+        // The listing the service controller's looks of the same cause share (a full
+        // resync, a new desired state), or one at most a quarter period old for a
+        // periodic look: a resync lists each server once, not once for it and once for
+        // its services.
+        let need = ctx
+            .agents
+            .freshness
+            .need(reason, settled(&ctx, &desired.snapshot) / 4);
         let observed = async {
             let agent = ctx.agents.get(&server)?;
-            let host = agent.host().await?;
-            let listed = agent.services().await?;
+            let host = if known_up {
+                agent.host_within(HOST_KEPT).await?
+            } else {
+                agent.host().await?
+            };
+            let listed = agent.services_fresh(need).await?;
             Ok::<_, ClientError>((agent, host, listed))
         }
         .await;
@@ -478,6 +502,31 @@ mod tests {
         reconcile("app1".into(), Reason::RetryAfterError, fx.ctx.clone())
             .await
             .unwrap();
+        assert_eq!(fx.ctx.store.status().servers[0].agent_up, Some(true));
+    }
+
+    /// An agent that keeps answering is asked who it is every HOST_KEPT, not every look;
+    /// one that went away is asked again when it answers.
+    #[tokio::test(start_paused = true)]
+    async fn a_known_agents_host_is_asked_for_again_only_when_old_or_after_an_outage() {
+        let fx = fixture(&[("app1", &["PSIS", "PSWS"])]);
+        let agent = fx.agent("app1");
+        for _ in 0..3 {
+            fx.run::<Servers>("app1".into()).await.unwrap();
+        }
+        assert_eq!(agent.calls(Call::Host), 1);
+        assert_eq!(agent.calls(Call::Services), 3, "every look lists");
+
+        tokio::time::advance(HOST_KEPT + Duration::from_secs(1)).await;
+        fx.run::<Servers>("app1".into()).await.unwrap();
+        assert_eq!(agent.calls(Call::Host), 2);
+
+        agent.set_down(true);
+        fx.run::<Servers>("app1".into()).await.unwrap_err();
+        agent.set_down(false);
+        let host_calls = agent.calls(Call::Host);
+        fx.run::<Servers>("app1".into()).await.unwrap();
+        assert_eq!(agent.calls(Call::Host), host_calls + 1);
         assert_eq!(fx.ctx.store.status().servers[0].agent_up, Some(true));
     }
 

@@ -61,6 +61,32 @@ async fn a_full_resync_lists_each_server_once() {
     }
 }
 
+/// The server controller's look of a full resync shares its services' listing: one
+/// listing per server for both controllers (two before).
+#[tokio::test]
+async fn a_full_resync_lists_each_server_once_for_its_server_and_its_services() {
+    let fx = healthy_fleet().await;
+    for server in ["app1", "app2"] {
+        fx.run::<crate::server::Servers>(server.into())
+            .await
+            .unwrap();
+    }
+    let before = listings(&fx);
+    fx.ctx.triggers.resync_all(&fx.ctx);
+    // The services first: the server's look then takes their listing.
+    look_at_all(&fx, Reason::Manual).await;
+    for server in ["app1", "app2"] {
+        crate::reconciler::reconcile_and_record::<crate::server::Servers>(
+            server.into(),
+            Reason::Manual,
+            fx.ctx.clone(),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(listings(&fx) - before, 2, "2 servers, 8 services");
+}
+
 #[tokio::test(start_paused = true)]
 async fn periodic_looks_at_a_servers_services_share_one_listing() {
     let fx = healthy_fleet().await;
