@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use steward_model::resource::Mode;
 use steward_model::ServiceKind;
 
-use super::records::matches_spec;
+use super::records::{matches_spec, State};
 use super::Store;
 use crate::directory::RECONCILED;
 use crate::service_key::ServiceKey;
@@ -75,10 +75,7 @@ impl Store {
 
     /// Whether `kind` is installed, running and passing its test on some server.
     pub(crate) fn ready_somewhere(&self, kind: ServiceKind) -> bool {
-        self.lock()
-            .services
-            .iter()
-            .any(|(k, r)| k.kind == kind && r.ready())
+        self.lock().ready_count.get(&kind).is_some_and(|n| *n > 0)
     }
 
     /// Whether `kind` is ready on a declared placement other than `except` (a
@@ -119,5 +116,66 @@ impl Store {
     /// Every service key, declared or not.
     pub(crate) fn service_keys(&self) -> Vec<ServiceKey> {
         self.lock().services.keys().cloned().collect()
+    }
+}
+
+impl State {
+    /// Keeps `ready_count` in step with one record going from `was` to `is` ready.
+    pub(super) fn note_ready(&mut self, kind: ServiceKind, was: bool, is: bool) {
+        match (was, is) {
+            (false, true) => *self.ready_count.entry(kind).or_default() += 1,
+            (true, false) => {
+                if let Some(n) = self.ready_count.get_mut(&kind) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::listed;
+
+    fn key(server: &str, kind: ServiceKind) -> ServiceKey {
+        ServiceKey::new(server, kind)
+    }
+
+    fn set_ready(store: &Store, key: &ServiceKey, ready: bool) {
+        store.with_service(key, |r| {
+            r.observed = Some(listed(key.kind, 7001, "D:", "6.12.1", false));
+            r.verdict = Some(ready);
+        });
+    }
+
+    /// The gates' count follows every way a record becomes or stops being ready: a
+    /// verdict, a stopped service, a forgotten service or server.
+    #[test]
+    fn ready_somewhere_follows_every_change_of_a_record() {
+        let store = Store::default();
+        let psis = |n: &str| key(n, ServiceKind::Psis);
+        assert!(!store.ready_somewhere(ServiceKind::Psis));
+
+        set_ready(&store, &psis("app1"), false);
+        assert!(!store.ready_somewhere(ServiceKind::Psis));
+        set_ready(&store, &psis("app1"), true);
+        set_ready(&store, &psis("app1"), true);
+        set_ready(&store, &psis("app2"), true);
+        assert!(store.ready_somewhere(ServiceKind::Psis));
+        assert!(!store.ready_somewhere(ServiceKind::Psws));
+
+        // Stopped behind steward's back: no longer ready, one instance left.
+        store.with_service(&psis("app1"), |r| r.observed = None);
+        assert!(store.ready_somewhere(ServiceKind::Psis));
+        store.forget_service(&psis("app2"));
+        assert!(!store.ready_somewhere(ServiceKind::Psis));
+
+        set_ready(&store, &psis("app3"), true);
+        set_ready(&store, &key("app3", ServiceKind::Psws), true);
+        store.forget_server("app3");
+        assert!(!store.ready_somewhere(ServiceKind::Psis));
+        assert!(!store.ready_somewhere(ServiceKind::Psws));
     }
 }

@@ -296,6 +296,7 @@ impl Store {
         let before = record.clone();
         let result = change(record);
         let after = record.clone();
+        state.note_ready(key.kind, before.ready(), after.ready());
         if !shown_alike(&before, &after) {
             state.fragments.touch(&key.server);
         }
@@ -361,6 +362,9 @@ impl Store {
     pub(crate) fn forget_service(&self, key: &ServiceKey) {
         let mut state = self.lock();
         let removed = state.services.remove(key);
+        if let Some(record) = &removed {
+            state.note_ready(key.kind, record.ready(), false);
+        }
         state.fragments.touch(&key.server);
         if let Some(metrics) = &self.gauges {
             metrics.forget_service(&key.server, key.kind);
@@ -385,7 +389,15 @@ impl Store {
             .services_on(name)
             .filter_map(|(k, r)| r.observed.as_ref().map(|o| (k.kind, o.release.clone())))
             .collect();
+        let ready: Vec<ServiceKind> = state
+            .services_on(name)
+            .filter(|(_, r)| r.ready())
+            .map(|(k, _)| k.kind)
+            .collect();
         state.services.retain(|k, _| k.server != name);
+        for kind in ready {
+            state.note_ready(kind, true, false);
+        }
         if let Some(metrics) = &self.gauges {
             metrics.forget_server(name);
             for (kind, release) in &releases {

@@ -161,6 +161,10 @@ pub(super) struct State {
     pub database_note: Option<String>,
     pub servers: BTreeMap<String, ServerRecord>,
     pub services: BTreeMap<ServiceKey, ServiceRecord>,
+    /// How many of `services` of each kind are ready, kept in step with every change:
+    /// the dependency gates ask on every reconcile, and scanning every record for it
+    /// made a cold converge quadratic in the fleet.
+    pub ready_count: BTreeMap<ServiceKind, usize>,
     /// `minimumHealthy` of every kind the desired state places somewhere.
     pub minimum_healthy: BTreeMap<ServiceKind, u32>,
     pub notifications: BTreeMap<String, NotificationsRecord>,
