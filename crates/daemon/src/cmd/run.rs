@@ -178,7 +178,10 @@ async fn serve(mut args: Args) -> anyhow::Result<()> {
             endpoints,
             resync: args.resync,
             agent_timeout: Duration::from_secs(5),
-            max_concurrent: 16,
+            // Each server-keyed look talks to its own agent and per_server bounds the
+            // calls one agent gets at once, so the budget is for the daemon's own work:
+            // at 16, installs and resync looks waited on agent round trips, not on CPU.
+            max_concurrent: 64,
             per_server: 4,
             installed_by: "steward".to_owned(),
             state_dir: Some(args.state_dir.clone()),
