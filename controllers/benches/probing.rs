@@ -11,9 +11,12 @@
 //!    fill the failing lane (goal >= 7 in a second: failing peers do not slow it).
 //!
 //! `cargo bench -p steward-controllers --bench probing` (`-- quick` for a short run;
-//! `-- probes N` runs goal 1 alone for exactly N probes, for an instruction count under
-//! `valgrind --tool=callgrind --separate-threads=yes`: the difference between two counts
-//! over the difference in probes is the prober's instructions per probe, setup excluded).
+//! `-- probes N [reuse|dial|resume]` runs goal 1 alone for exactly N probes, for an
+//! instruction count under `valgrind --tool=callgrind --separate-threads=yes`: the
+//! difference between two counts over the difference in probes is the prober's
+//! instructions per probe, setup excluded. `reuse` (the default) keeps connections alive;
+//! `dial` keeps none and no TLS session, a full handshake per probe; `resume` keeps no
+//! connection but the TLS sessions, as the daemon's probes mostly run).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use steward_controllers::prober::{
-    Monitor, MonitorSettings, NetworkProber, ProbeReport, ProbeSink, ProbeTarget, Prober,
+    Monitor, MonitorSettings, NetworkProber, PoolLimits, ProbeReport, ProbeSink, ProbeTarget,
+    Prober, PROBE_POOL,
 };
 use steward_controllers::ServiceKey;
 use steward_model::snapshot::HealthCheck;
@@ -107,7 +111,13 @@ const PROBED: [ServiceKind; 4] = [
     ServiceKind::Report,
 ];
 
-/// Lab services of the `PROBED` kinds on a thread (and core) of their own, until `stop`.
+/// Services of each kind probed: with 16 probes in flight, one per service, as the
+/// monitor never probes a service twice at once (and a service's one kept connection or
+/// TLS session is what its next probe finds).
+const COPIES: usize = 4;
+
+/// Lab services of the `PROBED` kinds, [`COPIES`] of each, on a thread (and core) of
+/// their own, until `stop`.
 fn lab_services(
     lab: &Arc<Lab>,
     stop: &CancellationToken,
@@ -123,8 +133,10 @@ fn lab_services(
                 .unwrap();
             rt.block_on(async {
                 let mut addrs = Vec::new();
-                for kind in PROBED {
-                    addrs.push((kind, serve(&lab, kind, stop.clone()).await));
+                for _ in 0..COPIES {
+                    for kind in PROBED {
+                        addrs.push((kind, serve(&lab, kind, stop.clone()).await));
+                    }
                 }
                 tx.send(addrs).unwrap();
                 stop.cancelled().await;
@@ -142,8 +154,8 @@ enum Budget {
     Probes(u64),
 }
 
-/// Passed and failed probes, wall time and prober CPU of 16 tasks probing `targets` (four
-/// in flight per service, as many services probed at once would be) within `budget`, on
+/// Passed and failed probes, wall time and prober CPU of 16 tasks probing `targets` (one
+/// each when there are 16, as many services probed at once would be) within `budget`, on
 /// this thread's current_thread runtime.
 async fn probe_load<T, F>(
     targets: Vec<T>,
@@ -206,8 +218,37 @@ fn report(what: &str, (count, failed, wall, cpu): (u64, u64, Duration, Duration)
     );
 }
 
+/// How probes reach the services in goal 1.
+#[derive(Clone, Copy, Debug)]
+enum Connections {
+    /// Kept alive ([`PROBE_POOL`]).
+    Reuse,
+    /// A new connection and a full TLS handshake per probe.
+    Dial,
+    /// A new connection per probe, resuming the service's TLS session.
+    Resume,
+}
+
+impl Connections {
+    fn limits(self) -> PoolLimits {
+        let none = PoolLimits {
+            per_key: 0,
+            total: 0,
+            ..PROBE_POOL
+        };
+        match self {
+            Self::Reuse => PROBE_POOL,
+            Self::Dial => PoolLimits {
+                sessions: 0,
+                ..none
+            },
+            Self::Resume => none,
+        }
+    }
+}
+
 /// Goal 1: The servers run on their own thread; the prober on a current_thread runtime here.
-fn probes_per_second(budget: Budget) {
+fn probes_per_second(budget: Budget, connections: Connections) {
     let lab = Arc::new(lab_pki());
     let stop = CancellationToken::new();
     let (addrs, server) = lab_services(&lab, &stop);
@@ -216,7 +257,10 @@ fn probes_per_second(budget: Budget) {
         .build()
         .unwrap();
     let (figures, idle) = rt.block_on(async {
-        let prober = Arc::new(NetworkProber::new(std::slice::from_ref(&lab.ca_pem)).unwrap());
+        let prober = Arc::new(
+            NetworkProber::with_limits(std::slice::from_ref(&lab.ca_pem), connections.limits())
+                .unwrap(),
+        );
         let targets: Vec<ProbeTarget> = addrs
             .iter()
             .map(|(kind, addr)| target(*kind, *addr, HealthCheck::catalog_default(*kind)))
@@ -238,7 +282,7 @@ fn probes_per_second(budget: Budget) {
     stop.cancel();
     server.join().unwrap();
     report(
-        "probes",
+        &format!("probes ({connections:?})"),
         figures,
         &format!(" over {idle} kept-alive connections"),
     );
@@ -450,12 +494,20 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "probes") {
         let n = args.get(at + 1).and_then(|n| n.parse().ok());
-        probes_per_second(Budget::Probes(n.expect("probes N: a number of probes")));
+        let connections = match args.get(at + 2).map(String::as_str) {
+            Some("dial") => Connections::Dial,
+            Some("resume") => Connections::Resume,
+            _ => Connections::Reuse,
+        };
+        let n = n.expect("probes N: a number of probes");
+        probes_per_second(Budget::Probes(n), connections);
         return;
     }
     let quick = args.iter().any(|a| a == "quick");
     let (seconds, rounds, trials) = if quick { (1, 10, 1) } else { (5, 100, 4) };
-    probes_per_second(Budget::Seconds(seconds));
+    for connections in [Connections::Reuse, Connections::Dial, Connections::Resume] {
+        probes_per_second(Budget::Seconds(seconds), connections);
+    }
     metrics_encoding(rounds);
     status_serialization(rounds);
     failure_detection(trials);

@@ -35,7 +35,14 @@ pub const PROBE_POOL: PoolLimits = PoolLimits {
     total: 256,
     max_idle: Duration::from_secs(30),
     max_age: Duration::from_secs(300),
+    sessions: PROBE_SESSIONS,
 };
+
+/// TLS sessions kept to resume, one per probed (address, TLS name): a probe that dials
+/// again (most of them: few connections are kept) resumes its service's session, which
+/// skips the certificate chain and its verification on both ends. 1,000 servers x 11
+/// services with room; about 1 KB each (docs/scale.md, "Probing CPU").
+pub const PROBE_SESSIONS: usize = 16_384;
 
 pub struct NetworkProber {
     /// The trusted CAs are replaced through it ([`Prober::trust`]).

@@ -58,6 +58,16 @@ pub(super) fn pki() -> Pki {
     }
 }
 
+impl Pki {
+    /// An acceptor with the same certificate and a session store of its own, as each
+    /// service on a server is a process of its own that resumes only what it issued.
+    pub fn separate_acceptor(&self) -> TlsAcceptor {
+        let cert = std::fs::read_to_string(&self.cert).unwrap();
+        let key = std::fs::read_to_string(&self.key).unwrap();
+        TlsAcceptor::from(Arc::new(steward_pki::server_config(&cert, &key).unwrap()))
+    }
+}
+
 /// A real lab service of `kind` (the `steward lab-service` code) on loopback.
 pub(super) struct Lab {
     pub addrs: Vec<SocketAddr>,
@@ -131,6 +141,8 @@ pub(super) fn status(code: u16) -> Arc<AtomicU16> {
 pub(super) struct Peer {
     pub addr: SocketAddr,
     pub accepted: Arc<AtomicUsize>,
+    /// TLS handshakes that resumed a session (`Script::Respond`).
+    pub resumed: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -144,7 +156,8 @@ pub(super) async fn peer(script: Script, acceptor: &TlsAcceptor) -> Peer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
+    let resumed = Arc::new(AtomicUsize::new(0));
+    let (count, resumptions) = (accepted.clone(), resumed.clone());
     let acceptor = acceptor.clone();
     let task = tokio::spawn(async move {
         // Dropped (so aborted) with the accept loop.
@@ -152,17 +165,23 @@ pub(super) async fn peer(script: Script, acceptor: &TlsAcceptor) -> Peer {
         while let Ok((stream, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             let (script, acceptor) = (script.clone(), acceptor.clone());
-            held.spawn(connection(stream, script, acceptor));
+            held.spawn(connection(stream, script, acceptor, resumptions.clone()));
         }
     });
     Peer {
         addr,
         accepted,
+        resumed,
         task,
     }
 }
 
-async fn connection(mut stream: TcpStream, script: Script, acceptor: TlsAcceptor) {
+async fn connection(
+    mut stream: TcpStream,
+    script: Script,
+    acceptor: TlsAcceptor,
+    resumed: Arc<AtomicUsize>,
+) {
     let mut buf = vec![0u8; 4096];
     match script {
         Script::Hangup => {}
@@ -186,6 +205,9 @@ async fn connection(mut stream: TcpStream, script: Script, acceptor: TlsAcceptor
             let Ok(tls) = acceptor.accept(stream).await else {
                 return;
             };
+            if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                resumed.fetch_add(1, Ordering::SeqCst);
+            }
             let service = service_fn(move |_req| {
                 let code = StatusCode::from_u16(code.load(Ordering::SeqCst)).unwrap();
                 async move {

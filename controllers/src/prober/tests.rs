@@ -519,3 +519,52 @@ async fn the_probe_pool_keeps_one_idle_connection_per_service_and_few_in_all() {
     }
     assert_eq!(prober.idle_connections(), PROBE_POOL.total);
 }
+
+/// A probe that finds no kept connection (the pool keeps few) dials again and resumes
+/// the TLS session of that service, not one another port of the same name issued: the
+/// services of a server share its name, and each (a process of its own) resumes only its
+/// own sessions. The resumed probe reports the certificate of the full handshake.
+#[tokio::test]
+async fn a_probe_that_dials_again_resumes_its_own_services_tls_session() {
+    let pki = pki();
+    let code = status(200);
+    let limits = PoolLimits {
+        per_key: 0,
+        total: 0,
+        ..PROBE_POOL
+    };
+    let prober = NetworkProber::with_limits(std::slice::from_ref(&pki.ca_pem), limits).unwrap();
+    let a = peer(
+        Script::Respond(code.clone(), "Success"),
+        &pki.separate_acceptor(),
+    )
+    .await;
+    let b = peer(
+        Script::Respond(code.clone(), "Success"),
+        &pki.separate_acceptor(),
+    )
+    .await;
+    let (ta, tb) = (
+        target(ServiceKind::Psws, a.addr.port(), PATIENCE),
+        target(ServiceKind::Psws, b.addr.port(), PATIENCE),
+    );
+    let mut seen = Vec::new();
+    for t in [&ta, &tb, &ta, &tb] {
+        let r = prober.probe(t).await;
+        assert_eq!(r.outcome, Ok(()));
+        assert!(!r.reused_connection);
+        seen.push(r.cert_not_after);
+    }
+    for server in [&a, &b] {
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            server.resumed.load(Ordering::SeqCst),
+            1,
+            "the second resumed"
+        );
+    }
+    let expected = Some(pki.not_after.unix_timestamp());
+    assert!(seen
+        .iter()
+        .all(|n| n.map(|t| t.unix_timestamp()) == expected));
+}

@@ -10,7 +10,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderValue, HOST};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+use rustls::client::Resumption;
 use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use time::OffsetDateTime;
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
@@ -18,6 +20,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::error::{local_exhaustion, HttpsError, Phase, TlsFailure};
 use crate::pool::{Conn, Pool, PoolKey, PoolLimits};
+use crate::sessions::Sessions;
 
 /// What an exchange showed, whatever its outcome: the status (also when the body then
 /// failed), the served leaf certificate's notAfter (also when the request then failed),
@@ -36,11 +39,14 @@ pub struct Response {
     pub body: Bytes,
 }
 
-/// One TLS client configuration and the kept-alive connections made with it.
+/// One TLS client configuration and the kept-alive connections and TLS sessions made
+/// with it.
 pub struct HttpsClient {
-    /// Replaced whole by [`HttpsClient::set_tls`].
-    tls: RwLock<TlsConnector>,
+    /// Replaced whole by [`HttpsClient::set_tls`]; each dial resumes through a copy whose
+    /// session store is scoped to its (address, TLS name).
+    tls: RwLock<Arc<ClientConfig>>,
     pool: Pool,
+    sessions: Arc<Sessions>,
 }
 
 impl std::fmt::Debug for HttpsClient {
@@ -52,19 +58,22 @@ impl std::fmt::Debug for HttpsClient {
 }
 
 /// HTTP/1.1 is what steward speaks to agents and services; saying so in ALPN keeps a
-/// server that prefers h2 from choosing it.
-fn connector(mut config: rustls::ClientConfig) -> TlsConnector {
+/// server that prefers h2 from choosing it. Sessions are resumed only through the
+/// client's own store ([`Sessions`]), never rustls' cache keyed by name alone.
+fn template(mut config: ClientConfig) -> Arc<ClientConfig> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    TlsConnector::from(Arc::new(config))
+    config.resumption = Resumption::disabled();
+    Arc::new(config)
 }
 
 impl HttpsClient {
     /// A client with `config` (from steward-pki: trusted roots, and the client certificate
     /// for mutual TLS).
-    pub fn new(config: rustls::ClientConfig, limits: PoolLimits) -> Self {
+    pub fn new(config: ClientConfig, limits: PoolLimits) -> Self {
         Self {
-            tls: RwLock::new(connector(config)),
+            tls: RwLock::new(template(config)),
             pool: Pool::new(limits),
+            sessions: Arc::new(Sessions::new(limits.sessions, limits.max_age)),
         }
     }
 
@@ -76,16 +85,34 @@ impl HttpsClient {
         Ok(Self::new(steward_pki::client_config(roots)?, limits))
     }
 
-    /// Use `config` from now on; idle connections made under the old one are closed (they
-    /// were verified against CAs that may no longer be trusted).
-    pub fn set_tls(&self, config: rustls::ClientConfig) {
-        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = connector(config);
+    /// Use `config` from now on; idle connections and TLS sessions made under the old one
+    /// are dropped (they were verified against CAs that may no longer be trusted).
+    pub fn set_tls(&self, config: ClientConfig) {
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = template(config);
         self.pool.clear();
+        self.sessions.clear();
     }
 
     /// Idle kept-alive connections held now.
     pub fn idle_connections(&self) -> usize {
         self.pool.idle()
+    }
+
+    /// (address, TLS name) keys with a TLS session kept now.
+    pub fn kept_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The connector for a dial to `key`: resuming through the store scoped to it.
+    fn connector(&self, key: &PoolKey) -> TlsConnector {
+        let template = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if !self.sessions.enabled() {
+            return TlsConnector::from(template);
+        }
+        // A few Arcs and small vectors copied: nothing next to the handshake it serves.
+        let mut config = (*template).clone();
+        config.resumption = Resumption::store(self.sessions.scoped(key.clone()));
+        TlsConnector::from(Arc::new(config))
     }
 
     /// Send `request` (an absolute `https://host:port/...` URI) to the addresses its host
@@ -211,11 +238,16 @@ impl HttpsClient {
         let _ = tcp.set_nodelay(true);
         let server_name = ServerName::try_from(name.to_owned())
             .map_err(|_| HttpsError::Tls(TlsFailure::Other(format!("invalid TLS name {name}"))))?;
-        let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let tls = timeout_at(deadline, tls.connect(server_name, tcp))
+        let key = PoolKey {
+            addr,
+            name: name.to_owned(),
+        };
+        let tls = timeout_at(deadline, self.connector(&key).connect(server_name, tcp))
             .await
             .map_err(|_| HttpsError::Timeout(Phase::TlsHandshake))?
             .map_err(|e| HttpsError::Tls(TlsFailure::from_io(&e, name)))?;
+        self.sessions
+            .handshake_done(&key, tls.get_ref().1.handshake_kind());
         let not_after = tls
             .get_ref()
             .1
@@ -230,10 +262,6 @@ impl HttpsClient {
         let driver = tokio::spawn(async move {
             let _ = connection.await;
         });
-        let key = PoolKey {
-            addr,
-            name: name.to_owned(),
-        };
         Ok((key, Conn::new(sender, not_after, driver)))
     }
 

@@ -5,6 +5,8 @@
 //!   agents' mutual TLS), the request's host as SNI and certificate name, HTTP/1.1 in ALPN;
 //! * kept-alive connections pooled per (address, TLS name), bounded per key, in all, in
 //!   idle time and in age (`pool.rs`), so a renewed certificate is seen within `max_age`;
+//! * TLS sessions kept per (address, TLS name) to resume when a connection is dialled
+//!   again (`sessions.rs`), each key doing a full handshake at least every `max_age`;
 //! * the served leaf certificate's notAfter recorded per connection and reported with
 //!   every exchange, and whether a kept-alive connection carried it;
 //! * one deadline per request covering resolution, connect, handshake, response and body;
@@ -19,6 +21,7 @@
 mod client;
 mod error;
 mod pool;
+mod sessions;
 
 pub use client::{resolve, Exchange, HttpsClient, Response};
 pub use error::{local_exhaustion, HttpsError, Phase, TlsFailure};

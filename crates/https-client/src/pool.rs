@@ -61,7 +61,12 @@ pub struct PoolLimits {
     pub total: usize,
     /// Below the keep-alive timeout of common servers (IIS 120 s, the lab 60 s).
     pub max_idle: Duration,
+    /// A connection is closed this old, and a TLS session is resumed only this long
+    /// after its key's last full handshake: a renewed certificate is seen within it.
     pub max_age: Duration,
+    /// (address, TLS name) keys whose TLS session is kept to resume (`sessions.rs`), about
+    /// 1 KB each; 0 resumes nothing.
+    pub sessions: usize,
 }
 
 impl Default for PoolLimits {
@@ -71,6 +76,7 @@ impl Default for PoolLimits {
             total: 2048,
             max_idle: Duration::from_secs(30),
             max_age: Duration::from_secs(300),
+            sessions: 1024,
         }
     }
 }

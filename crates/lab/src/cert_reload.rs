@@ -5,6 +5,11 @@
 //! session they negotiated. A replacement is only swapped in once the pair parses and the
 //! key matches the certificate: the agent writes the two files one after the other, and the
 //! moment in between (new certificate, old key) must not take the service down.
+//!
+//! It also keeps the TLS sessions clients may resume, as Windows Schannel does by default:
+//! a resumed handshake skips the certificate (the client keeps the one it saw when the
+//! session began), so the sessions belong to the certificate they were made under and a
+//! replacement starts with none, as a new Schannel credential does.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,7 +21,9 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use sha1::{Digest, Sha1};
 use tokio::sync::{mpsc, watch};
@@ -77,7 +84,32 @@ pub struct ReloadingCert {
     key_path: PathBuf,
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<CertifiedKey>>,
+    /// Sessions made under `current`, replaced with it.
+    sessions: RwLock<CertSessions>,
     status: watch::Sender<CertStatus>,
+}
+
+/// Sessions a service keeps to resume: a lab service has few clients (the prober, a test),
+/// and each one resumes the one ticket it was last sent.
+const SESSIONS: usize = 64;
+/// A session is stored as its handshake ends, and a handshake that chose the previous
+/// certificate may end this long (the default handshake timeout) after the replacement:
+/// none is stored meanwhile, or its clients would go on resuming the old certificate.
+const NO_SESSIONS_AFTER_REPLACEMENT: Duration = Duration::from_secs(10);
+
+struct CertSessions {
+    store: Arc<ServerSessionMemoryCache>,
+    /// When the certificate they belong to replaced another.
+    replaced_at: Option<std::time::Instant>,
+}
+
+impl CertSessions {
+    fn new(replaced_at: Option<std::time::Instant>) -> Self {
+        Self {
+            store: ServerSessionMemoryCache::new(SESSIONS),
+            replaced_at,
+        }
+    }
 }
 
 impl fmt::Debug for ReloadingCert {
@@ -109,6 +141,7 @@ impl ReloadingCert {
             key_path: key_path.to_owned(),
             provider,
             current: RwLock::new(Arc::new(key)),
+            sessions: RwLock::new(CertSessions::new(None)),
             status: watch::channel(status).0,
         })
     }
@@ -136,6 +169,10 @@ impl ReloadingCert {
                     return false;
                 }
                 *current = Arc::new(key);
+                // Still under the certificate's lock: no handshake sees the new one
+                // before its sessions are gone.
+                *self.sessions.write().unwrap_or_else(|e| e.into_inner()) =
+                    CertSessions::new(Some(std::time::Instant::now()));
                 drop(current);
                 tracing::info!(thumbprint = %new_thumbprint, "certificate reloaded");
                 self.status.send_modify(|s| {
@@ -183,6 +220,35 @@ impl ResolvesServerCert for ReloadingCert {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
         )
+    }
+}
+
+impl ReloadingCert {
+    fn sessions(&self) -> Arc<ServerSessionMemoryCache> {
+        let sessions = self.sessions.read().unwrap_or_else(|e| e.into_inner());
+        sessions.store.clone()
+    }
+}
+
+impl StoresServerSessions for ReloadingCert {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let sessions = self.sessions.read().unwrap_or_else(|e| e.into_inner());
+        let settling = sessions
+            .replaced_at
+            .is_some_and(|at| at.elapsed() < NO_SESSIONS_AFTER_REPLACEMENT);
+        !settling && sessions.store.put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.sessions().get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.sessions().take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
     }
 }
 

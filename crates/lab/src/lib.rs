@@ -318,11 +318,11 @@ fn tls_acceptor(
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(store.clone());
-    // A resumed session skips the resolver, and the client keeps the certificate it saw
-    // when the session began; with resumption a rotation would stay invisible to returning
-    // clients (the prober included). A lab service can afford a full handshake each time.
-    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
+    // Clients resume, as with Windows Schannel: the store keeps the sessions of the
+    // certificate served, so a rotation is seen at the next handshake (`cert_reload.rs`).
+    // One ticket per handshake: a client resumes the newest (steward's prober does).
+    config.session_storage = store.clone();
+    config.send_tls13_tickets = 1;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((TlsAcceptor::from(Arc::new(config)), store))
 }

@@ -134,3 +134,32 @@ async fn bad_replacements_keep_the_old_certificate() {
     assert_eq!(reply.peer_cert, next.der);
     running.stop().await.unwrap();
 }
+
+/// A returning client resumes its TLS session, as with Windows Schannel, so a probe that
+/// dials again skips the certificate; a replaced certificate ends the sessions made under
+/// the old one, so the next client to come back sees the new certificate.
+#[tokio::test]
+async fn clients_resume_their_session_until_the_certificate_is_replaced() {
+    let ca = TestCa::new();
+    let (old, new) = (ca.leaf("old"), ca.leaf("new"));
+    let files = CertFiles::new(&old);
+    let mut running = Running::start(args(ServiceKind::Psis, Some(&files))).await;
+    let addr = running.addrs[0];
+    let client = ca.client();
+
+    let first = client.get(addr, "/identityserver").await.unwrap();
+    let second = client.get(addr, "/identityserver").await.unwrap();
+    assert_eq!((first.resumed, second.resumed), (false, true));
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(second.peer_cert, old.der);
+
+    files.overwrite(&new.cert_pem, &new.key_pem);
+    running.wait_cert(|s| s.loaded >= 2).await;
+    let after = client.get(addr, "/identityserver").await.unwrap();
+    assert!(
+        !after.resumed,
+        "a session of the old certificate is not resumed"
+    );
+    assert_eq!(after.peer_cert, new.der);
+    running.stop().await.unwrap();
+}

@@ -183,8 +183,11 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: hyper::HeaderMap,
     pub body: String,
-    /// The leaf certificate the server presented (empty over plain HTTP).
+    /// The leaf certificate the server presented (empty over plain HTTP); on a resumed
+    /// session, the one of the handshake it resumes.
     pub peer_cert: Vec<u8>,
+    /// Whether the TLS handshake resumed a session this client kept.
+    pub resumed: bool,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -210,15 +213,16 @@ impl Client {
             .connector
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await?;
-        let peer_cert = tls
-            .get_ref()
-            .1
+        let state = tls.get_ref().1;
+        let peer_cert = state
             .peer_certificates()
             .and_then(|c| c.first())
             .map(|c| c.to_vec())
             .unwrap_or_default();
+        let resumed = state.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         let mut reply = send(tls, addr, method, path).await?;
         reply.peer_cert = peer_cert;
+        reply.resumed = resumed;
         Ok(reply)
     }
 
@@ -301,5 +305,6 @@ async fn reply(resp: hyper::Response<hyper::body::Incoming>) -> Result<Reply, Bo
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
         peer_cert: Vec::new(),
+        resumed: false,
     })
 }
