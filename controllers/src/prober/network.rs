@@ -41,7 +41,7 @@ pub const PROBE_POOL: PoolLimits = PoolLimits {
 /// TLS sessions kept to resume, one per probed (address, TLS name): a probe that dials
 /// again (most of them: few connections are kept) resumes its service's session, which
 /// skips the certificate chain and its verification on both ends. 1,000 servers x 11
-/// services with room; about 1 KB each (docs/scale.md, "Probing CPU").
+/// services with room; about 1.2 KB each with a small ECDSA certificate (docs/scale.md, "Probing CPU").
 pub const PROBE_SESSIONS: usize = 16_384;
 
 pub struct NetworkProber {

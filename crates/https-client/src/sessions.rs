@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::pool::PoolKey;
 
-/// What is kept for one key. About 1 KB, most of it the server's certificate chain that
+/// What is kept for one key. About 1.2 KB with a 459-byte leaf, most of it the server's certificate chain that
 /// a resumed connection reports as its peer's.
 #[derive(Default)]
 struct Session {
