@@ -410,6 +410,8 @@ pub const AGENT_POOL: PoolLimits = PoolLimits {
     total: 256,
     max_idle: Duration::from_secs(30),
     max_age: Duration::from_secs(300),
+    // The TLS session a dial resumes: one per agent, about 1.2 KB each.
+    sessions: 1_024,
 };
 
 /// The HTTPS client agent clients share (see [`AgentClient::sharing`]), with `tls`
