@@ -3,7 +3,8 @@
 //! repair starts them). The vendor's guide has a person re-route a failed listener; this
 //! does it the way keepalived or a failover cluster would, with fencing first.
 //!
-//! Every run re-reads each listener's state from its agent, then:
+//! Every run reads the active listener's state from its agent, and the others' from what
+//! earlier runs saw (`view.rs`: a steady run asks one agent, not every HL7 server's), then:
 //! 1. keeps the active one (the one kept before, else the one running, else `preferred`,
 //!    else the first by name) and stops any other that runs;
 //! 2. starts the active listener if it is held (a fresh installation, a failback);
@@ -18,18 +19,26 @@
 //!    ([`crate::ControllersHandle::hl7_failback`]).
 //!
 //! Never two active at once: a listener is started only when every other one is stopped or
-//! fenced out of the backend. The move is recorded as `lastFailover` (persisted, see
-//! `memory.rs`), the event `HL7Failover` and `steward_hl7_failovers_total`.
+//! fenced out of the backend, and a move reads the standby it starts afresh right before
+//! it fences anything. A standby that runs without steward (an agent restart re-adopted
+//! it) is stopped within the server controller's period (`Pace::period` of the fleet,
+//! the resync on a small one) plus one run: that controller lists every server each
+//! period and wakes this one when a listener is not as last seen, and a view that old is
+//! taken again in full anyway. A listener whose agent did not answer is asked at every
+//! run, so a fenced one that kept running is stopped as soon as its agent is back. The
+//! move is recorded as `lastFailover` (persisted, see `memory.rs`), the event
+//! `HL7Failover` and `steward_hl7_failovers_total`.
 
 mod backend;
 mod memory;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use steward_agent::api::{ServiceInfo, ServiceStatus};
+use steward_agent::api::ServiceInfo;
 use steward_model::resource::{Failback, Hl7Failover, Mode};
 use steward_model::snapshot::{Hl7, Server};
 use steward_model::ServiceKind;
@@ -41,11 +50,14 @@ use crate::config::Desired;
 use crate::context::Context;
 use crate::error::ControllerError;
 use crate::in_force::Accepted;
+use crate::listing::Need;
 use crate::reconciler::{Reconciled, Singleton};
 use crate::status::{EventType, LastFailover, Phase};
 use crate::store::Hl7Record;
 use backend::Backend;
 pub(crate) use memory::{Hl7State, Memory};
+pub(crate) use view::listed;
+use view::{Listener, Look, Seen};
 
 /// A failback waits this many times `failoverAfter` after the last move.
 const FAILBACK_HOLD: u32 = 10;
@@ -89,40 +101,7 @@ impl Singleton for Hl7Failovers {
     const NAME: &'static str = "hl7_failover";
 
     async fn reconcile(accepted: Arc<Accepted>, ctx: &Context) -> Reconciled {
-        let desired = &accepted.desired;
-        let snapshot = &desired.snapshot;
-        let servers: Vec<&Server> = snapshot
-            .servers_with(ServiceKind::Hl7)
-            .map(|(s, _)| s)
-            .collect();
-        if servers.is_empty() {
-            ctx.store.with_hl7(|r| *r = None);
-            return Ok(Action::await_change());
-        }
-        let listeners = futures::future::join_all(servers.iter().map(|s| observe(ctx, s))).await;
-        let mut pass = Pass {
-            ctx,
-            desired,
-            policy: &snapshot.installation.hl7,
-            // A daemon that does not lead (controller HA) only reports, like monitor mode: its
-            // agent calls would be refused, but HAProxy's runtime API is not fenced.
-            monitor: snapshot.installation.mode == Mode::Monitor || !ctx.acting(),
-            backend: Backend::of(snapshot, ctx.config.state_dir.as_deref()),
-            state: ctx.hl7.get(),
-            listeners,
-        };
-        let result = pass.run().await;
-        let saved = ctx.hl7.set(pass.state.clone());
-        pass.publish();
-        match (result, saved) {
-            (Ok(verdict), Ok(())) => {
-                ctx.store
-                    .hl7_condition(verdict.phase, verdict.reason, &verdict.message);
-                Ok(Action::requeue(verdict.next))
-            }
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(e.into()),
-        }
+        reconcile(&accepted, ctx).await
     }
 
     fn error_policy(error: &ControllerError, ctx: &Context) {
@@ -131,62 +110,60 @@ impl Singleton for Hl7Failovers {
     }
 }
 
-/// One server's HL7 listener as its agent reports it now.
-struct Listener<'a> {
-    server: &'a Server,
-    /// `None`: the agent does not answer.
-    agent: Option<Arc<dyn AgentApi>>,
-    seen: Seen,
-}
-
-enum Seen {
-    Unreachable,
-    NotInstalled,
-    Installing,
-    Running(ServiceInfo),
-    /// Stopped, failed or held.
-    Stopped(ServiceInfo),
-}
-
-impl Listener<'_> {
-    fn name(&self) -> &str {
-        &self.server.name
+async fn reconcile(accepted: &Accepted, ctx: &Context) -> Reconciled {
+    let desired = &accepted.desired;
+    let snapshot = &desired.snapshot;
+    let servers: Vec<&Server> = snapshot
+        .servers_with(ServiceKind::Hl7)
+        .map(|(s, _)| s)
+        .collect();
+    if servers.is_empty() {
+        ctx.store.with_hl7(|r| *r = None);
+        return Ok(Action::await_change());
     }
-
-    /// Installed, stopped, and its agent answers: it can take over.
-    fn standby(&self) -> bool {
-        self.agent.is_some() && matches!(self.seen, Seen::Stopped(_))
+    let generation = desired.generation;
+    let state = ctx.hl7.get();
+    let active = state
+        .active
+        .as_deref()
+        .filter(|a| servers.iter().any(|s| s.name == *a));
+    let look = match active {
+        Some(_) => view::look(ctx, generation, snapshot.servers.len()),
+        // Nothing to keep: every listener decides which one runs.
+        None => Look::Full(Need::now()),
+    };
+    let began = Instant::now();
+    let listeners = view::listeners(ctx, &servers, active, &look).await;
+    let mut pass = Pass {
+        ctx,
+        desired,
+        servers: &servers,
+        full: matches!(look, Look::Full(_) | Look::Sweep(_)).then_some(began),
+        afresh: matches!(look, Look::Full(_)),
+        policy: &snapshot.installation.hl7,
+        // A daemon that does not lead (controller HA) only reports, like monitor mode: its
+        // agent calls would be refused, but HAProxy's runtime API is not fenced.
+        monitor: snapshot.installation.mode == Mode::Monitor || !ctx.acting(),
+        backend: Backend::of(snapshot, ctx.config.state_dir.as_deref()),
+        state,
+        listeners,
+    };
+    let result = pass.run().await;
+    let saved = ctx.hl7.set(pass.state.clone());
+    view::keep(ctx, generation, &pass.listeners, pass.full);
+    pass.publish();
+    if result.is_err() || saved.is_err() {
+        // The retry does not trust what this pass saw.
+        ctx.hl7.look_again_in_full();
     }
-
-    fn held(&self) -> bool {
-        matches!(&self.seen, Seen::Stopped(info) if info.held)
-    }
-}
-
-async fn observe<'a>(ctx: &Context, server: &'a Server) -> Listener<'a> {
-    let unreachable = |server| Listener {
-        server,
-        agent: None,
-        seen: Seen::Unreachable,
-    };
-    let Ok(agent) = ctx.agents.get(server) else {
-        return unreachable(server);
-    };
-    let Ok(services) = agent.services().await else {
-        return unreachable(server);
-    };
-    let seen = match services.into_iter().find(|s| s.kind == ServiceKind::Hl7) {
-        None => Seen::NotInstalled,
-        Some(info) => match info.status {
-            ServiceStatus::Running => Seen::Running(info),
-            ServiceStatus::Installing => Seen::Installing,
-            ServiceStatus::Stopped | ServiceStatus::Failed => Seen::Stopped(info),
-        },
-    };
-    Listener {
-        server,
-        agent: Some(agent),
-        seen,
+    match (result, saved) {
+        (Ok(verdict), Ok(())) => {
+            ctx.store
+                .hl7_condition(verdict.phase, verdict.reason, &verdict.message);
+            Ok(Action::requeue(verdict.next))
+        }
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.into()),
     }
 }
 
@@ -201,6 +178,12 @@ struct Verdict {
 struct Pass<'a> {
     ctx: &'a Context,
     desired: &'a Desired,
+    servers: &'a [&'a Server],
+    /// When this pass began to look at every listener, if it did.
+    full: Option<Instant>,
+    /// It looked at every listener in listings sent since it began (or since the change
+    /// that woke it).
+    afresh: bool,
     policy: &'a Hl7,
     monitor: bool,
     backend: Option<Backend>,
@@ -208,7 +191,7 @@ struct Pass<'a> {
     listeners: Vec<Listener<'a>>,
 }
 
-impl Pass<'_> {
+impl<'a> Pass<'a> {
     /// How often the active listener is tested: a quarter of `failoverAfter`.
     fn every(&self) -> Duration {
         (self.policy.failover_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
@@ -355,6 +338,8 @@ impl Pass<'_> {
         for (name, agent) in others {
             let Some(agent) = agent else { continue };
             tracing::warn!("{name}: stopping HL7: only {active}'s listener may be active");
+            // Read back at the next pass, whatever the stop's outcome.
+            self.ctx.hl7.views.mark_stale(&name);
             agent
                 .stop(ServiceKind::Hl7)
                 .await
@@ -445,6 +430,9 @@ impl Pass<'_> {
                 format!("{what}; failover: manual, so steward does not move it"),
             )));
         }
+        if !self.afresh {
+            self.look_again(active).await;
+        }
         let Some(standby) = self.standby_for(active) else {
             return Ok(Some(self.verdict(
                 Phase::Degraded,
@@ -454,12 +442,58 @@ impl Pass<'_> {
                 ),
             )));
         };
+        if let Some(verdict) = self.confirm(&standby).await {
+            return Ok(Some(verdict));
+        }
         self.switch(active, &standby, failure, since).await?;
         Ok(Some(self.verdict(
             Phase::Progressing,
             "FailedOver",
             format!("{what}; {standby} took over"),
         )))
+    }
+
+    /// A move needs a standby: every listener but `active` read afresh (the view may be
+    /// a period old).
+    async fn look_again(&mut self, active: &str) {
+        let others: Vec<&'a Server> = self
+            .servers
+            .iter()
+            .copied()
+            .filter(|s| s.name != active)
+            .collect();
+        let read = view::listeners(self.ctx, &others, None, &Look::Full(Need::now())).await;
+        for listener in read {
+            self.replace(listener);
+        }
+        self.afresh = true;
+    }
+
+    fn replace(&mut self, listener: Listener<'a>) {
+        if let Some(l) = self
+            .listeners
+            .iter_mut()
+            .find(|l| l.name() == listener.name())
+        {
+            *l = listener;
+        }
+    }
+
+    /// Right before the move, `standby` as its agent lists it now: `None` while it can
+    /// still take over; else it is kept as read, and the move waits for the next pass.
+    async fn confirm(&mut self, standby: &str) -> Option<Verdict> {
+        let server = *self.servers.iter().find(|s| s.name == standby)?;
+        let now = view::observe(self.ctx, server, Need::now()).await;
+        let ready = now.standby();
+        self.replace(now);
+        if ready {
+            return None;
+        }
+        Some(self.verdict(
+            Phase::Progressing,
+            "StandbyChanged",
+            format!("{standby}'s HL7 listener cannot take over any more; looking again"),
+        ))
     }
 
     /// The standby to take over from `active`: `preferred` first, then by name.
@@ -499,6 +533,9 @@ impl Pass<'_> {
         if !due {
             return Ok(None);
         }
+        if let Some(verdict) = self.confirm(&preferred).await {
+            return Ok(Some(verdict));
+        }
         self.switch(active, &preferred, "Failback", Instant::now())
             .await?;
         Ok(Some(self.verdict(
@@ -518,6 +555,7 @@ impl Pass<'_> {
         since: Instant,
     ) -> Result<(), ControllerError> {
         let old = self.listener(from).expect("placed");
+        self.ctx.hl7.views.mark_stale(from);
         let mut stopped = false;
         if let Some(agent) = &old.agent {
             match agent.stop(ServiceKind::Hl7).await {
@@ -594,6 +632,7 @@ impl Pass<'_> {
         agent: &dyn AgentApi,
     ) -> Result<ServiceInfo, ControllerError> {
         tracing::info!("{name}: starting the HL7 listener");
+        self.ctx.hl7.views.mark_stale(name);
         let info = agent
             .start(ServiceKind::Hl7)
             .await

@@ -201,6 +201,8 @@ impl ControllersHandle {
     /// Reconcile every object of every controller now (an operator's "reconcile"): each
     /// re-reads what its agent reports, whether or not the desired state changed.
     pub fn resync_all(&self) {
+        // The HL7 failover reads every listener again, not only the active one.
+        self.ctx.hl7.look_again_in_full();
         self.ctx.triggers.resync_all(&self.ctx);
     }
 

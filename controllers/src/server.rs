@@ -117,6 +117,7 @@ impl Reconciler for Servers {
             );
         }
         wake_changed_services(&ctx, &server, &listed);
+        crate::hl7_failover::listed(&ctx, &server, &listed);
 
         if !same_host(&host.hostname, &server.hostname) {
             let message = format!(

@@ -47,6 +47,8 @@ pub(crate) struct Memory {
     /// `failback: manual`: an operator asked to return to `preferred`. Apart from the
     /// state, which a run copies and writes back: a request made meanwhile is not lost.
     failback: AtomicBool,
+    /// What the passes saw of the listeners they do not test (in memory only).
+    pub(super) views: super::view::Views,
 }
 
 impl Memory {
@@ -85,6 +87,7 @@ impl Memory {
             path: Some(path),
             state: Mutex::new(state),
             failback: AtomicBool::new(false),
+            views: Default::default(),
         }
     }
 
@@ -123,6 +126,11 @@ impl Memory {
             std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
         }
         steward_pki::replace_private_file(path, &json).map_err(|e| failed(e.to_string()))
+    }
+
+    /// The next run reads every listener afresh (an operator's full resync).
+    pub(crate) fn look_again_in_full(&self) {
+        self.views.look_again_in_full();
     }
 
     /// An operator's request to return to `preferred` (`failback: manual`).
