@@ -140,6 +140,12 @@ pub struct ServiceHealth {
     /// as its agent reports it; kept after it runs again, until it is reinstalled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<Box<steward_agent::api::LastFailure>>,
+    /// An HL7 standby as the failover holds it (installed, stopped, its agent answers):
+    /// in place. Not a field of the document: the compact form leaves such a service out
+    /// with the healthy ones (the dashboard counts a standby as in place).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub standby: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

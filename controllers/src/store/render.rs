@@ -402,5 +402,6 @@ fn service_health(
                 ..f
             })
         }),
+        standby: healthy.is_none() && agent_up != Some(false) && record.standby(),
     }
 }

@@ -85,7 +85,7 @@ pub fn document() -> Value {
                 "operationId": "status",
                 "parameters": [
                     {"name": "compact", "in": "query", "required": false,
-                     "description": "false (default): every service; true: healthy services (installed, declared, passing) are left out of servers[].services and counted in compact.healthyOmitted; auto: true above 100 servers (what the dashboard asks)",
+                     "description": "false (default): every service; true: services in place (installed, declared, and passing or a held HL7 standby, which the dashboard counts as healthy) are left out of servers[].services and counted in compact.healthyOmitted; auto: true above 100 servers (what the dashboard asks)",
                      "schema": {"type": "string", "enum": ["false", "true", "auto"]}},
                     {"name": "detail", "in": "query", "required": false,
                      "description": "comma-separated server names that keep every service in a compact document",
