@@ -140,6 +140,18 @@ def first_agent_call_after(log_path, since):
     return None
 
 
+def stop(*procs):
+    """SIGTERM each started process (None: not started), SIGKILL after 120 s."""
+    for proc in procs:
+        if proc is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def run_size(steward, servers, work, resync):
     fleet = os.path.join(work, "fleet")
     state = os.path.join(work, "state")
@@ -248,14 +260,7 @@ def run_size(steward, servers, work, resync):
             "elapsed": time.monotonic() - started,
         }
     finally:
-        for proc in (daemon, sim):
-            if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=120)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop(daemon, sim)
 
 
 def main():

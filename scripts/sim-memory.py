@@ -21,7 +21,6 @@ import importlib.util
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -128,14 +127,7 @@ def run_size(steward, servers, work, args):
             "load": load, "load_end": figures.load(),
         }
     finally:
-        for proc in (daemon, sim):
-            if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=120)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        figures.stop(daemon, sim)
 
 
 def daemon_pid(pid, under_heaptrack):

@@ -15,18 +15,24 @@ Goal: flat memory and open files, no probe later than its interval.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from datetime import datetime, timezone
+
+# The figures script's process handling, shared.
+_spec = importlib.util.spec_from_file_location(
+    "sim_figures", os.path.join(os.path.dirname(os.path.abspath(__file__)), "sim-figures.py"))
+figures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(figures)
 
 API = "127.0.0.1:9464"
 FIRST = "127.1.0.1"
@@ -173,14 +179,7 @@ def main():
                 next_report += 60
             time.sleep(0.1)
     finally:
-        for proc in (daemon, sim):
-            if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=120)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        figures.stop(daemon, sim)
         shutil.rmtree(work, ignore_errors=True)
 
 
