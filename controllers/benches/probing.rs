@@ -32,6 +32,9 @@ use steward_model::snapshot::HealthCheck;
 use steward_model::ServiceKind;
 use tokio_util::sync::CancellationToken;
 
+mod measure;
+use measure::{ms, percentile};
+
 const HOST: &str = "app1.example.eng";
 const FLEET: usize = 1000;
 
@@ -90,18 +93,7 @@ fn thread_cpu(budget: Budget) -> Duration {
     if let Budget::Probes(_) = budget {
         return Duration::ZERO;
     }
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[i]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+    measure::thread_cpu()
 }
 
 const PROBED: [ServiceKind; 4] = [

@@ -19,22 +19,10 @@ use http_body_util::StreamBody;
 use hyper::body::Frame;
 use steward_controllers::{Compaction, FleetStatus, Store};
 
+mod measure;
+use measure::{ms, percentile, thread_cpu};
+
 const FLEET: usize = 1000;
-
-fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[i]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
 
 /// What the daemon's handler did before: the whole fleet built and serialized, healthy
 /// services dropped for a compact document.

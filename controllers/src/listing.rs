@@ -113,6 +113,15 @@ impl SharedListing {
         slot.flight = None;
     }
 
+    /// Run a call that changes the server: listings kept or sent before it, or while it
+    /// ran, answer no one after it.
+    async fn changing<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        self.changed();
+        let result = call.await;
+        self.changed();
+        result
+    }
+
     /// Drop a listing kept past [`KEEP`]; called by the owner now and then.
     pub(crate) fn expire(&self, now: Instant) {
         let mut slot = self.lock();
@@ -239,34 +248,19 @@ impl AgentApi for SharedListing {
         request: &InstallRequest,
         held: bool,
     ) -> Result<InstallResponse, ClientError> {
-        self.changed();
-        let result = self.inner.install(kind, request, held).await;
-        self.changed();
-        result
+        self.changing(self.inner.install(kind, request, held)).await
     }
     async fn uninstall(&self, kind: ServiceKind) -> Result<UninstallResponse, ClientError> {
-        self.changed();
-        let result = self.inner.uninstall(kind).await;
-        self.changed();
-        result
+        self.changing(self.inner.uninstall(kind)).await
     }
     async fn restart(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
-        self.changed();
-        let result = self.inner.restart(kind).await;
-        self.changed();
-        result
+        self.changing(self.inner.restart(kind)).await
     }
     async fn stop(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
-        self.changed();
-        let result = self.inner.stop(kind).await;
-        self.changed();
-        result
+        self.changing(self.inner.stop(kind)).await
     }
     async fn start(&self, kind: ServiceKind) -> Result<ServiceInfo, ClientError> {
-        self.changed();
-        let result = self.inner.start(kind).await;
-        self.changed();
-        result
+        self.changing(self.inner.start(kind)).await
     }
     async fn certificate(&self) -> Result<Option<CertificateStatus>, ClientError> {
         self.inner.certificate().await

@@ -247,23 +247,22 @@ mod tests {
         fs::create_dir_all(root.join("lab/app1")).unwrap();
         fs::write(root.join("lab/app1/agent.log"), "not in the archive").unwrap();
 
+        let stage_all = |tree: &mut StagedTree| {
+            tree.stage(Path::new("old"), b"after", 0o600).unwrap();
+            tree.stage(Path::new("lab/app1/agent.pem"), b"a", 0o644)
+                .unwrap();
+            tree.stage(Path::new("lab/app2/state/x.json"), b"x", 0o600)
+                .unwrap();
+        };
         let mut tree = StagedTree::new(root).unwrap();
-        tree.stage(Path::new("old"), b"after", 0o600).unwrap();
-        tree.stage(Path::new("lab/app1/agent.pem"), b"a", 0o644)
-            .unwrap();
-        tree.stage(Path::new("lab/app2/state/x.json"), b"x", 0o600)
-            .unwrap();
+        stage_all(&mut tree);
         drop(tree);
         assert_eq!(fs::read(root.join("old")).unwrap(), b"before");
         assert_eq!(names(root), ["lab", "old"], "staging removed");
         assert_eq!(names(&root.join("lab")), ["app1"]);
 
         let mut tree = StagedTree::new(root).unwrap();
-        tree.stage(Path::new("old"), b"after", 0o600).unwrap();
-        tree.stage(Path::new("lab/app1/agent.pem"), b"a", 0o644)
-            .unwrap();
-        tree.stage(Path::new("lab/app2/state/x.json"), b"x", 0o600)
-            .unwrap();
+        stage_all(&mut tree);
         let moves = tree.moves().unwrap();
         assert_eq!(
             moves,

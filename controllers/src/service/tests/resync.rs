@@ -36,13 +36,7 @@ fn listings(fx: &Fixture) -> usize {
 async fn look_at_all(fx: &Fixture, reason: Reason) {
     for (server, kinds) in FLEET {
         for kind in kinds {
-            crate::reconciler::reconcile_and_record::<Services>(
-                ServiceKey::new(server, kind),
-                reason,
-                fx.ctx.clone(),
-            )
-            .await
-            .unwrap();
+            run_for(fx, server, kind, reason).await;
         }
     }
 }
